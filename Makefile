@@ -1,0 +1,45 @@
+# Tideline — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CUSTOMERS ?= 2000
+HOME_DIR := $(CURDIR)/.tideline
+export DAGSTER_HOME ?= $(HOME_DIR)/dagster
+
+.PHONY: install manifest run test ui lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## build the dbt manifest the Dagster asset graph is read from
+manifest: install
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+
+## demo data -> landing zone -> dbt marts -> checks, all through Dagster; prints the summary
+run: install
+	$(BIN)/tideline demo --customers $(CUSTOMERS)
+
+## the whole test suite
+test: install manifest
+	$(BIN)/pytest
+
+## the Dagster UI on http://127.0.0.1:3000 for this project (runs of `make run` included)
+ui: install manifest
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .tideline dbt_project/target dbt_project/logs

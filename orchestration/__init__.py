@@ -1,0 +1,1 @@
+"""Tideline orchestration: the Dagster code location (see orchestration.definitions)."""

@@ -1,0 +1,185 @@
+"""`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
+
+    tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
+    tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
+    tideline demo [--customers N] [--days D] [--seed S]      (what `make run` calls)
+    tideline summary [--warehouse FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from orchestration.settings import REPO_ROOT, Settings, validate_as_of
+
+log = logging.getLogger("tideline")
+
+
+def _prepare_dagster_home(home: Path) -> Path:
+    """DAGSTER_HOME under the Tideline home, with the repo's dagster.yaml, unless one is set."""
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    source = REPO_ROOT / "dagster.yaml"
+    if source.exists() and not os.environ.get("DAGSTER_HOME"):
+        shutil.copyfile(source, dagster_home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def run_pipeline(settings: Settings) -> bool:
+    """Materialise every asset and run every check through Dagster. True when the run succeeded."""
+    if not settings.raw_dir.is_dir():
+        raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
+    settings.export()
+    _prepare_dagster_home(settings.home)
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+
+    from orchestration.manifest import parse_dbt_project
+
+    parse_dbt_project()
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("tideline_pipeline")
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        print(f"Running the pipeline through Dagster (landing zone -> dbt build -> checks), as of "
+              f"{settings.as_of or 'today'} ...", flush=True)
+        level = os.environ.get("TIDELINE_LOG_LEVEL", "WARNING").upper()
+        run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    seconds = time.monotonic() - started
+    status = "succeeded" if result.success else "FAILED"
+    print(f"Dagster run {result.run_id} {status} in {seconds:.1f}s", flush=True)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"  failed: {event.step_key}: {event.message}", file=sys.stderr)
+    return result.success
+
+
+def _print_summary(warehouse: Path) -> None:
+    from orchestration.summary import build_summary
+
+    print()
+    print(build_summary(warehouse))
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from orchestration.demo_data import generate_demo_data
+
+    end = dt.date.fromisoformat(args.end_date) if args.end_date else None
+    summary = generate_demo_data(
+        Path(args.out), customers=args.customers, days=args.days, seed=args.seed, end_date=end
+    )
+    print(
+        f"demo data: {summary.customers:,} customers, {summary.orders:,} orders, {summary.events:,} events "
+        f"from {summary.start_date} to {summary.end_date} in {summary.out_dir} (ground truth in {summary.truth_dir})"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    base = Settings.from_env()
+    home = Path(args.home).resolve() if args.home else base.home
+    settings = Settings(
+        home=home,
+        warehouse=Path(args.warehouse).resolve() if args.warehouse else home / "warehouse.duckdb",
+        raw_dir=Path(args.raw_dir).resolve(),
+        as_of=validate_as_of(args.as_of) if args.as_of is not None else base.as_of,
+    )
+    ok = run_pipeline(settings)
+    if ok:
+        _print_summary(settings.warehouse)
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the demo landing zone (unless the same one is there) and run the pipeline on it."""
+    from orchestration.demo_data import generate_demo_data
+
+    base = Settings.from_env()
+    raw = base.home / "demo" / "raw"
+    params = {"customers": args.customers, "days": args.days, "seed": args.seed}
+    marker = raw / "_truth" / "demo.json"
+    existing = json.loads(marker.read_text()) if marker.exists() else {}
+    if any(existing.get(k) != v for k, v in params.items()):
+        if raw.exists():
+            shutil.rmtree(raw)
+        started = time.monotonic()
+        summary = generate_demo_data(raw, customers=args.customers, days=args.days, seed=args.seed)
+        print(
+            f"Generated demo data: {summary.customers:,} customers, {summary.orders:,} orders, "
+            f"{summary.events:,} events in {time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        existing = json.loads(marker.read_text())
+    else:
+        print(f"Reusing demo data in {raw}", flush=True)
+    settings = replace(base, raw_dir=raw, as_of=str(existing["end_date"]))
+    ok = run_pipeline(settings)
+    if ok:
+        _print_summary(settings.warehouse)
+    return 0 if ok else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    warehouse = Path(args.warehouse).resolve() if args.warehouse else Settings.from_env().warehouse
+    _print_summary(warehouse)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tideline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write a deterministic demo landing zone")
+    p.add_argument("--customers", type=int, default=2000)
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--end-date", default=None, help="last day of data (default: a fixed date, see demo_data)")
+    p.add_argument("--out", required=True, help="landing zone folder to write (ground truth goes to OUT/_truth)")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("run", help="run the pipeline through Dagster on a landing zone")
+    p.add_argument("--raw-dir", required=True, help="landing zone folder (see README: bring your own data)")
+    p.add_argument("--as-of", default=None, help="as-of date YYYY-MM-DD (default: $TIDELINE_AS_OF or today)")
+    p.add_argument("--warehouse", default=None, help="DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)")
+    p.add_argument("--home", default=None, help="folder for generated state (default: $TIDELINE_HOME or .tideline)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="generate demo data if needed and run the whole pipeline on it")
+    p.add_argument("--customers", type=int, default=int(os.environ.get("CUSTOMERS", 2000)))
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("summary", help="print the summary of the last run")
+    p.add_argument("--warehouse", default=None)
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("TIDELINE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"tideline: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Build the dbt manifest (dbt parse) that the Dagster asset graph is read from."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestration.settings import DBT_PROJECT_DIR
+
+log = logging.getLogger(__name__)
+
+
+def dbt_executable() -> str:
+    """The dbt next to this Python (a venv's bin need not be on PATH), else `dbt` from PATH."""
+    dbt = Path(sys.executable).with_name("dbt")
+    return str(dbt) if dbt.exists() else "dbt"
+
+
+def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """Run `dbt parse` (partial parsing keeps it fast) and return the manifest path."""
+    command = [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(project_dir)]
+    done = subprocess.run(command, cwd=project_dir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt parse failed in {project_dir}:\n{done.stdout}\n{done.stderr}")
+    manifest = project_dir / "target" / "manifest.json"
+    log.debug("dbt manifest at %s", manifest)
+    return manifest

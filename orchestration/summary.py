@@ -1,0 +1,71 @@
+"""The end-of-run summary a marketer can read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+STAGE_ORDER = ["prospect", "new", "active", "reactivated", "at_risk", "churned"]
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100.0 * n / total:.1f}%" if total else "0.0%"
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
+    """Customers per lifecycle stage and RFM segment, top tags, rejects and where to look next."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        as_of, customers, buyers, revenue = _rows(
+            con, "select max(as_of_date), count(*), count(*) filter (where is_buyer), sum(revenue) from marts.dim_customers"
+        )[0]
+        stages = dict(_rows(con, "select lifecycle_stage, count(*) from marts.customer_lifecycle group by 1"))
+        segments = _rows(con, "select rfm_segment, count(*) n from marts.customer_rfm group by 1 order by n desc, 1")
+        tags = _rows(
+            con,
+            f"select tag, customers_tagged, coverage_share from marts.tag_health "
+            f"order by customers_tagged desc, tag limit {int(top_tags)}",
+        )
+        rejects = dict(_rows(con, "select action, count(*) from marts.rejects group by 1"))
+        reject_entities = _rows(
+            con, "select entity, count(*) n from marts.rejects group by 1 order by n desc, 1 limit 5"
+        )
+        merged = _rows(con, "select count(*) filter (where merged_accounts > 1) from marts.dim_customers")[0][0]
+    finally:
+        con.close()
+
+    lines = [
+        f"Tideline summary — as of {as_of}",
+        "",
+        f"Customers: {customers:,} ({buyers:,} buyers, {merged:,} merged from duplicate accounts), "
+        f"revenue {float(revenue or 0):,.2f}",
+        "",
+        "Lifecycle stage          customers   share",
+    ]
+    for stage in STAGE_ORDER:
+        n = int(stages.get(stage, 0))
+        lines.append(f"  {stage:<22}{n:>9,}  {_pct(n, customers):>6}")
+    lines += ["", "RFM segment              customers   share"]
+    for name, n in segments:
+        lines.append(f"  {name:<22}{n:>9,}  {_pct(n, buyers):>6}")
+    lines += ["", "Top tags                 customers coverage"]
+    for tag, n, share in tags:
+        lines.append(f"  {tag:<22}{n:>9,}  {100 * float(share):>5.1f}%")
+    total_rejects = sum(rejects.values())
+    lines += [
+        "",
+        f"Rejected input: {total_rejects:,} "
+        f"(rows rejected {rejects.get('row_rejected', 0):,}, fields cleared {rejects.get('field_cleared', 0):,}, "
+        f"files rejected {rejects.get('file_rejected', 0):,})"
+        + (" — by entity: " + ", ".join(f"{e} {n:,}" for e, n in reject_entities) if reject_entities else ""),
+        "  details with file, row, field and reason: table marts.rejects",
+        "",
+        f"Warehouse: {Path(warehouse).resolve()}  (DuckDB; schemas landing, staging, intermediate, marts)",
+        "Dagster UI: make ui  → http://127.0.0.1:3000 (runs, assets, checks and metadata of this run)",
+    ]
+    return "\n".join(lines)
