@@ -1,0 +1,37 @@
+"""Shared fixtures: write small landing zones, build them with the real loader and dbt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestration.manifest import parse_dbt_project
+from tests.helpers import Warehouse, build_warehouse
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    """The dbt manifest the Dagster definitions are built from (dbt parse, once per session)."""
+    return parse_dbt_project()
+
+
+@pytest.fixture
+def make_warehouse(tmp_path: Path) -> Callable[..., Warehouse]:
+    def _make(raw_dir: Path, as_of: str, **extra_vars) -> Warehouse:
+        return build_warehouse(raw_dir, tmp_path / "warehouse.duckdb", as_of, extra_vars)
+
+    return _make
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """TIDELINE_HOME and DAGSTER_HOME in a temp folder, so tests never touch .tideline/."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("TIDELINE_HOME", str(home))
+    monkeypatch.setenv("TIDELINE_WAREHOUSE", str(home / "warehouse.duckdb"))
+    monkeypatch.delenv("TIDELINE_AS_OF", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    yield home

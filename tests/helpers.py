@@ -1,0 +1,79 @@
+"""Test helpers: write small landing zones and build them with the real loader and `dbt build`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import duckdb
+
+from orchestration.landing.loader import load_landing_zone
+from orchestration.manifest import dbt_executable
+from orchestration.settings import DBT_PROJECT_DIR
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = columns or list(rows[0].keys())
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict | str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        for row in rows:
+            fh.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
+class Warehouse:
+    """A DuckDB warehouse built from a landing zone by the real loader and `dbt build`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    def dicts(self, sql: str) -> list[dict]:
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+
+
+def build_warehouse(raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict | None = None) -> Warehouse:
+    con = duckdb.connect(str(warehouse))
+    try:
+        load_landing_zone(raw_dir, con)
+    finally:
+        con.close()
+    env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    variables = json.dumps({"as_of": as_of, **(extra_vars or {})})
+    target = warehouse.parent / "dbt_target"
+    done = subprocess.run(
+        [dbt_executable(), "build", "--profiles-dir", str(DBT_PROJECT_DIR), "--vars", variables,
+         "--target-path", str(target)],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"dbt build failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
+    return Warehouse(warehouse)
