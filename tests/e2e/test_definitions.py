@@ -1,0 +1,107 @@
+"""The Dagster code location: what it defines, how the schedule fires, and that checks block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import build_definitions
+from orchestration.settings import Settings
+from tests.helpers import write_csv
+
+
+def _settings(tmp_path: Path, raw: Path, as_of: str = "2025-06-30") -> Settings:
+    return Settings(home=tmp_path, warehouse=tmp_path / "warehouse.duckdb", raw_dir=raw, as_of=as_of)
+
+
+def test_definitions_load_with_layers_checks_and_schedule(tmp_path: Path) -> None:
+    defs = build_definitions(_settings(tmp_path, tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for key in ("landing/commerce_orders", "landing/crm_contacts", "landing/events", "staging/stg_commerce__orders",
+                "intermediate/int_accounts_resolved", "marts/dim_customers", "marts/customer_rfm",
+                "marts/customer_lifecycle", "marts/customer_tags", "marts/tag_health", "marts/rejects",
+                "marts/customer_id_map", "reference/tag_definitions"):
+        assert key in keys, key
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups["staging/stg_commerce__orders"] == "staging"
+    assert groups["intermediate/int_accounts_resolved"] == "intermediate"
+    assert groups["marts/dim_customers"] == "marts"
+    assert groups["landing/commerce_orders"] == "landing"
+    # the landing asset feeds the dbt sources
+    parents = {p.to_user_string() for p in graph.get(dg.AssetKey(["staging", "base_commerce__orders"])).parent_keys}
+    assert "landing/commerce_orders" in parents
+
+    checks = {c for c in graph.asset_check_keys}
+    dim_checks = {c.name for c in checks if c.asset_key == dg.AssetKey(["marts", "dim_customers"])}
+    assert "unique_dim_customers_customer_id" in dim_checks
+    specs = {key.name: graph.get_check_spec(key) for key in checks}
+    assert specs["unique_dim_customers_customer_id"].blocking is True  # error severity blocks downstream
+    assert specs["rejects_reported"].blocking is False
+    assert specs["orders_present"].blocking is True
+
+    assert defs.resolve_job_def("tideline_pipeline") is not None
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    assert schedule.cron_schedule == "0 6 * * *"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance)
+        result = schedule.evaluate_tick(context)
+    assert result.run_requests and result.run_requests[0].job_name in (None, "tideline_pipeline")
+
+
+def test_a_failing_blocking_check_stops_everything_downstream(tmp_path: Path) -> None:
+    """No orders at all: orders_present fails (error), so no dbt model is built."""
+    raw = tmp_path / "raw"
+    write_csv(raw / "crm/contacts/c.csv", [{"customer_id": "c1", "email": "a@x.io"}])
+    defs = build_definitions(_settings(tmp_path, raw))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("tideline_pipeline").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        materialized = {
+            e.asset_key.to_user_string()
+            for e in result.all_events
+            if e.event_type_value == "ASSET_MATERIALIZATION"
+        }
+    assert not result.success
+    check = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "orders_present"
+    )
+    assert check.passed is False
+    assert "landing/commerce_orders" in materialized
+    assert not any(k.startswith(("staging/", "marts/")) for k in materialized)
+
+
+@pytest.mark.slow
+def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
+    """Every asset materialised and every check evaluated on a small landing zone, through Dagster."""
+    from tests.dbt.test_customer_marts import write_landing_zone
+
+    raw = tmp_path / "raw"
+    write_landing_zone(raw)
+    defs = build_definitions(_settings(tmp_path, raw))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
+        assert result.success
+        graph = defs.resolve_asset_graph()
+        for key in graph.get_all_asset_keys():
+            if graph.get(key).is_materializable:
+                assert instance.get_latest_materialization_event(key) is not None, key
+        dim = instance.get_latest_materialization_event(dg.AssetKey(["marts", "dim_customers"]))
+        metadata = dim.asset_materialization.metadata
+        # default vars: the three test@example.com accounts merge (limit 20), so 11 - 2 customers
+        assert metadata["dagster/row_count"].value == 9
+        assert "preview" in metadata and "@" not in metadata["preview"].value  # no emails in metadata
+        evaluations = [
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        rejects = next(e for e in evaluations if e.check_name == "rejects_reported")
+        assert rejects.passed is False and rejects.metadata["rejects"].value == 17
+        assert all(e.passed for e in evaluations if e.check_name != "rejects_reported")
+        assert len(evaluations) > 50
