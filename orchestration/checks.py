@@ -1,6 +1,5 @@
 """Asset checks beyond the dbt tests."""
 
-
 import dagster as dg
 
 from orchestration.resources import WarehouseResource
@@ -9,7 +8,9 @@ REJECTS_KEY = dg.AssetKey(["marts", "rejects"])
 ORDERS_KEY = dg.AssetKey(["landing", "commerce_orders"])
 
 
-@dg.asset_check(asset=REJECTS_KEY, description="Reports rejected input rows by entity and action (warns when any).")
+@dg.asset_check(
+    asset=REJECTS_KEY, description="Reports rejected input rows by entity and action (warns when any)."
+)
 def rejects_reported(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         rows = con.execute(
@@ -25,12 +26,16 @@ def rejects_reported(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=ORDERS_KEY, blocking=True, description="Orders are the one required input: fails without any.")
+@dg.asset_check(
+    asset=ORDERS_KEY, blocking=True, description="Orders are the one required input: fails without any."
+)
 def orders_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         count = con.execute("select count(*) from landing.commerce_orders").fetchone()[0]
     return dg.AssetCheckResult(
         passed=count > 0,
         metadata={"rows": dg.MetadataValue.int(int(count))},
-        description=None if count else "no order rows under <raw>/commerce/orders: nothing to build customers from",
+        description=None
+        if count
+        else "no order rows under <raw>/commerce/orders: nothing to build customers from",
     )

@@ -1,9 +1,9 @@
 """`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
 
-    tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
-    tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
-    tideline demo [--customers N] [--days D] [--seed S]      (what `make run` calls)
-    tideline summary [--warehouse FILE]
+tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
+tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
+tideline demo [--customers N] [--days D] [--seed S]      (what `make run` calls)
+tideline summary [--warehouse FILE]
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ def run_pipeline(settings: Settings) -> bool:
     job = defs.resolve_job_def("tideline_pipeline")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        print(f"Running the pipeline through Dagster (landing zone -> dbt build -> checks), as of "
-              f"{settings.as_of or 'today'} ...", flush=True)
+        print(
+            f"Running the pipeline through Dagster (landing zone -> dbt build -> checks), as of "
+            f"{settings.as_of or 'today'} ...",
+            flush=True,
+        )
         level = os.environ.get("TIDELINE_LOG_LEVEL", "WARNING").upper()
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
@@ -141,7 +144,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tideline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tideline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo-data", help="write a deterministic demo landing zone")
@@ -149,14 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--end-date", default=None, help="last day of data (default: a fixed date, see demo_data)")
-    p.add_argument("--out", required=True, help="landing zone folder to write (ground truth goes to OUT/_truth)")
+    p.add_argument(
+        "--out", required=True, help="landing zone folder to write (ground truth goes to OUT/_truth)"
+    )
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("run", help="run the pipeline through Dagster on a landing zone")
     p.add_argument("--raw-dir", required=True, help="landing zone folder (see README: bring your own data)")
     p.add_argument("--as-of", default=None, help="as-of date YYYY-MM-DD (default: $TIDELINE_AS_OF or today)")
     p.add_argument("--warehouse", default=None, help="DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)")
-    p.add_argument("--home", default=None, help="folder for generated state (default: $TIDELINE_HOME or .tideline)")
+    p.add_argument(
+        "--home", default=None, help="folder for generated state (default: $TIDELINE_HOME or .tideline)"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="generate demo data if needed and run the whole pipeline on it")
@@ -172,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("TIDELINE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("TIDELINE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -8,14 +8,19 @@ materialisation gets a row count and a preview (DuckDB allows no reader while db
 writes, so metadata is added once the dbt process has exited).
 """
 
-
 import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from orchestration.metadata import table_metadata
 from orchestration.resources import PipelineSettings, WarehouseResource
@@ -30,7 +35,9 @@ LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "
 
 
 class TidelineTranslator(DagsterDbtTranslator):
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
         resource_type = props["resource_type"]
@@ -38,7 +45,11 @@ class TidelineTranslator(DagsterDbtTranslator):
             return spec.replace_attributes(key=dg.AssetKey([props["schema"], props["name"]]))
         key = dg.AssetKey([props["schema"], props["name"]])
         fqn = props.get("fqn", [])
-        group = "reference" if resource_type == "seed" else LAYER_GROUPS.get(fqn[1] if len(fqn) > 2 else "", "marts")
+        group = (
+            "reference"
+            if resource_type == "seed"
+            else LAYER_GROUPS.get(fqn[1] if len(fqn) > 2 else "", "marts")
+        )
         meta = props.get("config", {}).get("meta", {}) or props.get("meta", {})
         owner = meta.get("owner")
         return spec.replace_attributes(

@@ -22,7 +22,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[daily_refresh],
         resources={
             "dbt": DbtCliResource(
-                project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir), dbt_executable=dbt_executable()
+                project_dir=dbt_project,
+                profiles_dir=str(dbt_project.profiles_dir),
+                dbt_executable=dbt_executable(),
             ),
             "warehouse": WarehouseResource(path=str(settings.warehouse)),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),

@@ -70,6 +70,7 @@ ANONYMOUS_VISITORS_PER_CUSTOMER = 0.35
 
 # persona: share, share among duplicate accounts, rate Gamma(shape, mean per year),
 # dropout Beta(a, b), spend lognormal(median, sigma), coupon propensity Beta(a, b)
+# fmt: off
 PERSONAS: dict[str, dict[str, float]] = {
     "prospect": dict(share=0.25, dup_share=0.60, lam_shape=1.0, lam_mean=0.0, p_a=1, p_b=1,
                      spend=0.0, sigma=0.0, c_a=1, c_b=9),
@@ -84,6 +85,7 @@ PERSONAS: dict[str, dict[str, float]] = {
     "bargain_hunter": dict(share=0.10, dup_share=0.05, lam_shape=1.5, lam_mean=4.0, p_a=2, p_b=8,
                            spend=40.0, sigma=0.4, c_a=6, c_b=3),
 }
+# fmt: on
 PERSONA_NAMES = tuple(PERSONAS)
 PROSPECT = 0
 MAX_RATE_PER_YEAR = 60.0
@@ -94,12 +96,20 @@ SIGNUP_SOURCES = np.array([True, True, True, True, False, False])
 NON_CHECKOUT_SOURCE_P = np.array([0.45, 0.0, 0.20, 0.15, 0.12, 0.08])
 CHANNELS = ("web", "app", "store")
 
+# fmt: off
 HOUR_PROFILE = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.25, 0.45, 0.65, 0.80, 0.90, 1.00,
                          1.10, 1.05, 1.00, 1.00, 1.05, 1.15, 1.30, 1.45, 1.50, 1.30, 0.90, 0.50])
+# fmt: on
 WEEKDAY_PROFILE = np.array([1.00, 0.95, 0.95, 1.00, 1.05, 1.10, 1.10])  # Monday .. Sunday
 
-BAD_TIMESTAMPS = ("2025-13-45", "yesterday", "31/02/2025 25:61", "2025-02-30T10:00:00Z", "not a date",
-                  "0000-00-00 00:00:00")
+BAD_TIMESTAMPS = (
+    "2025-13-45",
+    "yesterday",
+    "31/02/2025 25:61",
+    "2025-02-30T10:00:00Z",
+    "not a date",
+    "0000-00-00 00:00:00",
+)
 NON_NUMERIC_AMOUNTS = ("12,5", "abc", "EUR 12.50", "1.234,56", "n/a")
 
 # --------------------------------------------------------------------------------------------------
@@ -134,6 +144,7 @@ def _cities(*rows: tuple[str, str, str, int]) -> tuple[_City, ...]:
     return tuple(_City(name, tz, tuple(areas.split()), rest) for name, tz, areas, rest in rows)
 
 
+# fmt: off
 COUNTRIES: tuple[_Country, ...] = (
     _Country("US", 0.30, "1", False,
              _cities(("New York", "America/New_York", "212 646 917", 0),
@@ -221,10 +232,13 @@ COUNTRIES: tuple[_Country, ...] = (
               "Romero", "Alonso", "Navarro"),
              ("gmail.com", "hotmail.es", "yahoo.es", "outlook.es", "telefonica.net", "icloud.com")),
 )
+# fmt: on
+
 COUNTRY_CODES = tuple(c.code for c in COUNTRIES)
 CALLING_CODES = {c.code: c.calling_code for c in COUNTRIES}
 
 # category: (median price, popularity, nouns)
+# fmt: off
 CATEGORIES: dict[str, tuple[float, float, tuple[str, ...]]] = {
     "Electronics": (120.0, 1.3, ("Headphones", "Speaker", "Charger", "Smartwatch", "Keyboard", "Webcam")),
     "Home & Kitchen": (45.0, 1.4, ("Pan", "Knife Set", "Kettle", "Blender", "Cutting Board", "Mug Set")),
@@ -243,7 +257,9 @@ CATEGORIES: dict[str, tuple[float, float, tuple[str, ...]]] = {
 }
 ADJECTIVES = ("Classic", "Premium", "Everyday", "Compact", "Deluxe", "Eco", "Urban", "Vintage", "Smart",
               "Organic", "Nordic", "Pro", "Essential", "Travel", "Signature", "Soft", "Bold", "Mini")
-PRODUCTS_PER_CATEGORY = 18
+# fmt: on
+
+N_PRODUCTS = 200
 
 CAMPAIGNS: tuple[tuple[str, str, str], ...] = (
     ("google", "cpc", "brand_search"),
@@ -258,8 +274,16 @@ CAMPAIGN_WEIGHTS = np.array([0.16, 0.12, 0.22, 0.16, 0.12, 0.12, 0.10])
 UTM_SHARE = 0.55  # share of web sessions arriving with utm parameters (the rest is direct traffic)
 BF_CAMPAIGN_SOURCES = (("newsletter", "email"), ("google", "cpc"), ("facebook", "paid_social"))
 
-EVENT_TYPES = ("page_view", "app_open", "signup", "login", "product_view", "form_submit", "add_to_cart",
-               "checkout_started")
+EVENT_TYPES = (
+    "page_view",
+    "app_open",
+    "signup",
+    "login",
+    "product_view",
+    "form_submit",
+    "add_to_cart",
+    "checkout_started",
+)
 (EV_PAGE, EV_APP_OPEN, EV_SIGNUP, EV_LOGIN, EV_PRODUCT, EV_FORM, EV_CART, EV_CHECKOUT) = range(8)
 EVENT_PATHS = ("/", None, "/account/signup", "/account/login", "/p/", "/newsletter", "/p/", "/checkout")
 
@@ -404,9 +428,16 @@ class _Timestamps:
         text = np.datetime_as_string(days, unit="D").astype("S10")
         self._days = np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(len(days), 10)
         sod = np.arange(SECONDS_PER_DAY)
-        self._tod = np.hstack([_digits(sod // 3600, 2), _literal(":", len(sod)), _digits(sod // 60 % 60, 2),
-                               _literal(":", len(sod)), _digits(sod % 60, 2)])
-        months = (days.astype("datetime64[M]"))
+        self._tod = np.hstack(
+            [
+                _digits(sod // 3600, 2),
+                _literal(":", len(sod)),
+                _digits(sod // 60 % 60, 2),
+                _literal(":", len(sod)),
+                _digits(sod % 60, 2),
+            ]
+        )
+        months = days.astype("datetime64[M]")
         self.month_names = sorted({str(m) for m in months})
         month_pos = {m: i for i, m in enumerate(self.month_names)}
         self._day_month = np.array([month_pos[str(m)] for m in months], dtype=np.int64)
@@ -530,10 +561,11 @@ US_FORMATS = ("e164", "intl_paren", "us_paren", "us_dash", "us_dot", "us_one")
 
 def _group_nsn(country: str, nsn: str, area_len: int) -> list[str]:
     """Split a national significant number into the groups people usually write."""
+
     def split(sizes: Sequence[int]) -> list[str]:
         out, pos = [], 0
         for size in sizes:
-            out.append(nsn[pos:pos + size])
+            out.append(nsn[pos : pos + size])
             pos += size
         if pos < len(nsn):
             out.append(nsn[pos:])
@@ -542,7 +574,9 @@ def _group_nsn(country: str, nsn: str, area_len: int) -> list[str]:
     if country == "US":
         return split((3, 3, 4))
     if country == "GB":
-        return split((4, 6)) if nsn.startswith("7") else split((area_len, 4, 4) if area_len == 2 else (3, 3, 4))
+        return (
+            split((4, 6)) if nsn.startswith("7") else split((area_len, 4, 4) if area_len == 2 else (3, 3, 4))
+        )
     if country == "FR":
         return split((1, 2, 2, 2, 2))
     if country == "NL":
@@ -560,8 +594,14 @@ def format_phone(country: str, nsn: str, area_len: int, style: str) -> str:
         return f"+{cc}{nsn}"
     if country == "US":
         a, b, c = groups
-        return {"intl_paren": f"+1 ({a}) {b}-{c}", "us_paren": f"({a}) {b}-{c}", "us_dash": f"{a}-{b}-{c}",
-                "us_dot": f"{a}.{b}.{c}", "us_one": f"1-{a}-{b}-{c}", "intl": f"+1 {a} {b} {c}"}[style]
+        return {
+            "intl_paren": f"+1 ({a}) {b}-{c}",
+            "us_paren": f"({a}) {b}-{c}",
+            "us_dash": f"{a}-{b}-{c}",
+            "us_dot": f"{a}.{b}.{c}",
+            "us_one": f"1-{a}-{b}-{c}",
+            "intl": f"+1 {a} {b} {c}",
+        }[style]
     trunk = "0" if country != "ES" else ""
     if style == "intl":
         return f"+{cc} " + " ".join(groups)
@@ -603,8 +643,14 @@ def _ascii_slug(name: str) -> str:
 
 def _email_local(first: str, last: str, style: int, number: int) -> str:
     f, lst = _ascii_slug(first), _ascii_slug(last)
-    return (f"{f}.{lst}{number}", f"{f}{lst}{number}", f"{f[0]}{lst}{number}", f"{f}_{lst}{number}",
-            f"{lst}.{f}{number}", f"{f}{number}")[style]
+    return (
+        f"{f}.{lst}{number}",
+        f"{f}{lst}{number}",
+        f"{f[0]}{lst}{number}",
+        f"{f}_{lst}{number}",
+        f"{lst}.{f}{number}",
+        f"{f}{number}",
+    )[style]
 
 
 def _typed_variant(email: str, kind: int) -> str:
@@ -629,9 +675,30 @@ def _bad_email(email: str, kind: int) -> str:
 # --------------------------------------------------------------------------------------------------
 # Identity: pure functions of (seed, global account index)
 # --------------------------------------------------------------------------------------------------
-(H_COUNTRY, H_CITY, H_FIRST, H_LAST, H_STYLE, H_DOMAIN, H_PHONE, H_PHONE_KIND, H_PHONE_FMT, H_AREA,
- H_DUP, H_ORIG, H_CORRUPT, H_SIGNUP, H_EMAIL_CASE, H_SHARED, H_DUP_VARIANT, H_CORRUPT_KIND, H_REST,
- H_ANON, H_SESSION, H_EVENT) = range(0, 220, 10)
+(
+    H_COUNTRY,
+    H_CITY,
+    H_FIRST,
+    H_LAST,
+    H_STYLE,
+    H_DOMAIN,
+    H_PHONE,
+    H_PHONE_KIND,
+    H_PHONE_FMT,
+    H_AREA,
+    H_DUP,
+    H_ORIG,
+    H_CORRUPT,
+    H_SIGNUP,
+    H_EMAIL_CASE,
+    H_SHARED,
+    H_DUP_VARIANT,
+    H_CORRUPT_KIND,
+    H_REST,
+    H_ANON,
+    H_SESSION,
+    H_EVENT,
+) = range(0, 220, 10)
 
 EMAIL_NUMBER_MULT = 7_368_787
 PHONE_SUB_MULT = 5_102_787
@@ -696,11 +763,27 @@ class _IdentityFactory:
         u_area, u_fmt, u_rest = self.u(H_AREA, idx), self.u(H_PHONE_FMT, idx), self.u(H_REST, idx)
         numbers = (idx * EMAIL_NUMBER_MULT + self.email_offset) % self.email_space
         subs = 2_000_000 + (idx * PHONE_SUB_MULT + self.email_offset) % PHONE_SUB_SPACE
-        out = _Identity(country, [], [], [], [], [], [], [], np.zeros(len(idx), np.int64), [],
-                        np.zeros(len(idx), np.int64))
+        out = _Identity(
+            country,
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            np.zeros(len(idx), np.int64),
+            [],
+            np.zeros(len(idx), np.int64),
+        )
+        city_pos, style_pos = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
+        for c, spec in enumerate(COUNTRIES):
+            sel = country == c
+            city_pos[sel] = _pick(u_city[sel], spec.city_weights)
+            style_pos[sel] = _pick(u_fmt[sel], [1.0] * 6 if spec.code == "US" else PHONE_FORMAT_WEIGHTS)
         for k in range(len(idx)):
             spec = COUNTRIES[country[k]]
-            city = spec.cities[int(_pick(u_city[k:k + 1], spec.city_weights)[0])]
+            city = spec.cities[city_pos[k]]
             first = spec.first_names[int(u_first[k] * len(spec.first_names))]
             last = spec.last_names[int(u_last[k] * len(spec.last_names))]
             out.city.append(city.name)
@@ -712,13 +795,15 @@ class _IdentityFactory:
             if not has_phone[k]:
                 out.phone.append(None), out.phone_e164.append(None), out.phone_nsn.append(None)
                 continue
-            areas, rest = (spec.mobile_areas, spec.mobile_rest_digits) if mobile[k] else (city.areas, city.rest_digits)
+            areas, rest = (
+                (spec.mobile_areas, spec.mobile_rest_digits) if mobile[k] else (city.areas, city.rest_digits)
+            )
             area = areas[int(u_area[k] * len(areas))]
-            extra = str(int(u_rest[k] * 10 ** rest)).zfill(rest) if rest else ""
+            extra = str(int(u_rest[k] * 10**rest)).zfill(rest) if rest else ""
             extra = ("7" if area == "20" and spec.code == "GB" else "") + extra[: rest - (area == "20")]
             nsn = area + extra + str(int(subs[k]))
             styles = US_FORMATS if spec.code == "US" else PHONE_FORMATS
-            style_k = int(_pick(u_fmt[k:k + 1], PHONE_FORMAT_WEIGHTS if spec.code != "US" else [1] * 6)[0])
+            style_k = int(style_pos[k])
             out.phone_style[k], out.phone_area_len[k] = style_k, len(area)
             out.phone.append(format_phone(spec.code, nsn, len(area), styles[style_k]))
             out.phone_e164.append(f"+{spec.calling_code}{nsn}")
@@ -757,9 +842,11 @@ class _Catalogue:
 def _build_catalogue(seed: int) -> _Catalogue:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1 << 30]))
     names, cats, prices = [], [], []
-    for c, (cat, (median, _pop, nouns)) in enumerate(CATEGORIES.items()):
+    per_category = np.full(len(CATEGORIES), N_PRODUCTS // len(CATEGORIES))
+    per_category[: N_PRODUCTS % len(CATEGORIES)] += 1
+    for c, (_cat, (median, _pop, nouns)) in enumerate(CATEGORIES.items()):
         combos = [f"{a} {n}" for a in ADJECTIVES for n in nouns]
-        for k in rng.choice(len(combos), size=PRODUCTS_PER_CATEGORY, replace=False):
+        for k in rng.choice(len(combos), size=int(per_category[c]), replace=False):
             names.append(combos[int(k)])
             cats.append(c)
             prices.append(max(1.0, median * float(rng.lognormal(0.0, 0.45))))
@@ -774,18 +861,27 @@ def _build_catalogue(seed: int) -> _Catalogue:
         by_category.append(members)
         cdfs.append(np.cumsum(weights) / weights.sum())
     popularity = np.array([p for _m, p, _n in CATEGORIES.values()])
-    return _Catalogue(_number_ids("p_", np.arange(1, len(names) + 1), 4), [names[i] for i in order],
-                      category, price_cents, tuple(CATEGORIES), popularity / popularity.sum(),
-                      by_category, cdfs)
+    return _Catalogue(
+        _number_ids("p_", np.arange(1, len(names) + 1), 4),
+        [names[i] for i in order],
+        category,
+        price_cents,
+        tuple(CATEGORIES),
+        popularity / popularity.sum(),
+        by_category,
+        cdfs,
+    )
 
 
 def _write_products(cat: _Catalogue, out_dir: Path) -> int:
-    table = pa.table({
-        "product_id": cat.ids,
-        "name": pa.array(cat.names),
-        "category": pa.array([cat.category_names[c] for c in cat.category]),
-        "price": _money_text(cat.price_cents),
-    })
+    table = pa.table(
+        {
+            "product_id": cat.ids,
+            "name": pa.array(cat.names),
+            "category": pa.array([cat.category_names[c] for c in cat.category]),
+            "price": _money_text(cat.price_cents),
+        }
+    )
     path = out_dir / PRODUCTS.path / "products.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(table, path)
@@ -845,15 +941,22 @@ def _draw_parameters(rng: np.random.Generator, persona: np.ndarray) -> dict[str,
     shape = table["lam_shape"][persona]
     lam = rng.gamma(shape, 1.0, n) * table["lam_mean"][persona] / shape
     p = rng.beta(table["p_a"][persona], table["p_b"][persona])
-    spend = np.exp(np.log(np.maximum(table["spend"][persona], 1.0)) + table["sigma"][persona] * rng.normal(size=n))
+    spend = np.exp(
+        np.log(np.maximum(table["spend"][persona], 1.0)) + table["sigma"][persona] * rng.normal(size=n)
+    )
     coupon = rng.beta(table["c_a"][persona], table["c_b"][persona])
     buyer = persona != PROSPECT
-    return {"lam": np.where(buyer, np.clip(lam, 0.05, MAX_RATE_PER_YEAR), 0.0),
-            "p": np.where(buyer, p, np.nan), "spend": np.where(buyer, spend, 0.0), "coupon": coupon}
+    return {
+        "lam": np.where(buyer, np.clip(lam, 0.05, MAX_RATE_PER_YEAR), 0.0),
+        "p": np.where(buyer, p, np.nan),
+        "spend": np.where(buyer, spend, 0.0),
+        "coupon": coupon,
+    }
 
 
-def _build_accounts(rng: np.random.Generator, ident: _IdentityFactory, lo: int, hi: int,
-                    id_width: int) -> tuple[_Accounts, np.ndarray]:
+def _build_accounts(
+    rng: np.random.Generator, ident: _IdentityFactory, lo: int, hi: int, id_width: int
+) -> tuple[_Accounts, np.ndarray]:
     """Latent parameters and identities of accounts [lo, hi); also returns the shared-field codes."""
     gidx = np.arange(lo, hi, dtype=np.int64)
     n = len(gidx)
@@ -865,7 +968,9 @@ def _build_accounts(rng: np.random.Generator, ident: _IdentityFactory, lo: int, 
     chan_pref = _pick(rng.random(n), (0.62, 0.28, 0.10))
     chan_pref = np.where(source == 2, 1, np.where(source == 4, 2, chan_pref))
     has_dev2 = rng.random(n) < 0.35
-    fav = np.stack([_pick(rng.random(n), _category_popularity()), _pick(rng.random(n), _category_popularity())], 1)
+    fav = np.stack(
+        [_pick(rng.random(n), _category_popularity()), _pick(rng.random(n), _category_popularity())], 1
+    )
     identity = ident.identities(gidx)
     dup_of = np.full(n, -1, dtype=np.int64)
     shared = np.zeros(n, dtype=np.int64)
@@ -876,9 +981,25 @@ def _build_accounts(rng: np.random.Generator, ident: _IdentityFactory, lo: int, 
         shared[local] = _apply_duplicates(ident, identity, local, dup_of[local], gidx[local])
         for k in local:
             own_email[k] = identity.email[k].strip().lower()
-    acc = _Accounts(gidx, _number_ids("cus_", gidx + 1, id_width), ident.signup_days(gidx), persona,
-                    params["lam"], params["p"], params["spend"], params["coupon"], source, chan_pref,
-                    has_dev2, chan_pref == 1, fav, is_dup, dup_of, identity, own_email)
+    acc = _Accounts(
+        gidx,
+        _number_ids("cus_", gidx + 1, id_width),
+        ident.signup_days(gidx),
+        persona,
+        params["lam"],
+        params["p"],
+        params["spend"],
+        params["coupon"],
+        source,
+        chan_pref,
+        has_dev2,
+        chan_pref == 1,
+        fav,
+        is_dup,
+        dup_of,
+        identity,
+        own_email,
+    )
     return acc, shared
 
 
@@ -887,8 +1008,9 @@ def _category_popularity() -> np.ndarray:
     return pop / pop.sum()
 
 
-def _apply_duplicates(ident: _IdentityFactory, identity: _Identity, local: np.ndarray, orig: np.ndarray,
-                      gidx: np.ndarray) -> np.ndarray:
+def _apply_duplicates(
+    ident: _IdentityFactory, identity: _Identity, local: np.ndarray, orig: np.ndarray, gidx: np.ndarray
+) -> np.ndarray:
     """Make duplicate accounts share an email and/or a phone with their original. Returns shared codes.
 
     Shared codes: 1 email, 2 phone, 3 both.
@@ -898,7 +1020,7 @@ def _apply_duplicates(ident: _IdentityFactory, identity: _Identity, local: np.nd
     codes = np.empty(len(local), dtype=np.int64)
     for j, k in enumerate(local):
         has_phone = orig_id.phone[j] is not None
-        code = int(_pick(u_shared[j:j + 1], (0.5, 0.25, 0.25))[0]) + 1 if has_phone else 1
+        code = int(_pick(u_shared[j : j + 1], (0.5, 0.25, 0.25))[0]) + 1 if has_phone else 1
         codes[j] = code
         for attr in ("city", "timezone", "first", "last"):
             getattr(identity, attr)[k] = getattr(orig_id, attr)[j]
@@ -911,8 +1033,9 @@ def _apply_duplicates(ident: _IdentityFactory, identity: _Identity, local: np.nd
         country = COUNTRY_CODES[orig_id.country[j]]
         styles = US_FORMATS if country == "US" else PHONE_FORMATS
         style = (int(orig_id.phone_style[j]) + 1 + int(u_var[j] * 7) % (len(styles) - 1)) % len(styles)
-        identity.phone[k] = format_phone(country, orig_id.phone_nsn[j], int(orig_id.phone_area_len[j]),
-                                         styles[style])
+        identity.phone[k] = format_phone(
+            country, orig_id.phone_nsn[j], int(orig_id.phone_area_len[j]), styles[style]
+        )
         identity.phone_e164[k], identity.phone_nsn[k] = orig_id.phone_e164[j], orig_id.phone_nsn[j]
     return codes
 
@@ -936,8 +1059,11 @@ def _simulate_purchases(rng: np.random.Generator, acc: _Accounts, cal: _Calendar
     n, end = acc.n, float(cal.days)
     buyer = acc.persona != PROSPECT
     immediate = acc.source == 1
-    delay = np.where(immediate, (180 + rng.exponential(600, n)) / SECONDS_PER_DAY,
-                     rng.exponential(FIRST_PURCHASE_DELAY_DAYS, n))
+    delay = np.where(
+        immediate,
+        (180 + rng.exponential(600, n)) / SECONDS_PER_DAY,
+        rng.exponential(FIRST_PURCHASE_DELAY_DAYS, n),
+    )
     t = np.where(buyer, acc.signup_t + np.maximum(delay, 180 / SECONDS_PER_DAY), _INF)
     alive_end, reactivated = buyer.copy(), np.zeros(n, dtype=bool)
     used_return, returning = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -1024,26 +1150,52 @@ def _order_details(rng: np.random.Generator, acc: _Accounts, pur: _Purchases, ca
     device = np.where(acc.has_dev2[c] & (rng.random(m) < 0.35), 2, 1)
     is_app = np.where(device == 1, acc.dev1_app[c], ~acc.dev1_app[c])
     channel = np.where(store, 2, np.where(is_app, 1, 0))
-    email_kind = np.where(rng.random(m) < ORDER_EMAIL_SHARE, _pick(rng.random(m), (0.1, 0.1, 0.1, 0.05, 0.05, 0.6)), -1)
+    email_kind = np.where(
+        rng.random(m) < ORDER_EMAIL_SHARE, _pick(rng.random(m), (0.1, 0.1, 0.1, 0.05, 0.05, 0.6)), -1
+    )
     n_lines = 1 + rng.binomial(3, 0.22, m)
     sec = np.floor(t * SECONDS_PER_DAY).astype(np.int64)
-    return _Orders(c, t, sec, t < cal.days, first, gross_cents - discount, discount, code, codes, status,
-                   channel, np.where(store, 0, device), email_kind, n_lines)
+    return _Orders(
+        c,
+        t,
+        sec,
+        t < cal.days,
+        first,
+        gross_cents - discount,
+        discount,
+        code,
+        codes,
+        status,
+        channel,
+        np.where(store, 0, device),
+        email_kind,
+        n_lines,
+    )
 
 
-def _order_items(rng: np.random.Generator, acc: _Accounts, orders: _Orders, sel: np.ndarray,
-                 cat: _Catalogue) -> dict[str, np.ndarray]:
+def _order_items(
+    rng: np.random.Generator, acc: _Accounts, orders: _Orders, sel: np.ndarray, cat: _Catalogue
+) -> dict[str, np.ndarray]:
     """Order lines of the selected orders: products from the buyer's favourite categories."""
     n_lines = orders.n_lines[sel]
     order_pos = np.repeat(np.arange(len(sel)), n_lines)
     cust = orders.cust[sel][order_pos]
     u = rng.random(len(order_pos))
-    categories = np.where(u < 0.55, acc.fav[cust, 0], np.where(u < 0.8, acc.fav[cust, 1],
-                                                                 _pick(rng.random(len(u)), cat.category_popularity)))
+    categories = np.where(
+        u < 0.55,
+        acc.fav[cust, 0],
+        np.where(u < 0.8, acc.fav[cust, 1], _pick(rng.random(len(u)), cat.category_popularity)),
+    )
     product = cat.sample(rng, categories)
-    quantity = 1 + _pick(rng.random(len(u)), (0.75, 0.17, 0.06, 0.02))
-    return {"order_pos": order_pos, "product": product, "quantity": quantity,
-            "unit_cents": cat.price_cents[product]}
+    gross = (orders.amount_cents + orders.discount_cents)[sel][order_pos]
+    target = gross / n_lines[order_pos] / cat.price_cents[product] * rng.lognormal(0.0, 0.35, len(u))
+    quantity = np.clip(np.round(target), 1, 5).astype(np.int64)
+    return {
+        "order_pos": order_pos,
+        "product": product,
+        "quantity": quantity,
+        "unit_cents": cat.price_cents[product],
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1072,15 +1224,17 @@ class _Sessions:
         n = len(cols["cust"])  # type: ignore[arg-type]
         for name in self.__dataclass_fields__:
             value = cols.get(name, 0 if name != "order" and name != "visitor" else -1)
-            getattr(self, name).append(np.broadcast_to(np.asarray(value), (n,)).astype(
-                bool if name == "anchor_end" else np.int64))
+            getattr(self, name).append(
+                np.broadcast_to(np.asarray(value), (n,)).astype(bool if name == "anchor_end" else np.int64)
+            )
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
-def _poisson_times(rng: np.random.Generator, cal: _Calendar, a: np.ndarray, b: np.ndarray,
-                   per_year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _poisson_times(
+    rng: np.random.Generator, cal: _Calendar, a: np.ndarray, b: np.ndarray, per_year: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson number of sessions per row between a and b (days) at ``per_year``; returns (row, t)."""
     span = np.maximum(b - a, 0.0)
     counts = rng.poisson(per_year * span / 365.0)
@@ -1102,8 +1256,14 @@ def _activity_end(rng: np.random.Generator, acc: _Accounts, pur: _Purchases, cal
     return np.minimum(out, end)
 
 
-def _plan_sessions(rng: np.random.Generator, acc: _Accounts, pur: _Purchases, orders: _Orders,
-                   cal: _Calendar, n_visitors: int) -> dict[str, np.ndarray]:
+def _plan_sessions(
+    rng: np.random.Generator,
+    acc: _Accounts,
+    pur: _Purchases,
+    orders: _Orders,
+    cal: _Calendar,
+    n_visitors: int,
+) -> dict[str, np.ndarray]:
     """Every session of the chunk: pre-signup, signup, purchase, browsing, abandoning, anonymous visitors."""
     s = _Sessions()
     signup_sec = acc.signup_sec
@@ -1115,33 +1275,56 @@ def _plan_sessions(rng: np.random.Generator, acc: _Accounts, pur: _Purchases, or
     t_pre = acc.signup_t[row] - 0.02 - rng.exponential(6.0, len(row))
     keep = t_pre >= 0
     row, t_pre = row[keep], t_pre[keep]
-    s.add(cust=row, kind=S_PRE, device=1, anchor=np.floor(t_pre * SECONDS_PER_DAY), n_page=rng.poisson(0.7, len(row)),
-          n_pv=1 + rng.poisson(1.5, len(row)), n_atc=(rng.random(len(row)) < 0.1).astype(int))
+    s.add(
+        cust=row,
+        kind=S_PRE,
+        device=1,
+        anchor=np.floor(t_pre * SECONDS_PER_DAY),
+        n_page=rng.poisson(0.7, len(row)),
+        n_pv=1 + rng.poisson(1.5, len(row)),
+        n_atc=(rng.random(len(row)) < 0.1).astype(int),
+    )
     # the signup itself
     su = np.flatnonzero(acc.has_signup_event)
     s.add(cust=su, kind=S_SIGNUP, device=1, anchor=signup_sec[su], anchor_end=True)
     # one session before each web/app order in the window
     po = np.flatnonzero(orders.in_window & (orders.channel != 2))
     extra_pv = rng.poisson(1.5, len(po))
-    s.add(cust=orders.cust[po], kind=S_PURCHASE, device=orders.device[po],
-          anchor=orders.sec[po] - rng.integers(30, 180, len(po)), anchor_end=True, order=po,
-          n_page=rng.poisson(0.6, len(po)), n_pv=orders.n_lines[po] + extra_pv, n_atc=orders.n_lines[po],
-          checkout=1)
+    s.add(
+        cust=orders.cust[po],
+        kind=S_PURCHASE,
+        device=orders.device[po],
+        anchor=orders.sec[po] - rng.integers(30, 180, len(po)),
+        anchor_end=True,
+        order=po,
+        n_page=rng.poisson(0.6, len(po)),
+        n_pv=orders.n_lines[po] + extra_pv,
+        n_atc=orders.n_lines[po],
+        checkout=1,
+    )
     _plan_browsing(rng, s, acc, pur, orders, cal)
     _plan_visitors(rng, s, cal, n_visitors)
     return s.arrays()
 
 
-def _plan_browsing(rng: np.random.Generator, s: _Sessions, acc: _Accounts, pur: _Purchases,
-                   orders: _Orders, cal: _Calendar) -> None:
+def _plan_browsing(
+    rng: np.random.Generator, s: _Sessions, acc: _Accounts, pur: _Purchases, orders: _Orders, cal: _Calendar
+) -> None:
     """Browsing sessions without purchase and cart abandoners (no order in the following 7 days)."""
     start = acc.signup_t + 60.0 / SECONDS_PER_DAY
     stop = _activity_end(rng, acc, pur, cal)
     buyer = acc.persona != PROSPECT
     row, t = _poisson_times(rng, cal, start, stop, np.where(buyer, 3.0 + 1.2 * acc.lam, 5.0))
     m = len(row)
-    s.add(cust=row, kind=S_BROWSE, device=_session_device(rng, acc, row), anchor=np.floor(t * SECONDS_PER_DAY),
-          n_page=rng.poisson(1.0, m), n_pv=1 + rng.poisson(2.0, m), form=(rng.random(m) < 0.04).astype(int))
+    s.add(
+        cust=row,
+        kind=S_BROWSE,
+        device=_session_device(rng, acc, row),
+        anchor=np.floor(t * SECONDS_PER_DAY),
+        n_page=rng.poisson(1.0, m),
+        n_pv=1 + rng.poisson(2.0, m),
+        form=(rng.random(m) < 0.04).astype(int),
+    )
     row, t = _poisson_times(rng, cal, start, stop, np.where(buyer, 0.8 + 0.3 * acc.lam, 1.5))
     okey = orders.cust.astype(np.float64) * 1e5 + orders.t
     skey = row.astype(np.float64) * 1e5 + t
@@ -1150,9 +1333,15 @@ def _plan_browsing(rng: np.random.Generator, s: _Sessions, acc: _Accounts, pur: 
     keep = ~(nxt < skey + 7.0)
     row, t = row[keep], t[keep]
     m = len(row)
-    s.add(cust=row, kind=S_ABANDON, device=_session_device(rng, acc, row), anchor=np.floor(t * SECONDS_PER_DAY),
-          n_pv=1 + rng.poisson(1.5, m), n_atc=1 + rng.binomial(2, 0.3, m),
-          checkout=(rng.random(m) < 0.4).astype(int))
+    s.add(
+        cust=row,
+        kind=S_ABANDON,
+        device=_session_device(rng, acc, row),
+        anchor=np.floor(t * SECONDS_PER_DAY),
+        n_pv=1 + rng.poisson(1.5, m),
+        n_atc=1 + rng.binomial(2, 0.3, m),
+        checkout=(rng.random(m) < 0.4).astype(int),
+    )
 
 
 def _session_device(rng: np.random.Generator, acc: _Accounts, row: np.ndarray) -> np.ndarray:
@@ -1165,8 +1354,16 @@ def _plan_visitors(rng: np.random.Generator, s: _Sessions, cal: _Calendar, n_vis
     vis = np.repeat(np.arange(n_visitors), k)
     m = len(vis)
     t = cal.spread(np.zeros(m), np.full(m, float(cal.days)), rng.random(m))
-    s.add(cust=np.full(m, -1), visitor=vis, kind=S_VISITOR, device=1, anchor=np.floor(t * SECONDS_PER_DAY),
-          n_page=rng.poisson(0.8, m), n_pv=rng.poisson(1.5, m), n_atc=(rng.random(m) < 0.15).astype(int))
+    s.add(
+        cust=np.full(m, -1),
+        visitor=vis,
+        kind=S_VISITOR,
+        device=1,
+        anchor=np.floor(t * SECONDS_PER_DAY),
+        n_page=rng.poisson(0.8, m),
+        n_pv=rng.poisson(1.5, m),
+        n_atc=(rng.random(m) < 0.15).astype(int),
+    )
 
 
 def _identity_modes(plan: dict[str, np.ndarray], acc: _Accounts) -> tuple[np.ndarray, np.ndarray]:
@@ -1203,13 +1400,34 @@ class _EventArrays:
     landing: np.ndarray  # first event of its session
 
 
-def _expand_events(rng: np.random.Generator, plan: dict[str, np.ndarray], mode: np.ndarray, auth: np.ndarray,
-                   acc: _Accounts, orders: _Orders, items: dict[str, np.ndarray], item_start: np.ndarray,
-                   cat: _Catalogue) -> _EventArrays:
+def _expand_events(
+    rng: np.random.Generator,
+    plan: dict[str, np.ndarray],
+    mode: np.ndarray,
+    auth: np.ndarray,
+    acc: _Accounts,
+    orders: _Orders,
+    items: dict[str, np.ndarray],
+    item_start: np.ndarray,
+    cat: _Catalogue,
+) -> _EventArrays:
     """One row per event: type from the session's segment layout, time, product, identity."""
     has_auth = (auth > 0).astype(np.int64)
-    bounds = np.cumsum(np.stack([np.ones_like(has_auth), has_auth, plan["n_page"], plan["n_pv"], plan["form"],
-                                 plan["n_atc"], plan["checkout"]], axis=1), axis=1)
+    bounds = np.cumsum(
+        np.stack(
+            [
+                np.ones_like(has_auth),
+                has_auth,
+                plan["n_page"],
+                plan["n_pv"],
+                plan["form"],
+                plan["n_atc"],
+                plan["checkout"],
+            ],
+            axis=1,
+        ),
+        axis=1,
+    )
     n_ev = bounds[:, -1]
     sess = np.repeat(np.arange(len(n_ev)), n_ev)
     starts = np.concatenate([[0], np.cumsum(n_ev)[:-1]])
@@ -1217,10 +1435,21 @@ def _expand_events(rng: np.random.Generator, plan: dict[str, np.ndarray], mode: 
     b = bounds[sess]
     app = _session_is_app(plan, acc)
     seg = (pos[:, None] >= b).sum(axis=1)  # 0 landing, 1 auth, 2 page, 3 pv, 4 form, 5 atc, 6 checkout
-    etype = np.choose(seg, [np.where(app[sess], EV_APP_OPEN, EV_PAGE), auth[sess], EV_PAGE, EV_PRODUCT, EV_FORM,
-                            EV_CART, EV_CHECKOUT])
-    product = _event_products(rng, plan, sess, seg, pos - np.where(seg == 3, b[:, 2], b[:, 4]), acc, orders,
-                              items, item_start, cat)
+    etype = np.choose(
+        seg,
+        [
+            np.where(app[sess], EV_APP_OPEN, EV_PAGE),
+            auth[sess],
+            EV_PAGE,
+            EV_PRODUCT,
+            EV_FORM,
+            EV_CART,
+            EV_CHECKOUT,
+        ],
+    )
+    product = _event_products(
+        rng, plan, sess, seg, pos - np.where(seg == 3, b[:, 2], b[:, 4]), acc, orders, items, item_start, cat
+    )
     sec = _event_times(rng, plan, acc, sess, pos, n_ev)
     known = (mode[sess] == M_KNOWN) | ((mode[sess] == M_AUTH) & (pos >= 1))
     return _EventArrays(sess, etype, sec, product, known, pos == 0)
@@ -1232,9 +1461,18 @@ def _session_is_app(plan: dict[str, np.ndarray], acc: _Accounts) -> np.ndarray:
     return np.where(plan["device"] == 1, dev1_app, ~dev1_app) & (cust >= 0)
 
 
-def _event_products(rng: np.random.Generator, plan: dict[str, np.ndarray], sess: np.ndarray, seg: np.ndarray,
-                    j: np.ndarray, acc: _Accounts, orders: _Orders, items: dict[str, np.ndarray],
-                    item_start: np.ndarray, cat: _Catalogue) -> np.ndarray:
+def _event_products(
+    rng: np.random.Generator,
+    plan: dict[str, np.ndarray],
+    sess: np.ndarray,
+    seg: np.ndarray,
+    j: np.ndarray,
+    acc: _Accounts,
+    orders: _Orders,
+    items: dict[str, np.ndarray],
+    item_start: np.ndarray,
+    cat: _Catalogue,
+) -> np.ndarray:
     """Products of product_view and add_to_cart events: the bought ones in purchase sessions."""
     product = np.full(len(sess), -1, dtype=np.int64)
     is_prod = (seg == 3) | (seg == 5)
@@ -1252,8 +1490,14 @@ def _event_products(rng: np.random.Generator, plan: dict[str, np.ndarray], sess:
     return product
 
 
-def _event_times(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: _Accounts, sess: np.ndarray,
-                 pos: np.ndarray, n_ev: np.ndarray) -> np.ndarray:
+def _event_times(
+    rng: np.random.Generator,
+    plan: dict[str, np.ndarray],
+    acc: _Accounts,
+    sess: np.ndarray,
+    pos: np.ndarray,
+    n_ev: np.ndarray,
+) -> np.ndarray:
     """Seconds of each event: gaps of 5 s + Exp(40 s); purchase/signup sessions end at their anchor."""
     gaps = np.where(pos == 0, 0, 5 + rng.exponential(40.0, len(sess)).astype(np.int64))
     cum = np.cumsum(gaps)
@@ -1270,8 +1514,12 @@ def _event_times(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: _Ac
     return np.where(plan["anchor_end"][sess], anchor[sess] - from_end, anchor[sess] + offset)
 
 
-def _utm(rng: np.random.Generator, plan: dict[str, np.ndarray], web: np.ndarray, cal: _Calendar,
-         ) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+def _utm(
+    rng: np.random.Generator,
+    plan: dict[str, np.ndarray],
+    web: np.ndarray,
+    cal: _Calendar,
+) -> tuple[list[tuple[str, str, str]], np.ndarray]:
     """Campaign per session (index into the returned list, -1 for direct traffic or app sessions)."""
     combos = list(CAMPAIGNS)
     bf_offset = len(combos)
@@ -1302,7 +1550,12 @@ class _Malformed:
     values: list[str] = field(default_factory=list)
 
     def add(self, row: int, field_name: str, kind: str, value: str) -> None:
-        self.rows.append(row), self.fields.append(field_name), self.kinds.append(kind), self.values.append(value)
+        (
+            self.rows.append(row),
+            self.fields.append(field_name),
+            self.kinds.append(kind),
+            self.values.append(value),
+        )
 
 
 @dataclass
@@ -1323,8 +1576,11 @@ class _Context:
     event_counter: int = 0
     visitor_counter: int = 0
     unknown_counter: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("contacts", "consents", "orders", "order_items", "events", "duplicates", "malformed"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("contacts", "consents", "orders", "order_items", "events", "duplicates", "malformed"), 0
+        )
+    )
     malformed_rows: list[dict[str, object]] = field(default_factory=list)
     duplicate_rows: list[dict[str, str]] = field(default_factory=list)
 
@@ -1332,8 +1588,9 @@ class _Context:
 def _tz_offsets(start: dt.date, n_days: int) -> dict[str, np.ndarray]:
     """UTC offset in minutes for every hour since start - PRE_DAYS, per time zone used."""
     pre = _Timestamps.PRE_DAYS
-    hours = pd.date_range(pd.Timestamp(start, tz="UTC") - pd.Timedelta(days=pre),
-                          periods=(n_days + 2 * pre) * 24, freq="h")
+    hours = pd.date_range(
+        pd.Timestamp(start, tz="UTC") - pd.Timedelta(days=pre), periods=(n_days + 2 * pre) * 24, freq="h"
+    )
     zones = sorted({city.timezone for c in COUNTRIES for city in c.cities})
     out = {}
     for zone in zones:
@@ -1342,22 +1599,32 @@ def _tz_offsets(start: dt.date, n_days: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _contacts_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts,
-                    bad: _Malformed) -> pa.Table:
+def _contacts_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, bad: _Malformed) -> pa.Table:
     """CRM rows: one per account, a few in-place corruptions, a few extra rows without customer_id."""
     ident, n = acc.identity, acc.n
     secs = acc.signup_sec
     tz_hours = secs // 3600 + _Timestamps.PRE_DAYS * 24
-    offsets = np.array([ctx.tz_offsets[z][h] for z, h in zip(ident.timezone, tz_hours, strict=True)], np.int64)
+    offsets = np.array(
+        [ctx.tz_offsets[z][h] for z, h in zip(ident.timezone, tz_hours, strict=True)], np.int64
+    )
     local = rng.random(n) < 0.3
     created = pc.if_else(pa.array(local), ctx.ts.local(secs, offsets), ctx.ts.utc(secs))
     email_case = ctx.ident.u(H_EMAIL_CASE, acc.gidx)
-    emails = [e if (acc.is_dup[k] or email_case[k] >= 0.08) else e.capitalize() for k, e in enumerate(ident.email)]
-    cols = {"customer_id": acc.ids.to_pylist(), "email": emails, "phone": ident.phone,
-            "first_name": ident.first, "last_name": ident.last,
-            "country": [COUNTRY_CODES[c] for c in ident.country], "city": ident.city,
-            "timezone": ident.timezone, "created_at": created.to_pylist(),
-            "source": [SOURCES[s] for s in acc.source]}
+    emails = [
+        e if (acc.is_dup[k] or email_case[k] >= 0.08) else e.capitalize() for k, e in enumerate(ident.email)
+    ]
+    cols = {
+        "customer_id": acc.ids.to_pylist(),
+        "email": emails,
+        "phone": ident.phone,
+        "first_name": ident.first,
+        "last_name": ident.last,
+        "country": [COUNTRY_CODES[c] for c in ident.country],
+        "city": ident.city,
+        "timezone": ident.timezone,
+        "created_at": created.to_pylist(),
+        "source": [SOURCES[s] for s in acc.source],
+    }
     corrupt = np.flatnonzero(ctx.ident.is_corrupt(acc.gidx))
     kind_u = ctx.ident.u(H_CORRUPT_KIND, acc.gidx)
     for k in corrupt:
@@ -1370,11 +1637,14 @@ def _contacts_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts,
             cols["created_at"][k] = value
             bad.add(int(k), "created_at", "bad_timestamp", value)
     table = pa.table({name: pa.array(values, type=pa.string()) for name, values in cols.items()})
-    return _insert_missing_ids(rng, table, bad, CONTACT_MISSING_ID_RATE, blank=("customer_id", "email", "phone"))
+    return _insert_missing_ids(
+        rng, table, bad, CONTACT_MISSING_ID_RATE, blank=("customer_id", "email", "phone")
+    )
 
 
-def _insert_missing_ids(rng: np.random.Generator, table: pa.Table, bad: _Malformed, rate: float,
-                        blank: tuple[str, ...]) -> pa.Table:
+def _insert_missing_ids(
+    rng: np.random.Generator, table: pa.Table, bad: _Malformed, rate: float, blank: tuple[str, ...]
+) -> pa.Table:
     """Insert copies of random rows with the id (and identifying fields) cleared, at random positions."""
     n = table.num_rows
     extra = int(rng.binomial(n, rate)) if n else 0
@@ -1411,23 +1681,50 @@ def _consents_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, bad
     rows_c = np.concatenate([cust, late_c, cust[revoke]])
     rows_ch = np.concatenate([chan, late_ch, chan[revoke]])
     rows_at = np.concatenate([at, late_at, rev_at])
-    status = np.concatenate([np.zeros(len(cust) + len(late_c), np.int64), np.ones(int(revoke.sum()), np.int64)])
-    src_code = np.concatenate([np.where(acc.source[cust] == 1, 1, np.where(chan == 2, 2, 0)),
-                               np.full(len(late_c), 3), 4 + chan[revoke]])
+    status = np.concatenate(
+        [np.zeros(len(cust) + len(late_c), np.int64), np.ones(int(revoke.sum()), np.int64)]
+    )
+    src_code = np.concatenate(
+        [
+            np.where(acc.source[cust] == 1, 1, np.where(chan == 2, 2, 0)),
+            np.full(len(late_c), 3),
+            4 + chan[revoke],
+        ]
+    )
     keep = rows_at <= end_sec
-    rows_c, rows_ch, rows_at, status, src_code = (x[keep] for x in (rows_c, rows_ch, rows_at, status, src_code))
+    rows_c, rows_ch, rows_at, status, src_code = (
+        x[keep] for x in (rows_c, rows_ch, rows_at, status, src_code)
+    )
     order = np.lexsort((rows_ch, rows_c, rows_at))
-    rows_c, rows_ch, rows_at, status, src_code = (x[order] for x in (rows_c, rows_ch, rows_at, status, src_code))
-    sources = pa.array(["signup_form", "checkout", "app", "preference_centre", "unsubscribe_link", "sms_stop",
-                        "app_settings"])
-    table = pa.table({"customer_id": acc.ids.take(pa.array(rows_c)),
-                      "channel": pa.array(["email", "sms", "push"]).take(pa.array(rows_ch)),
-                      "status": pa.array(["granted", "revoked"]).take(pa.array(status)),
-                      "consented_at": ctx.ts.utc(rows_at), "source": sources.take(pa.array(src_code))})
+    rows_c, rows_ch, rows_at, status, src_code = (
+        x[order] for x in (rows_c, rows_ch, rows_at, status, src_code)
+    )
+    sources = pa.array(
+        [
+            "signup_form",
+            "checkout",
+            "app",
+            "preference_centre",
+            "unsubscribe_link",
+            "sms_stop",
+            "app_settings",
+        ]
+    )
+    table = pa.table(
+        {
+            "customer_id": acc.ids.take(pa.array(rows_c)),
+            "channel": pa.array(["email", "sms", "push"]).take(pa.array(rows_ch)),
+            "status": pa.array(["granted", "revoked"]).take(pa.array(status)),
+            "consented_at": ctx.ts.utc(rows_at),
+            "source": sources.take(pa.array(src_code)),
+        }
+    )
     return _append_bad_consents(rng, ctx, table, bad)
 
 
-def _append_bad_consents(rng: np.random.Generator, ctx: _Context, table: pa.Table, bad: _Malformed) -> pa.Table:
+def _append_bad_consents(
+    rng: np.random.Generator, ctx: _Context, table: pa.Table, bad: _Malformed
+) -> pa.Table:
     """Consent rows for customers that exist nowhere, and rows with unparseable timestamps."""
     n = table.num_rows
     extra = int(rng.binomial(n, CONSENT_MALFORMED_RATE)) if n else 0
@@ -1436,7 +1733,7 @@ def _append_bad_consents(rng: np.random.Generator, ctx: _Context, table: pa.Tabl
     copies = table.take(pa.array(rng.integers(0, n, extra))).to_pydict()
     for j in range(extra):
         if rng.random() < 0.75:
-            value = f"cus_{10 ** ctx.id_width + ctx.unknown_counter}"
+            value = f"cus_{10**ctx.id_width + ctx.unknown_counter}"
             ctx.unknown_counter += 1
             copies["customer_id"][j] = value
             bad.add(n + j, "customer_id", "unknown_customer", value)
@@ -1447,8 +1744,9 @@ def _append_bad_consents(rng: np.random.Generator, ctx: _Context, table: pa.Tabl
     return pa.concat_tables([table, pa.table(copies, schema=table.schema)])
 
 
-def _orders_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, orders: _Orders,
-                  sel: np.ndarray, bad: _Malformed) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def _orders_table(
+    rng: np.random.Generator, ctx: _Context, acc: _Accounts, orders: _Orders, sel: np.ndarray, bad: _Malformed
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Landing rows of the selected (in-window) orders plus extra malformed rows.
 
     Returns the table, the nominal seconds of each row (for partitioning/sorting) and the order ids
@@ -1459,8 +1757,10 @@ def _orders_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, order
     ctx.order_counter += m
     cust = orders.cust[sel]
     email_kind = orders.email_kind[sel]
-    emails = [None if k < 0 else (acc.email[c] if k == 5 else _typed_variant(acc.email[c], int(k)))
-              for c, k in zip(cust.tolist(), email_kind.tolist(), strict=True)]
+    emails = [
+        None if k < 0 else (acc.email[c] if k == 5 else _typed_variant(acc.email[c], int(k)))
+        for c, k in zip(cust.tolist(), email_kind.tolist(), strict=True)
+    ]
     codes = pa.array(orders.codes)
     cols = {
         "order_id": _number_ids("ord_", numbers, 8).to_pylist(),
@@ -1468,7 +1768,9 @@ def _orders_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, order
         "ordered_at": ctx.ts.utc(orders.sec[sel]).to_pylist(),
         "amount": _money_text(orders.amount_cents[sel]).to_pylist(),
         "currency": [CURRENCY] * m,
-        "status": pa.array(["completed", "cancelled", "refunded"]).take(pa.array(orders.status[sel])).to_pylist(),
+        "status": pa.array(["completed", "cancelled", "refunded"])
+        .take(pa.array(orders.status[sel]))
+        .to_pylist(),
         "discount_amount": (orders.discount_cents[sel] / 100.0).tolist(),
         "coupon_code": _take(codes, orders.coupon[sel]).to_pylist(),
         "channel": pa.array(CHANNELS).take(pa.array(orders.channel[sel])).to_pylist(),
@@ -1483,31 +1785,45 @@ def _orders_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, order
     return pa.table(cols, schema=schema), np.array(nominal, dtype=np.int64), numbers
 
 
-def _add_bad_order(rng: np.random.Generator, ctx: _Context, cols: dict[str, list], src: int,
-                   bad: _Malformed) -> None:
+_BAD_ORDER_KINDS = (
+    ("ordered_at", "bad_timestamp"),
+    ("amount", "non_numeric_amount"),
+    ("amount", "negative_amount"),
+    ("customer_id", "missing_id"),
+    ("order_id", "missing_id"),
+)
+
+
+def _add_bad_order(
+    rng: np.random.Generator, ctx: _Context, cols: dict[str, list], src: int, bad: _Malformed
+) -> None:
     """Append a copy of order row ``src`` with a new id and one corrupted field."""
     row = len(cols["order_id"])
-    for name, values in cols.items():
+    for values in cols.values():
         values.append(values[src])
     ctx.order_counter += 1
     cols["order_id"][row] = f"ord_{ctx.order_counter:08d}"
     kind = int(_pick(rng.random(1), (0.35, 0.2, 0.2, 0.15, 0.1))[0])
-    if kind == 0:
-        field_name, label, value = "ordered_at", "bad_timestamp", BAD_TIMESTAMPS[int(rng.integers(0, 6))]
-    elif kind == 1:
-        field_name, label, value = "amount", "non_numeric_amount", NON_NUMERIC_AMOUNTS[int(rng.integers(0, 5))]
-    elif kind == 2:
-        field_name, label, value = "amount", "negative_amount", "-" + str(cols["amount"][src])
-    elif kind == 3:
-        field_name, label, value = "customer_id", "missing_id", ""
-    else:
-        field_name, label, value = "order_id", "missing_id", ""
-    cols[field_name][row] = value if value else None
+    field_name, label = _BAD_ORDER_KINDS[kind]
+    value = (
+        BAD_TIMESTAMPS[int(rng.integers(0, len(BAD_TIMESTAMPS)))],
+        NON_NUMERIC_AMOUNTS[int(rng.integers(0, len(NON_NUMERIC_AMOUNTS)))],
+        "-" + str(cols["amount"][src]),
+        "",
+        "",
+    )[kind]
+    cols[field_name][row] = value or None
     bad.add(row, field_name, label, value)
 
 
-def _items_table(rng: np.random.Generator, ctx: _Context, items: dict[str, np.ndarray], order_numbers: np.ndarray,
-                 order_secs: np.ndarray, bad: _Malformed) -> tuple[pa.Table, np.ndarray]:
+def _items_table(
+    rng: np.random.Generator,
+    ctx: _Context,
+    items: dict[str, np.ndarray],
+    order_numbers: np.ndarray,
+    order_secs: np.ndarray,
+    bad: _Malformed,
+) -> tuple[pa.Table, np.ndarray]:
     """Order lines plus a few lines for orders that exist nowhere."""
     pos = items["order_pos"]
     n = len(pos)
@@ -1515,22 +1831,30 @@ def _items_table(rng: np.random.Generator, ctx: _Context, items: dict[str, np.nd
     src = rng.integers(0, max(n, 1), extra)
     order_ids = _number_ids("ord_", order_numbers[pos], 8).to_pylist()
     for j in range(extra):
-        value = f"ord_{10 ** 11 + ctx.unknown_counter}"
+        value = f"ord_{10**11 + ctx.unknown_counter}"
         ctx.unknown_counter += 1
         order_ids.append(value)
         bad.add(n + j, "order_id", "unknown_order", value)
     take = np.concatenate([np.arange(n), src]).astype(np.int64)
-    table = pa.table({
-        "order_id": pa.array(order_ids, type=pa.string()),
-        "product_id": ctx.cat.ids.take(pa.array(items["product"][take])),
-        "quantity": pa.array(items["quantity"][take], type=pa.int64()),
-        "unit_price": pa.array(items["unit_cents"][take] / 100.0, type=pa.float64()),
-    })
+    table = pa.table(
+        {
+            "order_id": pa.array(order_ids, type=pa.string()),
+            "product_id": ctx.cat.ids.take(pa.array(items["product"][take])),
+            "quantity": pa.array(items["quantity"][take], type=pa.int64()),
+            "unit_price": pa.array(items["unit_cents"][take] / 100.0, type=pa.float64()),
+        }
+    )
     return table, order_secs[pos][take]
 
 
-def _events_table(rng: np.random.Generator, ctx: _Context, plan: dict[str, np.ndarray], ev: _EventArrays,
-                  acc: _Accounts, n_visitors: int) -> pa.Table:
+def _events_table(
+    rng: np.random.Generator,
+    ctx: _Context,
+    plan: dict[str, np.ndarray],
+    ev: _EventArrays,
+    acc: _Accounts,
+    n_visitors: int,
+) -> pa.Table:
     """Event rows with string columns (nulls are omitted from the JSON lines)."""
     s = ev.session
     cust = plan["cust"][s]
@@ -1538,8 +1862,11 @@ def _events_table(rng: np.random.Generator, ctx: _Context, plan: dict[str, np.nd
     web_session = ~app
     combos, utm = _utm(rng, plan, web_session, ctx.cal)
     ses_utm = np.where(ev.landing, utm[s], -1)
-    anon_code = np.where(plan["cust"] >= 0, acc.gidx[np.maximum(plan["cust"], 0)] * 2 + plan["device"] - 1,
-                         2 * ctx.n_accounts + ctx.visitor_counter + plan["visitor"])
+    anon_code = np.where(
+        plan["cust"] >= 0,
+        acc.gidx[np.maximum(plan["cust"], 0)] * 2 + plan["device"] - 1,
+        2 * ctx.n_accounts + ctx.visitor_counter + plan["visitor"],
+    )
     ctx.visitor_counter += n_visitors
     n_sessions, n_events = len(plan["cust"]), len(s)
     session_ids = _hex_ids("s_", _hash_ids(ctx.seed, H_SESSION, ctx.session_counter + np.arange(n_sessions)))
@@ -1548,23 +1875,31 @@ def _events_table(rng: np.random.Generator, ctx: _Context, plan: dict[str, np.nd
     ctx.event_counter += n_events
     anon = _hex_ids("anon_", _hash_ids(ctx.seed, H_ANON, anon_code))
     product = _take(ctx.cat.ids, ev.product)
-    return pa.table({
-        "event_id": event_ids,
-        "event_type": pa.array(EVENT_TYPES).take(pa.array(ev.etype)),
-        "occurred_at": ctx.ts.utc(ev.sec),
-        "anonymous_id": anon.take(pa.array(s)),
-        "customer_id": _take(acc.ids, np.where(ev.known & (cust >= 0), cust, -1)),
-        "session_id": session_ids.take(pa.array(s)),
-        "product_id": product,
-        "url": _urls(ev, app[s], product, ses_utm, combos, ctx.cat),
-        "utm_source": _take(pa.array([c[0] for c in combos]), ses_utm),
-        "utm_medium": _take(pa.array([c[1] for c in combos]), ses_utm),
-        "utm_campaign": _take(pa.array([c[2] for c in combos]), ses_utm),
-    })
+    return pa.table(
+        {
+            "event_id": event_ids,
+            "event_type": pa.array(EVENT_TYPES).take(pa.array(ev.etype)),
+            "occurred_at": ctx.ts.utc(ev.sec),
+            "anonymous_id": anon.take(pa.array(s)),
+            "customer_id": _take(acc.ids, np.where(ev.known & (cust >= 0), cust, -1)),
+            "session_id": session_ids.take(pa.array(s)),
+            "product_id": product,
+            "url": _urls(ev, app[s], product, ses_utm, combos, ctx.cat),
+            "utm_source": _take(pa.array([c[0] for c in combos]), ses_utm),
+            "utm_medium": _take(pa.array([c[1] for c in combos]), ses_utm),
+            "utm_campaign": _take(pa.array([c[2] for c in combos]), ses_utm),
+        }
+    )
 
 
-def _urls(ev: _EventArrays, app: np.ndarray, product: pa.Array, utm: np.ndarray,
-          combos: list[tuple[str, str, str]], cat: _Catalogue) -> pa.Array:
+def _urls(
+    ev: _EventArrays,
+    app: np.ndarray,
+    product: pa.Array,
+    utm: np.ndarray,
+    combos: list[tuple[str, str, str]],
+    cat: _Catalogue,
+) -> pa.Array:
     """Page URLs of web events (null in the app); the landing URL carries the utm query string."""
     paths = pa.array([SHOP_URL + (p or "") for p in EVENT_PATHS])
     base = paths.take(pa.array(ev.etype))
@@ -1583,15 +1918,17 @@ def _urls(ev: _EventArrays, app: np.ndarray, product: pa.Array, utm: np.ndarray,
 
 def _jsonl_bytes(table: pa.Table) -> bytes:
     """JSON Lines with null fields omitted (values are plain ASCII ids, urls and timestamps)."""
-    pieces = [pc.binary_join_element_wise(f'"{name}":"', table.column(name).combine_chunks(), '"', "")
-              for name in table.column_names]
+    pieces = [
+        pc.binary_join_element_wise(f'"{name}":"', table.column(name).combine_chunks(), '"', "")
+        for name in table.column_names
+    ]
     body = pc.binary_join_element_wise(*pieces, ",", null_handling="skip")
     lines = pc.binary_join_element_wise("{", body, "}\n", "")
     if len(lines) == 0:
         return b""
     lines = lines.cast(pa.large_string())
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
-    return bytes(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    return bytes(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -1602,8 +1939,15 @@ def _write_jsonl(table: pa.Table, path: Path) -> None:
     path.write_bytes(_jsonl_bytes(table))
 
 
-def _write_monthly(ctx: _Context, table: pa.Table, secs: np.ndarray, rel_dir: str, chunk: int, ext: str,
-                   writer: Callable[[pa.Table, Path], None]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _write_monthly(
+    ctx: _Context,
+    table: pa.Table,
+    secs: np.ndarray,
+    rel_dir: str,
+    chunk: int,
+    ext: str,
+    writer: Callable[[pa.Table, Path], None],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Write ``table`` as ``rel_dir/month=YYYY-MM/part-<chunk>.<ext>`` sorted by time.
 
     Returns the relative file names, and per input row the index of its file and its 1-based row.
@@ -1628,12 +1972,20 @@ def _write_monthly(ctx: _Context, table: pa.Table, secs: np.ndarray, rel_dir: st
     return files, file_of, row_of
 
 
-def _record_malformed(ctx: _Context, entity: str, bad: _Malformed, files: list[str], file_of: np.ndarray | None,
-                      row_of: np.ndarray | None) -> None:
+def _record_malformed(
+    ctx: _Context,
+    entity: str,
+    bad: _Malformed,
+    files: list[str],
+    file_of: np.ndarray | None,
+    row_of: np.ndarray | None,
+) -> None:
     for r, f, k, v in zip(bad.rows, bad.fields, bad.kinds, bad.values, strict=True):
         file = files[0] if file_of is None else files[file_of[r]]
         row = r + 1 if row_of is None else int(row_of[r])
-        ctx.malformed_rows.append({"entity": entity, "file": file, "row": row, "field": f, "kind": k, "value": v})
+        ctx.malformed_rows.append(
+            {"entity": entity, "file": file, "row": row, "field": f, "kind": k, "value": v}
+        )
 
 
 def _write_csv(ctx: _Context, table: pa.Table, rel: str) -> None:
@@ -1667,34 +2019,37 @@ def _truth_table(ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders
 
     def when(x: np.ndarray) -> pa.Array:
         ok = np.isfinite(x)
-        return pc.if_else(pa.array(ok), fmt(np.floor(np.where(ok, x, 0) * SECONDS_PER_DAY)),
-                          pa.nulls(n, type=pa.string()))
+        return pc.if_else(
+            pa.array(ok), fmt(np.floor(np.where(ok, x, 0) * SECONDS_PER_DAY)), pa.nulls(n, type=pa.string())
+        )
 
     dup_of = np.where(acc.is_dup, acc.dup_of + 1, -1)
-    return pa.table({
-        "customer_id": acc.ids,
-        "duplicate_of": _dup_ids(ctx, dup_of),
-        "persona": pa.array([PERSONA_NAMES[p] for p in acc.persona]),
-        "purchase_rate_per_year": pa.array(np.round(acc.lam, 4)),
-        "dropout_probability": pa.array(np.round(acc.p, 4), mask=np.isnan(acc.p)),
-        "alive_at_end": pa.array(pur.alive_end),
-        "reactivated": pa.array(pur.reactivated),
-        "orders_in_window": pa.array(per(in_win).astype(np.int64)),
-        "purchases_in_window": pa.array(per(done & in_win).astype(np.int64)),
-        "revenue_in_window": pa.array(np.round(per(done & in_win, orders.amount_cents / 100.0), 2)),
-        "purchases_next_90d": pa.array(purchases_next),
-        "revenue_next_90d": pa.array(np.round(per(done & future, orders.amount_cents / 100.0), 2)),
-        "churned_next_90d": pa.array((per(recent) > 0) & (purchases_next == 0)),
-        "signup_at": fmt(acc.signup_sec),
-        "first_purchase_at": when(first),
-        "last_purchase_at": when(last),
-        "source": pa.array([SOURCES[s] for s in acc.source]),
-        "country": pa.array([COUNTRY_CODES[k] for k in acc.identity.country]),
-        "email_normalised": pa.array(acc.email),
-        "phone_e164": pa.array(acc.identity.phone_e164, type=pa.string()),
-        "mean_order_value": pa.array(np.round(acc.spend, 2)),
-        "coupon_propensity": pa.array(np.round(acc.coupon, 4)),
-    })
+    return pa.table(
+        {
+            "customer_id": acc.ids,
+            "duplicate_of": _dup_ids(ctx, dup_of),
+            "persona": pa.array([PERSONA_NAMES[p] for p in acc.persona]),
+            "purchase_rate_per_year": pa.array(np.round(acc.lam, 4)),
+            "dropout_probability": pa.array(np.round(acc.p, 4), mask=np.isnan(acc.p)),
+            "alive_at_end": pa.array(pur.alive_end),
+            "reactivated": pa.array(pur.reactivated),
+            "orders_in_window": pa.array(per(in_win).astype(np.int64)),
+            "purchases_in_window": pa.array(per(done & in_win).astype(np.int64)),
+            "revenue_in_window": pa.array(np.round(per(done & in_win, orders.amount_cents / 100.0), 2)),
+            "purchases_next_90d": pa.array(purchases_next),
+            "revenue_next_90d": pa.array(np.round(per(done & future, orders.amount_cents / 100.0), 2)),
+            "churned_next_90d": pa.array((per(recent) > 0) & (purchases_next == 0)),
+            "signup_at": fmt(acc.signup_sec),
+            "first_purchase_at": when(first),
+            "last_purchase_at": when(last),
+            "source": pa.array([SOURCES[s] for s in acc.source]),
+            "country": pa.array([COUNTRY_CODES[k] for k in acc.identity.country]),
+            "email_normalised": pa.array(acc.email),
+            "phone_e164": pa.array(acc.identity.phone_e164, type=pa.string()),
+            "mean_order_value": pa.array(np.round(acc.spend, 2)),
+            "coupon_propensity": pa.array(np.round(acc.coupon, 4)),
+        }
+    )
 
 
 def _dup_ids(ctx: _Context, dup_of: np.ndarray) -> pa.Array:
@@ -1707,8 +2062,13 @@ def _dup_ids(ctx: _Context, dup_of: np.ndarray) -> pa.Array:
 # --------------------------------------------------------------------------------------------------
 
 
-def _generate_chunk(ctx: _Context, chunk: int, lo: int, hi: int, truth: pq.ParquetWriter | None,
-                    ) -> pq.ParquetWriter:
+def _generate_chunk(
+    ctx: _Context,
+    chunk: int,
+    lo: int,
+    hi: int,
+    truth: pq.ParquetWriter | None,
+) -> pq.ParquetWriter:
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, chunk]))
     acc, shared = _build_accounts(rng, ctx.ident, lo, hi, ctx.id_width)
     pur = _simulate_purchases(rng, acc, ctx.cal)
@@ -1722,13 +2082,19 @@ def _generate_chunk(ctx: _Context, chunk: int, lo: int, hi: int, truth: pq.Parqu
     item_start[window] = np.concatenate([[0], np.cumsum(orders.n_lines[window])[:-1]]).astype(np.int64)
     _write_events(rng, ctx, acc, pur, orders, items, item_start, chunk)
     for k in np.flatnonzero(acc.is_dup):
-        ctx.duplicate_rows.append({"customer_id": acc.ids[k].as_py(),
-                                   "duplicate_of": f"cus_{acc.dup_of[k] + 1:0{ctx.id_width}d}",
-                                   "shared": ("", "email", "phone", "both")[shared[k]]})
+        ctx.duplicate_rows.append(
+            {
+                "customer_id": acc.ids[k].as_py(),
+                "duplicate_of": f"cus_{acc.dup_of[k] + 1:0{ctx.id_width}d}",
+                "shared": ("", "email", "phone", "both")[shared[k]],
+            }
+        )
     ctx.counts["duplicates"] += int(acc.is_dup.sum())
     table = _truth_table(ctx, acc, pur, orders)
     if truth is None:
-        truth = pq.ParquetWriter(ctx.out_dir / TRUTH_DIR / "customers.parquet", table.schema, compression="zstd")
+        truth = pq.ParquetWriter(
+            ctx.out_dir / TRUTH_DIR / "customers.parquet", table.schema, compression="zstd"
+        )
     truth.write_table(table)
     return truth
 
@@ -1748,8 +2114,9 @@ def _write_crm(rng: np.random.Generator, ctx: _Context, acc: _Accounts, chunk: i
     ctx.counts["consents"] += consents.num_rows
 
 
-def _write_orders(rng: np.random.Generator, ctx: _Context, acc: _Accounts, orders: _Orders, window: np.ndarray,
-                  chunk: int) -> np.ndarray:
+def _write_orders(
+    rng: np.random.Generator, ctx: _Context, acc: _Accounts, orders: _Orders, window: np.ndarray, chunk: int
+) -> np.ndarray:
     bad = _Malformed()
     table, secs, numbers = _orders_table(rng, ctx, acc, orders, window, bad)
     files, file_of, row_of = _write_monthly(ctx, table, secs, ORDERS.path, chunk, "parquet", _write_parquet)
@@ -1758,17 +2125,33 @@ def _write_orders(rng: np.random.Generator, ctx: _Context, acc: _Accounts, order
     return numbers
 
 
-def _write_items(rng: np.random.Generator, ctx: _Context, items: dict[str, np.ndarray], order_numbers: np.ndarray,
-                 order_secs: np.ndarray, chunk: int) -> None:
+def _write_items(
+    rng: np.random.Generator,
+    ctx: _Context,
+    items: dict[str, np.ndarray],
+    order_numbers: np.ndarray,
+    order_secs: np.ndarray,
+    chunk: int,
+) -> None:
     bad = _Malformed()
     table, secs = _items_table(rng, ctx, items, order_numbers, order_secs, bad)
-    files, file_of, row_of = _write_monthly(ctx, table, secs, ORDER_ITEMS.path, chunk, "parquet", _write_parquet)
+    files, file_of, row_of = _write_monthly(
+        ctx, table, secs, ORDER_ITEMS.path, chunk, "parquet", _write_parquet
+    )
     _record_malformed(ctx, ORDER_ITEMS.name, bad, files, file_of, row_of)
     ctx.counts["order_items"] += table.num_rows
 
 
-def _write_events(rng: np.random.Generator, ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders,
-                  items: dict[str, np.ndarray], item_start: np.ndarray, chunk: int) -> None:
+def _write_events(
+    rng: np.random.Generator,
+    ctx: _Context,
+    acc: _Accounts,
+    pur: _Purchases,
+    orders: _Orders,
+    items: dict[str, np.ndarray],
+    item_start: np.ndarray,
+    chunk: int,
+) -> None:
     n_visitors = int(round(ANONYMOUS_VISITORS_PER_CUSTOMER * acc.n))
     plan = _plan_sessions(rng, acc, pur, orders, ctx.cal, n_visitors)
     mode, auth = _identity_modes(plan, acc)
@@ -1783,7 +2166,15 @@ def _write_events(rng: np.random.Generator, ctx: _Context, acc: _Accounts, pur: 
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-_OWNED_DIRS = (CONTACTS.path, CONSENTS.path, PRODUCTS.path, ORDERS.path, ORDER_ITEMS.path, EVENTS.path, TRUTH_DIR)
+_OWNED_DIRS = (
+    CONTACTS.path,
+    CONSENTS.path,
+    PRODUCTS.path,
+    ORDERS.path,
+    ORDER_ITEMS.path,
+    EVENTS.path,
+    TRUTH_DIR,
+)
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
@@ -1807,8 +2198,15 @@ def _validate(customers: int, days: int, seed: int, chunk_size: int) -> None:
         raise ValueError(f"at most {PHONE_SUB_SPACE - 1} customers are supported")
 
 
-def generate_demo_data(out_dir: Path, *, customers: int = 2000, days: int = 730, seed: int = 42,
-                       end_date: dt.date | None = None, chunk_size: int = 20_000) -> DemoDataSummary:
+def generate_demo_data(
+    out_dir: Path,
+    *,
+    customers: int = 2000,
+    days: int = 730,
+    seed: int = 42,
+    end_date: dt.date | None = None,
+    chunk_size: int = 20_000,
+) -> DemoDataSummary:
     """Write a realistic landing zone for ``customers`` accounts over ``days`` days ending ``end_date``.
 
     The window is ``[end_date - days + 1, end_date]`` (UTC). The landing zone goes to ``out_dir`` (one
@@ -1821,9 +2219,17 @@ def generate_demo_data(out_dir: Path, *, customers: int = 2000, days: int = 730,
     start_date = end_date - dt.timedelta(days=days - 1)
     _prepare_out_dir(out_dir)
     cal = _Calendar(start_date, days)
-    ctx = _Context(seed, customers, out_dir, cal, _Timestamps(start_date, cal.horizon), _build_catalogue(seed),
-                   _IdentityFactory(seed, customers, cal), max(7, len(str(customers))),
-                   _tz_offsets(start_date, cal.horizon))
+    ctx = _Context(
+        seed,
+        customers,
+        out_dir,
+        cal,
+        _Timestamps(start_date, cal.horizon),
+        _build_catalogue(seed),
+        _IdentityFactory(seed, customers, cal),
+        max(7, len(str(customers))),
+        _tz_offsets(start_date, cal.horizon),
+    )
     products = _write_products(ctx.cat, out_dir)
     truth: pq.ParquetWriter | None = None
     for chunk, lo in enumerate(range(0, customers, chunk_size)):
@@ -1833,20 +2239,36 @@ def generate_demo_data(out_dir: Path, *, customers: int = 2000, days: int = 730,
     ctx.counts["malformed"] = len(ctx.malformed_rows)
     _write_truth_files(ctx, customers, days, seed, end_date, chunk_size, products)
     c = ctx.counts
-    return DemoDataSummary(customers, c["contacts"], c["orders"], c["order_items"], c["events"], c["consents"],
-                           c["duplicates"], c["malformed"], start_date, end_date, out_dir, out_dir / TRUTH_DIR)
+    return DemoDataSummary(
+        customers,
+        c["contacts"],
+        c["orders"],
+        c["order_items"],
+        c["events"],
+        c["consents"],
+        c["duplicates"],
+        c["malformed"],
+        start_date,
+        end_date,
+        out_dir,
+        out_dir / TRUTH_DIR,
+    )
 
 
-def _write_truth_files(ctx: _Context, customers: int, days: int, seed: int, end_date: dt.date, chunk_size: int,
-                       products: int) -> None:
+def _write_truth_files(
+    ctx: _Context, customers: int, days: int, seed: int, end_date: dt.date, chunk_size: int, products: int
+) -> None:
     truth = ctx.out_dir / TRUTH_DIR
     malformed = pd.DataFrame(ctx.malformed_rows, columns=["entity", "file", "row", "field", "kind", "value"])
     malformed.to_csv(truth / "malformed.csv", index=False)
     pd.DataFrame(ctx.duplicate_rows, columns=["customer_id", "duplicate_of", "shared"]).to_csv(
-        truth / "duplicates.csv", index=False)
+        truth / "duplicates.csv", index=False
+    )
     meta = {
-        "parameters": {"customers": customers, "days": days, "seed": seed, "end_date": end_date.isoformat(),
-                       "chunk_size": chunk_size},
+        "customers": customers,
+        "days": days,
+        "seed": seed,
+        "chunk_size": chunk_size,
         "start_date": ctx.cal.start.isoformat(),
         "end_date": end_date.isoformat(),
         "future_days": FUTURE_DAYS,

@@ -22,10 +22,13 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         as_of, customers, buyers, revenue = _rows(
-            con, "select max(as_of_date), count(*), count(*) filter (where is_buyer), sum(revenue) from marts.dim_customers"
+            con,
+            "select max(as_of_date), count(*), count(*) filter (where is_buyer), sum(revenue) from marts.dim_customers",
         )[0]
         stages = dict(_rows(con, "select lifecycle_stage, count(*) from marts.customer_lifecycle group by 1"))
-        segments = _rows(con, "select rfm_segment, count(*) n from marts.customer_rfm group by 1 order by n desc, 1")
+        segments = _rows(
+            con, "select rfm_segment, count(*) n from marts.customer_rfm group by 1 order by n desc, 1"
+        )
         tags = _rows(
             con,
             f"select tag, customers_tagged, coverage_share from marts.tag_health "
@@ -35,7 +38,9 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
         reject_entities = _rows(
             con, "select entity, count(*) n from marts.rejects group by 1 order by n desc, 1 limit 5"
         )
-        merged = _rows(con, "select count(*) filter (where merged_accounts > 1) from marts.dim_customers")[0][0]
+        merged = _rows(con, "select count(*) filter (where merged_accounts > 1) from marts.dim_customers")[0][
+            0
+        ]
     finally:
         con.close()
 

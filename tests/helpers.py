@@ -67,8 +67,16 @@ def build_warehouse(raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict
     variables = json.dumps({"as_of": as_of, **(extra_vars or {})})
     target = warehouse.parent / "dbt_target"
     done = subprocess.run(
-        [dbt_executable(), "build", "--profiles-dir", str(DBT_PROJECT_DIR), "--vars", variables,
-         "--target-path", str(target)],
+        [
+            dbt_executable(),
+            "build",
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--vars",
+            variables,
+            "--target-path",
+            str(target),
+        ],
         cwd=DBT_PROJECT_DIR,
         env=env,
         capture_output=True,

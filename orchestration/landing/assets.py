@@ -1,6 +1,5 @@
 """The landing-zone asset: snapshots the raw files into the warehouse's landing schema."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -55,7 +54,9 @@ def landing_zone(
                 "rejected_files": dg.MetadataValue.int(result.rejected_files),
                 "rejected_lines": dg.MetadataValue.int(result.rejected_rows),
                 "raw_dir": dg.MetadataValue.path(f"{report.raw_dir}/{entity.path}"),
-                "files_preview": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "_no files_"),
+                "files_preview": dg.MetadataValue.md(
+                    table.to_markdown(index=False) if len(table) else "_no files_"
+                ),
             },
         )
     yield dg.MaterializeResult(

@@ -75,9 +75,19 @@ CONSENTS = Entity(
     (
         _c("customer_id", "text", True, "Account id the consent belongs to"),
         _c("channel", "text", True, "email, sms or push"),
-        _c("status", "text", True, "granted or revoked (also accepted: opt_in/opt_out, subscribed/unsubscribed, true/false)"),
+        _c(
+            "status",
+            "text",
+            True,
+            "granted or revoked (also accepted: opt_in/opt_out, subscribed/unsubscribed, true/false)",
+        ),
         _c("consented_at", "timestamp", True, "When the consent was given or withdrawn"),
-        _c("source", "text", False, "Where the consent was captured (form, checkout, preference centre, unsubscribe link)"),
+        _c(
+            "source",
+            "text",
+            False,
+            "Where the consent was captured (form, checkout, preference centre, unsubscribe link)",
+        ),
     ),
 )
 
@@ -100,12 +110,22 @@ ORDERS = Entity(
     True,
     "One row per order. The only required entity: orders alone give customers, RFM, lifecycle and most tags.",
     (
-        _c("order_id", "text", True, "Order id, unique across all files (a later file's row wins over an earlier duplicate)"),
+        _c(
+            "order_id",
+            "text",
+            True,
+            "Order id, unique across all files (a later file's row wins over an earlier duplicate)",
+        ),
         _c("customer_id", "text", True, "Account id of the buyer"),
         _c("ordered_at", "timestamp", True, "When the order was placed (ISO 8601; no offset means UTC)"),
         _c("amount", "number", True, "Order total after discounts, dot as decimal separator, not negative"),
         _c("currency", "text", False, "ISO 4217 code; amounts are summed as given (no conversion)"),
-        _c("status", "text", False, "completed (default), cancelled or refunded; only completed orders count as purchases"),
+        _c(
+            "status",
+            "text",
+            False,
+            "completed (default), cancelled or refunded; only completed orders count as purchases",
+        ),
         _c("discount_amount", "number", False, "Discount applied to the order"),
         _c("coupon_code", "text", False, "Coupon used, if any"),
         _c("channel", "text", False, "Sales channel, e.g. web, app, store"),
@@ -133,7 +153,12 @@ EVENTS = Entity(
     "Behaviour events from web and app. Anonymous events are stitched to the customer who later signs up or logs in on the same anonymous_id.",
     (
         _c("event_id", "text", False, "Event id (deduplicated when present)"),
-        _c("event_type", "text", True, "page_view, product_view, add_to_cart, checkout_started, signup, login, form_submit, app_open, …"),
+        _c(
+            "event_type",
+            "text",
+            True,
+            "page_view, product_view, add_to_cart, checkout_started, signup, login, form_submit, app_open, …",
+        ),
         _c("occurred_at", "timestamp", True, "When it happened"),
         _c("anonymous_id", "text", False, "Device or cookie id; required when customer_id is empty"),
         _c("customer_id", "text", False, "Account id when known (always set on signup and login)"),

@@ -152,7 +152,8 @@ def _load_tabular(
             f"see the landing-zone table in the README"
         )
     select = ", ".join(
-        f"cast({_quote_ident(by_lower[c])} as varchar)" if c in by_lower else "null" for c in entity.column_names
+        f"cast({_quote_ident(by_lower[c])} as varchar)" if c in by_lower else "null"
+        for c in entity.column_names
     )
     con.execute(
         f"insert into {SCHEMA}.{entity.name} select {select}, {_quote_literal(rel)}, {row_expr} from {src}"
@@ -160,7 +161,9 @@ def _load_tabular(
     return _count(con, entity, rel), None
 
 
-def _load_jsonl(con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, rel: str) -> tuple[int, str | None]:
+def _load_jsonl(
+    con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, rel: str
+) -> tuple[int, str | None]:
     lines = (
         f"select row_number() over () as _row, line, try_cast(line as json) as j "
         f"from read_csv({_quote_literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "

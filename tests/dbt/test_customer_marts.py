@@ -44,18 +44,50 @@ def write_landing_zone(raw: Path) -> None:
     write_csv(
         raw / "crm/contacts/contacts.csv",
         [
-            {"customer_id": "c1", "email": " Alice@Example.COM ", "country": "DE", "created_at": "2024-01-05T09:00:00Z",
-             "first_name": "Alice", "source": "newsletter"},
-            {"customer_id": "c2", "email": "alice@example.com", "phone": "030 1234567", "country": "DE",
-             "created_at": "2024-06-01"},
-            {"customer_id": "c3", "email": "al.other@example.com", "phone": "0049 30 1234567", "country": "DE",
-             "created_at": "2024-07-01"},
-            {"customer_id": "c4", "email": "bob@example.com", "phone": "(415) 555-0123", "country": "US",
-             "created_at": "2024-02-01"},
-            {"customer_id": "c5", "email": "carol@example.com", "phone": "415-555-0199", "country": "US",
-             "created_at": "2025-06-25T10:00:00Z"},
-            {"customer_id": "c6", "email": "dave@example.com", "phone": "07700 900123", "country": "GB",
-             "created_at": "2023-01-01", "source": "referral"},
+            {
+                "customer_id": "c1",
+                "email": " Alice@Example.COM ",
+                "country": "DE",
+                "created_at": "2024-01-05T09:00:00Z",
+                "first_name": "Alice",
+                "source": "newsletter",
+            },
+            {
+                "customer_id": "c2",
+                "email": "alice@example.com",
+                "phone": "030 1234567",
+                "country": "DE",
+                "created_at": "2024-06-01",
+            },
+            {
+                "customer_id": "c3",
+                "email": "al.other@example.com",
+                "phone": "0049 30 1234567",
+                "country": "DE",
+                "created_at": "2024-07-01",
+            },
+            {
+                "customer_id": "c4",
+                "email": "bob@example.com",
+                "phone": "(415) 555-0123",
+                "country": "US",
+                "created_at": "2024-02-01",
+            },
+            {
+                "customer_id": "c5",
+                "email": "carol@example.com",
+                "phone": "415-555-0199",
+                "country": "US",
+                "created_at": "2025-06-25T10:00:00Z",
+            },
+            {
+                "customer_id": "c6",
+                "email": "dave@example.com",
+                "phone": "07700 900123",
+                "country": "GB",
+                "created_at": "2023-01-01",
+                "source": "referral",
+            },
             {"customer_id": "c7", "email": "erin@example.com", "country": "FR", "created_at": "2024-03-01"},
             {"customer_id": "c10", "email": "test@example.com", "created_at": "2024-05-01"},
             {"customer_id": "c11", "email": "TEST@example.com", "created_at": "2024-05-01"},
@@ -64,34 +96,75 @@ def write_landing_zone(raw: Path) -> None:
             {"customer_id": "c13", "email": "broken@", "created_at": "yesterday"},  # row 12
             {"customer_id": "c14", "phone": "12345", "country": "DE", "created_at": "2024-05-01"},  # row 13
         ],
-        ["customer_id", "email", "phone", "first_name", "last_name", "country", "city", "timezone", "created_at",
-         "source"],
+        [
+            "customer_id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "country",
+            "city",
+            "timezone",
+            "created_at",
+            "source",
+        ],
     )
     order_cols = ["order_id", "customer_id", "ordered_at", "amount", "status", "coupon_code", "email"]
     write_csv(
         raw / "commerce/orders/2025.csv",
         [
             {"order_id": "o1", "customer_id": "c1", "ordered_at": "2024-01-10T10:00:00Z", "amount": "100.00"},
-            {"order_id": "o2", "customer_id": "c2", "ordered_at": "2024-09-01", "amount": "50.00",
-             "coupon_code": "SAVE10"},
-            {"order_id": "o3", "customer_id": "c3", "ordered_at": "2025-05-01T08:00:00+02:00", "amount": "80",
-             "coupon_code": "SAVE10"},
+            {
+                "order_id": "o2",
+                "customer_id": "c2",
+                "ordered_at": "2024-09-01",
+                "amount": "50.00",
+                "coupon_code": "SAVE10",
+            },
+            {
+                "order_id": "o3",
+                "customer_id": "c3",
+                "ordered_at": "2025-05-01T08:00:00+02:00",
+                "amount": "80",
+                "coupon_code": "SAVE10",
+            },
             {"order_id": "o4", "customer_id": "c4", "ordered_at": "2025-06-20", "amount": "40.00"},
             {"order_id": "o5", "customer_id": "c6", "ordered_at": "2023-02-01", "amount": "500"},
             {"order_id": "o6", "customer_id": "c6", "ordered_at": "2023-03-01", "amount": "700"},
             {"order_id": "o7", "customer_id": "c7", "ordered_at": "2025-02-15", "amount": "30.00"},
-            {"order_id": "o8", "customer_id": "c7", "ordered_at": "2025-03-01", "amount": "99", "status": "cancelled"},
+            {
+                "order_id": "o8",
+                "customer_id": "c7",
+                "ordered_at": "2025-03-01",
+                "amount": "99",
+                "status": "cancelled",
+            },
             {"order_id": "o9", "customer_id": "g1", "ordered_at": "2025-06-29T10:00:00Z", "amount": "300.00"},
-            {"order_id": "o10", "customer_id": "g2", "ordered_at": "2023-02-15", "amount": "25",
-             "email": " DAVE@example.com"},
+            {
+                "order_id": "o10",
+                "customer_id": "g2",
+                "ordered_at": "2023-02-15",
+                "amount": "25",
+                "email": " DAVE@example.com",
+            },
             {"order_id": "o11", "customer_id": "c4", "ordered_at": "2025-13-45", "amount": "10"},  # row 11
             {"order_id": "o12", "customer_id": "c4", "ordered_at": "2025-06-01", "amount": "12,5"},  # row 12
             {"order_id": "o13", "customer_id": "c4", "ordered_at": "2025-06-01", "amount": "-5"},  # row 13
             {"order_id": "o14", "customer_id": "", "ordered_at": "2025-06-01", "amount": "10"},  # row 14
             {"order_id": "", "customer_id": "c4", "ordered_at": "2025-06-01", "amount": "10"},  # row 15
-            {"order_id": "o15", "customer_id": "c4", "ordered_at": "2025-06-01", "amount": "10",
-             "status": "lost"},  # row 16
-            {"order_id": "o16", "customer_id": "c4", "ordered_at": "2025-07-05", "amount": "500"},  # after as-of
+            {
+                "order_id": "o15",
+                "customer_id": "c4",
+                "ordered_at": "2025-06-01",
+                "amount": "10",
+                "status": "lost",
+            },  # row 16
+            {
+                "order_id": "o16",
+                "customer_id": "c4",
+                "ordered_at": "2025-07-05",
+                "amount": "500",
+            },  # after as-of
         ],
         order_cols,
     )
@@ -107,17 +180,42 @@ def write_landing_zone(raw: Path) -> None:
             {"customer_id": "c2", "channel": "email", "status": "revoked", "consented_at": "2025-01-01"},
             {"customer_id": "c4", "channel": "SMS", "status": "opt_in", "consented_at": "2024-02-01"},
             {"customer_id": "c4", "channel": "email", "status": "granted", "consented_at": "2025-07-15"},
-            {"customer_id": "zz", "channel": "email", "status": "granted", "consented_at": "2024-01-01"},  # row 5
-            {"customer_id": "c6", "channel": "push", "status": "maybe", "consented_at": "2024-01-01"},  # row 6
+            {
+                "customer_id": "zz",
+                "channel": "email",
+                "status": "granted",
+                "consented_at": "2024-01-01",
+            },  # row 5
+            {
+                "customer_id": "c6",
+                "channel": "push",
+                "status": "maybe",
+                "consented_at": "2024-01-01",
+            },  # row 6
         ],
     )
     write_jsonl(
         raw / "events/2025-06.jsonl",
         [
-            {"event_type": "page_view", "occurred_at": "2024-01-03T12:00:00Z", "anonymous_id": "a1",
-             "utm_source": "Google", "utm_medium": "cpc"},
-            {"event_type": "signup", "occurred_at": "2024-01-05T09:00:00Z", "anonymous_id": "a1", "customer_id": "c1"},
-            {"event_type": "signup", "occurred_at": "2025-06-25T10:00:00Z", "anonymous_id": "a5", "customer_id": "c5"},
+            {
+                "event_type": "page_view",
+                "occurred_at": "2024-01-03T12:00:00Z",
+                "anonymous_id": "a1",
+                "utm_source": "Google",
+                "utm_medium": "cpc",
+            },
+            {
+                "event_type": "signup",
+                "occurred_at": "2024-01-05T09:00:00Z",
+                "anonymous_id": "a1",
+                "customer_id": "c1",
+            },
+            {
+                "event_type": "signup",
+                "occurred_at": "2025-06-25T10:00:00Z",
+                "anonymous_id": "a5",
+                "customer_id": "c5",
+            },
             {"event_type": "add_to_cart", "occurred_at": "2025-06-27T10:00:00Z", "anonymous_id": "a5"},
             {"event_type": "add_to_cart", "occurred_at": "2025-06-28T10:00:00Z", "customer_id": "c7"},
             {"event_type": "add_to_cart", "occurred_at": "2025-06-28T09:00:00Z", "customer_id": "g1"},
@@ -127,9 +225,16 @@ def write_landing_zone(raw: Path) -> None:
             {"event_type": "page_view", "occurred_at": "bad", "anonymous_id": "a9"},  # line 10
         ],
     )
-    write_csv(raw / "commerce/products/products.csv", [{"product_id": "p1", "name": "Mug", "category": "Kitchen"}])
+    write_csv(
+        raw / "commerce/products/products.csv", [{"product_id": "p1", "name": "Mug", "category": "Kitchen"}]
+    )
     items = pa.table(
-        {"order_id": ["o1", "o999"], "product_id": ["p1", "p1"], "quantity": [1, 1], "unit_price": [110.0, 10.0]}
+        {
+            "order_id": ["o1", "o999"],
+            "product_id": ["p1", "p1"],
+            "quantity": [1, 1],
+            "unit_price": [110.0, 10.0],
+        }
     )
     (raw / "commerce/order_items").mkdir(parents=True)
     pq.write_table(items, raw / "commerce/order_items/items.parquet")
@@ -144,7 +249,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory):
 
 def test_identity_merges_transitively_and_skips_placeholder_keys(warehouse) -> None:
     mapping = dict(
-        ((s, i), c) for s, i, c in warehouse.query("select source, source_id, customer_id from marts.customer_id_map")
+        ((s, i), c)
+        for s, i, c in warehouse.query("select source, source_id, customer_id from marts.customer_id_map")
     )
     assert mapping[("crm", "c1")] == "c1"
     assert mapping[("crm", "c2")] == "c1"  # same email, other case and spaces
@@ -174,7 +280,9 @@ def test_dim_customers_profile(warehouse) -> None:
     c4 = rows["c4"]
     assert c4["phone"] == "+14155550123"
     assert (c4["sms_opt_in"], c4["email_opt_in"], c4["push_opt_in"]) == (True, False, False)
-    assert c4["order_count"] == 1 and float(c4["revenue"]) == pytest.approx(40.0)  # o16 is after the as-of date
+    assert c4["order_count"] == 1 and float(c4["revenue"]) == pytest.approx(
+        40.0
+    )  # o16 is after the as-of date
     assert rows["c6"]["phone"] == "+447700900123"
     assert rows["c6"]["merged_accounts"] == 2 and float(rows["c6"]["revenue"]) == pytest.approx(1225.0)
     assert rows["c6"]["acquisition_source"] == "referral"  # no web data: CRM lead source
@@ -229,8 +337,19 @@ def test_lifecycle_stages_and_history(warehouse) -> None:
             "select stage from marts.customer_lifecycle_history where customer_id = 'c1' order by spell_number"
         )
     ]
-    assert history == ["prospect", "new", "active", "at_risk", "churned", "reactivated", "active", "at_risk", "churned",
-                       "reactivated", "active"]
+    assert history == [
+        "prospect",
+        "new",
+        "active",
+        "at_risk",
+        "churned",
+        "reactivated",
+        "active",
+        "at_risk",
+        "churned",
+        "reactivated",
+        "active",
+    ]
 
 
 def test_tags(warehouse) -> None:
@@ -251,7 +370,10 @@ def test_tags(warehouse) -> None:
         ((c, t), r) for c, t, r in warehouse.query("select customer_id, tag, reason from marts.customer_tags")
     )
     assert reasons[("c1", "price_sensitive")] == "2 of 3 orders with a coupon"
-    health = {r[0]: r[1:] for r in warehouse.query("select tag, customers_tagged, coverage_share from marts.tag_health")}
+    health = {
+        r[0]: r[1:]
+        for r in warehouse.query("select tag, customers_tagged, coverage_share from marts.tag_health")
+    }
     assert health["one_time_buyer"] == (3, pytest.approx(round(3 / 11, 4)))
     assert len(health) == 8
 
@@ -287,7 +409,10 @@ def test_every_malformed_row_reaches_rejects_with_a_reason(warehouse) -> None:
     assert "use a dot as decimal separator" in rejects[("commerce_orders", orders, 12, "amount")][1]
     assert "negative" in rejects[("commerce_orders", orders, 13, "amount")][1]
     assert "unknown customer" in rejects[("crm_consents", "crm/consents/consents.csv", 5, "customer_id")][1]
-    assert "superseded by commerce/orders/2025b.csv row 1" in rejects[("commerce_orders", orders, 1, "order_id")][1]
+    assert (
+        "superseded by commerce/orders/2025b.csv row 1"
+        in rejects[("commerce_orders", orders, 1, "order_id")][1]
+    )
     message = warehouse.query(
         "select message from marts.rejects where source_file = ? and source_row = 11", [orders]
     )[0][0]

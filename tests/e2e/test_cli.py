@@ -22,22 +22,47 @@ def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
     z floor(6/2)=3 -> r1 fm3 At Risk.
     """
     raw = tmp_path / "my-export"
-    write_csv(raw / "commerce/orders/orders.csv", [
-        {"order_id": "1", "customer_id": "x", "ordered_at": "2025-03-01 10:00:00", "amount": "60"},
-        {"order_id": "2", "customer_id": "x", "ordered_at": "2025-03-30 10:00:00", "amount": "40"},
-        {"order_id": "3", "customer_id": "y", "ordered_at": "2025-01-30", "amount": "500"},
-        {"order_id": "4", "customer_id": "z", "ordered_at": "2024-10-01", "amount": "10"},
-        {"order_id": "5", "customer_id": "z", "ordered_at": "2024-11-01", "amount": "10"},
-        {"order_id": "6", "customer_id": "z", "ordered_at": "2024-12-31", "amount": "10"},
-        {"order_id": "7", "customer_id": "z", "ordered_at": "2025-03-15", "amount": "99", "status": "refunded"},
-    ], ["order_id", "customer_id", "ordered_at", "amount", "status"])
+    write_csv(
+        raw / "commerce/orders/orders.csv",
+        [
+            {"order_id": "1", "customer_id": "x", "ordered_at": "2025-03-01 10:00:00", "amount": "60"},
+            {"order_id": "2", "customer_id": "x", "ordered_at": "2025-03-30 10:00:00", "amount": "40"},
+            {"order_id": "3", "customer_id": "y", "ordered_at": "2025-01-30", "amount": "500"},
+            {"order_id": "4", "customer_id": "z", "ordered_at": "2024-10-01", "amount": "10"},
+            {"order_id": "5", "customer_id": "z", "ordered_at": "2024-11-01", "amount": "10"},
+            {"order_id": "6", "customer_id": "z", "ordered_at": "2024-12-31", "amount": "10"},
+            {
+                "order_id": "7",
+                "customer_id": "z",
+                "ordered_at": "2025-03-15",
+                "amount": "99",
+                "status": "refunded",
+            },
+        ],
+        ["order_id", "customer_id", "ordered_at", "amount", "status"],
+    )
     home = tmp_path / "home"
     warehouse = tmp_path / "out" / "my.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDELINE_", "DAGSTER_HOME"))}
     done = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "--raw-dir", str(raw), "--as-of", "2025-03-31",
-         "--warehouse", str(warehouse), "--home", str(home)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "orchestration.cli",
+            "run",
+            "--raw-dir",
+            str(raw),
+            "--as-of",
+            "2025-03-31",
+            "--warehouse",
+            str(warehouse),
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "Tideline summary — as of 2025-03-31" in done.stdout
@@ -59,8 +84,19 @@ def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
 
 def test_bad_as_of_is_a_clear_error(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "--raw-dir", str(tmp_path), "--as-of", "31/03/2025"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "orchestration.cli",
+            "run",
+            "--raw-dir",
+            str(tmp_path),
+            "--as-of",
+            "31/03/2025",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert "as-of date '31/03/2025' is not a date like 2026-01-31" in done.stderr

@@ -20,10 +20,21 @@ def test_definitions_load_with_layers_checks_and_schedule(tmp_path: Path) -> Non
     defs = build_definitions(_settings(tmp_path, tmp_path))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    for key in ("landing/commerce_orders", "landing/crm_contacts", "landing/events", "staging/stg_commerce__orders",
-                "intermediate/int_accounts_resolved", "marts/dim_customers", "marts/customer_rfm",
-                "marts/customer_lifecycle", "marts/customer_tags", "marts/tag_health", "marts/rejects",
-                "marts/customer_id_map", "reference/tag_definitions"):
+    for key in (
+        "landing/commerce_orders",
+        "landing/crm_contacts",
+        "landing/events",
+        "staging/stg_commerce__orders",
+        "intermediate/int_accounts_resolved",
+        "marts/dim_customers",
+        "marts/customer_rfm",
+        "marts/customer_lifecycle",
+        "marts/customer_tags",
+        "marts/tag_health",
+        "marts/rejects",
+        "marts/customer_id_map",
+        "reference/tag_definitions",
+    ):
         assert key in keys, key
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups["staging/stg_commerce__orders"] == "staging"
@@ -31,7 +42,9 @@ def test_definitions_load_with_layers_checks_and_schedule(tmp_path: Path) -> Non
     assert groups["marts/dim_customers"] == "marts"
     assert groups["landing/commerce_orders"] == "landing"
     # the landing asset feeds the dbt sources
-    parents = {p.to_user_string() for p in graph.get(dg.AssetKey(["staging", "base_commerce__orders"])).parent_keys}
+    parents = {
+        p.to_user_string() for p in graph.get(dg.AssetKey(["staging", "base_commerce__orders"])).parent_keys
+    }
     assert "landing/commerce_orders" in parents
 
     checks = {c for c in graph.asset_check_keys}
@@ -69,7 +82,8 @@ def test_a_failing_blocking_check_stops_everything_downstream(tmp_path: Path) ->
     check = next(
         e.event_specific_data
         for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "orders_present"
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "orders_present"
     )
     assert check.passed is False
     assert "landing/commerce_orders" in materialized
@@ -97,9 +111,7 @@ def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
         assert metadata["dagster/row_count"].value == 9
         assert "preview" in metadata and "@" not in metadata["preview"].value  # no emails in metadata
         evaluations = [
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
         ]
         rejects = next(e for e in evaluations if e.check_name == "rejects_reported")
         assert rejects.passed is False and rejects.metadata["rejects"].value == 17

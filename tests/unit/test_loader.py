@@ -19,19 +19,38 @@ def con() -> duckdb.DuckDBPyConnection:
 
 
 def test_reads_csv_parquet_and_jsonl_with_file_and_row(tmp_path: Path, con) -> None:
-    write_csv(tmp_path / "commerce/orders/month=2025-01/a.csv",
-              [{"ORDER_ID": "o1", "Customer_Id": "c1", "ordered_at": "2025-01-01", "amount": "1.50", "extra": "x"},
-               {"ORDER_ID": "o2", "Customer_Id": "c2", "ordered_at": "2025-01-02", "amount": "2"}])
+    write_csv(
+        tmp_path / "commerce/orders/month=2025-01/a.csv",
+        [
+            {
+                "ORDER_ID": "o1",
+                "Customer_Id": "c1",
+                "ordered_at": "2025-01-01",
+                "amount": "1.50",
+                "extra": "x",
+            },
+            {"ORDER_ID": "o2", "Customer_Id": "c2", "ordered_at": "2025-01-02", "amount": "2"},
+        ],
+    )
     pq.write_table(
-        pa.table({"order_id": ["o3", "o4"], "customer_id": ["c3", "c4"], "ordered_at": ["2025-02-01", "2025-02-02"],
-                  "amount": [3.25, 4.0]}),
+        pa.table(
+            {
+                "order_id": ["o3", "o4"],
+                "customer_id": ["c3", "c4"],
+                "ordered_at": ["2025-02-01", "2025-02-02"],
+                "amount": [3.25, 4.0],
+            }
+        ),
         tmp_path / "commerce/orders/month=2025-01/b.parquet",
     )
-    write_jsonl(tmp_path / "events/e.jsonl", [
-        {"event_type": "page_view", "occurred_at": "2025-01-01T00:00:00Z", "anonymous_id": "a", "n": 5},
-        "",
-        {"event_type": "signup", "occurred_at": "2025-01-02T00:00:00Z", "customer_id": 42},
-    ])
+    write_jsonl(
+        tmp_path / "events/e.jsonl",
+        [
+            {"event_type": "page_view", "occurred_at": "2025-01-01T00:00:00Z", "anonymous_id": "a", "n": 5},
+            "",
+            {"event_type": "signup", "occurred_at": "2025-01-02T00:00:00Z", "customer_id": 42},
+        ],
+    )
     report = load_landing_zone(tmp_path, con)
 
     rows = con.execute(
@@ -51,8 +70,10 @@ def test_reads_csv_parquet_and_jsonl_with_file_and_row(tmp_path: Path, con) -> N
 
 
 def test_optional_entities_missing_give_empty_tables(tmp_path: Path, con) -> None:
-    write_csv(tmp_path / "commerce/orders/o.csv",
-              [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}])
+    write_csv(
+        tmp_path / "commerce/orders/o.csv",
+        [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}],
+    )
     report = load_landing_zone(tmp_path, con)
     for table in ("crm_contacts", "crm_consents", "commerce_products", "commerce_order_items", "events"):
         assert con.execute(f"select count(*) from landing.{table}").fetchone()[0] == 0
@@ -62,26 +83,37 @@ def test_optional_entities_missing_give_empty_tables(tmp_path: Path, con) -> Non
 
 def test_file_missing_a_required_column_is_rejected_and_the_rest_loads(tmp_path: Path, con) -> None:
     write_csv(tmp_path / "commerce/orders/bad.csv", [{"order_id": "o1", "customer_id": "c1", "amount": "1"}])
-    write_csv(tmp_path / "commerce/orders/good.csv",
-              [{"order_id": "o2", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}])
+    write_csv(
+        tmp_path / "commerce/orders/good.csv",
+        [{"order_id": "o2", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}],
+    )
     (tmp_path / "commerce/orders/broken.parquet").write_bytes(b"not parquet at all")
     report = load_landing_zone(tmp_path, con)
-    rejects = dict(con.execute("select _file, reason from landing.load_rejects where _row is null").fetchall())
+    rejects = dict(
+        con.execute("select _file, reason from landing.load_rejects where _row is null").fetchall()
+    )
     assert "required column(s) ordered_at missing" in rejects["commerce/orders/bad.csv"]
     assert rejects["commerce/orders/broken.parquet"].startswith("file cannot be read as parquet")
     assert con.execute("select order_id from landing.commerce_orders").fetchall() == [("o2",)]
     assert report.entities["commerce_orders"].rejected_files == 2
     statuses = dict(con.execute("select _file, status from landing.files").fetchall())
-    assert statuses == {"commerce/orders/bad.csv": "rejected", "commerce/orders/broken.parquet": "rejected",
-                        "commerce/orders/good.csv": "loaded"}
+    assert statuses == {
+        "commerce/orders/bad.csv": "rejected",
+        "commerce/orders/broken.parquet": "rejected",
+        "commerce/orders/good.csv": "loaded",
+    }
 
 
 def test_ragged_and_quoted_csv_rows_keep_their_record_numbers(tmp_path: Path, con) -> None:
     path = tmp_path / "crm/contacts/c.csv"
     path.parent.mkdir(parents=True)
-    path.write_text('customer_id,email,city\nc1,a@x.io,Berlin\nc2,b@x.io\n"c3","c@x.io","New\nYork"\nc4,d@x.io,Rome\n')
-    write_csv(tmp_path / "commerce/orders/o.csv",
-              [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}])
+    path.write_text(
+        'customer_id,email,city\nc1,a@x.io,Berlin\nc2,b@x.io\n"c3","c@x.io","New\nYork"\nc4,d@x.io,Rome\n'
+    )
+    write_csv(
+        tmp_path / "commerce/orders/o.csv",
+        [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}],
+    )
     load_landing_zone(tmp_path, con)
     rows = con.execute("select customer_id, city, _row from landing.crm_contacts order by _row").fetchall()
     assert rows == [("c1", "Berlin", 1), ("c2", None, 2), ("c3", "New\nYork", 3), ("c4", "Rome", 4)]
@@ -89,9 +121,13 @@ def test_ragged_and_quoted_csv_rows_keep_their_record_numbers(tmp_path: Path, co
 
 def test_reload_replaces_the_snapshot(tmp_path: Path, con) -> None:
     orders = tmp_path / "commerce/orders"
-    write_csv(orders / "a.csv", [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}])
+    write_csv(
+        orders / "a.csv", [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}]
+    )
     load_landing_zone(tmp_path, con)
-    write_csv(orders / "b.csv", [{"order_id": "o2", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}])
+    write_csv(
+        orders / "b.csv", [{"order_id": "o2", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}]
+    )
     load_landing_zone(tmp_path, con)
     assert con.execute("select count(*) from landing.commerce_orders").fetchone()[0] == 2
 
