@@ -173,3 +173,16 @@ EVENTS = Entity(
 
 ENTITIES: tuple[Entity, ...] = (CONTACTS, CONSENTS, PRODUCTS, ORDERS, ORDER_ITEMS, EVENTS)
 ENTITIES_BY_NAME = {e.name: e for e in ENTITIES}
+
+
+def contract_markdown() -> str:
+    """The README's landing-zone reference, generated from this module (a test keeps them equal)."""
+    parts: list[str] = []
+    for entity in ENTITIES:
+        need = "required" if entity.required else "optional"
+        parts.append(f"#### `{entity.path}/` — {need}\n\n{entity.meaning}\n")
+        parts.append("| column | type | required | meaning |\n|---|---|---|---|")
+        for c in entity.columns:
+            parts.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {c.meaning} |")
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"

@@ -1,0 +1,1 @@
+"""Reverse ETL: sync planner, policies, destinations and the delivery ledger (issue: activation)."""

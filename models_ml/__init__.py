@@ -1,0 +1,1 @@
+"""Predictive scores: features, churn, propensity and CLV models (issue: predictive scores)."""
