@@ -2008,7 +2008,10 @@ def _truth_table(ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders
     recent = done & in_win & (t >= end - 365)
 
     def per(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(c[mask], weights=None if weights is None else weights[mask], minlength=n)
+        """Per-account count (int64) or sum of ``weights`` (float64) over the masked orders."""
+        if weights is None:
+            return np.bincount(c[mask], minlength=n).astype(np.int64)
+        return np.bincount(c[mask], weights=weights[mask], minlength=n).astype(np.float64)
 
     first = np.full(n, _INF)
     last = np.full(n, -_INF)
@@ -2209,9 +2212,33 @@ def generate_demo_data(
 ) -> DemoDataSummary:
     """Write a realistic landing zone for ``customers`` accounts over ``days`` days ending ``end_date``.
 
-    The window is ``[end_date - days + 1, end_date]`` (UTC). The landing zone goes to ``out_dir`` (one
-    folder per entity of the contract) and the ground truth to ``out_dir / "_truth"``. Output is
-    byte-identical for the same arguments.
+    The window is ``[end_date - days + 1, end_date]`` (UTC; ``end_date`` defaults to ``DEFAULT_END_DATE``).
+    ``customers`` counts accounts, the ~3% planted duplicate accounts included. Output is byte-identical
+    for the same arguments. A previous demo run in ``out_dir`` (recognised by ``_truth/demo.json``) is
+    replaced; non-empty entity folders without that marker raise ``FileExistsError``.
+
+    Landing zone (paths relative to ``out_dir``; ``NNNNN`` is the chunk number):
+
+    * ``crm/contacts/part-NNNNN.csv`` and ``crm/consents/part-NNNNN.csv``: every contract column.
+      ``created_at`` is ``2025-03-01T10:04:05Z`` or, for ~30% of rows, local time with the offset of the
+      contact's time zone (``2025-03-01T11:04:05+01:00``). Phones are mixed E.164, international,
+      ``00``-prefixed and national formats that the dbt phone rules normalise.
+    * ``commerce/products/products.csv``: 200 products, ``price`` as plain decimal text.
+    * ``commerce/orders/month=YYYY-MM/part-NNNNN.parquet``: all columns strings except
+      ``discount_amount`` (float64, 0.0 without coupon). ``amount`` is a string (``"42.50"``) so that
+      malformed amounts can be planted; currency is always EUR.
+    * ``commerce/order_items/month=YYYY-MM/part-NNNNN.parquet``: ``quantity`` int64, ``unit_price``
+      float64.
+    * ``events/month=YYYY-MM/part-NNNNN.jsonl``: one object per line, empty fields omitted; utm fields
+      and the utm query string sit on the first event of a web session; app events have no ``url``.
+
+    Ground truth in ``out_dir/_truth``: ``customers.parquet`` (one row per account: persona, latent
+    rate and dropout probability, ``alive_at_end`` = a buyer not in a dropped-out state at the end of
+    the window (prospects: false), ``reactivated`` = came back within the window, ``orders_in_window``
+    = valid landing orders of any status, ``purchases_*``/``revenue_*`` = completed orders only,
+    ``*_next_90d`` from the same process simulated 90 days past the window (not in the landing zone),
+    ``churned_next_90d`` = a completed order in the last 365 days of the window and none in the next
+    90), ``duplicates.csv``, ``malformed.csv`` (1-based data rows) and ``demo.json``.
     """
     _validate(customers, days, seed, chunk_size)
     out_dir = Path(out_dir)
