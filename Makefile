@@ -22,6 +22,7 @@ manifest: install
 
 ## demo data -> landing zone -> dbt marts -> checks, all through Dagster; prints the summary
 run: install
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/tideline demo --customers $(CUSTOMERS)
 
 ## the whole test suite

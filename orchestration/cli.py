@@ -25,12 +25,13 @@ log = logging.getLogger("tideline")
 
 
 def _prepare_dagster_home(home: Path) -> Path:
-    """DAGSTER_HOME under the Tideline home, with the repo's dagster.yaml, unless one is set."""
+    """DAGSTER_HOME ($DAGSTER_HOME, else under the Tideline home) with the repo's dagster.yaml
+    unless that instance already has its own."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")
     dagster_home.mkdir(parents=True, exist_ok=True)
-    source = REPO_ROOT / "dagster.yaml"
-    if source.exists() and not os.environ.get("DAGSTER_HOME"):
-        shutil.copyfile(source, dagster_home / "dagster.yaml")
+    source, target = REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml"
+    if source.exists() and not target.exists():
+        shutil.copyfile(source, target)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
@@ -181,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("TIDELINE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = os.environ.get("TIDELINE_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # libraries' own loggers (dagster) propagate here too
+        handler.setLevel(level)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -8,8 +8,9 @@ with contacts as (
         contacts.*,
         row_number() over (
             partition by resolved.customer_id
-            order by case when contacts.customer_id = resolved.customer_id then 0 else 1 end,
-                contacts.created_at asc nulls last, contacts.customer_id
+            order by
+                case when contacts.customer_id = resolved.customer_id then 0 else 1 end,
+                contacts.created_at asc nulls last, contacts.customer_id asc
         ) as preference
     from {{ ref('stg_crm__contacts') }} as contacts
     inner join {{ ref('int_accounts_resolved') }} as resolved on contacts.customer_id = resolved.account_id

@@ -33,7 +33,10 @@ links as (
 ),
 
 reach (node, label) as (
-    select distinct src, src from links
+    select distinct
+        links.src as node,
+        links.src as label
+    from links
     union
     select links.dst, reach.label
     from reach

@@ -10,11 +10,14 @@ collected as (
 ),
 
 account_ids as (
-    select 'crm' as source, collected.account_id as source_id from collected where in_crm
+    select 'crm' as source, collected.account_id as source_id from collected
+    where collected.in_crm
     union all
-    select 'commerce', collected.account_id from collected where in_commerce
+    select 'commerce', collected.account_id from collected
+    where collected.in_commerce
     union all
-    select 'web', collected.account_id from collected where in_web
+    select 'web', collected.account_id from collected
+    where collected.in_web
 ),
 
 final as (

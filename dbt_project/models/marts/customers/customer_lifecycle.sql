@@ -10,9 +10,9 @@ final as (
         customers.customer_id,
         coalesce(current_spell.stage, 'prospect') as lifecycle_stage,
         current_spell.entered_on as stage_entered_on,
-        {{ days_between('current_spell.entered_on', as_of_date()) }} as days_in_stage,
+        {{ days_between('current_spell.entered_on', as_of_date()) }}             as days_in_stage,
         current_spell.previous_stage,
-        {{ days_between('customers.last_order_at', as_of_date()) }} as days_since_last_purchase,
+        {{ days_between('customers.last_order_at', as_of_date()) }}             as days_since_last_purchase,
         customers.order_count,
         {{ as_of_date() }} as as_of_date
     from {{ ref('dim_customers') }} as customers

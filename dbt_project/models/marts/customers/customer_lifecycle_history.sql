@@ -34,7 +34,8 @@ order_stages as (
         next_order_date,
         case
             when previous_order_date is null then 'new'
-            when {{ days_between('previous_order_date', 'order_date') }} > {{ churned_days }} then 'reactivated'
+            when                                                 {{ days_between('previous_order_date', 'order_date') }} > {{ churned_days }}
+                then 'reactivated'
             else 'active'
         end as stage
     from sequenced
@@ -87,14 +88,19 @@ points as (
         first_orders.first_order_date
     from {{ ref('dim_customers') }} as customers
     left join first_orders on customers.customer_id = first_orders.customer_id
-    where customers.signed_up_at is not null
-        and (first_orders.first_order_date is null or cast(customers.signed_up_at as date) < first_orders.first_order_date)
+    where
+        customers.signed_up_at is not null
+        and (
+            first_orders.first_order_date is null
+            or cast(customers.signed_up_at as date) < first_orders.first_order_date
+        )
 ),
 
 bounded as (
     select customer_id, entered_on, stage
     from points
-    where entered_on <= {{ as_of_date() }}
+    where
+        entered_on <= {{ as_of_date() }}
         and (next_order_date is null or entered_on < next_order_date)
 ),
 

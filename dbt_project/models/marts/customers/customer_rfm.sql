@@ -2,7 +2,7 @@
 with stats as (
     select
         customer_id,
-        {{ days_between('last_order_at', as_of_date()) }} as recency_days,
+        {{ days_between('last_order_at', as_of_date()) }}             as recency_days,
         order_count as frequency,
         revenue as monetary
     from {{ ref('int_customer_orders_aggregated') }}

@@ -27,7 +27,8 @@ lifecycle as (
 cart_activity as (
     select customer_id, max(occurred_at) as last_cart_at
     from {{ ref('int_events_stitched') }}
-    where customer_id is not null
+    where
+        customer_id is not null
         and event_type in ('add_to_cart', 'checkout_started')
         and occurred_at >= cast({{ dbt.dateadd('day', -(var('tag_cart_abandon_days') | int), as_of_cutoff()) }} as timestamp)
     group by customer_id
@@ -39,7 +40,7 @@ vip as (
         'vip' as tag,
         {{ as_of_ts }} as tagged_at,
         'revenue ' || cast(round(revenue, 2) as varchar) || ' is in the top '
-            || cast(round(100 * {{ var('tag_vip_top_share') }}, 1) as varchar) || '% of buyers' as reason
+        || cast(round(100 * {{ var('tag_vip_top_share') }}, 1) as varchar) || '% of buyers' as reason
     from buyers
     where revenue_rank_share < {{ var('tag_vip_top_share') }}
 ),
@@ -50,11 +51,12 @@ high_potential as (
         'high_potential' as tag,
         {{ as_of_ts }} as tagged_at,
         cast(order_count as varchar) || ' order(s) since ' || cast(cast(first_order_at as date) as varchar)
-            || ', average order value ' || cast(round(average_order_value, 2) as varchar)
-            || ' in the top ' || cast(round(100 * {{ var('tag_high_potential_top_aov_share') }}, 1) as varchar)
-            || '%' as reason
+        || ', average order value ' || cast(round(average_order_value, 2) as varchar)
+        || ' in the top ' || cast(round(100 * {{ var('tag_high_potential_top_aov_share') }}, 1) as varchar)
+        || '%' as reason
     from buyers
-    where order_count <= {{ var('tag_high_potential_max_orders') }}
+    where
+        order_count <= {{ var('tag_high_potential_max_orders') }}
         and {{ days_between('first_order_at', as_of_date()) }} <= {{ var('tag_high_potential_recent_days') }}
         and aov_rank_share < {{ var('tag_high_potential_top_aov_share') }}
 ),
@@ -66,7 +68,8 @@ new_signup as (
         signed_up_at as tagged_at,
         'signed up ' || cast({{ days_between('signed_up_at', as_of_date()) }} as varchar) || ' day(s) ago' as reason
     from customers
-    where signed_up_at is not null
+    where
+        signed_up_at is not null
         and {{ days_between('signed_up_at', as_of_date()) }} <= {{ var('tag_new_signup_days') }}
 ),
 
@@ -98,7 +101,8 @@ price_sensitive as (
         cast(coupon_order_count as varchar) || ' of ' || cast(order_count as varchar) || ' orders with a coupon'
             as reason
     from buyers
-    where order_count >= {{ var('tag_price_sensitive_min_orders') }}
+    where
+        order_count >= {{ var('tag_price_sensitive_min_orders') }}
         and 1.0 * coupon_order_count / order_count >= {{ var('tag_price_sensitive_coupon_share') }}
 ),
 
@@ -114,7 +118,8 @@ cart_abandoner as (
     where not exists (
         select 1
         from {{ ref('int_orders_resolved') }} as orders
-        where orders.customer_id = cart_activity.customer_id
+        where
+            orders.customer_id = cart_activity.customer_id
             and orders.ordered_at >= cart_activity.last_cart_at
     )
 ),

@@ -17,8 +17,11 @@ select
     definitions.tag,
     definitions.description,
     coalesce(counts.customers_tagged, 0) as customers_tagged,
-    case when population.customers > 0
-        then round(1.0 * coalesce(counts.customers_tagged, 0) / population.customers, 4) else 0 end
+    case
+        when population.customers > 0
+            then round(1.0 * coalesce(counts.customers_tagged, 0) / population.customers, 4)
+        else 0
+    end
         as coverage_share,
     counts.oldest_tagged_at,
     counts.newest_tagged_at,

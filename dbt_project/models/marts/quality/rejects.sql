@@ -54,7 +54,8 @@ known_accounts as (
     union
     select customer_id from {{ ref('stg_commerce__orders') }}
     union
-    select customer_id from {{ ref('stg_events__events') }} where customer_id is not null
+    select customer_id from {{ ref('stg_events__events') }}
+    where customer_id is not null
 ),
 
 unknown_references as (
@@ -65,10 +66,14 @@ unknown_references as (
         'customer_id' as field,
         consents.customer_id as value,
         'unknown customer: customer_id "' || consents.customer_id
-            || '" is not in contacts, orders or events' as reason,
+        || '" is not in contacts, orders or events' as reason,
         'row_rejected' as action
     from {{ ref('stg_crm__consents') }} as consents
-    where not exists (select 1 from known_accounts where known_accounts.account_id = consents.customer_id)
+    where
+        not exists (
+            select 1 from known_accounts
+            where known_accounts.account_id = consents.customer_id
+        )
     union all
     select
         'commerce_order_items',
@@ -80,7 +85,8 @@ unknown_references as (
         'row_rejected'
     from {{ ref('stg_commerce__order_items') }} as items
     where not exists (
-        select 1 from {{ ref('stg_commerce__orders') }} as orders where orders.order_id = items.order_id
+        select 1 from {{ ref('stg_commerce__orders') }} as orders
+        where orders.order_id = items.order_id
     )
 ),
 
@@ -113,5 +119,5 @@ select
     reason,
     action,
     source_file || case when source_row is not null then ' row ' || cast(source_row as varchar) else '' end
-        || ': ' || reason as message
+    || ': ' || reason as message
 from unioned

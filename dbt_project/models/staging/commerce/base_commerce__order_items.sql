@@ -33,10 +33,14 @@ final as (
         raw__unit_price,
         {{ required_issue('raw__order_id', 'order_id') }} as issue__order_id,
         {{ required_issue('raw__product_id', 'product_id') }} as issue__product_id,
-        case when quantity is null or quantity <= 0
-            then 'quantity "' || raw__quantity || '" is not a positive whole number' end as issue__quantity,
-        case when {{ nullif_blank('raw__unit_price') }} is not null and (unit_price is null or unit_price < 0)
-            then 'unit_price "' || raw__unit_price || '" is not a non-negative number; cleared' end
+        case
+            when quantity is null or quantity <= 0
+                then 'quantity "' || raw__quantity || '" is not a positive whole number'
+        end as issue__quantity,
+        case
+            when {{ nullif_blank('raw__unit_price') }} is not null and (unit_price is null or unit_price < 0)
+                then 'unit_price "' || raw__unit_price || '" is not a non-negative number; cleared'
+        end
             as issue__unit_price,
         {{ required_issue('raw__order_id', 'order_id') }} is not null
         or {{ required_issue('raw__product_id', 'product_id') }} is not null

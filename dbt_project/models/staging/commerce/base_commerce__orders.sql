@@ -45,11 +45,15 @@ checked as (
             'completed', 'complete', 'paid', 'fulfilled', 'shipped', 'delivered',
             'cancelled', 'canceled', 'voided', 'void', 'refunded', 'returned'
         ) then 'status "' || raw__status || '" is not one of completed, cancelled, refunded' end as issue__status,
-        case when {{ nullif_blank('raw__discount_amount') }} is not null and discount_amount is null
-            then 'discount_amount "' || raw__discount_amount || '" is not a number; cleared' end
+        case
+            when {{ nullif_blank('raw__discount_amount') }} is not null and discount_amount is null
+                then 'discount_amount "' || raw__discount_amount || '" is not a number; cleared'
+        end
             as issue__discount_amount,
-        case when email is not null and not {{ is_valid_email('email') }}
-            then 'email is not a valid address; cleared' end as issue__email
+        case
+            when email is not null and not {{ is_valid_email('email') }}
+                then 'email is not a valid address; cleared'
+        end as issue__email
     from parsed
 ),
 
@@ -66,12 +70,14 @@ flagged as (
 deduplicated as (
     select
         *,
-        case when not _invalid then
-            row_number() over (partition by _invalid, order_id order by _file desc, _row desc)
+        case
+            when not _invalid then
+                row_number() over (partition by _invalid, order_id order by _file desc, _row desc)
         end as _version_rank,
-        case when not _invalid then
-            first_value(_file || ' row ' || cast(_row as varchar))
-                over (partition by _invalid, order_id order by _file desc, _row desc)
+        case
+            when not _invalid then
+                first_value(_file || ' row ' || cast(_row as varchar))
+                    over (partition by _invalid, order_id order by _file desc, _row desc)
         end as _winner
     from flagged
 ),
@@ -104,8 +110,10 @@ final as (
         issue__status,
         issue__discount_amount,
         issue__email,
-        case when _version_rank > 1
-            then 'duplicate order_id "' || order_id || '": superseded by ' || _winner end as issue__duplicate,
+        case
+            when _version_rank > 1
+                then 'duplicate order_id "' || order_id || '": superseded by ' || _winner
+        end as issue__duplicate,
         _invalid or coalesce(_version_rank > 1, false) as _rejected
     from deduplicated
 )

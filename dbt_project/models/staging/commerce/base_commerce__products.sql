@@ -20,16 +20,20 @@ checked as (
     select
         *,
         {{ required_issue('raw__product_id', 'product_id') }} as issue__product_id,
-        case when {{ nullif_blank('raw__price') }} is not null and price is null
-            then 'price "' || raw__price || '" is not a number; cleared' end as issue__price
+        case
+            when {{ nullif_blank('raw__price') }} is not null and price is null
+                then 'price "' || raw__price || '" is not a number; cleared'
+        end as issue__price
     from parsed
 ),
 
 ranked as (
     select
         *,
-        case when issue__product_id is null
-            then row_number() over (partition by product_id order by _file desc, _row desc) end as _version_rank
+        case
+            when issue__product_id is null
+                then row_number() over (partition by product_id order by _file desc, _row desc)
+        end as _version_rank
     from checked
 )
 

@@ -28,8 +28,10 @@ checked as (
                 then false
         end as is_granted,
         {{ required_issue('raw__customer_id', 'customer_id') }} as issue__customer_id,
-        case when channel is null or channel not in ('email', 'sms', 'push')
-            then 'channel "' || coalesce(raw__channel, '') || '" is not one of email, sms, push' end
+        case
+            when channel is null or channel not in ('email', 'sms', 'push')
+                then 'channel "' || coalesce(raw__channel, '') || '" is not one of email, sms, push'
+        end
             as issue__channel,
         {{ timestamp_issue('raw__consented_at', 'consented_at', 'consented_at') }} as issue__consented_at
     from parsed
@@ -49,8 +51,10 @@ select
     raw__consented_at,
     issue__customer_id,
     issue__channel,
-    case when is_granted is null
-        then 'status "' || coalesce(raw__status, '') || '" is not one of granted, revoked' end as issue__status,
+    case
+        when is_granted is null
+            then 'status "' || coalesce(raw__status, '') || '" is not one of granted, revoked'
+    end as issue__status,
     issue__consented_at,
     coalesce(issue__customer_id, issue__channel, issue__consented_at) is not null or is_granted is null
         as _rejected

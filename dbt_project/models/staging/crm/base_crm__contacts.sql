@@ -44,13 +44,19 @@ checked as (
     select
         *,
         {{ required_issue('raw__customer_id', 'customer_id') }} as issue__customer_id,
-        case when email_normalised is not null and not {{ is_valid_email('email_normalised') }}
-            then 'email is not a valid address; cleared' end as issue__email,
-        case when {{ nullif_blank('phone_compact') }} is not null
-            and (phone_candidate is null or not {{ is_valid_e164('phone_candidate') }})
-            then 'phone cannot be normalised to E.164'
-                || case when country is null then ' (no country given)' else ' for country ' || country end
-                || '; cleared' end as issue__phone,
+        case
+            when email_normalised is not null and not {{ is_valid_email('email_normalised') }}
+                then 'email is not a valid address; cleared'
+        end as issue__email,
+        case
+            when
+                {{ nullif_blank('phone_compact') }} is not null
+                and (phone_candidate is null or not {{ is_valid_e164('phone_candidate') }})
+                then
+                    'phone cannot be normalised to E.164'
+                    || case when country is null then ' (no country given)' else ' for country ' || country end
+                    || '; cleared'
+        end as issue__phone,
         {{ timestamp_issue('raw__created_at', 'created_at', 'created_at', required=false) }} as issue__created_at
     from phones
 ),
@@ -58,11 +64,15 @@ checked as (
 ranked as (
     select
         *,
-        case when issue__customer_id is null
-            then row_number() over (partition by customer_id order by _file desc, _row desc) end as _version_rank,
-        case when issue__customer_id is null
-            then first_value(_file || ' row ' || cast(_row as varchar))
-                over (partition by customer_id order by _file desc, _row desc) end as _winner
+        case
+            when issue__customer_id is null
+                then row_number() over (partition by customer_id order by _file desc, _row desc)
+        end as _version_rank,
+        case
+            when issue__customer_id is null
+                then first_value(_file || ' row ' || cast(_row as varchar))
+                    over (partition by customer_id order by _file desc, _row desc)
+        end as _winner
     from checked
 ),
 
@@ -88,8 +98,10 @@ final as (
         issue__email,
         issue__phone,
         case when issue__created_at is not null then issue__created_at || '; cleared' end as issue__created_at,
-        case when _version_rank > 1
-            then 'duplicate customer_id "' || customer_id || '": superseded by ' || _winner end as issue__duplicate,
+        case
+            when _version_rank > 1
+                then 'duplicate customer_id "' || customer_id || '": superseded by ' || _winner
+        end as issue__duplicate,
         issue__customer_id is not null or coalesce(_version_rank > 1, false) as _rejected
     from ranked
 )

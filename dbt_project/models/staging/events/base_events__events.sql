@@ -29,8 +29,10 @@ checked as (
         *,
         {{ required_issue('raw__event_type', 'event_type') }} as issue__event_type,
         {{ timestamp_issue('raw__occurred_at', 'occurred_at', 'occurred_at') }} as issue__occurred_at,
-        case when anonymous_id is null and customer_id is null
-            then 'neither anonymous_id nor customer_id is set' end as issue__anonymous_id
+        case
+            when anonymous_id is null and customer_id is null
+                then 'neither anonymous_id nor customer_id is set'
+        end as issue__anonymous_id
     from parsed
 ),
 
@@ -44,8 +46,10 @@ flagged as (
 ranked as (
     select
         *,
-        case when not _invalid and event_id is not null
-            then row_number() over (partition by _invalid, event_id order by _file, _row) end as _version_rank
+        case
+            when not _invalid and event_id is not null
+                then row_number() over (partition by _invalid, event_id order by _file, _row)
+        end as _version_rank
     from flagged
 )
 
