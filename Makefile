@@ -32,7 +32,7 @@ test: install manifest
 ## the Dagster UI on http://127.0.0.1:3000 for this project (runs of `make run` included)
 ui: install manifest
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,11 @@ log = logging.getLogger(__name__)
 
 
 def dbt_executable() -> str:
-    """The dbt next to this Python (a venv's bin need not be on PATH), else `dbt` from PATH."""
-    dbt = Path(sys.executable).with_name("dbt")
-    return str(dbt) if dbt.exists() else "dbt"
+    """The dbt of this Python environment (a venv's bin need not be on PATH), else `dbt` from PATH."""
+    for candidate in (Path(sys.executable).with_name("dbt"), Path(sys.prefix) / "bin" / "dbt"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("dbt") or "dbt"
 
 
 def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -47,7 +45,11 @@ def test_every_planted_duplicate_is_merged_into_its_original(demo_run) -> None:
     summary, _, _, con = demo_run
     duplicates = pd.read_csv(summary.truth_dir / "duplicates.csv")
     assert len(duplicates) > 10
-    mapping = dict(con.execute("select source_id, customer_id from marts.customer_id_map where source = 'crm'").fetchall())
+    mapping = dict(
+        con.execute(
+            "select source_id, customer_id from marts.customer_id_map where source = 'crm'"
+        ).fetchall()
+    )
     for dup, original in duplicates[["customer_id", "duplicate_of"]].itertuples(index=False):
         assert mapping[dup] == mapping[original], (dup, original)
     merged = con.execute("select sum(merged_accounts - 1) from marts.dim_customers").fetchone()[0]
@@ -59,5 +61,8 @@ def test_rejects_are_exactly_the_planted_malformed_rows(demo_run) -> None:
     planted = pd.read_csv(summary.truth_dir / "malformed.csv")
     assert planted["kind"].nunique() >= 5
     found = set(con.execute("select entity, source_file, source_row, field from marts.rejects").fetchall())
-    expected = {(e, f, int(r), fld) for e, f, r, fld in planted[["entity", "file", "row", "field"]].itertuples(index=False)}
+    expected = {
+        (e, f, int(r), fld)
+        for e, f, r, fld in planted[["entity", "file", "row", "field"]].itertuples(index=False)
+    }
     assert found == expected
