@@ -67,13 +67,12 @@ def dbt_vars(settings: PipelineSettings) -> dict[str, str]:
     return {"as_of": settings.as_of} if settings.as_of else {}
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    pool="warehouse",
-)
-def tideline_dbt_assets(
+# dbt models downstream of the ML scores (source ml.customer_scores) build after the
+# Python scoring asset, in a second dbt invocation; everything else builds before it.
+SCORED_SELECTION = "source:ml+"
+
+
+def _run_dbt(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
@@ -96,6 +95,41 @@ def tideline_dbt_assets(
             description="dbt build failed: see the failed models and error-severity checks above",
             metadata={"dbt_log": dg.MetadataValue.path(str(invocation.target_path / "dbt.log"))},
         )
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    exclude=SCORED_SELECTION,
+    pool="warehouse",
+)
+def tideline_dbt_assets(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
+) -> Iterator[Any]:
+    """Staging, intermediate and marts that do not need the ML scores."""
+    yield from _run_dbt(context, dbt, warehouse, pipeline)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    select=SCORED_SELECTION,
+    name="tideline_dbt_scored_assets",
+    pool="warehouse",
+)
+def tideline_dbt_scored_assets(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
+) -> Iterator[Any]:
+    """Marts that read the ML scores (customer_tags, tag_health)."""
+    yield from _run_dbt(context, dbt, warehouse, pipeline)
 
 
 def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> Any:

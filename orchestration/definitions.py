@@ -6,20 +6,27 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.checks import orders_present, rejects_reported
-from orchestration.dbt import dbt_project, tideline_dbt_assets
+from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
 from orchestration.landing.assets import landing_zone
 from orchestration.manifest import dbt_executable
-from orchestration.resources import PipelineSettings, WarehouseResource
-from orchestration.schedules import daily_refresh, pipeline_job
+from orchestration.ml import ml_assets
+from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
+from orchestration.schedules import (
+    daily_refresh,
+    daily_scoring_job,
+    pipeline_job,
+    retrain_job,
+    weekly_retrain,
+)
 from orchestration.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[landing_zone, tideline_dbt_assets],
+        assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets],
         asset_checks=[rejects_reported, orders_present],
-        jobs=[pipeline_job],
-        schedules=[daily_refresh],
+        jobs=[pipeline_job, daily_scoring_job, retrain_job],
+        schedules=[daily_refresh, weekly_retrain],
         resources={
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
@@ -28,6 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "warehouse": WarehouseResource(path=str(settings.warehouse)),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
+            "ml": MLSettings(models_dir=str(settings.home / "models")),
         },
     )
 

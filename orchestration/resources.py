@@ -33,3 +33,19 @@ class PipelineSettings(dg.ConfigurableResource):
 
     raw_dir: str
     as_of: str = ""
+
+
+class MLSettings(dg.ConfigurableResource):
+    """Where model artefacts live and the documented model settings."""
+
+    models_dir: str
+    churn_horizon_days: int = 90  # churn: no purchase in the next N days
+    propensity_horizon_days: int = 30  # propensity: a purchase in the next N days
+    clv_horizon_days: int = 365  # predicted_clv and expected_purchases cover this many days
+    clv_holdout_days: int = 90  # held-out window for checking the CLV model
+    training_cutoffs: int = 4
+    cutoff_step_days: int = 30
+    max_training_rows: int = 400_000
+    at_risk_threshold: float = 0.5  # churn probability from which a customer is on the at-risk list
+    drift_psi_warn: float = 0.2  # warn when the churn-score distribution moves more than this (PSI)
+    seed: int = 42

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -13,8 +14,8 @@ def _pct(n: int, total: int) -> str:
     return f"{100.0 * n / total:.1f}%" if total else "0.0%"
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
-    return con.execute(sql).fetchall()
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
 
 
 def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
@@ -41,6 +42,7 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
         merged = _rows(con, "select count(*) filter (where merged_accounts > 1) from marts.dim_customers")[0][
             0
         ]
+        scores = _score_lines(con, str(as_of))
     finally:
         con.close()
 
@@ -61,6 +63,7 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
     lines += ["", "Top tags                 customers coverage"]
     for tag, n, share in tags:
         lines.append(f"  {tag:<22}{n:>9,}  {100 * float(share):>5.1f}%")
+    lines += scores
     total_rejects = sum(rejects.values())
     lines += [
         "",
@@ -74,3 +77,52 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
         "Dagster UI: make ui  → http://127.0.0.1:3000 (runs, assets, checks and metadata of this run)",
     ]
     return "\n".join(lines)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
+    """The predictive-scores section: who is at risk, who is worth most, how good the models are."""
+    if not _table_exists(con, "ml", "customer_scores"):
+        return []
+    scored, at_risk, clv_total = _rows(
+        con,
+        "select count(*), count(*) filter (where churn_probability >= 0.5), coalesce(sum(predicted_clv), 0) "
+        "from ml.customer_scores where as_of_date = cast(? as date)",
+        [as_of],
+    )[0]
+    if not scored:
+        return []
+    high_value = _rows(con, "select count(*) from marts.customer_tags where tag = 'high_value_at_risk'")[0][0]
+    lines = [
+        "",
+        f"Predictive scores: {scored:,} customers scored; {at_risk:,} likely to churn (probability ≥ 50%), "
+        f"{high_value:,} of them high-value (top 20% predicted CLV)",
+        f"  predicted 12-month value of the base: {float(clv_total):,.2f}",
+    ]
+    if _table_exists(con, "ml", "model_runs"):
+        runs = _rows(
+            con,
+            "select model, metrics, baseline_metrics from ml.model_runs "
+            "qualify row_number() over (partition by model order by trained_at desc, version desc) = 1 "
+            "order by model",
+        )
+        for model, metrics, baseline in runs:
+            m, b = json.loads(metrics), json.loads(baseline)
+            if "roc_auc" in m:
+                lines.append(
+                    f"  {model:<11} ROC AUC {m['roc_auc']:.3f} (baseline {b.get('roc_auc', float('nan')):.3f}), "
+                    f"lift in top decile {m['lift_top_decile']:.2f}"
+                )
+            elif "mae" in m:
+                lines.append(
+                    f"  {model:<11} held-out purchases MAE {m['mae']:.3f} (naive rate {m['baseline_mae']:.3f})"
+                )
+    return lines

@@ -115,5 +115,11 @@ def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
         ]
         rejects = next(e for e in evaluations if e.check_name == "rejects_reported")
         assert rejects.passed is False and rejects.metadata["rejects"].value == 17
-        assert all(e.passed for e in evaluations if e.check_name != "rejects_reported")
+        # 11 customers are too few to train a model: each says so as a warning, and the run goes on
+        untrained = [e for e in evaluations if e.check_name == "beats_baseline"]
+        assert len(untrained) == 3
+        assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in untrained)
+        assert all("not trained" in e.description for e in untrained)
+        others = [e for e in evaluations if e.check_name not in ("rejects_reported", "beats_baseline")]
+        assert all(e.passed for e in others)
         assert len(evaluations) > 50

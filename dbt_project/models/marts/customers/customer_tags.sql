@@ -134,6 +134,31 @@ one_time_buyer as (
     where order_count = 1
 ),
 
+scores as (
+    select
+        customer_id,
+        churn_probability,
+        predicted_clv,
+        scored_at,
+        percent_rank() over (order by predicted_clv desc) as clv_rank_share
+    from {{ source('ml', 'customer_scores') }}
+    where predicted_clv is not null and as_of_date = {{ as_of_date() }}
+),
+
+high_value_at_risk as (
+    select
+        scores.customer_id,
+        'high_value_at_risk' as tag,
+        scores.scored_at as tagged_at,
+        'churn risk ' || cast(round(100 * scores.churn_probability) as varchar) || '%, predicted value '
+        || cast(round(scores.predicted_clv, 2) as varchar) || ' in the top '
+        || cast(round(100 * {{ var('tag_high_value_at_risk_top_clv_share') }}) as varchar) || '%' as reason
+    from scores
+    inner join customers on scores.customer_id = customers.customer_id
+    where scores.churn_probability >= {{ var('tag_high_value_at_risk_churn') }}
+        and scores.clv_rank_share < {{ var('tag_high_value_at_risk_top_clv_share') }}
+),
+
 final as (
     select * from vip
     union all
@@ -150,6 +175,8 @@ final as (
     select * from cart_abandoner
     union all
     select * from one_time_buyer
+    union all
+    select * from high_value_at_risk
 )
 
 select customer_id, tag, tagged_at, reason, {{ as_of_date() }} as as_of_date

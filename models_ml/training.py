@@ -1,0 +1,282 @@
+"""Churn and purchase-propensity models: several past training cutoffs, one later held-out cutoff.
+
+For a horizon of N days and a warehouse whose data ends on day E:
+
+    evaluation cutoff  c_eval = E - N                 (its labels end on E)
+    training cutoffs   c_k = c_eval - N - (k-1)*step  (their labels end before c_eval)
+
+so no label window of the training data overlaps the evaluation window, and the
+evaluation cutoff is later than any training data. The model is a histogram
+gradient-boosting classifier with isotonic probability calibration; the baseline
+is a logistic regression on recency alone. Both are scored on the held-out cutoff
+with the same metrics (models_ml.evaluation). For scoring, the model is then
+refitted on all cutoffs including the evaluation one (`refit_on_latest`), so it
+has seen the most recent behaviour; the recorded metrics are the held-out ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from models_ml.evaluation import Metrics, calibration_table, evaluate, lift_by_decile
+from models_ml.features import (
+    FEATURES,
+    WAREHOUSE,
+    FeatureSources,
+    build_features,
+    build_labels,
+    data_end,
+    is_active,
+)
+
+log = logging.getLogger(__name__)
+
+
+class InsufficientData(ValueError):
+    """Not enough history or customers to train and check a model; the pipeline goes on without it."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What a model predicts.
+
+    churn:      among buyers active in the last `active_window_days`, no purchase in the next `horizon_days`.
+    propensity: among all known customers, at least one purchase in the next `horizon_days`.
+    """
+
+    name: str
+    horizon_days: int
+    population: str  # "active_buyers" | "all"
+    positive: str  # "no_purchase" | "purchase"
+    active_window_days: int = 365
+
+
+CHURN = TaskConfig("churn", horizon_days=90, population="active_buyers", positive="no_purchase")
+PROPENSITY = TaskConfig("propensity", horizon_days=30, population="all", positive="purchase")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    training_cutoffs: int = 4
+    cutoff_step_days: int = 30
+    max_training_rows: int = 400_000  # sampled (stratified by cutoff) above this, to bound time and memory
+    refit_on_latest: bool = True
+    importance_rows: int = 20_000
+    seed: int = 42
+
+
+@dataclass
+class TrainedModel:
+    task: TaskConfig
+    model: Any
+    baseline: Any
+    metrics: Metrics
+    baseline_metrics: Metrics
+    calibration: pd.DataFrame
+    lift: pd.DataFrame
+    importance: pd.DataFrame
+    training_cutoffs: list[dt.date]
+    evaluation_cutoff: dt.date
+    end: dt.date
+    training_rows: int
+    evaluation_rows: int
+    seconds: float
+    features: tuple[str, ...] = FEATURES
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def beats_baseline(self) -> bool:
+        return self.metrics.roc_auc > self.baseline_metrics.roc_auc
+
+    def metadata(self) -> dict:
+        return {
+            "task": self.task.name,
+            "horizon_days": self.task.horizon_days,
+            "population": self.task.population,
+            "active_window_days": self.task.active_window_days,
+            "training_window_end": str(self.end),
+            "training_cutoffs": [str(c) for c in self.training_cutoffs],
+            "evaluation_cutoff": str(self.evaluation_cutoff),
+            "training_rows": self.training_rows,
+            "evaluation_rows": self.evaluation_rows,
+            "features": list(self.features),
+            "metrics": self.metrics.as_dict(),
+            "baseline_metrics": self.baseline_metrics.as_dict(),
+            "beats_baseline": self.beats_baseline,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def plan_cutoffs(
+    end: dt.date, horizon_days: int, n_training: int, step_days: int
+) -> tuple[list[dt.date], dt.date]:
+    """Training cutoffs (newest first) and the held-out evaluation cutoff for data ending on `end`."""
+    if n_training < 1 or step_days < 1:
+        raise ValueError("need at least one training cutoff and a positive step")
+    evaluation = end - dt.timedelta(days=horizon_days)
+    first = evaluation - dt.timedelta(days=horizon_days)
+    training = [first - dt.timedelta(days=k * step_days) for k in range(n_training)]
+    return training, evaluation
+
+
+def labelled_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    task: TaskConfig,
+    cutoff: dt.date,
+    sources: FeatureSources = WAREHOUSE,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features at `cutoff` for the task's population, and the label from the window after it."""
+    features = population(build_features(con, cutoff, sources), task)
+    labels = build_labels(con, cutoff, task.horizon_days, sources)
+    bought = features.index.isin(labels.index)
+    y = (~bought if task.positive == "no_purchase" else bought).astype(int)
+    return features, y
+
+
+def population(features: pd.DataFrame, task: TaskConfig) -> pd.DataFrame:
+    if task.population == "active_buyers":
+        return features[is_active(features, task.active_window_days)]
+    return features
+
+
+def _stack(
+    con: duckdb.DuckDBPyConnection, task: TaskConfig, cutoffs: list[dt.date], sources: FeatureSources
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    frames, ys, which = [], [], []
+    for cutoff in cutoffs:
+        x, y = labelled_snapshot(con, task, cutoff, sources)
+        frames.append(x)
+        ys.append(y)
+        which.append(np.full(len(y), cutoff.toordinal()))
+    return pd.concat(frames), np.concatenate(ys), np.concatenate(which)
+
+
+def _sample(x: pd.DataFrame, y: np.ndarray, groups: np.ndarray, limit: int, seed: int):
+    if len(y) <= limit:
+        return x, y
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(y), dtype=bool)
+    for g in np.unique(groups):  # the same share from every cutoff
+        idx = np.flatnonzero(groups == g)
+        keep[rng.choice(idx, size=int(round(limit * len(idx) / len(y))), replace=False)] = True
+    return x[keep], y[keep]
+
+
+def make_model(seed: int, n_rows: int) -> CalibratedClassifierCV:
+    booster = HistGradientBoostingClassifier(
+        max_iter=300,
+        learning_rate=0.06,
+        max_leaf_nodes=31,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=20,
+        random_state=seed,
+    )
+    method = "isotonic" if n_rows >= 5_000 else "sigmoid"
+    return CalibratedClassifierCV(booster, method=method, cv=3)
+
+
+def _recency_column(x: np.ndarray) -> np.ndarray:
+    # recency-only baseline: never-bought or unknown recency counts as very long ago
+    return np.log1p(np.nan_to_num(x, nan=3650.0))
+
+
+def make_baseline() -> Any:
+    return make_pipeline(
+        FunctionTransformer(_recency_column), StandardScaler(), LogisticRegression(max_iter=1000)
+    )
+
+
+def train_task(
+    con: duckdb.DuckDBPyConnection,
+    task: TaskConfig,
+    config: TrainingConfig | None = None,
+    sources: FeatureSources = WAREHOUSE,
+    end: dt.date | None = None,
+) -> TrainedModel:
+    """Train, evaluate on the held-out cutoff against the baseline, explain, and refit for scoring."""
+    config = config or TrainingConfig()
+    started = time.monotonic()
+    end = end or data_end(con, sources)
+    if end is None:
+        raise InsufficientData(f"{task.name}: no purchases in the warehouse")
+    training_cutoffs, evaluation_cutoff = plan_cutoffs(
+        end, task.horizon_days, config.training_cutoffs, config.cutoff_step_days
+    )
+    x_train, y_train, groups = _stack(con, task, training_cutoffs, sources)
+    x_train, y_train = _sample(x_train, y_train, groups, config.max_training_rows, config.seed)
+    x_eval, y_eval = labelled_snapshot(con, task, evaluation_cutoff, sources)
+    for name, y in (("training", y_train), ("evaluation", y_eval)):
+        if len(y) < 50 or np.unique(y).size < 2:
+            raise InsufficientData(
+                f"{task.name}: not enough {name} data ({len(y)} rows, {int(np.sum(y))} positive) between "
+                f"{min(training_cutoffs)} and {end}; needs more history or customers"
+            )
+    log.info(
+        "%s: %s training rows over %s cutoffs, %s evaluation rows",
+        task.name,
+        len(y_train),
+        len(training_cutoffs),
+        len(y_eval),
+    )
+
+    model = make_model(config.seed, len(y_train)).fit(x_train.to_numpy(), y_train)
+    baseline = make_baseline().fit(x_train[["days_since_last_purchase"]].to_numpy(), y_train)
+    p_model = model.predict_proba(x_eval.to_numpy())[:, 1]
+    p_base = baseline.predict_proba(x_eval[["days_since_last_purchase"]].to_numpy())[:, 1]
+    importance = feature_importance(model, x_eval, y_eval, config)
+
+    trained = TrainedModel(
+        task=task,
+        model=model,
+        baseline=baseline,
+        metrics=evaluate(y_eval, p_model),
+        baseline_metrics=evaluate(y_eval, p_base),
+        calibration=calibration_table(y_eval, p_model),
+        lift=lift_by_decile(y_eval, p_model),
+        importance=importance,
+        training_cutoffs=training_cutoffs,
+        evaluation_cutoff=evaluation_cutoff,
+        end=end,
+        training_rows=int(len(y_train)),
+        evaluation_rows=int(len(y_eval)),
+        seconds=0.0,
+    )
+    if config.refit_on_latest:
+        x_all = pd.concat([x_train, x_eval])
+        y_all = np.concatenate([y_train, y_eval])
+        trained.model = make_model(config.seed, len(y_all)).fit(x_all.to_numpy(), y_all)
+        trained.extra["refit_rows"] = int(len(y_all))
+    trained.seconds = time.monotonic() - started
+    return trained
+
+
+def feature_importance(model: Any, x: pd.DataFrame, y: np.ndarray, config: TrainingConfig) -> pd.DataFrame:
+    """Permutation importance (drop in ROC AUC when a feature is shuffled) on the held-out cutoff."""
+    rng = np.random.default_rng(config.seed)
+    idx = rng.choice(len(y), size=min(len(y), config.importance_rows), replace=False)
+    result = permutation_importance(
+        model, x.to_numpy()[idx], y[idx], scoring="roc_auc", n_repeats=3, random_state=config.seed, n_jobs=1
+    )
+    return (
+        pd.DataFrame(
+            {"feature": list(x.columns), "importance": result.importances_mean, "std": result.importances_std}
+        )
+        .sort_values("importance", ascending=False)
+        .reset_index(drop=True)
+    )
