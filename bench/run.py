@@ -1,4 +1,4 @@
-"""Pipeline benchmark: demo data generation and a full pipeline run at several sizes.
+"""Pipeline benchmark: demo data generation, a full pipeline run, and model training and scoring.
 
     python -m bench.run                      # 100,000 customers
     python -m bench.run --customers 1000000  # any sizes, repeatable flag
@@ -65,6 +65,58 @@ def phase_pipeline(raw: Path, home: Path, as_of: str) -> dict:
     return {"ok": ok, "seconds": round(seconds, 1), "rows": counts, **_peak_mb()}
 
 
+def phase_ml(home: Path, as_of: str) -> dict:
+    """Each model's training and the scoring, timed one by one on the warehouse the pipeline built."""
+    import datetime as dt
+
+    import duckdb
+
+    from models_ml.lifetime_value import train_clv
+    from models_ml.registry import LoadedModel
+    from models_ml.scoring import at_risk_reasons, score_customers
+    from models_ml.training import CHURN, PROPENSITY, train_task
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    out: dict = {}
+    trained = {}
+    for task in (CHURN, PROPENSITY):
+        started = time.monotonic()
+        model = train_task(con, task)
+        trained[task.name] = LoadedModel(task.name, "bench", model.model, model.metadata())
+        out[task.name] = {
+            "seconds": round(time.monotonic() - started, 1),
+            "training_rows": model.training_rows,
+            "evaluation_rows": model.evaluation_rows,
+            "roc_auc": round(model.metrics.roc_auc, 4),
+            "baseline_roc_auc": round(model.baseline_metrics.roc_auc, 4),
+            "lift_top_decile": round(model.metrics.lift_top_decile, 3),
+            "baseline_lift_top_decile": round(model.baseline_metrics.lift_top_decile, 3),
+        }
+    started = time.monotonic()
+    lifetime = train_clv(con)
+    out["clv"] = {
+        "seconds": round(time.monotonic() - started, 1),
+        "customers": lifetime.customers,
+        **{k: round(v, 4) for k, v in lifetime.metrics.items()},
+    }
+    started = time.monotonic()
+    scores, features = score_customers(
+        con,
+        dt.date.fromisoformat(as_of),
+        trained["churn"],
+        trained["propensity"],
+        LoadedModel("clv", "bench", lifetime.model(), lifetime.metadata()),
+    )
+    reasons = at_risk_reasons(trained["churn"], features, scores)
+    out["scoring"] = {
+        "seconds": round(time.monotonic() - started, 1),
+        "customers": len(scores),
+        "reasons_rows": len(reasons),
+    }
+    con.close()
+    return {**out, **_peak_mb()}
+
+
 def _run_phase(*args: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--phase", *args], capture_output=True, text=True, check=False
@@ -78,6 +130,7 @@ def bench(customers: int, workdir: Path) -> dict:
     raw, home = workdir / "raw", workdir / "home"
     generated = _run_phase("generate", str(raw), str(customers))
     pipeline = _run_phase("pipeline", str(raw), str(home), generated["end_date"])
+    ml = _run_phase("ml", str(home), generated["end_date"])
     return {
         "benchmark": "pipeline",
         "customers": customers,
@@ -85,6 +138,7 @@ def bench(customers: int, workdir: Path) -> dict:
         "machine": f"{platform.machine()} {platform.python_version()} cpus={len(__import__('os').sched_getaffinity(0))}",
         "generate": generated,
         "pipeline": pipeline,
+        "ml": ml,
     }
 
 
@@ -97,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         name, *rest = args.phase
         if name == "generate":
             result = phase_generate(Path(rest[0]), int(rest[1]))
+        elif name == "ml":
+            result = phase_ml(Path(rest[0]), rest[1])
         else:
             result = phase_pipeline(Path(rest[0]), Path(rest[1]), rest[2])
         print(json.dumps(result))

@@ -66,3 +66,23 @@ def test_rejects_are_exactly_the_planted_malformed_rows(demo_run) -> None:
         for e, f, r, fld in planted[["entity", "file", "row", "field"]].itertuples(index=False)
     }
     assert found == expected
+
+
+def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None:
+    """The generator simulated 90 days beyond the as-of date; the scores must rank those outcomes."""
+    from sklearn.metrics import roc_auc_score
+
+    summary, _, _, con = demo_run
+    scores = con.execute("select * from ml.customer_scores").df()
+    assert len(scores) == con.execute("select count(*) from marts.dim_customers").fetchone()[0]
+    truth = pd.read_parquet(summary.truth_dir / "customers.parquet")
+    both = scores.merge(truth, on="customer_id")  # merged-away duplicate accounts drop out here
+    active = both[both["churn_probability"].notna()]
+    assert roc_auc_score(active["churned_next_90d"], active["churn_probability"]) > 0.7
+    assert roc_auc_score(both["purchases_next_90d"] > 0, both["purchase_propensity"]) > 0.7
+    buyers = both[both["expected_purchases"].notna()]
+    assert buyers["expected_purchases"].corr(buyers["purchases_next_90d"]) > 0.3
+    runs = con.execute("select model, beats_baseline from ml.model_runs order by model").fetchall()
+    assert runs == [("churn", True), ("clv", True), ("propensity", True)]
+    tagged = con.execute("select count(*) from marts.customer_tags where tag = 'high_value_at_risk'").fetchone()[0]
+    assert tagged > 0
