@@ -1,13 +1,15 @@
-"""Customer lifetime value: the BG/NBD purchase model and the Gamma-Gamma spend model.
+"""Customer lifetime value: the BG/NBD and MBG/NBD purchase models and the Gamma-Gamma spend model.
 
 Plain functions over numpy arrays and pandas DataFrames (no Dagster here). The pipeline turns
-orders into one RFM row per customer (:func:`rfm_summary`), fits the two models by maximum
-likelihood (:func:`fit_bgnbd`, :func:`fit_gamma_gamma`) and scores customers
-(:func:`probability_alive`, :func:`expected_purchases`, :func:`expected_average_spend`,
+orders into one RFM row per customer (:func:`rfm_summary`), fits the models by maximum
+likelihood (:func:`fit_bgnbd` or :func:`select_beta_geo`, :func:`fit_gamma_gamma`) and scores
+customers (:func:`probability_alive`, :func:`expected_purchases`, :func:`expected_average_spend`,
 :func:`customer_lifetime_value`). Everything is implemented from the papers:
 
 * Fader, Hardie & Lee (2005), "Counting your customers the easy way: an alternative to the
   Pareto/NBD model", Marketing Science 24(2) -- the BG/NBD.
+* Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
+  customer base analysis", International Journal of Research in Marketing 24(3) -- the MBG/NBD.
 * Fader, Hardie & Lee (2005), "RFM and CLV: using iso-value curves for customer base
   analysis", Journal of Marketing Research 42(4), and Fader & Hardie (2013), "The Gamma-Gamma
   model of monetary value" -- the Gamma-Gamma.
@@ -48,12 +50,40 @@ and is evaluated on the log scale (``logaddexp`` for the sum). A3 is "still aliv
 ``(x, t_x, T)``. Given alive at ``T``, the posterior is ``lambda ~ Gamma(r + x, alpha + T)`` and
 ``p ~ Beta(a, b + x)``, and the bracket is ``E[(1 - exp(-lambda p t)) / p]`` under it. Numerically
 the 2F1 is taken through Euler's transformation, ``(1 - z)^(r + x) 2F1(r + x, b + x; c; z) =
-(1 - z)^(a - 1) 2F1(a + b - 1 - r, a - 1; c; z)`` with ``c = a + b + x - 1``, whose series
+(1 - z)^(a - 1) 2F1(c - r - x, a - 1; c; z)`` with ``c = a + b + x - 1``, whose series
 converges well for the long horizons CLV needs; the bracket is computed with ``expm1``. The
 removable singularities (``a = 1``; ``c <= 0`` for ``x = 0`` when ``a + b <= 1``) are handled by
 averaging ``a`` just either side of 1 and by the Beta identity ``Beta(a, b) = b / (a + b)
 Beta(a, b + 1) + a / (a + b) Beta(a + 1, b)``, so any positive parameters work (``a < 1`` is
 common in practice).
+
+MBG/NBD (drop-out possible right after the first purchase)
+----------------------------------------------------------
+The BG/NBD never loses a customer who has not bought again: every ``x = 0`` customer has
+``P(alive) = 1``, although in most shops many one-time buyers are gone. The MBG/NBD of Batislam,
+Denizel & Filiztekin tells the same story with one more coin: the customer may drop out with
+probability ``p`` right after *every* purchase, the first (time 0) included. Same four
+parameters, same priors; :class:`BetaGeoParams` carries ``variant="mbgnbd"`` and every function
+below dispatches on it. For given ``(lambda, p)`` a history ``(x, t_x, T)`` has density
+``(1 - p)^(x + 1) lambda^x e^(-lambda T) + p (1 - p)^x lambda^x e^(-lambda t_x)`` (alive at ``T``,
+or dropped out right after the last purchase, which for ``x = 0`` is the first one), so::
+
+    L = Gamma(r + x) alpha^r / Gamma(r) * B(a, b + x + 1) / B(a, b)
+        * ((alpha + T)^-(r + x) + a / (b + x) * (alpha + t_x)^-(r + x))        for all x >= 0
+
+    P(alive | x, t_x, T) = 1 / (1 + a / (b + x) * ((alpha + T) / (alpha + t_x))^(r + x))
+
+    E[X(t)] = b / (a - 1) * [1 - (alpha / (alpha + t))^r * 2F1(r, b + 1; a + b; t / (alpha + t))]
+
+    E[Y(t) | x, t_x, T] = P(alive) * (a + b + x) / (a - 1)
+        * [1 - ((alpha + T) / (alpha + T + t))^(r + x) * 2F1(r + x, b + x + 1; a + b + x; t / (alpha + T + t))]
+
+Both models are one formula with a shift ``k`` (0 for the BG/NBD, 1 for the MBG/NBD): the
+posterior given alive is ``p ~ Beta(a, b + x + k)``, the drop-out term (coefficient
+``a / (b + x + k - 1)``) exists where ``x + k > 0``, and ``E[X(t)] = B(a, b + k) / B(a, b) *
+E[(1 - exp(-lambda p t)) / p]`` under ``lambda ~ Gamma(r, alpha)``, ``p ~ Beta(a, b + k)`` (the
+customer must first survive the coin at time 0). That is ``E[Y(t) | x = 0, t_x = 0, T = 0]`` in
+both models. :func:`select_beta_geo` fits both and keeps the one with the higher likelihood.
 
 Gamma-Gamma (spend per purchase)
 --------------------------------
@@ -105,7 +135,7 @@ import datetime
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -127,6 +157,7 @@ __all__ = [
     "gamma_gamma_log_likelihood",
     "probability_alive",
     "rfm_summary",
+    "select_beta_geo",
     "spend_frequency_correlation",
 ]
 
@@ -139,6 +170,8 @@ _LOG_BOUND = 18.0
 _A_NEAR_ONE = 1e-5
 # below this c = a + b + x - 1 the hypergeometric is lifted with the Beta identity
 _MIN_C = 0.5
+# the purchase models: BG/NBD (Fader, Hardie & Lee) and MBG/NBD (Batislam, Denizel & Filiztekin)
+BETA_GEO_VARIANTS = ("bgnbd", "mbgnbd")
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,18 +190,30 @@ def _check_positive_params(obj: object, names: tuple[str, ...]) -> None:
             raise ValueError(f"{type(obj).__name__}.{name} must be a positive finite number, got {value!r}")
 
 
+def _check_variant(variant: object) -> None:
+    if not (isinstance(variant, str) and variant in BETA_GEO_VARIANTS):
+        raise ValueError(f"variant must be one of {BETA_GEO_VARIANTS}, got {variant!r}")
+
+
 @dataclass(frozen=True)
 class BetaGeoParams:
-    """BG/NBD parameters: ``lambda ~ Gamma(r, alpha)`` (rate ``alpha``, in the data's time unit)
-    and ``p ~ Beta(a, b)``."""
+    """BG/NBD or MBG/NBD parameters: ``lambda ~ Gamma(r, alpha)`` (rate ``alpha``, in the data's
+    time unit) and ``p ~ Beta(a, b)``.
+
+    ``variant`` names the model the numbers belong to: ``"bgnbd"`` (drop-out only after a repeat
+    purchase) or ``"mbgnbd"`` (also right after the first purchase). The scoring functions
+    dispatch on it, so the same four numbers mean different customers under the two variants.
+    """
 
     r: float
     alpha: float
     a: float
     b: float
+    variant: str = "bgnbd"
 
     def __post_init__(self) -> None:
         _check_positive_params(self, ("r", "alpha", "a", "b"))
+        _check_variant(self.variant)
 
 
 @dataclass(frozen=True)
@@ -200,7 +245,9 @@ class FitResult(Generic[P]):
     stopped on a line-search failure with a gradient already ~0, and false when a parameter ended
     on the safety bound (``exp(+-18)``). ``iterations`` counts optimiser iterations; ``n`` is the
     number of customers in the fit (the sum of the weights; for Gamma-Gamma only those with
-    ``frequency > 0``).
+    ``frequency > 0``). ``compared`` is set by :func:`select_beta_geo` only: ``(variant,
+    log-likelihood)`` of each candidate fitted, in the order of ``BETA_GEO_VARIANTS``
+    (``dict(fit.compared)`` gives a lookup); empty for a single fit.
     """
 
     params: P
@@ -209,6 +256,7 @@ class FitResult(Generic[P]):
     iterations: int
     n: int
     message: str = ""
+    compared: tuple[tuple[str, float], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,8 +441,14 @@ def rfm_summary(
 
 
 # --------------------------------------------------------------------------------------------
-# BG/NBD likelihood
+# BG/NBD and MBG/NBD likelihood
 # --------------------------------------------------------------------------------------------
+
+
+def _shift(variant: str) -> float:
+    """``k``: how many more drop-out coins than repeat purchases an alive customer has survived
+    (0 for the BG/NBD, 1 for the MBG/NBD, whose customers also flip it at the first purchase)."""
+    return 1.0 if variant == "mbgnbd" else 0.0
 
 
 @dataclass(frozen=True)
@@ -427,14 +481,22 @@ def _aggregate_bg(x: FloatArray, tx: FloatArray, big_t: FloatArray, w: FloatArra
     )
 
 
-def _bg_loglik(theta: FloatArray, d: _BGData, gradient: bool) -> tuple[FloatArray, FloatArray | None]:
-    """Per-row log-likelihood and, if asked, the weighted sum of its gradient in (r, alpha, a, b)."""
+def _bg_loglik(
+    theta: FloatArray, d: _BGData, gradient: bool, variant: str = "bgnbd"
+) -> tuple[FloatArray, FloatArray | None]:
+    """Per-row log-likelihood and, if asked, the weighted sum of its gradient in (r, alpha, a, b).
+
+    With ``k = _shift(variant)`` and ``bx = b + x + k``: ``A2 = B(a, bx) / B(a, b)`` and the
+    drop-out term ``a / (bx - 1) * (alpha + t_x)^-(r + x)`` exists where ``x + k > 0``.
+    """
     r, alpha, a, b = (float(v) for v in theta)
     ux = d.ux
-    pos = ux > 0
+    k = _shift(variant)
+    bx = b + ux + k
+    pos = ux + k > 0  # the customer can have dropped out right after the last purchase
     # terms that depend on x only, once per distinct x
-    log_a12 = special.gammaln(r + ux) - special.gammaln(r) + special.betaln(a, b + ux) - special.betaln(a, b)
-    bx1 = np.where(pos, b + ux - 1.0, 1.0)
+    log_a12 = special.gammaln(r + ux) - special.gammaln(r) + special.betaln(a, bx) - special.betaln(a, b)
+    bx1 = np.where(pos, bx - 1.0, 1.0)
     log_a4_coef = np.where(pos, np.log(a) - np.log(bx1), -np.inf)
 
     s = r + d.x
@@ -450,8 +512,8 @@ def _bg_loglik(theta: FloatArray, d: _BGData, gradient: bool) -> tuple[FloatArra
     w3 = np.exp(log_a3 - lse)
     w4 = np.exp(log_a4 - lse)
     dr_x = special.digamma(r + ux) - special.digamma(r)
-    da_x = special.digamma(a + b) - special.digamma(a + b + ux)
-    db_x = special.digamma(b + ux) - special.digamma(b) + da_x
+    da_x = special.digamma(a + b) - special.digamma(a + bx)
+    db_x = special.digamma(bx) - special.digamma(b) + da_x
     inv_bx1 = np.where(pos, 1.0 / bx1, 0.0)
     w = d.w
     ww4 = w * w4
@@ -469,11 +531,13 @@ def _bg_loglik(theta: FloatArray, d: _BGData, gradient: bool) -> tuple[FloatArra
 def bgnbd_log_likelihood(
     params: BetaGeoParams, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
 ) -> FloatArray:
-    """The BG/NBD log-likelihood of each customer (see the module docstring for the formula)."""
+    """The log-likelihood of each customer under ``params.variant`` (BG/NBD or MBG/NBD; see the
+    module docstring for the formulas)."""
     x, tx, big_t = _rfm_arrays(frequency, recency, T)
     ux, inv = np.unique(x, return_inverse=True)
     data = _BGData(x=x, tx=tx, T=big_t, w=np.ones_like(x), ux=ux, inv=inv, total_weight=float(x.shape[0]))
-    ll, _ = _bg_loglik(np.array([params.r, params.alpha, params.a, params.b]), data, gradient=False)
+    theta = np.array([params.r, params.alpha, params.a, params.b])
+    ll, _ = _bg_loglik(theta, data, gradient=False, variant=params.variant)
     return ll
 
 
@@ -526,40 +590,32 @@ def _maximise(
     return theta, total_ll, bool(converged), int(res.nit), message
 
 
-def fit_bgnbd(
-    frequency: ArrayLike,
-    recency: ArrayLike,
-    T: ArrayLike,
-    *,
-    weights: ArrayLike | None = None,
-    penalizer: float = 0.0,
-    initial: BetaGeoParams | None = None,
-) -> FitResult[BetaGeoParams]:
-    """Fit the BG/NBD by maximum likelihood.
-
-    ``frequency``, ``recency`` and ``T`` are per customer (or per group of identical customers,
-    with ``weights`` the group sizes); identical rows are aggregated internally anyway.
-    ``penalizer`` adds ``penalizer * sum(log(theta)^2)`` to the mean negative log-likelihood.
-    ``initial`` defaults to ``r = 1``, ``alpha`` = total T / total repeat purchases,
-    ``a = b = 1``.
-    """
+def _bg_fit_data(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None, penalizer: float
+) -> _BGData:
     x, tx, big_t = _rfm_arrays(frequency, recency, T)
     w = _weights(weights, x.shape[0])
-    if not (math.isfinite(penalizer) and penalizer >= 0):
+    if not (_is_real(penalizer) and math.isfinite(penalizer) and penalizer >= 0):
         raise ValueError(f"penalizer must be a non-negative number, got {penalizer!r}")
     data = _aggregate_bg(x, tx, big_t, w)
     if data.total_weight <= 0:
         raise ValueError("no customers to fit (empty input or all weights 0)")
+    return data
+
+
+def _fit_beta_geo(
+    data: _BGData, variant: str, penalizer: float, initial: BetaGeoParams | None
+) -> FitResult[BetaGeoParams]:
     if initial is None:
         alpha0 = max(float(np.dot(data.w, data.T)), 1e-6) / max(float(np.dot(data.w, data.x)), 1.0)
         start = np.array([1.0, alpha0, 1.0, 1.0])
     else:
         start = np.array([initial.r, initial.alpha, initial.a, initial.b])
     theta, total_ll, converged, nit, message = _maximise(
-        lambda th, g: _bg_loglik(th, data, g), data.w, data.total_weight, start, penalizer
+        lambda th, g: _bg_loglik(th, data, g, variant), data.w, data.total_weight, start, penalizer
     )
     return FitResult(
-        params=BetaGeoParams(*(float(v) for v in theta)),
+        params=BetaGeoParams(*(float(v) for v in theta), variant=variant),
         log_likelihood=total_ll,
         converged=converged,
         iterations=nit,
@@ -568,30 +624,105 @@ def fit_bgnbd(
     )
 
 
+def fit_bgnbd(
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    penalizer: float = 0.0,
+    initial: BetaGeoParams | None = None,
+    variant: str = "bgnbd",
+) -> FitResult[BetaGeoParams]:
+    """Fit the BG/NBD (``variant="bgnbd"``) or the MBG/NBD (``variant="mbgnbd"``) by maximum likelihood.
+
+    ``frequency``, ``recency`` and ``T`` are per customer (or per group of identical customers,
+    with ``weights`` the group sizes); identical rows are aggregated internally anyway.
+    ``penalizer`` adds ``penalizer * sum(log(theta)^2)`` to the mean negative log-likelihood.
+    ``initial`` defaults to ``r = 1``, ``alpha`` = total T / total repeat purchases,
+    ``a = b = 1``; only its four numbers are used (its ``variant`` is not). The returned params
+    carry ``variant``.
+    """
+    _check_variant(variant)
+    data = _bg_fit_data(frequency, recency, T, weights, penalizer)
+    return _fit_beta_geo(data, variant, penalizer, initial)
+
+
+def select_beta_geo(
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    penalizer: float = 0.0,
+) -> FitResult[BetaGeoParams]:
+    """Fit both the BG/NBD and the MBG/NBD and return the fit with the higher log-likelihood.
+
+    The two models have the same four parameters and describe the same data ``(x, t_x, T)``, so
+    their maximised log-likelihoods compare directly (AIC and BIC would pick the same one); a
+    tie goes to the BG/NBD. Use it when one-time buyers may be gone: the BG/NBD says every
+    customer without a repeat purchase is alive, the MBG/NBD lets them drop out right after the
+    first purchase. Arguments as in :func:`fit_bgnbd` (the data are validated and aggregated
+    once, then fitted twice). The result is the winner's fit, with ``params.variant`` naming it,
+    ``compared`` holding ``(variant, log-likelihood)`` of both candidates, and ``message``
+    starting with the choice and both log-likelihoods. Compare the penalised fits with care:
+    the penalty is not part of ``log_likelihood``.
+    """
+    data = _bg_fit_data(frequency, recency, T, weights, penalizer)
+    fits = {variant: _fit_beta_geo(data, variant, penalizer, None) for variant in BETA_GEO_VARIANTS}
+    winner = "mbgnbd" if fits["mbgnbd"].log_likelihood > fits["bgnbd"].log_likelihood else "bgnbd"
+    best = fits[winner]
+    lls = ", ".join(f"{v} {f.log_likelihood:.6g}" for v, f in fits.items())
+    note = f"{winner} selected by log-likelihood ({lls})"
+    unconverged = [v for v, f in fits.items() if not f.converged]
+    if unconverged:
+        note += f"; not converged: {', '.join(unconverged)}"
+    return replace(
+        best,
+        message=f"{note}; {best.message}",
+        compared=tuple((v, f.log_likelihood) for v, f in fits.items()),
+    )
+
+
 # --------------------------------------------------------------------------------------------
-# BG/NBD predictions
+# BG/NBD and MBG/NBD predictions
 # --------------------------------------------------------------------------------------------
 
 
 def _log_dropout_odds(params: BetaGeoParams, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
-    """log of ``a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x)`` (-inf for x = 0)."""
+    """log of ``a / (b + x + k - 1) * ((alpha + T) / (alpha + t_x))^(r + x)`` where ``x + k > 0``,
+    -inf elsewhere (BG/NBD customers with ``x = 0``); ``k = _shift(params.variant)``."""
+    k = _shift(params.variant)
     out = np.full(x.shape, -np.inf)
-    pos = x > 0
+    pos = x + k > 0
     xp = x[pos]
     out[pos] = (
         math.log(params.a)
-        - np.log(params.b + xp - 1.0)
+        - np.log(params.b + xp + k - 1.0)
         + (params.r + xp) * (np.log(params.alpha + big_t[pos]) - np.log(params.alpha + tx[pos]))
     )
     return out
 
 
+def _posterior(
+    params: BetaGeoParams, x: FloatArray, tx: FloatArray, big_t: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """``P(alive)`` and the posterior given alive: ``lambda ~ Gamma(r + x, alpha + T)``,
+    ``p ~ Beta(a, b + x + k)``; returns ``(alive, r_post, alpha_post, b_post)``."""
+    alive = special.expit(-_log_dropout_odds(params, x, tx, big_t))
+    return alive, params.r + x, params.alpha + big_t, params.b + x + _shift(params.variant)
+
+
 def probability_alive(
     params: BetaGeoParams, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
 ) -> FloatArray:
-    """P(customer still alive at T | x, t_x, T); 1 for customers with no repeat purchase."""
+    """P(customer still alive at T | x, t_x, T) under ``params.variant``.
+
+    The BG/NBD gives 1 to every customer with no repeat purchase; the MBG/NBD gives them
+    ``1 / (1 + a / b * ((alpha + T) / alpha)^r)``, falling with the time since the first purchase.
+    """
     x, tx, big_t = _rfm_arrays(frequency, recency, T)
-    return special.expit(-_log_dropout_odds(params, x, tx, big_t))
+    return _posterior(params, x, tx, big_t)[0]
 
 
 def _alive_expectation(
@@ -635,24 +766,29 @@ def _alive_expectation_core(
 def expected_purchases(
     params: BetaGeoParams, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
 ) -> FloatArray:
-    """``E[Y(t) | x, t_x, T]``: expected purchases in the next ``t`` time units (per customer).
+    """``E[Y(t) | x, t_x, T]``: expected purchases in the next ``t`` time units (per customer),
+    under ``params.variant``.
 
     ``t`` is a scalar or one value per customer, in the data's time unit.
     """
     x, tx, big_t = _rfm_arrays(frequency, recency, T)
     tt = _times("t", t, x.shape[0])
-    alive = special.expit(-_log_dropout_odds(params, x, tx, big_t))
-    return alive * _alive_expectation(params.r + x, params.alpha + big_t, params.a, params.b + x, tt)
+    alive, r_post, alpha_post, b_post = _posterior(params, x, tx, big_t)
+    return alive * _alive_expectation(r_post, alpha_post, params.a, b_post, tt)
 
 
 def expected_purchases_new_customer(params: BetaGeoParams, t: ArrayLike) -> FloatArray:
-    """``E[X(t)]``: expected repeat purchases in ``(0, t]`` of a customer acquired at time 0."""
+    """``E[X(t)]``: expected repeat purchases in ``(0, t]`` of a customer acquired at time 0,
+    under ``params.variant`` (an MBG/NBD customer may drop out at the first purchase)."""
     tt = np.asarray(t, dtype=np.float64)
     shape = tt.shape
     flat = _times("t", tt.ravel(), tt.size)
     n = flat.shape[0]
-    out = _alive_expectation(
-        np.full(n, params.r), np.full(n, params.alpha), params.a, np.full(n, params.b), flat
+    k = _shift(params.variant)
+    # E[(1 - p)^k (1 - exp(-lambda p t)) / p] = B(a, b + k) / B(a, b) * (the same over Beta(a, b + k))
+    survive_first = params.b / (params.a + params.b) if k else 1.0
+    out = survive_first * _alive_expectation(
+        np.full(n, params.r), np.full(n, params.alpha), params.a, np.full(n, params.b + k), flat
     )
     return out.reshape(shape)  # same shape as t (0-d for a scalar)
 
@@ -811,7 +947,8 @@ def customer_lifetime_value(
 ) -> FloatArray:
     """Discounted expected spend over the next ``horizon`` days, per customer.
 
-    ``horizon`` and ``period`` are in days; the models' time unit is ``time_unit_days`` days
+    ``E[Y]`` comes from ``bg`` under ``bg.variant`` (BG/NBD or MBG/NBD). ``horizon`` and
+    ``period`` are in days; the models' time unit is ``time_unit_days`` days
     (1 when ``rfm_summary`` used the default). With ``n = ceil(horizon / period)`` periods ending
     at ``t_i = min(i * period, horizon)`` days::
 
@@ -834,8 +971,7 @@ def customer_lifetime_value(
     n_periods = math.ceil(horizon / period - 1e-12) if horizon > 0 else 0
     value = np.zeros(x.shape[0])
     previous = np.zeros(x.shape[0])
-    alive = special.expit(-_log_dropout_odds(bg, x, tx, big_t))
-    r_post, alpha_post, b_post = bg.r + x, bg.alpha + big_t, bg.b + x
+    alive, r_post, alpha_post, b_post = _posterior(bg, x, tx, big_t)
     for i in range(1, n_periods + 1):
         t_days = min(i * period, horizon)
         t_model = np.full(x.shape[0], t_days / time_unit_days)

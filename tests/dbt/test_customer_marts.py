@@ -429,3 +429,17 @@ def test_nothing_is_lost_every_landing_row_is_used_or_rejected(warehouse) -> Non
         "where entity = 'commerce_orders' and action = 'row_rejected'"
     )[0][0]
     assert total == 18 and staged + rejected == total
+
+
+def test_ml_placeholder_matches_what_the_scorer_writes(warehouse) -> None:
+    """dbt creates ml.customer_scores empty before the first scoring run; its columns are the scorer's."""
+    from models_ml.scoring import SCORE_COLUMNS
+
+    columns = [
+        r[0]
+        for r in warehouse.query(
+            "select column_name from information_schema.columns where table_schema = 'ml' "
+            "and table_name = 'customer_scores' order by ordinal_position"
+        )
+    ]
+    assert columns == list(SCORE_COLUMNS)

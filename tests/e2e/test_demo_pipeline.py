@@ -84,5 +84,7 @@ def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None
     assert buyers["expected_purchases"].corr(buyers["purchases_next_90d"]) > 0.3
     runs = con.execute("select model, beats_baseline from ml.model_runs order by model").fetchall()
     assert runs == [("churn", True), ("clv", True), ("propensity", True)]
-    tagged = con.execute("select count(*) from marts.customer_tags where tag = 'high_value_at_risk'").fetchone()[0]
+    tagged = con.execute(
+        "select count(*) from marts.customer_tags where tag = 'high_value_at_risk'"
+    ).fetchone()[0]
     assert tagged > 0

@@ -88,8 +88,12 @@ def test_labels_only_use_the_window_after_the_cutoff(con) -> None:
 def test_no_feature_reads_data_after_its_cutoff(con) -> None:
     before = build_features(con, CUTOFF, SOURCES)
     after_cutoff = "2025-07-01 00:00:00"  # first instant after the cutoff day
-    con.execute(f"insert into orders values ('a', '{after_cutoff}', 500, true, true), ('b', '2025-08-01', 5, true, true)")
-    con.execute(f"insert into items values ('a', '{after_cutoff}', true, 'hats'), ('b', '2025-08-01', true, 'toys')")
+    con.execute(
+        f"insert into orders values ('a', '{after_cutoff}', 500, true, true), ('b', '2025-08-01', 5, true, true)"
+    )
+    con.execute(
+        f"insert into items values ('a', '{after_cutoff}', true, 'hats'), ('b', '2025-08-01', true, 'toys')"
+    )
     con.execute(
         f"insert into events values ('a', 'add_to_cart', '{after_cutoff}', 's9'), "
         "('b', 'checkout_started', '2025-07-02', 's8'), ('guest', 'app_open', '2026-01-01', 's7')"

@@ -43,13 +43,22 @@ def _synthetic_warehouse(n: int = 3000, seed: int = 1) -> duckdb.DuckDBPyConnect
             rows_o.append((f"c{i}", str(t), float(rng.gamma(2, 30)), True, bool(rng.uniform() < 0.2)))
             if engaged[i]:  # engaged customers browse a few days before buying
                 rows_e.append((f"c{i}", "product_view", str(t - np.timedelta64(3, "D")), f"s{i}-{t}"))
-    con.execute("create table customers as select * from (values " + ",".join(
-        f"('c{i}', timestamp '{signup[i]}')" for i in range(n)) + ") t(customer_id, signed_up_at)")
-    con.execute("create table orders (customer_id varchar, ordered_at timestamp, amount double, is_purchase boolean, "
-                "used_coupon boolean)")
+    con.execute(
+        "create table customers as select * from (values "
+        + ",".join(f"('c{i}', timestamp '{signup[i]}')" for i in range(n))
+        + ") t(customer_id, signed_up_at)"
+    )
+    con.execute(
+        "create table orders (customer_id varchar, ordered_at timestamp, amount double, is_purchase boolean, "
+        "used_coupon boolean)"
+    )
     con.executemany("insert into orders values (?, ?, ?, ?, ?)", rows_o)
-    con.execute("create table items (customer_id varchar, ordered_at timestamp, is_purchase boolean, category varchar)")
-    con.execute("create table events (customer_id varchar, event_type varchar, occurred_at timestamp, session_id varchar)")
+    con.execute(
+        "create table items (customer_id varchar, ordered_at timestamp, is_purchase boolean, category varchar)"
+    )
+    con.execute(
+        "create table events (customer_id varchar, event_type varchar, occurred_at timestamp, session_id varchar)"
+    )
     con.executemany("insert into events values (?, ?, ?, ?)", rows_e)
     return con
 
@@ -82,7 +91,9 @@ def test_registry_versions_and_approval(tmp_path) -> None:
     registry = ModelRegistry(tmp_path)
     with pytest.raises(ModelNotFound, match="no trained 'churn' model"):
         registry.load("churn")
-    first = registry.save("churn", {"w": 1}, {"beats_baseline": True}, now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    first = registry.save(
+        "churn", {"w": 1}, {"beats_baseline": True}, now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
     registry.save("churn", {"w": 2}, {"beats_baseline": False}, now=dt.datetime(2026, 1, 8, tzinfo=dt.UTC))
     assert registry.load("churn").version == first.version  # the newer one lost to its baseline
     assert registry.load("churn", approved_only=False).model == {"w": 2}
