@@ -174,6 +174,13 @@ _MIN_C = 0.5
 BETA_GEO_VARIANTS = ("bgnbd", "mbgnbd")
 
 
+def _wsum(u: FloatArray, v: FloatArray) -> float:
+    """``sum(u * v)`` without BLAS: ``np.dot`` hands long vectors to a multithreaded BLAS, which
+    stalls for milliseconds per call when the cores are busy (a 20,000-customer fit went from
+    0.02 s to 1.5 s on a loaded 2-core machine); numpy's pairwise sum does not."""
+    return float(np.sum(u * v))
+
+
 # --------------------------------------------------------------------------------------------
 # parameters and results
 # --------------------------------------------------------------------------------------------
@@ -519,10 +526,10 @@ def _bg_loglik(
     ww4 = w * w4
     grad = np.array(
         [
-            np.dot(w, dr_x[d.inv] - w3 * log_at - w4 * log_atx) + d.total_weight * math.log(alpha),
-            d.total_weight * r / alpha - np.dot(w * s, w3 / (alpha + d.T) + w4 / (alpha + d.tx)),
-            np.dot(w, da_x[d.inv]) + ww4.sum() / a,
-            np.dot(w, db_x[d.inv]) - np.dot(ww4, inv_bx1[d.inv]),
+            _wsum(w, dr_x[d.inv] - w3 * log_at - w4 * log_atx) + d.total_weight * math.log(alpha),
+            d.total_weight * r / alpha - _wsum(w * s, w3 / (alpha + d.T) + w4 / (alpha + d.tx)),
+            _wsum(w, da_x[d.inv]) + ww4.sum() / a,
+            _wsum(w, db_x[d.inv]) - _wsum(ww4, inv_bx1[d.inv]),
         ]
     )
     return ll, grad
@@ -559,7 +566,7 @@ def _maximise(
         theta = np.exp(log_theta)
         ll, grad = loglik(theta, True)
         assert grad is not None
-        value = -float(np.dot(weights, ll)) / total_weight + penalizer * float(np.dot(log_theta, log_theta))
+        value = -_wsum(weights, ll) / total_weight + penalizer * float(np.sum(log_theta * log_theta))
         grad_log = -grad * theta / total_weight + 2.0 * penalizer * log_theta
         if not np.isfinite(value):
             return 1e300, np.zeros_like(log_theta)
@@ -577,7 +584,7 @@ def _maximise(
     log_theta = np.asarray(res.x, dtype=np.float64)
     theta = np.exp(log_theta)
     ll, _ = loglik(theta, False)
-    total_ll = float(np.dot(weights, ll))
+    total_ll = _wsum(weights, ll)
     _, grad = objective(log_theta)
     at_bound = bool(np.any(np.abs(log_theta) >= _LOG_BOUND - 1e-6))
     converged = (bool(res.success) or float(np.max(np.abs(grad))) < 1e-5) and np.isfinite(total_ll)
@@ -607,7 +614,7 @@ def _fit_beta_geo(
     data: _BGData, variant: str, penalizer: float, initial: BetaGeoParams | None
 ) -> FitResult[BetaGeoParams]:
     if initial is None:
-        alpha0 = max(float(np.dot(data.w, data.T)), 1e-6) / max(float(np.dot(data.w, data.x)), 1.0)
+        alpha0 = max(_wsum(data.w, data.T), 1e-6) / max(_wsum(data.w, data.x), 1.0)
         start = np.array([1.0, alpha0, 1.0, 1.0])
     else:
         start = np.array([initial.r, initial.alpha, initial.a, initial.b])
@@ -672,7 +679,7 @@ def select_beta_geo(
     fits = {variant: _fit_beta_geo(data, variant, penalizer, None) for variant in BETA_GEO_VARIANTS}
     winner = "mbgnbd" if fits["mbgnbd"].log_likelihood > fits["bgnbd"].log_likelihood else "bgnbd"
     best = fits[winner]
-    lls = ", ".join(f"{v} {f.log_likelihood:.6g}" for v, f in fits.items())
+    lls = ", ".join(f"{v} {f.log_likelihood:.2f}" for v, f in fits.items())
     note = f"{winner} selected by log-likelihood ({lls})"
     unconverged = [v for v, f in fits.items() if not f.converged]
     if unconverged:
@@ -833,9 +840,9 @@ def _gg_loglik(theta: FloatArray, d: _GGData, gradient: bool) -> tuple[FloatArra
     w = d.w
     grad = np.array(
         [
-            np.dot(w, dp_x[d.inv] + x * (log_m - log_vxm)),
-            np.dot(w, dq_x[d.inv] - log_vxm) + d.total_weight * math.log(v),
-            d.total_weight * q / v - np.dot(w, (px + q) / (v + x * m)),
+            _wsum(w, dp_x[d.inv] + x * (log_m - log_vxm)),
+            _wsum(w, dq_x[d.inv] - log_vxm) + d.total_weight * math.log(v),
+            d.total_weight * q / v - _wsum(w, (px + q) / (v + x * m)),
         ]
     )
     return ll, grad
@@ -881,7 +888,7 @@ def fit_gamma_gamma(
     if data.total_weight <= 0:
         raise ValueError("no customers with frequency > 0 to fit the Gamma-Gamma model on")
     if initial is None:
-        start = np.array([1.0, 2.0, float(np.dot(data.w, data.m)) / data.total_weight])
+        start = np.array([1.0, 2.0, _wsum(data.w, data.m) / data.total_weight])
     else:
         start = np.array([initial.p, initial.q, initial.v])
     theta, total_ll, converged, nit, message = _maximise(

@@ -1,6 +1,7 @@
 """Fit and check the CLV models (BG/NBD + Gamma-Gamma, models_ml.clv) on warehouse purchases.
 
-The held-out check mirrors the classifiers': fit on purchases up to `end - horizon`,
+The purchase model is BG/NBD or its MBG/NBD variant, whichever has the higher
+likelihood on the data. The held-out check mirrors the classifiers': fit on purchases up to `end - horizon`,
 predict each customer's purchases in the following `horizon` days, and compare
 with what they actually bought there. The baseline is the naive rate: past
 repeat purchases per day of tenure times the horizon. BG/NBD must beat it on mean
@@ -51,6 +52,7 @@ class TrainedCLV:
             "horizon_days": self.horizon_days,
             "evaluation_cutoff": str(self.evaluation_cutoff),
             "training_window_end": str(self.end),
+            "purchase_model": self.bg.variant,
             "bgnbd": vars(self.bg),
             "gamma_gamma": vars(self.gg),
             "metrics": self.metrics,
@@ -66,7 +68,10 @@ def transactions(con: duckdb.DuckDBPyConnection, cutoff: dt.date, sources: Featu
 
 
 def fit(summary: pd.DataFrame) -> tuple[clv.BetaGeoParams, clv.GammaGammaParams]:
-    bg = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"], penalizer=0.0).params
+    """BG/NBD or MBG/NBD, whichever fits better (same parameters, so log-likelihoods compare), plus
+    Gamma-Gamma on repeat buyers. MBG/NBD lets customers leave after their first purchase too, so
+    one-time buyers do not all get P(alive) = 1."""
+    bg = clv.select_beta_geo(summary["frequency"], summary["recency"], summary["T"]).params
     repeat = summary[summary["frequency"] > 0]
     gg = clv.fit_gamma_gamma(repeat["frequency"], repeat["monetary_value"], penalizer=0.0).params
     return bg, gg

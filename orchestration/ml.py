@@ -162,7 +162,10 @@ def clv_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, m
         asset_key=CLV_KEY,
         metadata={
             "version": saved.version,
-            "bgnbd": dg.MetadataValue.json({k: round(v, 5) for k, v in vars(trained.bg).items()}),
+            "purchase_model": trained.bg.variant,
+            "bgnbd": dg.MetadataValue.json(
+                {k: round(v, 5) if isinstance(v, float) else v for k, v in vars(trained.bg).items()}
+            ),
             "gamma_gamma": dg.MetadataValue.json({k: round(v, 5) for k, v in vars(trained.gg).items()}),
             **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in trained.metrics.items()},
             "customers": trained.customers,

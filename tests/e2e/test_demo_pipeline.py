@@ -82,6 +82,9 @@ def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None
     assert roc_auc_score(both["purchases_next_90d"] > 0, both["purchase_propensity"]) > 0.7
     buyers = both[both["expected_purchases"].notna()]
     assert buyers["expected_purchases"].corr(buyers["purchases_next_90d"]) > 0.3
+    # MBG/NBD (selected by likelihood: the demo lets customers leave after their first order) gives
+    # one-time buyers a real P(alive); plain BG/NBD would give them all 1 and rank worse than chance
+    assert roc_auc_score(buyers["alive_at_end"], buyers["p_alive"]) > 0.65
     runs = con.execute("select model, beats_baseline from ml.model_runs order by model").fetchall()
     assert runs == [("churn", True), ("clv", True), ("propensity", True)]
     tagged = con.execute(
