@@ -155,6 +155,7 @@ population as (
     from {customers} as c
     left join purchase_stats as ps on c.customer_id = ps.customer_id
     where coalesce(c.signed_up_at, ps.first_purchase_at) < (select cutoff_end from bounds)
+        or ($include_undated and coalesce(c.signed_up_at, ps.first_purchase_at) is null)
 )
 select
     pop.customer_id,
@@ -206,13 +207,21 @@ def cutoff_end(cutoff: dt.date) -> dt.datetime:
 
 
 def build_features(
-    con: duckdb.DuckDBPyConnection, cutoff: dt.date, sources: FeatureSources = WAREHOUSE
+    con: duckdb.DuckDBPyConnection,
+    cutoff: dt.date,
+    sources: FeatureSources = WAREHOUSE,
+    include_undated: bool = False,
 ) -> pd.DataFrame:
-    """One row per customer known at the cutoff, indexed by customer_id, columns FEATURES (float)."""
+    """One row per customer known at the cutoff, indexed by customer_id, columns FEATURES (float).
+
+    Customers with neither a signup date nor a purchase cannot be placed in time; they are left out of
+    training snapshots and kept when scoring on the as-of date (`include_undated`), where every customer
+    in dim_customers exists by definition."""
     sql = _FEATURE_SQL.format(
         orders=sources.orders, items=sources.items, events=sources.events, customers=sources.customers
     )
-    df = con.execute(sql, {"cutoff_end": cutoff_end(cutoff)}).df().set_index("customer_id")
+    params = {"cutoff_end": cutoff_end(cutoff), "include_undated": include_undated}
+    df = con.execute(sql, params).df().set_index("customer_id")
     return df[list(FEATURES)].astype("float64")
 
 

@@ -58,7 +58,7 @@ def score_customers(
     sources: FeatureSources = WAREHOUSE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, features) for every customer known on the as-of date."""
-    features = build_features(con, as_of, sources)
+    features = build_features(con, as_of, sources, include_undated=True)
     x = features.to_numpy()
     scores = pd.DataFrame(index=features.index)
     scores["purchase_propensity"] = propensity.model.predict_proba(x)[:, 1]

@@ -79,6 +79,13 @@ def test_features_by_hand(con) -> None:
     assert f.loc["guest", "tenure_days"] == 1 and f.loc["guest", "orders_30d"] == 1  # known since 23:59
 
 
+def test_undated_customers_are_scored_but_not_trained_on(con) -> None:
+    con.execute("insert into customers values ('undated', null)")
+    assert "undated" not in build_features(con, CUTOFF, SOURCES).index
+    scored = build_features(con, CUTOFF, SOURCES, include_undated=True)
+    assert "undated" in scored.index and np.isnan(scored.loc["undated", "tenure_days"])
+
+
 def test_labels_only_use_the_window_after_the_cutoff(con) -> None:
     labels = build_labels(con, CUTOFF, 30, SOURCES)
     assert labels.to_dict("index") == {"a": {"future_purchases": 1.0, "future_revenue": 70.0}}
