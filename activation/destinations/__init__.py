@@ -1,0 +1,1 @@
+"""Destinations: one module each, all behind activation.destinations.base.Destination."""

@@ -1,0 +1,117 @@
+"""The one interface every destination implements.
+
+    destination = SomeDestination.from_config(name, config_dict)   # reads secrets from env vars
+    destination.validate()                                          # clear ConfigError, no network
+    results = destination.send_batch(records, context)              # one RecordResult per record
+    destination.close()
+
+The sync engine (activation/engine.py) plans, applies policies, writes the delivery
+ledger, rate-limits (one token bucket per destination, shared by all workers) and
+calls send_batch with at most `max_batch_size` records, from several threads at
+once, so send_batch must be thread-safe. A destination never raises for a bad
+record: it returns a failed RecordResult (retryable or not) for that record and
+carries on with the others; it raises only when the whole destination is unusable
+(e.g. bad credentials), which fails the batch and the engine retries it later.
+
+Transient errors (HTTP 429/5xx, timeouts, SMTP 4xx) are retried inside send_batch
+with exponential backoff and jitter (activation.retry), honouring Retry-After;
+what still fails is returned as failed with retryable=True, and the engine tries
+those records again on later runs, up to a limit, then dead-letters them.
+
+Idempotency: every record carries an idempotency key (destination, segment,
+customer, content version). HTTP destinations send it as the `Idempotency-Key`
+header (per batch: a hash of the batch's record keys); email uses it to build a
+deterministic Message-ID. Never log personal data (emails, phones): log ids and counts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+ACTIONS = ("upsert", "delete", "send")
+STATUSES = ("sent", "failed")
+
+
+class ConfigError(ValueError):
+    """A destination's configuration is unusable; the message says which destination and field."""
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    customer_id: str
+    idempotency_key: str  # sha256 hex of destination|segment|customer|content version
+    action: str  # upsert | delete | send
+    fields: Mapping[str, Any]  # mapped fields for this destination (may hold email, phone: never log them)
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    idempotency_key: str
+    status: str  # sent | failed
+    retryable: bool = False
+    error: str | None = None  # the destination's error, without personal data
+    remote_id: str | None = None  # e.g. the Message-ID or the CRM's id
+
+
+@dataclass(frozen=True)
+class SyncContext:
+    sync_id: str  # the sync run's id
+    segment: str  # dbt model name of the segment
+    destination: str  # destination name from the config
+    mode: str  # upsert | mirror | insert | message
+    content_version: str = ""  # for message mode: the campaign content version
+    content: Mapping[str, Any] = field(default_factory=dict)  # template and variables for message channels
+    campaign: str = ""
+    variant: str = ""
+
+
+@runtime_checkable
+class Destination(Protocol):
+    name: str
+    kind: str
+    max_batch_size: int
+
+    def validate(self) -> None: ...
+
+    def send_batch(self, records: Sequence[OutboundRecord], context: SyncContext) -> list[RecordResult]: ...
+
+    def close(self) -> None: ...
+
+
+_ENV = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings (recursively in dicts and lists) from the environment."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def secret(name: str, env_var: str | None, *, required: bool = True) -> str | None:
+    """A secret from the environment variable a config names (never from the config file itself)."""
+    if not env_var:
+        if required:
+            raise ConfigError(f"destination {name}: no secret_env given")
+        return None
+    value = os.environ.get(env_var)
+    if required and not value:
+        raise ConfigError(f"destination {name}: environment variable {env_var} is not set")
+    return value

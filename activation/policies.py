@@ -1,0 +1,107 @@
+"""Policies applied to a plan before anything is sent, each decision recorded per record.
+
+In this order, the first that applies decides:
+
+    holdout        message mode: a stable hash of (campaign, customer) below holdout_share
+                   puts the customer in the control group (recorded, never sent)
+    no_consent     channel bindings: the latest consent for the channel (dim_customers) is not granted
+    suppressed     on the suppression list for the channel or for all channels
+    frequency_cap  message mode: the customer already got the cap class's maximum on this
+                   channel in the rolling window, across all campaigns
+    quiet_hours    message mode: it is night in the customer's time zone: deferred, not dropped
+
+Everything else is sent. Variants: a second stable hash assigns each customer a variant
+by the configured weights, so a customer always gets the same variant of a campaign.
+`stable_unit(salt, customer_id)` is the same hash in Python, for tests and analysis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import duckdb
+
+from activation.config import PolicyConfig, SyncBinding
+from activation.ledger import SCHEMA
+
+
+def stable_unit(salt: str, customer_id: str) -> float:
+    """A number in [0, 1) fixed for (salt, customer): the first 32 bits of md5."""
+    return int(hashlib.md5(f"{salt}|{customer_id}".encode()).hexdigest()[:8], 16) / 2**32
+
+
+def _unit_sql(salt: str, column: str = "p.customer_id") -> str:
+    salt = salt.replace("'", "''")
+    return f"(('0x' || substr(md5('{salt}|' || {column}), 1, 8))::ubigint / 4294967296.0)"
+
+
+def _variant_sql(binding: SyncBinding) -> str:
+    if not binding.variants:
+        return "cast(null as varchar)"
+    u = _unit_sql(f"variant|{binding.campaign}")
+    cases, cumulative = [], 0.0
+    names = sorted(binding.variants)
+    for name in names[:-1]:
+        cumulative += binding.variant_weights[name]
+        cases.append(f"when {u} < {cumulative!r} then '{name}'")
+    return f"case {' '.join(cases)} else '{names[-1]}' end"
+
+
+def apply_policies(
+    con: duckdb.DuckDBPyConnection,
+    binding: SyncBinding,
+    policies: PolicyConfig,
+    now: dt.datetime,
+    customers: str = "marts.dim_customers",
+) -> None:
+    """Create _decided from _plan: each row gets `decision` (send, skip, holdout, defer), `reason`, `variant`."""
+    message = binding.mode == "message"
+    channel = binding.channel
+    consent_col = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"}.get(channel or "")
+    cap = policies.frequency_caps.get(binding.frequency_cap or "", {}).get(channel or "") if message else None
+    now_lit = f"timestamp '{now:%Y-%m-%d %H:%M:%S}'"
+    # (condition, decision, reason as a SQL expression); the first that holds decides
+    conditions: list[tuple[str, str, str]] = []
+    if message and binding.holdout_share > 0:
+        unit = _unit_sql(f"holdout|{binding.campaign}")
+        conditions.append((f"{unit} < {binding.holdout_share!r}", "holdout", "'holdout'"))
+    if consent_col:
+        conditions.append((f"not coalesce(c.{consent_col}, false)", "skip", "'no_consent'"))
+    conditions.append(("sup.reason is not null", "skip", "'suppressed:' || sup.reason"))
+    if cap is not None:
+        conditions.append((f"coalesce(fc.sent, 0) >= {cap.max_messages}", "skip", "'frequency_cap'"))
+    if message and channel:
+        start, end = policies.quiet_hours_start, policies.quiet_hours_end
+        zone = f"coalesce(tz.name, '{policies.default_timezone}')"
+        hour = f"hour(timezone({zone}, {now_lit}::timestamptz))"
+        quiet = f"({hour} >= {start} or {hour} < {end})" if start > end else f"({hour} >= {start} and {hour} < {end})"
+        conditions.append((quiet, "defer", "'quiet_hours'"))
+
+    decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"
+    reason = "case " + " ".join(f"when {c} then {r}" for c, _, r in conditions) + " end"
+    channel_filter = f"sup_all.channel in ('all', '{channel}')" if channel else "sup_all.channel = 'all'"
+    cap_join = ""
+    if cap is not None:
+        cap_join = f"""left join (
+                select customer_id, count(*) as sent from {SCHEMA}.delivery_log
+                where status = 'sent' and channel = '{channel}'
+                  and recorded_at >= {now_lit} - to_days({int(cap.days)})
+                group by customer_id
+            ) as fc on p.customer_id = fc.customer_id"""
+    deletes_pass = "when p.action = 'delete' then 'send'"  # a removal is never blocked by consent or caps
+    con.execute(
+        f"""create or replace temp table _decided as
+            select p.*,
+                   case {deletes_pass} else ({decision}) end as decision,
+                   case when p.action = 'delete' then null else ({reason}) end as reason,
+                   {_variant_sql(binding) if message else "cast(null as varchar)"} as variant
+            from _plan as p
+            left join {customers} as c on p.customer_id = c.customer_id
+            left join (select name from pg_timezone_names()) as tz on c.timezone = tz.name
+            left join (
+                select customer_id, min(reason) as reason from {SCHEMA}.suppressions as sup_all
+                where {channel_filter} group by customer_id
+            ) as sup on p.customer_id = sup.customer_id
+            {cap_join}"""
+    )
