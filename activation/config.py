@@ -23,6 +23,8 @@ from activation.destinations.base import ConfigError, expand_env
 MODES = ("upsert", "mirror", "insert", "message")
 CHANNELS = ("email", "sms", "push")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "activation.yml"
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "config" / "templates"
+TEMPLATE_PARTS = {"subject": "subject.j2", "html": "html.j2", "text": "text.j2"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class FrequencyCap:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    frequency_caps: dict[str, dict[str, FrequencyCap]] = field(default_factory=dict)  # class -> channel -> cap
+    frequency_caps: dict[str, dict[str, FrequencyCap]] = field(
+        default_factory=dict
+    )  # class -> channel -> cap
     quiet_hours_start: int = 21  # local hour from which nothing is sent
     quiet_hours_end: int = 8  # local hour until which nothing is sent
     default_timezone: str = "UTC"
@@ -115,7 +119,9 @@ def load_config(path: Path | str | None = None) -> ActivationConfig:
     return ActivationConfig(destinations, policies)
 
 
-def binding_from_meta(segment: str, relation: str, spec: dict[str, Any], owner: str | None = None) -> list[SyncBinding]:
+def binding_from_meta(
+    segment: str, relation: str, spec: dict[str, Any], owner: str | None = None
+) -> list[SyncBinding]:
     """SyncBindings from a segment model's `meta.activation` block."""
     campaign = spec.get("campaign", segment)
     out = []
@@ -162,3 +168,22 @@ def bindings_from_manifest(manifest: dict[str, Any] | Path | str) -> list[SyncBi
         relation = f"{node['schema']}.{node.get('alias') or node['name']}"
         bindings += binding_from_meta(node["name"], relation, spec, meta.get("owner"))
     return sorted(bindings, key=lambda b: b.sync_key)
+
+
+def resolve_content(content: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """Content with `template: NAME` replaced by the files of config/templates/NAME (subject.j2, html.j2,
+    text.j2: Jinja templates, kept out of dbt YAML, which dbt would render at parse time)."""
+    content = dict(content)
+    name = content.pop("template", None)
+    if not name:
+        return content
+    folder = (root or TEMPLATE_ROOT) / str(name)
+    if not folder.is_dir():
+        raise ConfigError(f"template {name!r}: folder {folder} does not exist")
+    found = {
+        part: (folder / file).read_text() for part, file in TEMPLATE_PARTS.items() if (folder / file).exists()
+    }
+    if not found:
+        raise ConfigError(f"template {name!r}: none of {', '.join(TEMPLATE_PARTS.values())} in {folder}")
+    found["subject"] = found.get("subject", "").strip()
+    return {**content, **found}

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from activation import planner
-from activation.config import PolicyConfig, SyncBinding
+from activation.config import PolicyConfig, SyncBinding, resolve_content
 from activation.destinations.base import Destination, OutboundRecord, RecordResult, SyncContext
 from activation.ledger import SCHEMA, ensure_schema
 from activation.policies import apply_policies
@@ -48,8 +48,21 @@ from activation.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = (
-    "idempotency_key", "sync_key", "sync_id", "customer_id", "action", "status", "reason", "error", "attempt",
-    "remote_id", "channel", "campaign", "variant", "content_version", "recorded_at",
+    "idempotency_key",
+    "sync_key",
+    "sync_id",
+    "customer_id",
+    "action",
+    "status",
+    "reason",
+    "error",
+    "attempt",
+    "remote_id",
+    "channel",
+    "campaign",
+    "variant",
+    "content_version",
+    "recorded_at",
 )
 
 
@@ -78,9 +91,16 @@ class SyncResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "sync_id": self.sync_id, "sync_key": self.sync_key, "dry_run": self.dry_run, **self.counts,
-            "sent": self.sent, "skipped": self.skipped, "skipped_by_reason": self.skipped_by_reason,
-            "failed": self.failed, "dead_letters": self.dead_letters, "unknown": self.unknown,
+            "sync_id": self.sync_id,
+            "sync_key": self.sync_key,
+            "dry_run": self.dry_run,
+            **self.counts,
+            "sent": self.sent,
+            "skipped": self.skipped,
+            "skipped_by_reason": self.skipped_by_reason,
+            "failed": self.failed,
+            "dead_letters": self.dead_letters,
+            "unknown": self.unknown,
             "duration_seconds": round(self.duration_seconds, 3),
         }
 
@@ -156,7 +176,11 @@ class SyncEngine:
         result.skipped_by_reason = {k: int(v) for k, v in sorted(reasons.items())}
         if dry_run:
             result.samples = [
-                dict(zip(("customer_id", "action", "change", "decision", "reason", "variant"), row, strict=True))
+                dict(
+                    zip(
+                        ("customer_id", "action", "change", "decision", "reason", "variant"), row, strict=True
+                    )
+                )
                 for row in self.con.execute(
                     f"select customer_id, action, change, decision, reason, variant from _decided "
                     f"order by decision, customer_id limit {int(sample_size)}"
@@ -171,11 +195,11 @@ class SyncEngine:
         self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
         self._append_from_sql(self._events_sql("decision = 'defer'", "'deferred'", "reason"))
         self._append_from_sql(
-            self._events_sql("decision = 'holdout' and coalesce(ledger_status, '') <> 'holdout'", "'holdout'", "reason")
+            self._events_sql(
+                "decision = 'holdout' and coalesce(ledger_status, '') <> 'holdout'", "'holdout'", "reason"
+            )
         )
-        self._append_from_sql(
-            self._events_sql("decision = 'dead'", "'dead_letter'", "reason")
-        )
+        self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
         result.dead_letters = int(decided.get("dead", 0))
         sent, failed, dead = self._send()
         result.sent, result.failed = sent, failed
@@ -194,7 +218,8 @@ class SyncEngine:
             return 0
         b = self.binding
         n = self.con.execute(
-            f"select count(*) from {SCHEMA}.delivery_ledger where sync_key = ? and status = 'in_flight'", [b.sync_key]
+            f"select count(*) from {SCHEMA}.delivery_ledger where sync_key = ? and status = 'in_flight'",
+            [b.sync_key],
         ).fetchone()[0]
         if n:
             self.con.execute(
@@ -213,9 +238,16 @@ class SyncEngine:
         content = dict(b.content)
         if variant and variant in b.variants:
             content.update(b.variants[variant])
+        content = resolve_content(content)
         return SyncContext(
-            sync_id=self.sync_id, segment=b.segment, destination=b.destination, mode=b.mode,
-            content_version=b.content_version, content=content, campaign=b.campaign, variant=variant or "",
+            sync_id=self.sync_id,
+            segment=b.segment,
+            destination=b.destination,
+            mode=b.mode,
+            content_version=b.content_version,
+            content=content,
+            campaign=b.campaign,
+            variant=variant or "",
         )
 
     def _send(self) -> tuple[int, int, int]:
@@ -252,7 +284,9 @@ class SyncEngine:
                             strict=True,
                         )
                     ]
-                    pending.append((pool.submit(self._deliver, records, self._context(variant or None)), part))
+                    pending.append(
+                        (pool.submit(self._deliver, records, self._context(variant or None)), part)
+                    )
                     while len(pending) >= self.workers * 2:
                         s, f, d = self._collect(*pending.popleft())
                         sent, failed, dead = sent + s, failed + f, dead + d
@@ -293,23 +327,27 @@ class SyncEngine:
         b = self.binding
         statuses = status if isinstance(status, list) else [status] * n
         variants = [v or None for v in part.column("variant").to_pylist()]
-        return pa.table({
-            "idempotency_key": part.column("idempotency_key"),
-            "sync_key": pa.array([b.sync_key] * n),
-            "sync_id": pa.array([self.sync_id] * n),
-            "customer_id": part.column("customer_id"),
-            "action": part.column("action"),
-            "status": pa.array(statuses),
-            "reason": pa.nulls(n, pa.string()),
-            "error": pa.array(error if error is not None else [None] * n, pa.string()),
-            "attempt": pc.add(part.column("attempts"), attempt_offset).cast(pa.int32()),
-            "remote_id": pa.array(remote if remote is not None else [None] * n, pa.string()),
-            "channel": pa.array([b.channel] * n, pa.string()),
-            "campaign": pa.array([b.campaign] * n),
-            "variant": pa.array(variants, pa.string()),
-            "content_version": pa.array([b.content_version] * n),
-            "recorded_at": pa.array([dt.datetime.now(dt.UTC).replace(tzinfo=None)] * n, pa.timestamp("us")),
-        })
+        return pa.table(
+            {
+                "idempotency_key": part.column("idempotency_key"),
+                "sync_key": pa.array([b.sync_key] * n),
+                "sync_id": pa.array([self.sync_id] * n),
+                "customer_id": part.column("customer_id"),
+                "action": part.column("action"),
+                "status": pa.array(statuses),
+                "reason": pa.nulls(n, pa.string()),
+                "error": pa.array(error if error is not None else [None] * n, pa.string()),
+                "attempt": pc.add(part.column("attempts"), attempt_offset).cast(pa.int32()),
+                "remote_id": pa.array(remote if remote is not None else [None] * n, pa.string()),
+                "channel": pa.array([b.channel] * n, pa.string()),
+                "campaign": pa.array([b.campaign] * n),
+                "variant": pa.array(variants, pa.string()),
+                "content_version": pa.array([b.content_version] * n),
+                "recorded_at": pa.array(
+                    [dt.datetime.now(dt.UTC).replace(tzinfo=None)] * n, pa.timestamp("us")
+                ),
+            }
+        )
 
     def _fold_state(self) -> None:
         """Delivered upserts and deletes (this run, or an earlier one that died before folding) → synced_state."""
@@ -338,11 +376,27 @@ class SyncEngine:
             f"""insert into {SCHEMA}.sync_runs values
                 (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                result.sync_id, b.sync_key, b.segment, b.destination, b.mode, result.dry_run, self.now,
-                c.get("segment_rows", 0), c.get("rejected_keys", 0), c.get("planned", 0), c.get("added", 0),
-                c.get("changed", 0), c.get("removed", 0), result.sent, result.skipped,
-                json.dumps(result.skipped_by_reason), result.failed, result.dead_letters, result.unknown,
-                time.monotonic() - started, "dry_run" if result.dry_run else "done",
+                result.sync_id,
+                b.sync_key,
+                b.segment,
+                b.destination,
+                b.mode,
+                result.dry_run,
+                self.now,
+                c.get("segment_rows", 0),
+                c.get("rejected_keys", 0),
+                c.get("planned", 0),
+                c.get("added", 0),
+                c.get("changed", 0),
+                c.get("removed", 0),
+                result.sent,
+                result.skipped,
+                json.dumps(result.skipped_by_reason),
+                result.failed,
+                result.dead_letters,
+                result.unknown,
+                time.monotonic() - started,
+                "dry_run" if result.dry_run else "done",
             ],
         )
 

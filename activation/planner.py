@@ -16,8 +16,8 @@ Modes:
     message  one message per customer per campaign content version (the ledger is the state)
 
 The idempotency key is sha256(destination|segment|customer|version), where version is
-the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, or the content
-version for messages. A key already delivered (sent, dead-lettered, or unknown after
+the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, or
+`<campaign>:<content version>` for messages. A key already delivered (sent, dead-lettered, or unknown after
 a crash) is never planned again.
 """
 
@@ -37,7 +37,9 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def load_segment(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
+def load_segment(
+    con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id"
+) -> None:
     pack = ", ".join(f"{_q(dest)} := {_q(col)}" for dest, col in binding.fields.items())
     con.execute(
         f"""create or replace temp table _seg_raw as
@@ -72,7 +74,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding) -> None:
     if binding.mode == "message":
         candidates = f"""
             select customer_id, 'send' as action, 'message' as change, field_hash, fields_json,
-                   {_key(binding, "customer_id", _lit(binding.content_version))} as idempotency_key
+                   {_key(binding, "customer_id", _lit(f"{binding.campaign}:{binding.content_version}"))}
+                       as idempotency_key
             from _seg"""
     else:
         state = f"(select customer_id, field_hash from {SCHEMA}.synced_state where sync_key = {sync_key})"

@@ -103,10 +103,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         raw_dir=Path(args.raw_dir).resolve(),
         as_of=validate_as_of(args.as_of) if args.as_of is not None else base.as_of,
     )
-    ok = run_pipeline(settings)
+    ok = _run_with_destinations(settings, args.local_destinations)
     if ok:
         _print_summary(settings.warehouse)
     return 0 if ok else 1
+
+
+def _run_with_destinations(settings: Settings, local: bool | None) -> bool:
+    """Run the pipeline; with the default activation config, start the local destinations it points at."""
+    if local is None:
+        local = not os.environ.get("TIDELINE_ACTIVATION_CONFIG")
+    if not local:
+        return run_pipeline(settings)
+    from orchestration.local_destinations import local_destinations
+
+    with local_destinations(settings.home) as where:
+        print(
+            f"Local destinations: SMTP {where['smtp']}, HTTP {where['http']}, files in {where['outbox']}",
+            flush=True,
+        )
+        return run_pipeline(settings)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -132,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"Reusing demo data in {raw}", flush=True)
     settings = replace(base, raw_dir=raw, as_of=str(existing["end_date"]))
-    ok = run_pipeline(settings)
+    ok = _run_with_destinations(settings, True)
     if ok:
         _print_summary(settings.warehouse)
     return 0 if ok else 1
@@ -166,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", default=None, help="DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)")
     p.add_argument(
         "--home", default=None, help="folder for generated state (default: $TIDELINE_HOME or .tideline)"
+    )
+    p.add_argument(
+        "--local-destinations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start the local SMTP/HTTP/file destinations the default activation config points at "
+        "(default: on unless TIDELINE_ACTIVATION_CONFIG is set)",
     )
     p.set_defaults(func=cmd_run)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from orchestration.activation import build_activation
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
 from orchestration.landing.assets import landing_zone
 from orchestration.manifest import dbt_executable
 from orchestration.ml import ml_assets
-from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
+from orchestration.resources import ActivationSettings, MLSettings, PipelineSettings, WarehouseResource
 from orchestration.schedules import (
     daily_refresh,
     daily_scoring_job,
@@ -22,11 +23,12 @@ from orchestration.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    sync_assets, sync_jobs, sync_schedules = build_activation(dbt_project.manifest_path)
     return dg.Definitions(
-        assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets],
+        assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets, *sync_assets],
         asset_checks=[rejects_reported, orders_present],
-        jobs=[pipeline_job, daily_scoring_job, retrain_job],
-        schedules=[daily_refresh, weekly_retrain],
+        jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
+        schedules=[daily_refresh, weekly_retrain, *sync_schedules],
         resources={
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
@@ -36,6 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "warehouse": WarehouseResource(path=str(settings.warehouse)),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
             "ml": MLSettings(models_dir=str(settings.home / "models")),
+            "activation": ActivationSettings(),
         },
     )
 

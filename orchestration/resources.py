@@ -49,3 +49,10 @@ class MLSettings(dg.ConfigurableResource):
     at_risk_threshold: float = 0.5  # churn probability from which a customer is on the at-risk list
     drift_psi_warn: float = 0.2  # warn when the churn-score distribution moves more than this (PSI)
     seed: int = 42
+
+
+class ActivationSettings(dg.ConfigurableResource):
+    """Where the activation config is ('' = TIDELINE_ACTIVATION_CONFIG or config/activation.yml)."""
+
+    config_path: str = ""
+    workers: int = 4  # concurrent batches per sync (they share the destination's rate limit)

@@ -43,6 +43,7 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
             0
         ]
         scores = _score_lines(con, str(as_of))
+        activations = _activation_lines(con)
     finally:
         con.close()
 
@@ -64,6 +65,7 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
     for tag, n, share in tags:
         lines.append(f"  {tag:<22}{n:>9,}  {100 * float(share):>5.1f}%")
     lines += scores
+    lines += activations
     total_rejects = sum(rejects.values())
     lines += [
         "",
@@ -125,4 +127,25 @@ def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
                 lines.append(
                     f"  {model:<11} held-out purchases MAE {m['mae']:.3f} (naive rate {m['baseline_mae']:.3f})"
                 )
+    return lines
+
+
+def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Per activation (segment × destination), the latest real run: sent, skipped by reason, failed."""
+    if not _table_exists(con, "tideline_sync", "sync_runs"):
+        return []
+    runs = _rows(
+        con,
+        "select sync_key, mode, segment_rows, sent, skipped_by_reason, failed, dead_letters, unknown "
+        "from tideline_sync.sync_runs where not dry_run "
+        "qualify row_number() over (partition by sync_key order by started_at desc, finished_at desc) = 1 "
+        "order by sync_key",
+    )
+    if not runs:
+        return []
+    lines = ["", "Activation (latest run)          segment     sent   failed  skipped by reason"]
+    for key, _mode, rows, sent, reasons, failed, dead, unknown in runs:
+        skipped = ", ".join(f"{r} {n:,}" for r, n in sorted(json.loads(reasons).items(), key=lambda i: -i[1]))
+        extra = (f", dead letters {dead:,}" if dead else "") + (f", unknown {unknown:,}" if unknown else "")
+        lines.append(f"  {key:<30}{rows:>9,}{sent:>9,}{failed:>9,}  {skipped or '-'}{extra}")
     return lines

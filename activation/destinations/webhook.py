@@ -1,0 +1,272 @@
+"""Webhook destination (kind "webhook"): signed JSON batches for SMS/push gateways and staff alerts.
+
+Config (destinations.yml):
+
+    url: https://gateway.example.com/hooks/tideline   # required, http or https
+    secret_env: TIDELINE_SMS_WEBHOOK_SECRET           # env var holding the HMAC secret (required unless unsigned: true)
+    unsigned: false
+    max_batch_size: 500
+    timeout_seconds: 10
+    retry_attempts: 5          # tries in all, the first included
+    retry_base_seconds: 0.5
+    headers: {X-Team: growth}  # extra static headers (cannot override the ones below)
+
+One POST per batch, body:
+
+    {"sync_id", "segment", "destination", "mode", "campaign", "variant", "content_version",
+     "content": {...}, "records": [{"customer_id", "idempotency_key", "action", "fields"}, ...]}
+
+headers: Content-Type: application/json; Idempotency-Key: sha256 hex of the batch's sorted record
+keys; X-Tideline-Timestamp: unix seconds; X-Tideline-Signature: sha256=<hex HMAC-SHA256(secret,
+timestamp + "." + body)> (re-signed with a fresh timestamp on each retry; the key stays the same).
+Receivers check it with `verify_signature`.
+
+Response contract: 2xx with JSON {"results": [{"idempotency_key", "status": "ok"|"error", "error"?,
+"retryable"?, "id"?}]} gives per-record results (records the response does not mention count as
+sent; "id" becomes remote_id); 2xx with any other body: all sent; 429/5xx/timeouts still failing
+after the retries: all failed, retryable; any other status: all failed, not retryable ("HTTP 400:
+Bad Request").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from activation.destinations import http_common as hc
+from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext, secret
+from activation.retry import RetryPolicy
+
+SIGNATURE_HEADER = "X-Tideline-Signature"
+TIMESTAMP_HEADER = "X-Tideline-Timestamp"
+RESERVED_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Host",
+    "Idempotency-Key",
+    TIMESTAMP_HEADER,
+    SIGNATURE_HEADER,
+)
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def sign(secret_value: str | bytes, timestamp: str | int, body: bytes | str) -> str:
+    """The X-Tideline-Signature value: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>."""
+    message = _as_bytes(str(timestamp)) + b"." + _as_bytes(body)
+    return "sha256=" + hmac.new(_as_bytes(secret_value), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str | bytes,
+    timestamp: str | int | None,
+    body: bytes | str,
+    signature_header: str | None,
+    tolerance_seconds: float = 300,
+    *,
+    now: float | None = None,
+) -> bool:
+    """For receivers: True when the signature matches the raw body and the timestamp is recent.
+
+    `signature_header` may list several comma-separated `sha256=...` values (secret rotation).
+    """
+    if not secret or timestamp is None or not signature_header:
+        return False
+    try:
+        ts = int(str(timestamp).strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance_seconds:
+        return False
+    expected = sign(secret, ts, body)
+    candidates = [c.strip() for c in signature_header.split(",") if c.strip()]
+    return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
+
+
+class WebhookDestination:
+    kind = "webhook"
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        secret_value: str | None = None,
+        unsigned: bool = False,
+        max_batch_size: int = 500,
+        timeout_seconds: float = 10.0,
+        retry_attempts: int = 5,
+        retry_base_seconds: float = 0.5,
+        headers: Mapping[str, str] | None = None,
+        secret_env: str | None = None,
+    ):
+        self.name = name
+        self.url = url
+        self._secret = secret_value
+        self.secret_env = secret_env
+        self.unsigned = unsigned
+        self.max_batch_size = max_batch_size
+        self.timeout_seconds = timeout_seconds
+        self.retry_policy = RetryPolicy(attempts=retry_attempts, base_seconds=retry_base_seconds)
+        self.headers = dict(headers or {})
+        self._session = hc.make_session()
+
+    def __repr__(self) -> str:  # never shows the secret
+        return f"WebhookDestination(name={self.name!r}, url={self.url!r}, signed={not self.unsigned})"
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> WebhookDestination:
+        """Build from a config mapping; the HMAC secret is read from the env var `secret_env` names."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"destination {name}: config must be a mapping")
+        url = hc.check_url(name, "url", config.get("url"))
+        unsigned = hc.bool_option(name, config, "unsigned", False)
+        secret_env = config.get("secret_env")
+        if secret_env is not None and (not isinstance(secret_env, str) or not secret_env.strip()):
+            raise ConfigError(f"destination {name}: secret_env must be the name of an environment variable")
+        secret_value = None
+        if not unsigned:
+            if not secret_env:
+                raise ConfigError(
+                    f"destination {name}: secret_env is required (the environment variable holding the "
+                    "HMAC secret), or set unsigned: true"
+                )
+            secret_value = secret(name, secret_env.strip())
+        destination = cls(
+            name,
+            url,
+            secret_value=secret_value,
+            unsigned=unsigned,
+            max_batch_size=hc.int_option(name, config, "max_batch_size", 500),
+            timeout_seconds=hc.float_option(name, config, "timeout_seconds", 10.0),
+            retry_attempts=hc.int_option(name, config, "retry_attempts", 5),
+            retry_base_seconds=hc.float_option(name, config, "retry_base_seconds", 0.5, positive=False),
+            headers=hc.headers_option(name, config, "headers", RESERVED_HEADERS),
+            secret_env=secret_env.strip() if secret_env else None,
+        )
+        destination.validate()
+        return destination
+
+    def validate(self) -> None:
+        """ConfigError naming the destination and the field; no network."""
+        hc.check_url(self.name, "url", self.url)
+        if not self.unsigned and not self._secret:
+            var = self.secret_env or "secret_env"
+            raise ConfigError(f"destination {self.name}: environment variable {var} is not set")
+        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+            raise ConfigError(f"destination {self.name}: max_batch_size must be >= 1")
+        if self.timeout_seconds <= 0:
+            raise ConfigError(f"destination {self.name}: timeout_seconds must be > 0")
+        if self.retry_policy.attempts < 1:
+            raise ConfigError(f"destination {self.name}: retry_attempts must be >= 1")
+        if self.retry_policy.base_seconds < 0:
+            raise ConfigError(f"destination {self.name}: retry_base_seconds must be >= 0")
+        hc.headers_option(self.name, {"headers": self.headers}, "headers", RESERVED_HEADERS)
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def body(self, records: Sequence[OutboundRecord], context: SyncContext) -> bytes:
+        return hc.dumps(
+            {
+                "sync_id": context.sync_id,
+                "segment": context.segment,
+                "destination": context.destination or self.name,
+                "mode": context.mode,
+                "campaign": context.campaign,
+                "variant": context.variant,
+                "content_version": context.content_version,
+                "content": context.content,
+                "records": [
+                    {
+                        "customer_id": r.customer_id,
+                        "idempotency_key": r.idempotency_key,
+                        "action": r.action,
+                        "fields": r.fields,
+                    }
+                    for r in records
+                ],
+            }
+        )
+
+    def _headers(self, body: bytes, idempotency_key: str):
+        static = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        if self.unsigned or not self._secret:
+            return static
+
+        def signed() -> dict[str, str]:
+            timestamp = str(int(time.time()))
+            return {
+                **static,
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            }
+
+        return signed
+
+    def send_batch(self, records: Sequence[OutboundRecord], context: SyncContext) -> list[RecordResult]:
+        """One POST per batch (batches over max_batch_size are split); one RecordResult per record."""
+        records = list(records)
+        if not records:
+            return []
+        if len(records) > self.max_batch_size:
+            out: list[RecordResult] = []
+            for start in range(0, len(records), self.max_batch_size):
+                out.extend(self.send_batch(records[start : start + self.max_batch_size], context))
+            return out
+        try:
+            body = self.body(records, context)
+        except TypeError as exc:  # a field the mapping produced cannot be serialised: no retry helps
+            return hc.all_failed(records, f"cannot serialise batch: {hc.scrub(exc)}", retryable=False)
+        key = hc.batch_idempotency_key(r.idempotency_key for r in records)
+        outcome = hc.deliver(
+            self._session,
+            self.url,
+            body,
+            self._headers(body, key),
+            self.timeout_seconds,
+            self.retry_policy,
+            destination=self.name,
+        )
+        if not outcome.ok:
+            return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
+        return self._results(records, outcome.payload)
+
+    @staticmethod
+    def _results(records: Sequence[OutboundRecord], payload: Any) -> list[RecordResult]:
+        entries = payload.get("results") if isinstance(payload, Mapping) else None
+        if not isinstance(entries, list):
+            return hc.all_sent(records)
+        by_key: dict[str, Mapping[str, Any]] = {}
+        for entry in entries:
+            if isinstance(entry, Mapping) and entry.get("idempotency_key") is not None:
+                by_key[str(entry["idempotency_key"])] = entry
+        results = []
+        for r in records:
+            entry = by_key.get(r.idempotency_key)
+            if entry is None:
+                results.append(RecordResult(r.idempotency_key, "sent"))
+            elif hc.entry_failed(entry):
+                error = hc.scrub(entry.get("error") or entry.get("message") or "rejected by the receiver")
+                results.append(
+                    RecordResult(
+                        r.idempotency_key,
+                        "failed",
+                        retryable=hc.entry_retryable(entry),
+                        error=error,
+                        remote_id=hc.optional_str(entry.get("id")),
+                    )
+                )
+            else:
+                results.append(
+                    RecordResult(r.idempotency_key, "sent", remote_id=hc.optional_str(entry.get("id")))
+                )
+        return results
+
+    def close(self) -> None:
+        self._session.close()

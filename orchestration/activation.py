@@ -1,0 +1,114 @@
+"""Activation assets: one per segment × destination, built from the dbt manifest.
+
+A segment model whose YAML declares `meta.activation` becomes assets keyed
+activation/<segment>__<destination>, downstream of the segment model, so adding a
+segment needs no Python. Run config `dry_run: true` plans and shows samples without
+sending. A binding with a `schedule` (cron) also gets its own job and schedule;
+the others run whenever the pipeline builds their segment.
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from activation.config import SyncBinding, bindings_from_manifest, load_config
+from activation.destinations import create
+from activation.engine import SyncEngine
+from orchestration.resources import ActivationSettings, WarehouseResource
+
+
+class SyncRunConfig(dg.Config):
+    dry_run: bool = False
+
+
+def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["activation", binding.sync_key])
+    segment_key = dg.AssetKey(binding.relation.split("."))
+
+    @dg.asset(
+        key=key,
+        deps=[segment_key],
+        group_name="activation",
+        kinds={"python"},
+        owners=[f"team:{binding.owner}"] if binding.owner else None,
+        pool="warehouse",
+        description=(
+            f"Syncs segment {binding.segment} to {binding.destination} ({binding.mode}"
+            f"{', channel ' + binding.channel if binding.channel else ''}): plan against the last synced state, "
+            f"apply consent, suppression, caps, quiet hours and holdout, send, record every record in the ledger."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "failure_share",
+                asset=key,
+                description="share of attempted records that failed stays under the limit",
+            )
+        ],
+    )
+    def _sync(
+        context: dg.AssetExecutionContext,
+        config: SyncRunConfig,
+        warehouse: WarehouseResource,
+        activation: ActivationSettings,
+    ):
+        settings = load_config(activation.config_path or None)
+        destination_config = settings.destinations[binding.destination]
+        binding.validate(settings.destinations)
+        destination = create(binding.destination, destination_config)
+        try:
+            with warehouse.connect() as con:
+                result = SyncEngine(
+                    con,
+                    destination,
+                    binding,
+                    settings.policies,
+                    workers=activation.workers,
+                    rate_per_second=float(destination_config.get("rate_limit_per_second", 0)),
+                ).run(dry_run=config.dry_run)
+        finally:
+            destination.close()
+        context.log.info("%s: %s", binding.sync_key, json.dumps(result.as_dict()))
+        metadata = {
+            "sync_id": result.sync_id,
+            "dry_run": result.dry_run,
+            **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
+            "sent": dg.MetadataValue.int(result.sent),
+            "skipped": dg.MetadataValue.int(result.skipped),
+            "skipped_by_reason": dg.MetadataValue.json(result.skipped_by_reason),
+            "failed": dg.MetadataValue.int(result.failed),
+            "dead_letters": dg.MetadataValue.int(result.dead_letters),
+            "unknown": dg.MetadataValue.int(result.unknown),
+            "seconds": round(result.duration_seconds, 2),
+        }
+        if result.samples:
+            metadata["plan_sample"] = dg.MetadataValue.json(result.samples)
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        limit = settings.policies.failure_share_warn
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="failure_share",
+            passed=result.failure_share <= limit,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"failure_share": round(result.failure_share, 4), "limit": limit},
+        )
+
+    return _sync
+
+
+def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list]:
+    """(assets, jobs, schedules) for every activation declared in the dbt project."""
+    bindings = bindings_from_manifest(manifest_path) if Path(manifest_path).exists() else []
+    assets = [_sync_asset(b) for b in bindings]
+    jobs, schedules = [], []
+    for binding in bindings:
+        if binding.schedule:
+            job = dg.define_asset_job(
+                f"sync__{binding.sync_key}",
+                selection=dg.AssetSelection.assets(["activation", binding.sync_key]),
+            )
+            jobs.append(job)
+            schedules.append(
+                dg.ScheduleDefinition(job=job, cron_schedule=binding.schedule, execution_timezone="UTC")
+            )
+    return assets, jobs, schedules

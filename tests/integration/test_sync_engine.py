@@ -1,0 +1,287 @@
+"""The sync engine against a real HTTP endpoint on loopback (webhook destination + HttpSink).
+
+No mocks of our own code: a DuckDB warehouse file, the real planner, policies, ledger
+and engine, the real webhook destination, and a real HTTP server receiving the batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activation.config import FrequencyCap, PolicyConfig, SyncBinding
+from activation.destinations.webhook import WebhookDestination
+from activation.engine import SyncEngine
+from activation.ledger import suppress
+from activation.policies import stable_unit
+from activation.sinks.http_sink import HttpSink
+
+SECRET = "test-secret"
+NOON = dt.datetime(2026, 3, 2, 12, 0)  # a Monday, 12:00 UTC
+
+
+@pytest.fixture
+def sink():
+    with HttpSink(secret=SECRET, dedupe=False) as s:
+        yield s
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema marts")
+    con.execute(
+        """create table marts.dim_customers as
+           select 'c' || lpad(cast(i as varchar), 4, '0') as customer_id,
+                  i % 10 <> 0 as email_opt_in, i % 10 <> 0 as sms_opt_in, true as push_opt_in,
+                  case when i % 7 = 0 then 'Asia/Tokyo' else 'Europe/London' end as timezone
+           from range(1, 201) t(i)"""
+    )
+    con.execute(
+        """create table marts.segment as
+           select customer_id, customer_id || '@example.com' as email, '+4470000' || right(customer_id, 4) as phone
+           from marts.dim_customers"""
+    )
+    return con
+
+
+def _destination(sink: HttpSink, path: str = "/sms", batch: int = 25) -> WebhookDestination:
+    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
+    return WebhookDestination.from_config(
+        "sms",
+        {
+            "url": sink.url(path),
+            "secret_env": "TEST_WEBHOOK_SECRET",
+            "max_batch_size": batch,
+            "retry_base_seconds": 0.01,
+            "retry_attempts": 3,
+            "timeout_seconds": 2,
+        },
+    )
+
+
+def _binding(
+    mode: str = "message", channel: str | None = "sms", campaign: str = "spring", **kw
+) -> SyncBinding:
+    return SyncBinding(
+        segment="segment",
+        relation="marts.segment",
+        destination="sms",
+        mode=mode,
+        channel=channel,
+        fields={"phone": "phone", "email": "email"},
+        campaign=campaign,
+        **kw,
+    )
+
+
+POLICIES = PolicyConfig(
+    frequency_caps={"marketing": {"sms": FrequencyCap(2, 7)}}, quiet_hours_start=21, quiet_hours_end=8
+)
+
+
+def _delivered(sink: HttpSink, path: str = "/sms") -> Counter:
+    return Counter(r["customer_id"] for req in sink.requests_for(path) for r in req.body["records"])
+
+
+def test_message_sync_respects_consent_and_sends_once(warehouse, sink) -> None:
+    result = SyncEngine(warehouse, _destination(sink), _binding(), POLICIES, now=NOON).run()
+    delivered = _delivered(sink)
+    # 200 customers; every 10th has no SMS consent; Tokyo is at 21:00 at noon UTC: quiet hours
+    tokyo = {f"c{i:04d}" for i in range(1, 201) if i % 7 == 0 and i % 10 != 0}
+    no_consent = {f"c{i:04d}" for i in range(1, 201) if i % 10 == 0}
+    assert set(delivered) == {f"c{i:04d}" for i in range(1, 201)} - no_consent - tokyo
+    assert set(delivered.values()) == {1}
+    assert result.skipped_by_reason == {"no_consent": 20, "quiet_hours": len(tokyo)}
+    assert result.sent == len(delivered)
+    # a second run the same day sends nothing new; the deferred ones go out once it is day in Tokyo
+    again = SyncEngine(
+        warehouse, _destination(sink), _binding(), POLICIES, now=NOON + dt.timedelta(hours=1)
+    ).run()
+    assert again.sent == 0
+    morning_tokyo = dt.datetime(2026, 3, 3, 1, 0)  # 10:00 in Tokyo, 01:00 in London (quiet there, all sent)
+    later = SyncEngine(warehouse, _destination(sink), _binding(), POLICIES, now=morning_tokyo).run()
+    assert later.sent == len(tokyo)
+    assert set(_delivered(sink).values()) == {1}
+
+
+def test_unsubscribed_and_capped_customers_receive_nothing(warehouse, sink) -> None:
+    suppress(warehouse, "c0001", "all", "unsubscribed")
+    suppress(warehouse, "c0002", "sms", "complained")
+    suppress(warehouse, "c0003", "email", "hard_bounced")  # another channel: still gets SMS
+    for campaign in ("one", "two"):  # two campaigns fill the cap of 2 SMS per 7 days
+        SyncEngine(warehouse, _destination(sink), _binding(campaign=campaign), POLICIES, now=NOON).run()
+    third = SyncEngine(warehouse, _destination(sink), _binding(campaign="three"), POLICIES, now=NOON).run()
+    delivered = _delivered(sink)
+    assert "c0001" not in delivered and "c0002" not in delivered
+    assert delivered["c0003"] == 2
+    assert third.sent == 0 and third.skipped_by_reason["frequency_cap"] > 100
+    reasons = dict(
+        warehouse.execute(
+            "select customer_id, reason from tideline_sync.delivery_ledger where sync_id = ? "
+            "and customer_id in ('c0001', 'c0002')",
+            [third.sync_id],
+        ).fetchall()
+    )
+    assert reasons == {"c0001": "suppressed:unsubscribed", "c0002": "suppressed:complained"}
+
+
+def test_holdout_is_stable_and_recorded(warehouse, sink) -> None:
+    binding = _binding(holdout_share=0.3, channel="push", campaign="launch")
+    SyncEngine(warehouse, _destination(sink, "/push"), binding, POLICIES, now=NOON).run()
+    held = {
+        r[0]
+        for r in warehouse.execute(
+            "select customer_id from tideline_sync.delivery_ledger where status = 'holdout'"
+        ).fetchall()
+    }
+    expected = {f"c{i:04d}" for i in range(1, 201) if stable_unit("holdout|launch", f"c{i:04d}") < 0.3}
+    assert held == expected and 30 < len(held) < 90
+    assert not held & set(_delivered(sink, "/push"))
+
+
+def test_variants_follow_the_stable_hash(warehouse, sink) -> None:
+    binding = _binding(
+        channel="push",
+        campaign="ab",
+        variants={"A": {"text": "a"}, "B": {"text": "b"}},
+        variant_weights={"A": 0.5, "B": 0.5},
+    )
+    SyncEngine(warehouse, _destination(sink, "/push"), binding, POLICIES, now=NOON).run()
+    for request in sink.requests_for("/push"):
+        variant = request.body["variant"]
+        assert request.body["content"]["text"] == variant.lower()
+        for record in request.body["records"]:
+            expected = "A" if stable_unit("variant|ab", record["customer_id"]) < 0.5 else "B"
+            assert variant == expected
+
+
+def test_segment_change_sends_only_the_difference_and_mirror_deletes(warehouse, sink) -> None:
+    binding = _binding(mode="mirror", channel=None, campaign="crm")
+    first = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    assert (first.counts["added"], first.sent) == (200, 200)
+    warehouse.execute("update marts.segment set phone = '+440000000' where customer_id in ('c0005', 'c0006')")
+    warehouse.execute("delete from marts.segment where customer_id = 'c0007'")
+    warehouse.execute("insert into marts.segment values ('c9999', 'new@example.com', '+447000009999')")
+    before = len(sink.requests_for("/crm"))
+    second = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    records = [r for req in sink.requests_for("/crm")[before:] for r in req.body["records"]]
+    assert sorted((r["customer_id"], r["action"]) for r in records) == [
+        ("c0005", "upsert"),
+        ("c0006", "upsert"),
+        ("c0007", "delete"),
+        ("c9999", "upsert"),
+    ]
+    assert (second.counts["added"], second.counts["changed"], second.counts["removed"]) == (1, 2, 1)
+    third = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    assert third.counts["planned"] == 0 and third.sent == 0
+
+
+def test_null_and_duplicate_keys_are_rejected_not_sent(warehouse, sink) -> None:
+    warehouse.execute(
+        "insert into marts.segment values (null, 'x@example.com', '+1'), ('c0001', 'dup', '+2')"
+    )
+    result = SyncEngine(
+        warehouse, _destination(sink), _binding(mode="upsert", channel=None), POLICIES, now=NOON
+    ).run()
+    assert result.skipped_by_reason == {"duplicate_key": 2, "null_key": 1}
+    assert "c0001" not in _delivered(sink) and result.sent == 199
+
+
+def test_failures_are_retried_on_later_runs_then_dead_lettered(warehouse, sink) -> None:
+    sink.reject_ids(["c0004"], "invalid number", retryable=True)
+    sink.reject_ids(["c0008"], "blocked", retryable=False)
+    policies = PolicyConfig(max_attempts=2)
+    binding = _binding(mode="upsert", channel=None)
+    first = SyncEngine(warehouse, _destination(sink), binding, policies, now=NOON).run()
+    assert (first.sent, first.failed, first.dead_letters) == (198, 1, 1)
+    second = SyncEngine(warehouse, _destination(sink), binding, policies, now=NOON).run()
+    assert (second.sent, second.failed) == (0, 1)  # only the retryable one is tried again
+    third = SyncEngine(warehouse, _destination(sink), binding, policies, now=NOON).run()
+    assert (third.sent, third.failed, third.dead_letters) == (0, 0, 1)
+    statuses = dict(
+        warehouse.execute(
+            "select customer_id, status from tideline_sync.delivery_ledger where customer_id in ('c0004', 'c0008')"
+        ).fetchall()
+    )
+    assert statuses == {"c0004": "dead_letter", "c0008": "dead_letter"}
+
+
+def test_transient_http_errors_do_not_lose_or_duplicate(warehouse, sink) -> None:
+    sink.fail_every(3, status=429, retry_after=0)
+    result = SyncEngine(
+        warehouse, _destination(sink), _binding(mode="upsert", channel=None), POLICIES, now=NOON, workers=4
+    ).run()
+    accepted = Counter(
+        r["customer_id"]
+        for req in sink.requests_for("/sms")
+        if req.status == 200
+        for r in req.body["records"]
+    )
+    assert result.sent == 200 and set(accepted.values()) == {1} and len(accepted) == 200
+
+
+def test_a_sync_killed_mid_run_resumes_and_every_customer_gets_exactly_one_message(tmp_path, sink) -> None:
+    """A real process is killed (SIGKILL) while batches are in flight; the rerun finishes the job.
+    Records carry their idempotency key, so the endpoint keeps one message per key."""
+    db = tmp_path / "crash.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.dim_customers as select 'c' || i as customer_id, true as sms_opt_in, "
+        "'UTC' as timezone from range(2000) t(i)"
+    )
+    con.execute(
+        "create table marts.segment as select customer_id, customer_id as email, '+44' || customer_id as phone "
+        "from marts.dim_customers"
+    )
+    con.close()
+    sink.delay_next(10_000, 0.05)  # every request is slow: the kill lands mid-sync
+    script = textwrap.dedent(f"""
+        import datetime as dt, duckdb, os
+        from activation.config import PolicyConfig, SyncBinding
+        from activation.destinations.webhook import WebhookDestination
+        from activation.engine import SyncEngine
+        os.environ["TEST_WEBHOOK_SECRET"] = {SECRET!r}
+        d = WebhookDestination.from_config("sms", {{"url": {sink.url("/sms")!r}, "secret_env": "TEST_WEBHOOK_SECRET",
+                                                    "max_batch_size": 20}})
+        b = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {{"phone": "phone"}}, "crash")
+        SyncEngine(duckdb.connect({str(db)!r}), d, b, PolicyConfig(), now=dt.datetime(2026, 3, 2, 12), workers=2).run()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 60
+    while sink.count_records() < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = sink.count_records()
+    assert 0 < partial < 2000, "the kill should land mid-sync"
+
+    sink.delay_next(0, 0)
+    con = duckdb.connect(str(db))
+    binding = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "crash")
+    result = SyncEngine(con, _destination(sink, batch=20), binding, PolicyConfig(), now=NOON).run()
+    per_customer: dict[str, set[str]] = {}
+    for key, customer in (
+        (r["idempotency_key"], r["customer_id"])
+        for req in sink.requests_for("/sms")
+        for r in req.body["records"]
+    ):
+        per_customer.setdefault(customer, set()).add(key)
+    assert len(per_customer) == 2000  # nobody lost
+    assert all(len(keys) == 1 for keys in per_customer.values())  # one message (one key) per customer
+    statuses = Counter(
+        s for (s,) in con.execute("select status from tideline_sync.delivery_ledger").fetchall()
+    )
+    assert statuses == {"sent": 2000}
+    assert result.sent > 0
