@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from orchestration.definitions import build_definitions
+from orchestration.local_destinations import local_destinations
 from orchestration.settings import Settings
 from tests.helpers import write_csv
 
@@ -98,7 +99,7 @@ def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     write_landing_zone(raw)
     defs = build_definitions(_settings(tmp_path, raw))
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, local_destinations(tmp_path):
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         assert result.success
         graph = defs.resolve_asset_graph()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -9,6 +12,7 @@ import pytest
 
 from orchestration.definitions import build_definitions
 from orchestration.demo_data import generate_demo_data
+from orchestration.local_destinations import local_destinations
 from orchestration.settings import Settings
 
 
@@ -20,17 +24,19 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         home=base, warehouse=base / "warehouse.duckdb", raw_dir=base / "raw", as_of=str(summary.end_date)
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, local_destinations(base) as outbox:
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_rfm"]))
         rfm_metadata = latest.asset_materialization.metadata
     con = duckdb.connect(str(settings.warehouse), read_only=True)
-    yield summary, result, rfm_metadata, con
+    yield SimpleNamespace(
+        summary=summary, result=result, rfm_metadata=rfm_metadata, con=con, outbox=Path(outbox["outbox"])
+    )
     con.close()
 
 
 def test_run_succeeds_with_every_check(demo_run) -> None:
-    _, result, rfm_metadata, _ = demo_run
+    result, rfm_metadata = demo_run.result, demo_run.rfm_metadata
     assert result.success
     failed = [
         e.event_specific_data.check_name
@@ -42,7 +48,7 @@ def test_run_succeeds_with_every_check(demo_run) -> None:
 
 
 def test_every_planted_duplicate_is_merged_into_its_original(demo_run) -> None:
-    summary, _, _, con = demo_run
+    summary, con = demo_run.summary, demo_run.con
     duplicates = pd.read_csv(summary.truth_dir / "duplicates.csv")
     assert len(duplicates) > 10
     mapping = dict(
@@ -57,7 +63,7 @@ def test_every_planted_duplicate_is_merged_into_its_original(demo_run) -> None:
 
 
 def test_rejects_are_exactly_the_planted_malformed_rows(demo_run) -> None:
-    summary, _, _, con = demo_run
+    summary, con = demo_run.summary, demo_run.con
     planted = pd.read_csv(summary.truth_dir / "malformed.csv")
     assert planted["kind"].nunique() >= 5
     found = set(con.execute("select entity, source_file, source_row, field from marts.rejects").fetchall())
@@ -72,7 +78,7 @@ def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None
     """The generator simulated 90 days beyond the as-of date; the scores must rank those outcomes."""
     from sklearn.metrics import roc_auc_score
 
-    summary, _, _, con = demo_run
+    summary, con = demo_run.summary, demo_run.con
     scores = con.execute("select * from ml.customer_scores").df()
     assert len(scores) == con.execute("select count(*) from marts.dim_customers").fetchone()[0]
     truth = pd.read_parquet(summary.truth_dir / "customers.parquet")
@@ -91,3 +97,31 @@ def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None
         "select count(*) from marts.customer_tags where tag = 'high_value_at_risk'"
     ).fetchone()[0]
     assert tagged > 0
+
+
+def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
+    con, outbox = demo_run.con, demo_run.outbox
+    runs = dict(con.execute("select sync_key, sent from tideline_sync.sync_runs where not dry_run").fetchall())
+    assert set(runs) == {
+        "win_back_dormant__email", "win_back_dormant__sms", "vip_early_access__push",
+        "high_propensity_buyers__crm", "high_propensity_buyers__ads_audience",
+    }
+    assert all(sent > 0 for sent in runs.values()), runs
+    # what the ledger says was sent is what arrived, once each
+    emails = list((outbox / "email").glob("*.eml"))
+    assert len(emails) == runs["win_back_dormant__email"]
+    # nobody without consent (or in the holdout) got a message
+    leaks = con.execute(
+        """select count(*) from tideline_sync.delivery_ledger as l
+           join marts.dim_customers as c using (customer_id)
+           where l.status = 'sent' and ((l.channel = 'email' and not c.email_opt_in)
+                                        or (l.channel = 'sms' and not c.sms_opt_in))"""
+    ).fetchone()[0]
+    assert leaks == 0
+    holdout = con.execute(
+        "select count(*) from tideline_sync.delivery_ledger where status = 'holdout'"
+    ).fetchone()[0]
+    assert holdout > 0
+    # ad audiences hold hashes only
+    audience = "\n".join(p.read_text() for p in (outbox / "audiences").rglob("*.csv"))
+    assert audience and "@" not in audience
