@@ -95,5 +95,6 @@ def suppress(con: duckdb.DuckDBPyConnection, customer_id: str, channel: str, rea
     """Add a customer to the suppression list ('all' channels or one: email, sms, push)."""
     ensure_schema(con)
     con.execute(
-        f"insert into {SCHEMA}.suppressions values (?, ?, ?, now()::timestamp)", [customer_id, channel, reason]
+        f"insert into {SCHEMA}.suppressions values (?, ?, ?, now()::timestamp)",
+        [customer_id, channel, reason],
     )

@@ -75,7 +75,11 @@ def apply_policies(
         start, end = policies.quiet_hours_start, policies.quiet_hours_end
         zone = f"coalesce(tz.name, '{policies.default_timezone}')"
         hour = f"hour(timezone({zone}, {now_lit}::timestamptz))"
-        quiet = f"({hour} >= {start} or {hour} < {end})" if start > end else f"({hour} >= {start} and {hour} < {end})"
+        quiet = (
+            f"({hour} >= {start} or {hour} < {end})"
+            if start > end
+            else f"({hour} >= {start} and {hour} < {end})"
+        )
         conditions.append((quiet, "defer", "'quiet_hours'"))
 
     decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"

@@ -15,7 +15,9 @@ class RetryPolicy:
     max_seconds: float = 30.0
     max_retry_after_seconds: float = 120.0  # never wait longer than this for a Retry-After
 
-    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to wait before try number `attempt + 1` (attempt counts from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after_seconds)

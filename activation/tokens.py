@@ -17,7 +17,9 @@ import json
 import os
 from typing import Any
 
-DEFAULT_DEV_SECRET = "tideline-local-dev-only"  # safe local default; set TIDELINE_TRACKING_SECRET in production
+DEFAULT_DEV_SECRET = (
+    "tideline-local-dev-only"  # safe local default; set TIDELINE_TRACKING_SECRET in production
+)
 
 
 class InvalidToken(ValueError):

@@ -101,10 +101,15 @@ def test_scores_point_the_right_way_against_the_planted_future(demo_run) -> None
 
 def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
     con, outbox = demo_run.con, demo_run.outbox
-    runs = dict(con.execute("select sync_key, sent from tideline_sync.sync_runs where not dry_run").fetchall())
+    runs = dict(
+        con.execute("select sync_key, sent from tideline_sync.sync_runs where not dry_run").fetchall()
+    )
     assert set(runs) == {
-        "win_back_dormant__email", "win_back_dormant__sms", "vip_early_access__push",
-        "high_propensity_buyers__crm", "high_propensity_buyers__ads_audience",
+        "win_back_dormant__email",
+        "win_back_dormant__sms",
+        "vip_early_access__push",
+        "high_propensity_buyers__crm",
+        "high_propensity_buyers__ads_audience",
     }
     assert all(sent > 0 for sent in runs.values()), runs
     # what the ledger says was sent is what arrived, once each
