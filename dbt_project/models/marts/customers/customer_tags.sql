@@ -155,7 +155,8 @@ high_value_at_risk as (
         || cast(round(100 * {{ var('tag_high_value_at_risk_top_clv_share') }}) as varchar) || '%' as reason
     from scores
     inner join customers on scores.customer_id = customers.customer_id
-    where scores.churn_probability >= {{ var('tag_high_value_at_risk_churn') }}
+    where
+        scores.churn_probability >= {{ var('tag_high_value_at_risk_churn') }}
         and scores.clv_rank_share < {{ var('tag_high_value_at_risk_top_clv_share') }}
 ),
 

@@ -8,5 +8,6 @@ select
     customers.revenue
 from {{ ref('dim_customers') }} as customers
 inner join {{ ref('customer_lifecycle') }} as lifecycle on customers.customer_id = lifecycle.customer_id
-where lifecycle.lifecycle_stage = 'churned'
+where
+    lifecycle.lifecycle_stage = 'churned'
     and (customers.email is not null or customers.phone is not null)
