@@ -143,9 +143,10 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     )
     if not runs:
         return []
-    lines = ["", "Activation (latest run)          segment     sent   failed  skipped by reason"]
+    lines = ["", "Activation (latest run)                   segment     sent   failed  skipped by reason"]
     for key, _mode, rows, sent, reasons, failed, dead, unknown in runs:
-        skipped = ", ".join(f"{r} {n:,}" for r, n in sorted(json.loads(reasons).items(), key=lambda i: -i[1]))
-        extra = (f", dead letters {dead:,}" if dead else "") + (f", unknown {unknown:,}" if unknown else "")
-        lines.append(f"  {key:<30}{rows:>9,}{sent:>9,}{failed:>9,}  {skipped or '-'}{extra}")
+        notes = [f"{r} {n:,}" for r, n in sorted(json.loads(reasons).items(), key=lambda i: -i[1])]
+        notes += [f"dead letters {dead:,}"] if dead else []
+        notes += [f"unknown after a crash {unknown:,}"] if unknown else []
+        lines.append(f"  {key:<39}{rows:>9,}{sent:>9,}{failed:>9,}  {', '.join(notes) or '-'}")
     return lines
