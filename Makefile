@@ -41,6 +41,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.sync
 
 clean:
 	rm -rf .tideline dbt_project/target dbt_project/logs
