@@ -343,9 +343,7 @@ class SyncEngine:
                 "campaign": pa.array([b.campaign] * n),
                 "variant": pa.array(variants, pa.string()),
                 "content_version": pa.array([b.content_version] * n),
-                "recorded_at": pa.array(
-                    [dt.datetime.now(dt.UTC).replace(tzinfo=None)] * n, pa.timestamp("us")
-                ),
+                "recorded_at": pa.array([self.now] * n, pa.timestamp("us")),
             }
         )
 
