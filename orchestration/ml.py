@@ -219,7 +219,6 @@ def customer_scores(
     with warehouse.connect() as con:
         psi = write_scores(con, scores, reasons)
     at_risk = scores["churn_probability"] >= ml.at_risk_threshold
-    top_clv = scores["predicted_clv"] >= scores["predicted_clv"].quantile(0.8)
     preview = (
         scores[at_risk]
         .sort_values("predicted_clv", ascending=False)
@@ -233,7 +232,6 @@ def customer_scores(
             "models": scores["model_version"].iloc[0] if len(scores) else "",
             "customers_with_churn_score": int(scores["churn_probability"].notna().sum()),
             "at_risk": int(at_risk.sum()),
-            "high_value_at_risk": int((at_risk & top_clv).sum()),
             "mean_purchase_propensity": round(float(scores["purchase_propensity"].mean()), 4),
             "predicted_clv_total": round(float(scores["predicted_clv"].sum()), 2),
             "most_valuable_at_risk": _md(preview),
