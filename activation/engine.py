@@ -3,18 +3,20 @@
     result = SyncEngine(con, destination, binding, policies).run(dry_run=False)
 
 1. Resolve what a crashed run left in flight: for destinations whose delivery is
-   idempotent (HTTP with Idempotency-Key, table upserts, audience files) those records
-   are planned again and resent under the same key; for the rest (SMTP) they become
-   `unknown` and are never resent, so nobody gets a message twice.
+   idempotent (HTTP with Idempotency-Key, table upserts, audience files) nothing was
+   recorded, so those records are planned again and resent under the same key; for the
+   rest (SMTP) the in_flight markers become `unknown` and are never resent, so nobody
+   gets a message twice.
 2. Plan (activation.planner) and apply policies (activation.policies) in the warehouse.
 3. Record every decision in the ledger: skipped with a reason, holdout, deferred,
    dead letters for records that failed `max_attempts` times.
-4. Stream the send list (spilled to Parquet, read back in batches: bounded memory),
-   mark each batch in_flight, send batches concurrently through the destination under
-   a token bucket shared by all workers, record sent / failed per record.
+4. Stream the send list from the warehouse in Arrow windows (bounded memory), send
+   batches concurrently through the destination under a token bucket shared by all
+   workers, and record sent / failed per record, one ledger insert per window (see _send).
 5. Fold delivered upserts and deletes into synced_state and write the run record.
 
-Only the calling thread touches the warehouse connection; workers only send.
+The calling thread owns the warehouse connection; a writer thread appends outcomes on a
+second connection (a cursor of the same database); workers only send.
 """
 
 from __future__ import annotations
@@ -22,30 +24,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
-import tempfile
+import queue
+import threading
 import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from activation import planner
 from activation.config import PolicyConfig, SyncBinding, resolve_content
-from activation.destinations.base import Destination, OutboundRecord, RecordResult, SyncContext
+from activation.destinations.base import BatchResults, Destination, EncodedBatch, OutboundRecord, SyncContext
 from activation.ledger import SCHEMA, ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
+
+WINDOW_RECORDS = 131_072  # records per ledger write for idempotent destinations
 
 LOG_COLUMNS = (
     "idempotency_key",
@@ -127,23 +129,37 @@ class SyncEngine:
         self.idempotent = bool(getattr(destination, "idempotent_delivery", True))
 
     # ---- ledger helpers -------------------------------------------------------------------------
-    def _append(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
+    def _insert_outcomes(self, con: duckdb.DuckDBPyConnection, events: pa.Table) -> None:
+        """Append per-record events (idempotency_key, customer_id, action, status, error, attempt,
+        remote_id, variant) on `con`; the run's constants are filled in by the insert itself."""
+        if events.num_rows == 0:
             return
-        self.con.register("_events", table)
-        cols = ", ".join(LOG_COLUMNS)
-        self.con.execute(f"insert into {SCHEMA}.delivery_log ({cols}) select {cols} from _events")
-        self.con.unregister("_events")
+        b = self.binding
+        con.register("_events", events)
+        try:
+            con.execute(
+                f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)})
+                    select idempotency_key, {_lit(b.sync_key)}, {_lit(self.sync_id)}, customer_id, action,
+                           status, null, error, attempt, remote_id, {_lit_or_null(b.channel)}, {_lit(b.campaign)},
+                           nullif(variant, ''), {_lit(b.content_version)}, {self._now_sql}
+                    from _events"""
+            )
+        finally:
+            con.unregister("_events")
 
     def _append_from_sql(self, select: str) -> None:
         cols = ", ".join(LOG_COLUMNS)
         self.con.execute(f"insert into {SCHEMA}.delivery_log ({cols}) {select}")
 
+    @property
+    def _now_sql(self) -> str:
+        return f"timestamp '{self.now:%Y-%m-%d %H:%M:%S.%f}'"
+
     def _events_sql(self, where: str, status: str, reason: str, attempt: str = "attempts") -> str:
         b = self.binding
-        return f"""select idempotency_key, '{b.sync_key}', '{self.sync_id}', customer_id, action, {status},
+        return f"""select idempotency_key, {_lit(b.sync_key)}, '{self.sync_id}', customer_id, action, {status},
                           {reason}, null, {attempt}, null, {_lit_or_null(b.channel)}, {_lit(b.campaign)}, variant,
-                          {_lit(b.content_version)}, timestamp '{self.now:%Y-%m-%d %H:%M:%S.%f}'
+                          {_lit(b.content_version)}, {self._now_sql}
                    from _decided where {where}"""
 
     # ---- the run --------------------------------------------------------------------------------
@@ -155,10 +171,9 @@ class SyncEngine:
         ensure_schema(self.con)
         if not dry_run:
             result.unknown = self._resolve_interrupted()
-        planner.load_segment(self.con, b, self.key_column)
-        planner.build_plan(self.con, b)
+        planner.plan(self.con, b, self.key_column)
         apply_policies(self.con, b, self.policies, self.now, self.customers)
-        result.counts = planner.counts(self.con)
+        result.counts = planner.counts(self.con, b)
         max_attempts = self.policies.max_attempts
         self.con.execute(
             f"""update _decided set decision = 'dead', reason = 'failed {max_attempts} times'
@@ -201,9 +216,10 @@ class SyncEngine:
         )
         self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
         result.dead_letters = int(decided.get("dead", 0))
-        sent, failed, dead = self._send()
-        result.sent, result.failed = sent, failed
-        result.dead_letters += dead
+        if decided.get("send", 0):
+            sent, failed, dead = self._send()
+            result.sent, result.failed = sent, failed
+            result.dead_letters += dead
         self._fold_state()
         finalize = getattr(self.destination, "finalize", None)
         if callable(finalize):
@@ -250,115 +266,173 @@ class SyncEngine:
             variant=variant or "",
         )
 
+    # ---- sending --------------------------------------------------------------------------------
     def _send(self) -> tuple[int, int, int]:
-        spill = Path(tempfile.mkdtemp(prefix="tideline-sync-"))
-        try:
-            path = spill / "send.parquet"
-            self.con.execute(
-                f"""copy (select customer_id, idempotency_key, action, fields_json, coalesce(variant, '') as variant,
-                                 attempts from _decided where decision = 'send' order by variant, customer_id)
-                    to '{path}' (format parquet)"""
-            )
-            return self._send_file(path)
-        finally:
-            shutil.rmtree(spill, ignore_errors=True)
+        """Stream the send list from the warehouse window by window and send it.
 
-    def _send_file(self, path: Path) -> tuple[int, int, int]:
-        sent = failed = dead = 0
+        A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise)
+        is read as an Arrow batch, split into destination batches for the worker pool, and its
+        outcomes are written to the ledger in one insert once all its batches are back. Two
+        windows (or enough for every worker) are in flight at once and ledger inserts run on
+        their own connection in a writer thread, so workers do not wait for the ledger and memory
+        stays bounded by the window size, whatever the segment size. For a destination whose
+        delivery is not idempotent, each window is marked in_flight (committed) before it is sent.
+        """
+        self._encoded = callable(getattr(self.destination, "send_encoded", None))
+        record_json = (
+            """, '{"customer_id":' || to_json(customer_id) || ',"idempotency_key":"'
+                  || cast(idempotency_key as varchar) || '","action":"' || action || '","fields":'
+                  || fields_json || '}' as record_json"""
+            if self._encoded
+            else ", fields_json"
+        )
         size = max(1, int(self.destination.max_batch_size))
-        pending: deque[tuple[Future, pa.Table]] = deque()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sync") as pool:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=size):
-                table = pa.Table.from_batches([batch])
-                variants = table.column("variant")
-                for variant in dict.fromkeys(variants.to_pylist()):  # one context per variant
-                    part = table.filter(pc.equal(variants, variant))
-                    self._append(self._events(part, "in_flight", attempt_offset=1))
-                    records = [
-                        OutboundRecord(c, k, a, orjson.loads(f))
-                        for c, k, a, f in zip(
-                            part.column("customer_id").to_pylist(),
-                            part.column("idempotency_key").to_pylist(),
-                            part.column("action").to_pylist(),
-                            part.column("fields_json").to_pylist(),
-                            strict=True,
-                        )
-                    ]
-                    pending.append(
-                        (pool.submit(self._deliver, records, self._context(variant or None)), part)
-                    )
-                    while len(pending) >= self.workers * 2:
-                        s, f, d = self._collect(*pending.popleft())
-                        sent, failed, dead = sent + s, failed + f, dead + d
-            while pending:
-                s, f, d = self._collect(*pending.popleft())
-                sent, failed, dead = sent + s, failed + f, dead + d
-        return sent, failed, dead
+        window = size if not self.idempotent else max(size, (WINDOW_RECORDS // size) * size)
+        depth = max(2, -(-self.workers * 2 * size // window))
+        self._contexts: dict[str, SyncContext] = {}
+        totals = [0, 0, 0]
+        pending: deque[tuple[pa.Table, list[Future]]] = deque()
+        writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes)
 
-    def _deliver(self, records: list[OutboundRecord], context: SyncContext) -> list[RecordResult]:
-        self.bucket.acquire(len(records))
+        def finish() -> None:
+            part, futures = pending.popleft()
+            for i, n in enumerate(self._finish_window(part, [f.result() for f in futures], writer)):
+                totals[i] += n
+
+        order = "order by variant" if self.binding.variants else ""
+        reader = self.con.execute(
+            f"""select coalesce(variant, '') as variant, customer_id, cast(idempotency_key as varchar) as idempotency_key,
+                       action, attempts {record_json}
+                from _decided where decision = 'send' {order}"""
+        ).fetch_record_batch(window)
         try:
-            return self.destination.send_batch(records, context)
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sync") as pool:
+                for batch in reader:
+                    part = pa.Table.from_batches([batch])
+                    if not self.idempotent:
+                        writer.write_now(self._outcomes(part, ["in_flight"] * part.num_rows))
+                    futures = [
+                        pool.submit(self._deliver, chunk, variant)
+                        for chunk, variant in self._chunks(part, size)
+                    ]
+                    pending.append((part, futures))
+                    while len(pending) >= depth:
+                        finish()
+                while pending:
+                    finish()
+        finally:
+            reader.close()
+            writer.close()
+        return totals[0], totals[1], totals[2]
+
+    def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
+        """Split a window into batches of at most `size` records, each of one variant."""
+        runs: list[tuple[int, int, str]] = []
+        if self.binding.variants:
+            variants = part.column("variant").to_pylist()
+            start = 0
+            for i in range(1, len(variants) + 1):
+                if i == len(variants) or variants[i] != variants[start]:
+                    runs.append((start, i, variants[start]))
+                    start = i
+        else:
+            runs.append((0, part.num_rows, ""))
+        return [
+            (part.slice(offset, min(size, end - offset)), variant)
+            for start, end, variant in runs
+            for offset in range(start, end, size)
+        ]
+
+    def _context_for(self, variant: str) -> SyncContext:
+        context = self._contexts.get(variant)
+        if context is None:  # templates are read once per variant, not once per batch
+            context = self._contexts[variant] = self._context(variant or None)
+        return context
+
+    def _deliver(self, chunk: pa.Table, variant: str) -> BatchResults:
+        n = chunk.num_rows
+        keys = chunk.column("idempotency_key").to_pylist()
+        self.bucket.acquire(n)
+        try:
+            context = self._context_for(variant)
+            if self._encoded:
+                records_json = "[" + ",".join(chunk.column("record_json").to_pylist()) + "]"
+                results = self.destination.send_encoded(EncodedBatch(keys, records_json.encode()), context)
+            else:
+                records = [
+                    OutboundRecord(c, k, a, orjson.loads(f))
+                    for c, k, a, f in zip(
+                        chunk.column("customer_id").to_pylist(),
+                        keys,
+                        chunk.column("action").to_pylist(),
+                        chunk.column("fields_json").to_pylist(),
+                        strict=True,
+                    )
+                ]
+                results = BatchResults.from_records(keys, self.destination.send_batch(records, context))
+            if len(results) != n:
+                raise RuntimeError(f"destination returned {len(results)} results for {n} records")
+            return results
         except Exception as exc:  # the destination as a whole failed: every record retryable
             message = f"{type(exc).__name__}: {str(exc)[:200]}"
-            log.warning("%s: batch of %s failed: %s", self.binding.sync_key, len(records), message)
-            return [RecordResult(r.idempotency_key, "failed", retryable=True, error=message) for r in records]
+            log.warning("%s: batch of %s failed: %s", self.binding.sync_key, n, message)
+            return BatchResults.uniform(n, "failed", retryable=True, error=message)
 
-    def _collect(self, future: Future, part: pa.Table) -> tuple[int, int, int]:
-        results = {r.idempotency_key: r for r in future.result()}
-        keys = part.column("idempotency_key").to_pylist()
-        status, error, remote = [], [], []
-        for key in keys:
-            r = results.get(key) or RecordResult(key, "failed", True, "destination returned no result")
-            if r.status == "sent":
-                status.append("sent")
-            elif r.retryable:
-                status.append("failed")
-            else:
-                status.append("dead_letter")
-            error.append(r.error)
-            remote.append(r.remote_id)
-        self._append(self._events(part, status, attempt_offset=1, error=error, remote=remote))
+    def _finish_window(
+        self, part: pa.Table, results: list[BatchResults], writer: _LedgerWriter
+    ) -> tuple[int, int, int]:
+        status: list[str] = []
+        error: list[str | None] = []
+        remote: list[str | None] = []
+        for r in results:  # in the order of the window's chunks, which is the window's row order
+            status.extend(
+                "sent" if s == "sent" else "failed" if retry else "dead_letter"
+                for s, retry in zip(r.status, r.retryable, strict=True)
+            )
+            error.extend(r.error)
+            remote.extend(r.remote_id)
+        writer.write(self._outcomes(part, status, error, remote))
         counts = Counter(status)
         return counts["sent"], counts["failed"], counts["dead_letter"]
 
-    def _events(self, part: pa.Table, status, attempt_offset: int, error=None, remote=None) -> pa.Table:
+    @staticmethod
+    def _outcomes(part: pa.Table, status: list[str], error=None, remote=None) -> pa.Table:
         n = part.num_rows
-        b = self.binding
-        statuses = status if isinstance(status, list) else [status] * n
-        variants = [v or None for v in part.column("variant").to_pylist()]
         return pa.table(
             {
                 "idempotency_key": part.column("idempotency_key"),
-                "sync_key": pa.array([b.sync_key] * n),
-                "sync_id": pa.array([self.sync_id] * n),
                 "customer_id": part.column("customer_id"),
                 "action": part.column("action"),
-                "status": pa.array(statuses),
-                "reason": pa.nulls(n, pa.string()),
-                "error": pa.array(error if error is not None else [None] * n, pa.string()),
-                "attempt": pc.add(part.column("attempts"), attempt_offset).cast(pa.int32()),
-                "remote_id": pa.array(remote if remote is not None else [None] * n, pa.string()),
-                "channel": pa.array([b.channel] * n, pa.string()),
-                "campaign": pa.array([b.campaign] * n),
-                "variant": pa.array(variants, pa.string()),
-                "content_version": pa.array([b.content_version] * n),
-                "recorded_at": pa.array([self.now] * n, pa.timestamp("us")),
+                "variant": part.column("variant"),
+                "status": pa.array(status, pa.string()),
+                "error": pa.array(error, pa.string()) if error is not None else pa.nulls(n, pa.string()),
+                "attempt": pc.add(part.column("attempts"), 1).cast(pa.int32()),
+                "remote_id": pa.array(remote, pa.string())
+                if remote is not None
+                else pa.nulls(n, pa.string()),
             }
         )
 
+    # ---- state ----------------------------------------------------------------------------------
     def _fold_state(self) -> None:
-        """Delivered upserts and deletes (this run, or an earlier one that died before folding) → synced_state."""
+        """Delivered upserts and deletes → synced_state: this run's sends that did not fail, and
+        those an earlier run sent but died before folding (`sent` in the ledger, not in the state)."""
         if self.binding.mode == "message":
             return
         b = self.binding
-        delivered = f"""select p.customer_id, p.action, p.field_hash from _plan as p
-                        join {SCHEMA}.delivery_ledger as l on l.idempotency_key = p.idempotency_key
-                        where l.status = 'sent'"""
-        self.con.execute(f"create or replace temp table _delivered as {delivered}")
         self.con.execute(
-            f"delete from {SCHEMA}.synced_state where sync_key = ? and customer_id in "
-            f"(select customer_id from _delivered)",
+            f"""create or replace temp table _delivered as
+                select customer_id, action, change, field_hash from _cand where ledger_status = 'sent'
+                union all
+                select customer_id, action, change, field_hash from _decided
+                where decision = 'send' and idempotency_key not in (
+                    select idempotency_key from {SCHEMA}.delivery_log
+                    where sync_key = ? and sync_id = ? and status in ('failed', 'dead_letter'))""",
+            [b.sync_key, self.sync_id],
+        )
+        self.con.execute(
+            f"""delete from {SCHEMA}.synced_state where sync_key = ? and customer_id in
+                (select customer_id from _delivered where change <> 'added')""",
             [b.sync_key],
         )
         self.con.execute(
@@ -405,3 +479,50 @@ def _lit(value: str) -> str:
 
 def _lit_or_null(value: str | None) -> str:
     return "null" if value is None else _lit(value)
+
+
+class _LedgerWriter:
+    """Writes outcome tables to the ledger in order, on its own connection, in a background thread.
+
+    `write` queues (at most two tables wait, so memory stays bounded); `write_now` waits for the
+    queue to drain and writes synchronously (in_flight markers must be committed before sending).
+    `close` drains the queue and raises the first error a write met."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, insert):
+        self.con, self.insert = con, insert
+        self.queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            table = self.queue.get()
+            try:
+                if table is None:
+                    return
+                if self.error is None:
+                    self.insert(self.con, table)
+            except BaseException as exc:  # surfaced by close(); later tables are not written
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def write(self, table: pa.Table) -> None:
+        self._check()
+        self.queue.put(table)
+
+    def write_now(self, table: pa.Table) -> None:
+        self.queue.join()
+        self._check()
+        self.insert(self.con, table)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.con.close()
+        self._check()

@@ -3,16 +3,20 @@
 delivery_log     append-only events, one per record per step: in_flight, sent, failed,
                  dead_letter, skipped (with reason), holdout, deferred, unknown.
 delivery_ledger  view: the latest event per idempotency key (what happened to each message).
-synced_state     per sync (segment × destination) and customer: the field hash last delivered,
-                 which the planner diffs against.
+synced_state     per sync (segment × destination) and customer: the field hash last delivered
+                 (a 64-bit hash of the mapped fields), which the planner diffs against.
 sync_runs        one row per sync run: planned, added, changed, removed, sent, skipped by
                  reason, failed, dead letters, duration.
 suppressions     global suppression list (unsubscribed, hard_bounced, complained, erased),
                  per channel or 'all'; the engagement receiver and operators add to it.
 
-Appending is what keeps the ledger fast and crash-safe: a batch is marked in_flight
-(committed) before it is handed to the destination, and sent/failed after; a run
-that dies in between leaves in_flight rows the next run resolves.
+Appending is what keeps the ledger fast and crash-safe. For a destination whose delivery
+is not idempotent (SMTP), a batch is marked in_flight (committed) before it is handed
+over, and sent/failed after; a run that dies in between leaves in_flight rows the next
+run marks `unknown` and never resends. For idempotent destinations (HTTP with an
+Idempotency-Key, table upserts, audience files) outcomes are written per window of
+records after delivery; a run that dies first leaves those keys unrecorded, and the next
+run plans and sends them again under the same keys, which the destination deduplicates.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ create schema if not exists {SCHEMA};
 create sequence if not exists {SCHEMA}.log_seq;
 create table if not exists {SCHEMA}.delivery_log (
     seq bigint default nextval('{SCHEMA}.log_seq'),
-    idempotency_key varchar not null,
+    idempotency_key uuid not null,
     sync_key varchar not null,
     sync_id varchar not null,
     customer_id varchar not null,
@@ -49,7 +53,7 @@ qualify row_number() over (partition by idempotency_key order by seq desc) = 1;
 create table if not exists {SCHEMA}.synced_state (
     sync_key varchar not null,
     customer_id varchar not null,
-    field_hash varchar not null,
+    field_hash ubigint not null,
     synced_at timestamp not null
 );
 create table if not exists {SCHEMA}.sync_runs (
@@ -86,9 +90,38 @@ create table if not exists {SCHEMA}.suppressions (
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    _set_aside_legacy_state(con)
+    _convert_legacy_keys(con)
     for statement in DDL.split(";"):
         if statement.strip():
             con.execute(statement)
+
+
+def _column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
+    row = con.execute(
+        """select data_type from information_schema.columns
+           where table_schema = ? and table_name = ? and column_name = ?""",
+        [SCHEMA, table, column],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _convert_legacy_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Ledgers from before UUID keys held the full sha256 hex; the UUID key is its first 128
+    bits, so old keys convert exactly and a message already sent is still never sent again."""
+    if _column_type(con, "delivery_log", "idempotency_key") == "VARCHAR":
+        con.execute(
+            f"""alter table {SCHEMA}.delivery_log alter idempotency_key set data type uuid
+                using cast(substr(idempotency_key, 1, 32) as uuid)"""
+        )
+
+
+def _set_aside_legacy_state(con: duckdb.DuckDBPyConnection) -> None:
+    """synced_state from before the 64-bit field hash (md5 text) is renamed, not dropped: the
+    next sync of each segment is then a full resync (upserts are idempotent), and nothing is lost."""
+    if _column_type(con, "synced_state", "field_hash") == "VARCHAR":
+        con.execute(f"drop table if exists {SCHEMA}.synced_state_md5")
+        con.execute(f"alter table {SCHEMA}.synced_state rename to synced_state_md5")
 
 
 def suppress(con: duckdb.DuckDBPyConnection, customer_id: str, channel: str, reason: str) -> None:

@@ -3,11 +3,19 @@
 Builds temp tables on the warehouse connection, so a segment of any size is
 planned by the database, not in Python memory:
 
-    _seg       the segment's rows: customer_id plus the mapped fields as JSON
     _rejects   rows with a null or duplicate key (rejected with a reason, never sent)
-    _plan      one row per record to consider: action (upsert, delete, send), change
-               (added, changed, removed, message), field_hash, idempotency_key, and the
-               latest ledger status and attempt count for that key
+    _cand      one row per record the diff found: action (upsert, delete, send), change
+               (added, changed, removed, message), field_hash, fields_json, idempotency_key,
+               and the latest ledger status and attempt count for that key
+    _plan      view: the candidates still to deliver (their key is not final in the ledger)
+
+The diff reads the segment once: a 64-bit hash of the mapped columns (and of the mapping
+itself, so renaming a destination field resyncs) is compared with the hash last
+delivered (synced_state). Only rows that differ are turned into JSON and keyed, so a
+rerun where 1% of a large segment changed does 1% of the work after the scan.
+(The hash is DuckDB's `hash()`: if a DuckDB upgrade changed it, the next run would see
+every row as changed and resend it once; upserts are idempotent and message keys do
+not use it.)
 
 Modes:
     upsert   added and changed rows are upserted; rows gone from the segment are left alone
@@ -15,10 +23,13 @@ Modes:
     insert   only keys never delivered before
     message  one message per customer per campaign content version (the ledger is the state)
 
-The idempotency key is sha256(destination|segment|customer|version), where version is
+The idempotency key is the first 128 bits of sha256(destination|segment|customer|version),
+stored as a UUID (16 bytes: the ledger's writes and joins stay cheap) and sent in its
+canonical text form (8-4-4-4-12 hex digits), where version is
 the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, or
 `<campaign>:<content version>` for messages. A key already delivered (sent, dead-lettered, or unknown after
-a crash) is never planned again.
+a crash) is never planned again. Candidates whose key is already `sent` but whose
+state was not folded (the run that sent them died first) are folded by the engine.
 """
 
 from __future__ import annotations
@@ -37,82 +48,101 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def load_segment(
-    con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id"
-) -> None:
-    pack = ", ".join(f"{_q(dest)} := {_q(col)}" for dest, col in binding.fields.items())
-    con.execute(
-        f"""create or replace temp table _seg_raw as
-            select cast({_q(key_column)} as varchar) as customer_id, to_json(struct_pack({pack})) as fields_json
-            from {binding.relation}"""
-    )
-    con.execute(
-        """create or replace temp table _rejects as
-           select customer_id, case when customer_id is null or trim(customer_id) = '' then 'null_key'
-                                    else 'duplicate_key' end as reason
-           from _seg_raw
-           where customer_id is null or trim(customer_id) = ''
-              or customer_id in (select customer_id from _seg_raw group by 1 having count(*) > 1)"""
-    )
-    con.execute(
-        """create or replace temp table _seg as
-           select customer_id, cast(fields_json as varchar) as fields_json, md5(cast(fields_json as varchar)) as field_hash
-           from _seg_raw
-           where customer_id is not null and trim(customer_id) <> ''
-             and customer_id not in (select customer_id from _rejects where customer_id is not null)"""
-    )
+def field_hash_sql(binding: SyncBinding, prefix: str = "") -> str:
+    """The change-detection hash of a row: the mapping (names) and the mapped values."""
+    signature = _lit("|".join(f"{dest}={col}" for dest, col in sorted(binding.fields.items())))
+    columns = ", ".join(f"{prefix}{_q(col)}" for col in binding.fields.values())
+    return f"hash({signature}, {columns})" if columns else f"hash({signature})"
+
+
+def _fields_json_sql(binding: SyncBinding, prefix: str = "s.") -> str:
+    pack = ", ".join(f"{_q(dest)} := {prefix}{_q(col)}" for dest, col in binding.fields.items())
+    return f"cast(to_json(struct_pack({pack})) as varchar)" if pack else "'{}'"
 
 
 def _key(binding: SyncBinding, customer: str, version: str) -> str:
     parts = ", ".join([_lit(binding.destination), _lit(binding.segment), customer, version])
-    return f"sha256(concat_ws('|', {parts}))"
+    return f"cast(substr(sha256(concat_ws('|', {parts})), 1, 32) as uuid)"
 
 
-def build_plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding) -> None:
-    """Create _plan for the binding (after load_segment)."""
+def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
+    """Create _rejects, _cand and the _plan view for the binding."""
+    key = f"cast({_q(key_column)} as varchar)"
+    blank = "(customer_id is null or trim(customer_id) = '')"
+    con.execute(
+        f"""create or replace temp table _rejects as
+            with keys as (select {key} as customer_id from {binding.relation})
+            select customer_id, case when {blank} then 'null_key' else 'duplicate_key' end as reason
+            from keys
+            where {blank}
+               or customer_id in (select customer_id from keys group by 1 having count(*) > 1)"""
+    )
+    columns = ", ".join(dict.fromkeys(_q(col) for col in binding.fields.values()))
+    seg = f"""select {key} as customer_id, {field_hash_sql(binding)} as field_hash{", " + columns if columns else ""}
+              from {binding.relation}
+              where {key} is not null and trim({key}) <> ''
+                and {key} not in (select customer_id from _rejects where customer_id is not null)"""
     sync_key = _lit(binding.sync_key)
     if binding.mode == "message":
+        message_version = _lit(f"{binding.campaign}:{binding.content_version}")
         candidates = f"""
-            select customer_id, 'send' as action, 'message' as change, field_hash, fields_json,
-                   {_key(binding, "customer_id", _lit(f"{binding.campaign}:{binding.content_version}"))}
-                       as idempotency_key
-            from _seg"""
+            select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
+                   {_fields_json_sql(binding)} as fields_json,
+                   {_key(binding, "s.customer_id", message_version)} as idempotency_key
+            from seg as s"""
     else:
-        state = f"(select customer_id, field_hash from {SCHEMA}.synced_state where sync_key = {sync_key})"
-        parts = [
-            f"""select s.customer_id, 'upsert' as action,
-                       case when st.customer_id is null then 'added' else 'changed' end as change,
-                       s.field_hash, s.fields_json, {_key(binding, "s.customer_id", "s.field_hash")} as idempotency_key
-                from _seg as s left join {state} as st on s.customer_id = st.customer_id
-                where st.customer_id is null {"" if binding.mode == "insert" else "or st.field_hash <> s.field_hash"}"""
-        ]
-        if binding.mode == "mirror":
-            parts.append(
-                f"""select st.customer_id, 'delete', 'removed', st.field_hash, '{{}}',
-                           {_key(binding, "st.customer_id", "'delete:' || st.field_hash")}
-                    from {state} as st
-                    where st.customer_id not in (select customer_id from _seg)"""
-            )
-        candidates = " union all ".join(parts)
-    final = ", ".join(_lit(s) for s in FINAL)
+        # one full join of the segment with the synced state finds added, changed and removed
+        keep = {
+            "upsert": "s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash)",
+            "insert": "s.customer_id is not null and st.customer_id is null",
+            "mirror": "s.customer_id is null or st.customer_id is null or st.field_hash <> s.field_hash",
+        }[binding.mode]
+        gone = "s.customer_id is null"
+        version = f"case when {gone} then 'delete:' || cast(st.field_hash as varchar) else cast(s.field_hash as varchar) end"
+        candidates = f"""
+            select coalesce(s.customer_id, st.customer_id) as customer_id,
+                   case when {gone} then 'delete' else 'upsert' end as action,
+                   case when {gone} then 'removed' when st.customer_id is null then 'added' else 'changed' end
+                       as change,
+                   coalesce(s.field_hash, st.field_hash) as field_hash,
+                   case when {gone} then '{{}}' else {_fields_json_sql(binding)} end as fields_json,
+                   {_key(binding, "coalesce(s.customer_id, st.customer_id)", version)} as idempotency_key
+            from seg as s full join state as st on s.customer_id = st.customer_id
+            where {keep}"""
+    # the latest ledger event of each candidate key: a semi join first, so only the
+    # candidates' events are ranked, not the whole log
     con.execute(
-        f"""create or replace temp table _plan as
-            with candidates as ({candidates}),
-            ledger as (
-                select idempotency_key, status, attempt
-                from {SCHEMA}.delivery_ledger where sync_key = {sync_key}
+        f"""create or replace temp table _cand as
+            with seg as ({seg}),
+            state as (select customer_id, field_hash from {SCHEMA}.synced_state where sync_key = {sync_key}),
+            diff as materialized ({candidates}),
+            latest as (
+                select idempotency_key, status, attempt from (
+                    select l.idempotency_key, l.status, l.attempt,
+                           row_number() over (partition by l.idempotency_key order by l.seq desc) as n
+                    from {SCHEMA}.delivery_log as l
+                    semi join diff as c on l.idempotency_key = c.idempotency_key
+                    where l.sync_key = {sync_key}
+                ) where n = 1
             )
             select c.*, l.status as ledger_status, coalesce(l.attempt, 0) as attempts
-            from candidates as c left join ledger as l on c.idempotency_key = l.idempotency_key
-            where l.status is null or l.status not in ({final})"""
+            from diff as c left join latest as l on c.idempotency_key = l.idempotency_key"""
+    )
+    final = ", ".join(_lit(s) for s in FINAL)
+    con.execute(
+        f"""create or replace temp view _plan as
+            select * from _cand
+            where ledger_status is null or ledger_status not in ({final})"""
     )
 
 
-def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def counts(con: duckdb.DuckDBPyConnection, binding: SyncBinding) -> dict[str, int]:
     rows = dict(con.execute("select change, count(*) from _plan group by 1").fetchall())
+    rejected = con.execute("select count(*) from _rejects").fetchone()[0]
+    segment_rows = con.execute(f"select count(*) from {binding.relation}").fetchone()[0]
     return {
-        "segment_rows": con.execute("select count(*) from _seg_raw").fetchone()[0],
-        "rejected_keys": con.execute("select count(*) from _rejects").fetchone()[0],
+        "segment_rows": int(segment_rows),
+        "rejected_keys": int(rejected),
         "added": int(rows.get("added", 0)),
         "changed": int(rows.get("changed", 0)),
         "removed": int(rows.get("removed", 0)),

@@ -94,6 +94,14 @@ def apply_policies(
                 group by customer_id
             ) as fc on p.customer_id = fc.customer_id"""
     deletes_pass = "when p.action = 'delete' then 'send'"  # a removal is never blocked by consent or caps
+    quiet = message and channel
+    # the customer table is joined only when a policy reads it (consent, time zone)
+    customer_join = (
+        f"left join {customers} as c on p.customer_id = c.customer_id" if consent_col or quiet else ""
+    )
+    tz_join = (
+        "left join (select name from pg_timezone_names()) as tz on c.timezone = tz.name" if quiet else ""
+    )
     con.execute(
         f"""create or replace temp table _decided as
             select p.*,
@@ -101,8 +109,8 @@ def apply_policies(
                    case when p.action = 'delete' then null else ({reason}) end as reason,
                    {_variant_sql(binding) if message else "cast(null as varchar)"} as variant
             from _plan as p
-            left join {customers} as c on p.customer_id = c.customer_id
-            left join (select name from pg_timezone_names()) as tz on c.timezone = tz.name
+            {customer_join}
+            {tz_join}
             left join (
                 select customer_id, min(reason) as reason from {SCHEMA}.suppressions as sup_all
                 where {channel_filter} group by customer_id

@@ -18,6 +18,12 @@ with exponential backoff and jitter (activation.retry), honouring Retry-After;
 what still fails is returned as failed with retryable=True, and the engine tries
 those records again on later runs, up to a limit, then dead-letters them.
 
+Fast path (optional): a destination whose wire format is the canonical record JSON
+({"customer_id", "idempotency_key", "action", "fields"}) may also implement
+`send_encoded(batch: EncodedBatch, context) -> BatchResults`. The engine then has the
+warehouse encode the records and hands over one JSON array per batch, and results come
+back as columns: no Python object per record on either side (the webhook does this).
+
 Idempotency: every record carries an idempotency key (destination, segment,
 customer, content version). HTTP destinations send it as the `Idempotency-Key`
 header (per batch: a hash of the batch's record keys); email uses it to build a
@@ -43,7 +49,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class OutboundRecord:
     customer_id: str
-    idempotency_key: str  # sha256 hex of destination|segment|customer|content version
+    idempotency_key: (
+        str  # UUID text: the first 128 bits of sha256(destination|segment|customer|content version)
+    )
     action: str  # upsert | delete | send
     fields: Mapping[str, Any]  # mapped fields for this destination (may hold email, phone: never log them)
 
@@ -55,6 +63,46 @@ class RecordResult:
     retryable: bool = False
     error: str | None = None  # the destination's error, without personal data
     remote_id: str | None = None  # e.g. the Message-ID or the CRM's id
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch already encoded by the warehouse (the fast path)."""
+
+    keys: list[str]  # the records' idempotency keys, in the order of records_json
+    records_json: bytes  # a JSON array of {"customer_id", "idempotency_key", "action", "fields"}
+
+
+@dataclass
+class BatchResults:
+    """The per-record results of one batch as columns, in the batch's record order."""
+
+    status: list[str]  # sent | failed
+    retryable: list[bool]
+    error: list[str | None]
+    remote_id: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    @classmethod
+    def uniform(
+        cls, n: int, status: str, *, retryable: bool = False, error: str | None = None
+    ) -> BatchResults:
+        return cls([status] * n, [retryable] * n, [error] * n, [None] * n)
+
+    @classmethod
+    def from_records(cls, keys: Sequence[str], results: Sequence[RecordResult]) -> BatchResults:
+        """Align RecordResults with keys; a key without a result failed (retryable)."""
+        by_key = {r.idempotency_key: r for r in results}
+        missing = RecordResult("", "failed", retryable=True, error="destination returned no result")
+        ordered = [by_key.get(k, missing) for k in keys]
+        return cls(
+            [r.status for r in ordered],
+            [r.retryable for r in ordered],
+            [r.error for r in ordered],
+            [r.remote_id for r in ordered],
+        )
 
 
 @dataclass(frozen=True)

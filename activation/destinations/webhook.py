@@ -37,7 +37,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from activation.destinations import http_common as hc
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext, secret
+from activation.destinations.base import (
+    BatchResults,
+    ConfigError,
+    EncodedBatch,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+    secret,
+)
 from activation.retry import RetryPolicy
 
 SIGNATURE_HEADER = "X-Tideline-Signature"
@@ -171,17 +179,23 @@ class WebhookDestination:
 
     # --- sending ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _envelope(context: SyncContext, name: str) -> dict[str, Any]:
+        return {
+            "sync_id": context.sync_id,
+            "segment": context.segment,
+            "destination": context.destination or name,
+            "mode": context.mode,
+            "campaign": context.campaign,
+            "variant": context.variant,
+            "content_version": context.content_version,
+            "content": context.content,
+        }
+
     def body(self, records: Sequence[OutboundRecord], context: SyncContext) -> bytes:
         return hc.dumps(
             {
-                "sync_id": context.sync_id,
-                "segment": context.segment,
-                "destination": context.destination or self.name,
-                "mode": context.mode,
-                "campaign": context.campaign,
-                "variant": context.variant,
-                "content_version": context.content_version,
-                "content": context.content,
+                **self._envelope(context, self.name),
                 "records": [
                     {
                         "customer_id": r.customer_id,
@@ -235,27 +249,60 @@ class WebhookDestination:
         )
         if not outcome.ok:
             return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
-        return self._results(records, outcome.payload)
+        return self._results([r.idempotency_key for r in records], outcome.payload)
+
+    def send_encoded(self, batch: EncodedBatch, context: SyncContext) -> BatchResults:
+        """The fast path: the same request as send_batch, from records the warehouse encoded."""
+        n = len(batch.keys)
+        if n == 0:
+            return BatchResults([], [], [], [])
+        head = hc.dumps({**self._envelope(context, self.name), "records": []})
+        body = head[: -len(b"[]}")] + batch.records_json + b"}"
+        key = hc.batch_idempotency_key(batch.keys)
+        outcome = hc.deliver(
+            self._session,
+            self.url,
+            body,
+            self._headers(body, key),
+            self.timeout_seconds,
+            self.retry_policy,
+            destination=self.name,
+        )
+        if not outcome.ok:
+            return BatchResults.uniform(
+                n, "failed", retryable=outcome.retryable, error=outcome.error or "failed"
+            )
+        entries = outcome.payload.get("results") if isinstance(outcome.payload, Mapping) else None
+        if not isinstance(entries, list):
+            return BatchResults.uniform(n, "sent")
+        if (
+            len(entries) == n
+            and all(isinstance(e, Mapping) and not hc.entry_failed(e) for e in entries)
+            and [e.get("idempotency_key") for e in entries] == batch.keys
+        ):  # every record accepted, results in order: no per-record lookups
+            ids = [e.get("id") for e in entries]
+            return BatchResults(["sent"] * n, [False] * n, [None] * n, [hc.optional_str(i) for i in ids])
+        return BatchResults.from_records(batch.keys, self._results(batch.keys, outcome.payload))
 
     @staticmethod
-    def _results(records: Sequence[OutboundRecord], payload: Any) -> list[RecordResult]:
+    def _results(keys: Sequence[str], payload: Any) -> list[RecordResult]:
         entries = payload.get("results") if isinstance(payload, Mapping) else None
         if not isinstance(entries, list):
-            return hc.all_sent(records)
+            return [RecordResult(k, "sent") for k in keys]
         by_key: dict[str, Mapping[str, Any]] = {}
         for entry in entries:
             if isinstance(entry, Mapping) and entry.get("idempotency_key") is not None:
                 by_key[str(entry["idempotency_key"])] = entry
         results = []
-        for r in records:
-            entry = by_key.get(r.idempotency_key)
+        for k in keys:
+            entry = by_key.get(k)
             if entry is None:
-                results.append(RecordResult(r.idempotency_key, "sent"))
+                results.append(RecordResult(k, "sent"))
             elif hc.entry_failed(entry):
                 error = hc.scrub(entry.get("error") or entry.get("message") or "rejected by the receiver")
                 results.append(
                     RecordResult(
-                        r.idempotency_key,
+                        k,
                         "failed",
                         retryable=hc.entry_retryable(entry),
                         error=error,
@@ -263,9 +310,7 @@ class WebhookDestination:
                     )
                 )
             else:
-                results.append(
-                    RecordResult(r.idempotency_key, "sent", remote_id=hc.optional_str(entry.get("id")))
-                )
+                results.append(RecordResult(k, "sent", remote_id=hc.optional_str(entry.get("id"))))
         return results
 
     def close(self) -> None:

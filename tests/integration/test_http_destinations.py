@@ -237,9 +237,10 @@ def test_webhook_per_record_errors_map_to_their_records(sink: HttpSink, webhook)
 def test_webhook_records_missing_from_response_count_as_sent() -> None:
     records = [rec(1), rec(2)]
     payload = {"results": [{"idempotency_key": key(2), "status": "error", "error": "opted out"}]}
-    assert [r.status for r in WebhookDestination._results(records, payload)] == ["sent", "failed"]
-    assert [r.status for r in WebhookDestination._results(records, {"accepted": True})] == ["sent", "sent"]
-    assert [r.status for r in WebhookDestination._results(records, None)] == ["sent", "sent"]
+    keys = [r.idempotency_key for r in records]
+    assert [r.status for r in WebhookDestination._results(keys, payload)] == ["sent", "failed"]
+    assert [r.status for r in WebhookDestination._results(keys, {"accepted": True})] == ["sent", "sent"]
+    assert [r.status for r in WebhookDestination._results(keys, None)] == ["sent", "sent"]
 
 
 def test_sink_with_secret_rejects_unsigned_and_badly_signed(sink: HttpSink, webhook, monkeypatch) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from activation import engine as engine_module
 from activation.config import FrequencyCap, PolicyConfig, SyncBinding
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
@@ -285,3 +286,140 @@ def test_a_sync_killed_mid_run_resumes_and_every_customer_gets_exactly_one_messa
     )
     assert statuses == {"sent": 2000}
     assert result.sent > 0
+
+
+class _GenericOnly:
+    """The webhook without its fast path: the engine falls back to send_batch with records."""
+
+    def __init__(self, inner: WebhookDestination):
+        self.inner = inner
+        self.name, self.kind, self.max_batch_size = inner.name, inner.kind, inner.max_batch_size
+
+    def validate(self) -> None:
+        self.inner.validate()
+
+    def send_batch(self, records, context):
+        return self.inner.send_batch(records, context)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_records_encoded_by_the_warehouse_match_the_python_encoding(warehouse, sink) -> None:
+    """The fast path's JSON (built in SQL) carries the same records as the generic path."""
+    warehouse.execute(
+        """create table marts.tricky as
+           select customer_id, email, phone,
+                  case when customer_id = 'c0001' then 'Zoë "quoted" \\ back' || chr(10) || 'slash/tab' || chr(9)
+                       when customer_id = 'c0002' then null else '日本語 ✓' end as note,
+                  cast(right(customer_id, 3) as integer) * 0.25 as amount,
+                  [1, 2, 3] as tags, right(customer_id, 1) = '1' as flag
+           from marts.segment"""
+    )
+    fields = {"email": "email", "note": "note", "amount": "amount", "tags": "tags", "flag": "flag"}
+    for path, destination in (
+        ("/fast", _destination(sink, "/fast")),
+        ("/slow", _GenericOnly(_destination(sink, "/slow"))),
+    ):
+        binding = SyncBinding("tricky", "marts.tricky", path.strip("/"), "upsert", None, fields, "enc")
+        result = SyncEngine(warehouse, destination, binding, POLICIES, now=NOON).run()
+        assert result.sent == 200, path
+    fast = {r["customer_id"]: r for req in sink.requests_for("/fast") for r in req.body["records"]}
+    slow = {r["customer_id"]: r for req in sink.requests_for("/slow") for r in req.body["records"]}
+    assert len(fast) == 200
+    # the same records; only the keys differ, as the two syncs name different destinations
+    assert {c: (r["action"], r["fields"]) for c, r in fast.items()} == {
+        c: (r["action"], r["fields"]) for c, r in slow.items()
+    }
+    assert fast["c0001"]["fields"]["note"] == 'Zoë "quoted" \\ back\nslash/tab\t'
+    assert fast["c0002"]["fields"]["note"] is None and fast["c0003"]["fields"]["tags"] == [1, 2, 3]
+    # the key is a UUID: the first 128 bits of sha256(destination|segment|customer|field hash)
+    assert all(len(k) == 36 and k.count("-") == 4 for k in (r["idempotency_key"] for r in fast.values()))
+
+
+def test_many_windows_and_variants_deliver_each_record_once(warehouse, sink, monkeypatch) -> None:
+    monkeypatch.setattr(engine_module, "WINDOW_RECORDS", 30)  # 200 records: several ledger windows
+    binding = _binding(
+        channel="push",
+        campaign="win",
+        variants={"A": {"text": "a"}, "B": {"text": "b"}, "C": {"text": "c"}},
+        variant_weights={"A": 0.2, "B": 0.3, "C": 0.5},
+    )
+    result = SyncEngine(
+        warehouse, _destination(sink, "/push", batch=7), binding, POLICIES, now=NOON, workers=3
+    ).run()
+    delivered = _delivered(sink, "/push")
+    tokyo = sum(1 for i in range(1, 201) if i % 7 == 0)  # quiet hours there at noon UTC: deferred
+    assert result.sent == len(delivered) == 200 - tokyo and set(delivered.values()) == {1}
+    for request in sink.requests_for("/push"):
+        assert len(request.body["records"]) <= 7
+        assert request.body["content"]["text"] == request.body["variant"].lower()
+    ledger = dict(
+        warehouse.execute(
+            "select status, count(*) from tideline_sync.delivery_ledger where sync_id = ? group by 1",
+            [result.sync_id],
+        ).fetchall()
+    )
+    assert ledger == {"sent": 200 - tokyo, "deferred": tokyo}
+
+
+def test_a_run_that_dies_after_sending_is_folded_by_the_next_without_resending(warehouse, sink) -> None:
+    class DiesBeforeFolding(SyncEngine):
+        def _fold_state(self) -> None:
+            raise KeyboardInterrupt("killed after the sends, before the state was folded")
+
+    binding = _binding(mode="upsert", channel=None, campaign="crm")
+    with pytest.raises(KeyboardInterrupt):
+        DiesBeforeFolding(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    assert len(_delivered(sink, "/crm")) == 200
+    second = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    assert second.sent == 0 and second.counts["planned"] == 0  # every key already sent: nothing resent
+    state = warehouse.execute(
+        "select count(*) from tideline_sync.synced_state where sync_key = ?", [binding.sync_key]
+    ).fetchone()[0]
+    assert state == 200  # ... and folded into the state, so the next diff is empty
+    assert set(_delivered(sink, "/crm").values()) == {1}
+
+
+def test_renaming_a_mapped_field_resyncs_every_row(warehouse, sink) -> None:
+    first = _binding(mode="upsert", channel=None, campaign="crm")
+    SyncEngine(warehouse, _destination(sink, "/crm"), first, POLICIES, now=NOON).run()
+    renamed = SyncBinding(
+        "segment", "marts.segment", "sms", "upsert", None, {"mobile": "phone", "email": "email"}, "crm"
+    )
+    again = SyncEngine(warehouse, _destination(sink, "/crm"), renamed, POLICIES, now=NOON).run()
+    assert (again.counts["changed"], again.sent) == (200, 200)
+
+
+def test_a_ledger_from_before_uuid_keys_is_converted_and_nothing_is_sent_twice(warehouse, sink) -> None:
+    """Old ledgers held the full sha256 hex key and an md5 field hash; the upgrade keeps every
+    message already sent as sent."""
+    binding = _binding(campaign="legacy")
+    warehouse.execute("create schema tideline_sync")
+    warehouse.execute("create sequence tideline_sync.log_seq")
+    warehouse.execute(
+        """create table tideline_sync.delivery_log (
+               seq bigint default nextval('tideline_sync.log_seq'), idempotency_key varchar not null,
+               sync_key varchar not null, sync_id varchar not null, customer_id varchar not null,
+               action varchar not null, status varchar not null, reason varchar, error varchar,
+               attempt integer not null default 0, remote_id varchar, channel varchar, campaign varchar,
+               variant varchar, content_version varchar, recorded_at timestamp not null)"""
+    )
+    warehouse.execute(
+        """create table tideline_sync.synced_state (sync_key varchar not null, customer_id varchar not null,
+               field_hash varchar not null, synced_at timestamp not null)"""
+    )
+    warehouse.execute("insert into tideline_sync.synced_state values ('x', 'c0001', 'abc', now()::timestamp)")
+    warehouse.execute(  # the old code's key for campaign legacy, version v1: customers 1..100 got it
+        f"""insert into tideline_sync.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action, status,
+                                                    attempt, channel, campaign, content_version, recorded_at)
+            select sha256(concat_ws('|', 'sms', 'segment', customer_id, 'legacy:v1')), '{binding.sync_key}', 'old',
+                   customer_id, 'send', 'sent', 1, 'sms', 'legacy', 'v1', timestamp '2026-02-01'
+            from marts.segment where customer_id <= 'c0100'"""
+    )
+    result = SyncEngine(warehouse, _destination(sink), binding, POLICIES, now=NOON).run()
+    delivered = _delivered(sink)
+    assert delivered and max(delivered) > "c0100" and min(delivered) > "c0100"
+    assert result.sent == len(delivered)
+    legacy_state = warehouse.execute("select count(*) from tideline_sync.synced_state_md5").fetchone()[0]
+    assert legacy_state == 1  # set aside, not dropped
