@@ -40,6 +40,7 @@ lint: install
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sync
 

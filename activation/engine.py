@@ -22,6 +22,7 @@ second connection (a cursor of the same database); workers only send.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import queue
@@ -47,7 +48,7 @@ from activation.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-WINDOW_RECORDS = 131_072  # records per ledger write for idempotent destinations
+WINDOW_RECORDS = 32_768  # records per ledger write for idempotent destinations
 
 LOG_COLUMNS = (
     "idempotency_key",
@@ -356,8 +357,11 @@ class SyncEngine:
         try:
             context = self._context_for(variant)
             if self._encoded:
-                records_json = "[" + ",".join(chunk.column("record_json").to_pylist()) + "]"
-                results = self.destination.send_encoded(EncodedBatch(keys, records_json.encode()), context)
+                records_json = b"[" + _joined(chunk.column("record_json"), ",") + b"]"
+                batch_key = hashlib.sha256(
+                    _joined(chunk.column("idempotency_key"), "\n", sort=True)
+                ).hexdigest()
+                results = self.destination.send_encoded(EncodedBatch(keys, records_json, batch_key), context)
             else:
                 records = [
                     OutboundRecord(c, k, a, orjson.loads(f))
@@ -381,35 +385,40 @@ class SyncEngine:
     def _finish_window(
         self, part: pa.Table, results: list[BatchResults], writer: _LedgerWriter
     ) -> tuple[int, int, int]:
-        status: list[str] = []
-        error: list[str | None] = []
-        remote: list[str | None] = []
+        status, error, remote = [], [], []
+        counts: Counter[str] = Counter()
         for r in results:  # in the order of the window's chunks, which is the window's row order
-            status.extend(
-                "sent" if s == "sent" else "failed" if retry else "dead_letter"
-                for s, retry in zip(r.status, r.retryable, strict=True)
-            )
-            error.extend(r.error)
-            remote.extend(r.remote_id)
-        writer.write(self._outcomes(part, status, error, remote))
-        counts = Counter(status)
+            n = len(r)
+            if r.status.count("sent") == n:  # the common case, without a loop over records
+                status.append(pa.repeat(pa.scalar("sent"), n))
+                counts["sent"] += n
+            else:
+                mapped = [
+                    "sent" if s == "sent" else "failed" if retry else "dead_letter"
+                    for s, retry in zip(r.status, r.retryable, strict=True)
+                ]
+                counts.update(mapped)
+                status.append(pa.array(mapped, pa.string()))
+            error.append(_strings(r.error))
+            remote.append(_strings(r.remote_id))
+        writer.write(self._outcomes(part, _concat(status), _concat(error), _concat(remote)))
         return counts["sent"], counts["failed"], counts["dead_letter"]
 
     @staticmethod
-    def _outcomes(part: pa.Table, status: list[str], error=None, remote=None) -> pa.Table:
+    def _outcomes(part: pa.Table, status, error=None, remote=None) -> pa.Table:
         n = part.num_rows
+        if isinstance(status, list):
+            status = pa.array(status, pa.string())
         return pa.table(
             {
                 "idempotency_key": part.column("idempotency_key"),
                 "customer_id": part.column("customer_id"),
                 "action": part.column("action"),
                 "variant": part.column("variant"),
-                "status": pa.array(status, pa.string()),
-                "error": pa.array(error, pa.string()) if error is not None else pa.nulls(n, pa.string()),
+                "status": status,
+                "error": error if error is not None else pa.nulls(n, pa.string()),
                 "attempt": pc.add(part.column("attempts"), 1).cast(pa.int32()),
-                "remote_id": pa.array(remote, pa.string())
-                if remote is not None
-                else pa.nulls(n, pa.string()),
+                "remote_id": remote if remote is not None else pa.nulls(n, pa.string()),
             }
         )
 
@@ -479,6 +488,25 @@ def _lit(value: str) -> str:
 
 def _lit_or_null(value: str | None) -> str:
     return "null" if value is None else _lit(value)
+
+
+def _joined(column: pa.ChunkedArray | pa.Array, separator: str, sort: bool = False) -> bytes:
+    """The strings of an Arrow column joined by `separator`, as UTF-8 bytes (joined in Arrow)."""
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if sort:
+        values = values.take(pc.sort_indices(values))
+    offsets = pa.array([0, len(values)], pa.int32())
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, values), separator)[0].as_buffer().to_pybytes()
+
+
+def _strings(values: list[str | None]) -> pa.Array:
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), pa.string())
+    return pa.array(values, pa.string())
+
+
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
 
 
 class _LedgerWriter:

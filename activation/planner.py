@@ -69,19 +69,27 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     """Create _rejects, _cand and the _plan view for the binding."""
     key = f"cast({_q(key_column)} as varchar)"
     blank = "(customer_id is null or trim(customer_id) = '')"
+    # duplicates are found by grouping on a 64-bit hash of the key (cheaper than grouping
+    # strings), then confirmed on the key itself, so a hash collision never rejects a row
     con.execute(
         f"""create or replace temp table _rejects as
-            with keys as (select {key} as customer_id from {binding.relation})
+            with keys as (select {key} as customer_id from {binding.relation}),
+            suspects as (
+                select hash(customer_id) as h from keys where customer_id is not null
+                group by 1 having count(*) > 1
+            ),
+            duplicates as (
+                select customer_id from keys where hash(customer_id) in (select h from suspects)
+                group by 1 having count(*) > 1
+            )
             select customer_id, case when {blank} then 'null_key' else 'duplicate_key' end as reason
             from keys
-            where {blank}
-               or customer_id in (select customer_id from keys group by 1 having count(*) > 1)"""
+            where {blank} or customer_id in (select customer_id from duplicates)"""
     )
     columns = ", ".join(dict.fromkeys(_q(col) for col in binding.fields.values()))
     seg = f"""select {key} as customer_id, {field_hash_sql(binding)} as field_hash{", " + columns if columns else ""}
               from {binding.relation}
-              where {key} is not null and trim({key}) <> ''
-                and {key} not in (select customer_id from _rejects where customer_id is not null)"""
+              where {key} not in (select customer_id from _rejects where customer_id is not null)"""
     sync_key = _lit(binding.sync_key)
     if binding.mode == "message":
         message_version = _lit(f"{binding.campaign}:{binding.content_version}")

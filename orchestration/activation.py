@@ -8,9 +8,12 @@ the others run whenever the pipeline builds their segment.
 """
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
@@ -57,7 +60,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         binding.validate(settings.destinations)
         destination = create(binding.destination, destination_config)
         try:
-            with warehouse.connect() as con:
+            with warehouse.connect() as con, memory_limit(con, activation.memory_limit):
                 result = SyncEngine(
                     con,
                     destination,
@@ -94,6 +97,20 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         )
 
     return _sync
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """DuckDB's memory_limit set for the duration of a sync, then restored (it is per database)."""
+    if not limit:
+        yield
+        return
+    previous = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    con.execute("set memory_limit = ?", [limit])
+    try:
+        yield
+    finally:
+        con.execute("set memory_limit = ?", [previous])
 
 
 def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list]:

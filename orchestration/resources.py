@@ -56,3 +56,6 @@ class ActivationSettings(dg.ConfigurableResource):
 
     config_path: str = ""
     workers: int = 4  # concurrent batches per sync (they share the destination's rate limit)
+    # DuckDB's memory limit while a sync runs (it spills to disk beyond it): with the engine's
+    # bounded windows this keeps a sync's peak memory under 500 MB whatever the segment size
+    memory_limit: str = "128MB"

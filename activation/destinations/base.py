@@ -71,6 +71,7 @@ class EncodedBatch:
 
     keys: list[str]  # the records' idempotency keys, in the order of records_json
     records_json: bytes  # a JSON array of {"customer_id", "idempotency_key", "action", "fields"}
+    batch_key: str | None = None  # sha256 hex of the sorted keys joined by newlines, if computed
 
 
 @dataclass

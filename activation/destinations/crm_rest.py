@@ -71,7 +71,7 @@ class CrmRestDestination:
         self.timeout_seconds = timeout_seconds
         self.retry_policy = RetryPolicy(attempts=retry_attempts, base_seconds=retry_base_seconds)
         self.headers = dict(headers or {})
-        self._session = hc.make_session()
+        self._session = hc.make_session(url=self.base_url)
 
     def __repr__(self) -> str:  # never shows the token
         return f"CrmRestDestination(name={self.name!r}, base_url={self.base_url!r}, object={self.object!r})"

@@ -49,6 +49,7 @@ from activation.destinations.base import (
 from activation.retry import RetryPolicy
 
 SIGNATURE_HEADER = "X-Tideline-Signature"
+_OK_STATUSES = {"ok", "OK", "sent", "success", "accepted", None}
 TIMESTAMP_HEADER = "X-Tideline-Timestamp"
 RESERVED_HEADERS = (
     "Content-Type",
@@ -123,7 +124,7 @@ class WebhookDestination:
         self.timeout_seconds = timeout_seconds
         self.retry_policy = RetryPolicy(attempts=retry_attempts, base_seconds=retry_base_seconds)
         self.headers = dict(headers or {})
-        self._session = hc.make_session()
+        self._session = hc.make_session(url=url)
 
     def __repr__(self) -> str:  # never shows the secret
         return f"WebhookDestination(name={self.name!r}, url={self.url!r}, signed={not self.unsigned})"
@@ -258,7 +259,7 @@ class WebhookDestination:
             return BatchResults([], [], [], [])
         head = hc.dumps({**self._envelope(context, self.name), "records": []})
         body = head[: -len(b"[]}")] + batch.records_json + b"}"
-        key = hc.batch_idempotency_key(batch.keys)
+        key = batch.batch_key or hc.batch_idempotency_key(batch.keys)
         outcome = hc.deliver(
             self._session,
             self.url,
@@ -277,11 +278,14 @@ class WebhookDestination:
             return BatchResults.uniform(n, "sent")
         if (
             len(entries) == n
-            and all(isinstance(e, Mapping) and not hc.entry_failed(e) for e in entries)
+            and all(type(e) is dict for e in entries)
+            and {e.get("status", "ok") for e in entries} <= _OK_STATUSES
             and [e.get("idempotency_key") for e in entries] == batch.keys
         ):  # every record accepted, results in order: no per-record lookups
             ids = [e.get("id") for e in entries]
-            return BatchResults(["sent"] * n, [False] * n, [None] * n, [hc.optional_str(i) for i in ids])
+            if not all(type(i) is str and i for i in ids):
+                ids = [hc.optional_str(i) for i in ids]
+            return BatchResults(["sent"] * n, [False] * n, [None] * n, ids)
         return BatchResults.from_records(batch.keys, self._results(batch.keys, outcome.payload))
 
     @staticmethod
