@@ -25,13 +25,17 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import queue
+import re
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -121,8 +125,11 @@ class SyncEngine:
         now: dt.datetime | None = None,
         customers: str = "marts.dim_customers",
         key_column: str = "customer_id",
+        journal_dir: Path | None = None,
     ):
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
+        self.journal_dir = journal_dir
+        self._journal: DeliveryJournal | None = None
         self.workers = max(1, workers)
         self.bucket = TokenBucket(rate_per_second, capacity=max(rate_per_second, destination.max_batch_size))
         self.now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
@@ -229,25 +236,81 @@ class SyncEngine:
         self._write_run(result, started)
         return result
 
+    def _journal_path(self) -> Path:
+        """The delivery journal of this sync: next to the warehouse file (so a rerun on the same
+        warehouse finds it), or in the temp directory for an in-memory warehouse."""
+        base = self.journal_dir
+        if base is None:
+            row = self.con.execute(
+                "select path from duckdb_databases() where database_name = current_database()"
+            ).fetchone()
+            base = (
+                Path(row[0] + ".sync-journal")
+                if row and row[0]
+                else Path(tempfile.gettempdir()) / "tideline-sync-journal"
+            )
+        return base / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.binding.sync_key) + ".journal")
+
     def _resolve_interrupted(self) -> int:
-        """In-flight records of an earlier run that died: resend (idempotent) or mark unknown."""
+        """In-flight records of an earlier run that died. Idempotent destinations left none (their
+        records are simply planned and sent again under the same key). For the others the delivery
+        journal decides per record (see DeliveryJournal): accepted → `sent`, never handed over →
+        `released` (planned again), the rest → `unknown`, never resent, so nobody gets a message
+        twice. Returns the number of unknown records."""
         if self.idempotent:
             return 0
         b = self.binding
-        n = self.con.execute(
-            f"select count(*) from {SCHEMA}.delivery_ledger where sync_key = ? and status = 'in_flight'",
-            [b.sync_key],
-        ).fetchone()[0]
-        if n:
+        in_flight = f"""select * from {SCHEMA}.delivery_ledger where sync_key = {_lit(b.sync_key)}
+                        and status = 'in_flight'"""
+        path = self._journal_path()
+        if path.exists():
+            attempted, sent = DeliveryJournal.read(path)
+            self.con.register(
+                "_journal",
+                pa.table(
+                    {
+                        "idempotency_key": pa.array(list(attempted | set(sent)), pa.string()),
+                        "remote_id": pa.array([sent.get(k) for k in attempted | set(sent)], pa.string()),
+                        "accepted": pa.array([k in sent for k in attempted | set(sent)], pa.bool_()),
+                    }
+                ),
+            )
+            try:
+                outcome = """case when j.accepted then 'sent' when j.idempotency_key is null then 'released'
+                                  else 'unknown' end"""
+                self.con.execute(
+                    f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)})
+                        select l.idempotency_key, l.sync_key, ?, l.customer_id, l.action, {outcome},
+                               case {outcome}
+                                   when 'sent' then 'accepted before an interrupted run died (delivery journal)'
+                                   when 'released' then 'never handed over before an interrupted run died; planned again'
+                                   else 'interrupted while being handed over; not resent to avoid a duplicate'
+                               end,
+                               null, l.attempt, j.remote_id, l.channel, l.campaign, l.variant, l.content_version, ?
+                        from ({in_flight}) as l
+                        left join _journal as j on l.idempotency_key = cast(j.idempotency_key as uuid)""",
+                    [self.sync_id, self.now],
+                )
+            finally:
+                self.con.unregister("_journal")
+            path.unlink()
+        else:  # no journal (e.g. rerun elsewhere): whatever was in flight may have gone out
             self.con.execute(
                 f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)})
                     select idempotency_key, sync_key, ?, customer_id, action, 'unknown',
                            'interrupted during send; not resent to avoid a duplicate', null, attempt, null,
                            channel, campaign, variant, content_version, ?
-                    from {SCHEMA}.delivery_ledger where sync_key = ? and status = 'in_flight'""",
-                [self.sync_id, self.now, b.sync_key],
+                    from ({in_flight})""",
+                [self.sync_id, self.now],
             )
-            log.warning("%s: %s records were in flight when a run died; marked unknown", b.sync_key, n)
+        n = self.con.execute(
+            f"""select count(*) from {SCHEMA}.delivery_log where sync_id = ? and status = 'unknown'""",
+            [self.sync_id],
+        ).fetchone()[0]
+        if n:
+            log.warning(
+                "%s: %s records were being handed over when a run died; marked unknown", b.sync_key, n
+            )
         return int(n)
 
     def _context(self, variant: str | None) -> SyncContext:
@@ -265,6 +328,8 @@ class SyncEngine:
             content=content,
             campaign=b.campaign,
             variant=variant or "",
+            on_attempt=self._journal.attempt if self._journal is not None else None,
+            on_sent=self._journal.record if self._journal is not None else None,
         )
 
     # ---- sending --------------------------------------------------------------------------------
@@ -294,6 +359,8 @@ class SyncEngine:
         totals = [0, 0, 0]
         pending: deque[tuple[pa.Table, list[Future]]] = deque()
         writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes)
+        if not self.idempotent:
+            self._journal = DeliveryJournal(self._journal_path())
 
         def finish() -> None:
             part, futures = pending.popleft()
@@ -324,6 +391,10 @@ class SyncEngine:
         finally:
             reader.close()
             writer.close()
+            if self._journal is not None:  # the ledger now holds every outcome: the journal is spent
+                self._journal.close()
+                self._journal.path.unlink(missing_ok=True)
+                self._journal = None
         return totals[0], totals[1], totals[2]
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
@@ -507,6 +578,58 @@ def _strings(values: list[str | None]) -> pa.Array:
 
 def _concat(arrays: list[pa.Array]) -> pa.Array:
     return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+class DeliveryJournal:
+    """An append-only file of what a record-by-record destination (SMTP) did with each record
+    during the current run: `A<TAB>key` just before a record is handed over, `S<TAB>key<TAB>remote
+    id` once it is accepted; each line is flushed and fsynced before the call returns.
+
+    Non-idempotent destinations mark their batches in_flight in the ledger before sending, and a
+    run that dies leaves those rows behind. With the journal the next run knows, per record:
+    accepted (`sent`), handed over but not confirmed (`unknown`: never resent), or never handed
+    over (`released`: planned again). So a crash costs at most the records being handed over at
+    that instant, one per worker, instead of every batch in flight. The journal is created
+    before anything is marked in_flight and removed once the ledger holds every outcome; without
+    it (a rerun on another machine) every in_flight record is `unknown`, as before."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("ab")
+        self._lock = threading.Lock()
+
+    def _write(self, line: str) -> None:
+        data = line.encode()
+        with self._lock:
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def attempt(self, key: str) -> None:
+        self._write(f"A\t{key}\n")
+
+    def record(self, key: str, remote_id: str | None) -> None:
+        self._write(f"S\t{key}\t{remote_id or ''}\n")
+
+    def close(self) -> None:
+        self._fh.close()
+
+    @staticmethod
+    def read(path: Path) -> tuple[set[str], dict[str, str | None]]:
+        """(keys handed over, {accepted key: remote id}); a torn last line is ignored."""
+        attempted: set[str] = set()
+        sent: dict[str, str | None] = {}
+        for line in path.read_bytes().split(b"\n")[:-1]:
+            kind, _, rest = line.decode("utf-8", "replace").partition("\t")
+            key, _, remote = rest.partition("\t")
+            if len(key) != 36:
+                continue
+            if kind == "A":
+                attempted.add(key)
+            elif kind == "S":
+                sent[key] = remote or None
+        return attempted, sent
 
 
 class _LedgerWriter:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -116,6 +116,12 @@ class SyncContext:
     content: Mapping[str, Any] = field(default_factory=dict)  # template and variables for message channels
     campaign: str = ""
     variant: str = ""
+    # Destinations that deliver record by record (SMTP) call on_attempt(key) just before handing
+    # one record over and on_sent(key, remote_id) as soon as it is accepted; the engine journals
+    # both to disk, so after a crash only records caught between the two are `unknown`, records
+    # never handed over are planned again, and accepted ones are `sent`. Cheap and thread-safe.
+    on_attempt: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    on_sent: Callable[[str, str | None], None] | None = field(default=None, compare=False, repr=False)
 
 
 @runtime_checkable

@@ -629,6 +629,8 @@ class SmtpEmailDestination:
                         retry.extend(pending[position:])
                         break
                     try:
+                        if context.on_attempt is not None:
+                            context.on_attempt(out.key)
                         self._send(conn, out, self.from_address)
                     except (OSError, smtplib.SMTPException) as exc:
                         error, retryable, broken = self._classify(exc, out)
@@ -643,6 +645,8 @@ class SmtpEmailDestination:
                             log.info("smtp %s: record %s failed: %s", self.name, out.key, error)
                     else:
                         results[out.index] = RecordResult(out.key, "sent", remote_id=out.message_id)
+                        if context.on_sent is not None:  # journaled at once: a crash now is not `unknown`
+                            context.on_sent(out.key, out.message_id)
                 pending = retry
         finally:
             if conn is not None:

@@ -56,6 +56,8 @@ class _Handler:
         fault = self._sink._take_fault("data")
         if fault is not None:
             return fault
+        if self._sink.data_delay:
+            await asyncio.sleep(self._sink.data_delay)  # a slow server: tests kill a sync mid-batch
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
@@ -86,6 +88,7 @@ class SmtpSink:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None
+        self.data_delay = 0.0  # seconds to wait before accepting each message
 
     # -- lifecycle -------------------------------------------------------------------------------
 

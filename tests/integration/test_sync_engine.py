@@ -423,3 +423,101 @@ def test_a_ledger_from_before_uuid_keys_is_converted_and_nothing_is_sent_twice(w
     assert result.sent == len(delivered)
     legacy_state = warehouse.execute("select count(*) from tideline_sync.synced_state_md5").fetchone()[0]
     assert legacy_state == 1  # set aside, not dropped
+
+
+def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_over(tmp_path) -> None:
+    """SMTP delivery is not idempotent: a record in flight when the process dies is never resent.
+    The delivery journal records each accepted message at once, so after a SIGKILL only the
+    messages being handed over at that instant (at most one per worker) are `unknown`; every
+    other customer gets exactly one message once the next run finishes the job."""
+    from activation.sinks.smtp_sink import SmtpSink
+
+    db = tmp_path / "smtp.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.dim_customers as select 'c' || lpad(cast(i as varchar), 3, '0') as customer_id, "
+        "true as email_opt_in, 'UTC' as timezone from range(300) t(i)"
+    )
+    con.execute(
+        "create table marts.segment as select customer_id, customer_id || '@example.com' as email "
+        "from marts.dim_customers"
+    )
+    con.close()
+    with SmtpSink() as smtp:
+        smtp.data_delay = 0.01
+        host, port = smtp.address
+        script = textwrap.dedent(f"""
+            import datetime as dt, duckdb, os
+            from activation.config import PolicyConfig, SyncBinding
+            from activation.destinations.smtp_email import SmtpEmailDestination
+            from activation.engine import SyncEngine
+            os.environ["TIDELINE_TRACKING_SECRET"] = "s"
+            d = SmtpEmailDestination.from_config("email", {{"host": {host!r}, "port": {port}, "from_address": "shop@example.com",
+                "unsubscribe_base_url": "http://127.0.0.1:1/u", "max_batch_size": 25}})
+            b = SyncBinding("segment", "marts.segment", "email", "message", "email", {{"email": "email"}}, "crash",
+                            content={{"subject": "Hi", "text": "Hello"}})
+            SyncEngine(duckdb.connect({str(db)!r}), d, b, PolicyConfig(), now=dt.datetime(2026, 3, 2, 12), workers=2).run()
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
+        deadline = time.monotonic() + 60
+        while len(smtp.messages) < 80 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        smtp.data_delay = 0.0
+        partial = len(smtp.messages)
+        assert 0 < partial < 300, "the kill should land mid-sync"
+
+        os.environ["TIDELINE_TRACKING_SECRET"] = "s"
+        from activation.destinations.smtp_email import SmtpEmailDestination
+
+        destination = SmtpEmailDestination.from_config(
+            "email",
+            {
+                "host": host,
+                "port": port,
+                "from_address": "shop@example.com",
+                "unsubscribe_base_url": "http://127.0.0.1:1/u",
+                "max_batch_size": 25,
+            },
+        )
+        binding = SyncBinding(
+            "segment",
+            "marts.segment",
+            "email",
+            "message",
+            "email",
+            {"email": "email"},
+            "crash",
+            content={"subject": "Hi", "text": "Hello"},
+        )
+        con = duckdb.connect(str(db))
+        result = SyncEngine(con, destination, binding, PolicyConfig(), now=NOON, workers=2).run()
+        received = Counter(str(m["To"]) for m in smtp.messages)
+    assert set(received.values()) == {1}  # nobody got a message twice
+    assert result.unknown <= 2  # at most the message each of the 2 workers was handing over
+    statuses = dict(
+        con.execute("select status, count(*) from tideline_sync.delivery_ledger group by 1").fetchall()
+    )
+    assert statuses.get("sent", 0) + statuses.get("unknown", 0) == 300
+    assert statuses.get("unknown", 0) == result.unknown
+    # every customer not marked unknown got their message; an unknown one may or may not have
+    unknown = {
+        c
+        for (c,) in con.execute(
+            "select customer_id from tideline_sync.delivery_ledger where status = 'unknown'"
+        ).fetchall()
+    }
+    assert {f"c{i:03d}@example.com" for i in range(300)} - {f"{c}@example.com" for c in unknown} <= set(
+        received
+    )
+    recovered = con.execute(
+        "select count(*) from tideline_sync.delivery_log where reason like 'accepted before an interrupted run died%'"
+    ).fetchone()[0]
+    assert recovered > 0  # in-flight batches the journal showed as delivered became `sent`
+    released = con.execute(
+        "select count(*) from tideline_sync.delivery_log where status = 'released'"
+    ).fetchone()[0]
+    assert released > 0  # ... and records queued but never handed over were sent by the rerun
+    assert not list(tmp_path.glob("smtp.duckdb.sync-journal/*.journal"))  # the journal was consumed
