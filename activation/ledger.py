@@ -1,7 +1,8 @@
 """The delivery ledger and sync state, in the warehouse schema `tideline_sync`.
 
 delivery_log     append-only events, one per record per step: in_flight, sent, failed,
-                 dead_letter, skipped (with reason), holdout, deferred, unknown.
+                 dead_letter, skipped (with reason), holdout, deferred, unknown, released
+                 (an SMTP record a crashed run never handed over: planned again).
 delivery_ledger  view: the latest event per idempotency key (what happened to each message).
 synced_state     per sync (segment × destination) and customer: the field hash last delivered
                  (a 64-bit hash of the mapped fields), which the planner diffs against.

@@ -175,6 +175,22 @@ def run(rows: int, workers: int = 4, memory_limit: str = "128MB") -> dict:
     return out
 
 
+def _commit() -> str:
+    """The code measured: the git commit, marked -dirty when the tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return (
+        head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        if head.returncode == 0
+        else "unknown"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -189,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = {
         "benchmark": "sync",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
         "machine": f"{platform.machine()} {platform.python_version()} cpus={len(os.sched_getaffinity(0))}",
         **run(args.rows, args.workers, args.memory_limit),
     }
