@@ -502,9 +502,9 @@ class SyncEngine:
         b = self.binding
         self.con.execute(
             f"""create or replace temp table _delivered as
-                select customer_id, action, change, field_hash from _cand where ledger_status = 'sent'
+                select customer_id, action, change, field_hash, fields_json from _cand where ledger_status = 'sent'
                 union all
-                select customer_id, action, change, field_hash from _decided
+                select customer_id, action, change, field_hash, fields_json from _decided
                 where decision = 'send' and idempotency_key not in (
                     select idempotency_key from {SCHEMA}.delivery_log
                     where sync_key = ? and sync_id = ? and status in ('failed', 'dead_letter'))""",
@@ -516,8 +516,9 @@ class SyncEngine:
             [b.sync_key],
         )
         self.con.execute(
-            f"""insert into {SCHEMA}.synced_state
-                select ?, customer_id, field_hash, ? from _delivered where action = 'upsert'""",
+            f"""insert into {SCHEMA}.synced_state (sync_key, customer_id, field_hash, synced_at, fields_json)
+                select ?, customer_id, field_hash, ?, {"fields_json" if b.mode == "mirror" else "null"}
+                from _delivered where action = 'upsert'""",
             [b.sync_key, self.now],
         )
 

@@ -5,7 +5,9 @@ delivery_log     append-only events, one per record per step: in_flight, sent, f
                  (an SMTP record a crashed run never handed over: planned again).
 delivery_ledger  view: the latest event per idempotency key (what happened to each message).
 synced_state     per sync (segment × destination) and customer: the field hash last delivered
-                 (a 64-bit hash of the mapped fields), which the planner diffs against.
+                 (a 64-bit hash of the mapped fields), which the planner diffs against; in
+                 mirror mode also the fields themselves, so a delete carries the identifiers
+                 the destination needs to remove the customer (e.g. hashed emails).
 sync_runs        one row per sync run: planned, added, changed, removed, sent, skipped by
                  reason, failed, dead letters, duration.
 suppressions     global suppression list (unsubscribed, hard_bounced, complained, erased),
@@ -55,7 +57,8 @@ create table if not exists {SCHEMA}.synced_state (
     sync_key varchar not null,
     customer_id varchar not null,
     field_hash ubigint not null,
-    synced_at timestamp not null
+    synced_at timestamp not null,
+    fields_json varchar  -- mirror mode: the fields last delivered, sent again with the delete
 );
 create table if not exists {SCHEMA}.sync_runs (
     sync_id varchar primary key,
@@ -96,6 +99,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL.split(";"):
         if statement.strip():
             con.execute(statement)
+    con.execute(f"alter table {SCHEMA}.synced_state add column if not exists fields_json varchar")
 
 
 def _column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:

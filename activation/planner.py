@@ -19,7 +19,9 @@ not use it.)
 
 Modes:
     upsert   added and changed rows are upserted; rows gone from the segment are left alone
-    mirror   as upsert, and rows gone from the segment are deleted
+    mirror   as upsert, and rows gone from the segment are deleted (the delete carries the
+             fields last delivered, kept in synced_state, so e.g. an audience can remove
+             the customer's hashed email)
     insert   only keys never delivered before
     message  one message per customer per campaign content version (the ledger is the state)
 
@@ -113,7 +115,8 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
                    case when {gone} then 'removed' when st.customer_id is null then 'added' else 'changed' end
                        as change,
                    coalesce(s.field_hash, st.field_hash) as field_hash,
-                   case when {gone} then '{{}}' else {_fields_json_sql(binding)} end as fields_json,
+                   case when {gone} then coalesce(st.fields_json, '{{}}') else {_fields_json_sql(binding)} end
+                       as fields_json,
                    {_key(binding, "coalesce(s.customer_id, st.customer_id)", version)} as idempotency_key
             from seg as s full join state as st on s.customer_id = st.customer_id
             where {keep}"""
@@ -122,7 +125,8 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     con.execute(
         f"""create or replace temp table _cand as
             with seg as ({seg}),
-            state as (select customer_id, field_hash from {SCHEMA}.synced_state where sync_key = {sync_key}),
+            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
+                      where sync_key = {sync_key}),
             diff as materialized ({candidates}),
             latest as (
                 select idempotency_key, status, attempt from (

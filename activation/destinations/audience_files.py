@@ -44,11 +44,12 @@ Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
   is unusable, because hashing it without its country code would never match. Letters make a
   number unusable; extensions ("x123", "ext 123") are dropped. The result must have 7 to 15 digits.
 
-Deletes: the planner sends a mirror-mode delete with no fields (the row left the segment), so the
-destination remembers, per audience, the hashes it last added for each customer_id in SQLite
-(`{state_dir}/{audience}.sqlite3`: customer ids and hashes only, outside the audience folder;
-do not upload it) and writes those to remove.csv; a removed customer is forgotten. A delete that
-carries usable fields uses them instead.
+Deletes: the sync engine sends a mirror-mode delete with the fields it last delivered for that
+customer (kept in tideline_sync.synced_state), and their hashes go to remove.csv. As a fallback for
+deletes without fields (state synced before the engine kept fields, or records sent by other
+callers), the destination also remembers, per audience, the hashes it last added for each
+customer_id in SQLite (`{state_dir}/{audience}.sqlite3`: customer ids and hashes only, outside
+the audience folder; do not upload it); a removed customer is forgotten.
 
 A record with no usable identifier (for a delete: none given and none remembered) fails, not
 retryable ("no email or phone to hash"). Raw emails and phones are never written, logged or put

@@ -184,6 +184,14 @@ def test_segment_change_sends_only_the_difference_and_mirror_deletes(warehouse, 
         ("c9999", "upsert"),
     ]
     assert (second.counts["added"], second.counts["changed"], second.counts["removed"]) == (1, 2, 1)
+    # the delete carries the fields last delivered for that customer
+    deleted = next(
+        r
+        for req in sink.requests_for("/crm")[before:]
+        for r in req.body["records"]
+        if r["action"] == "delete"
+    )
+    assert deleted["fields"] == {"phone": "+44700000007", "email": "c0007@example.com"}
     third = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
     assert third.counts["planned"] == 0 and third.sent == 0
 
@@ -521,3 +529,31 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
     ).fetchone()[0]
     assert released > 0  # ... and records queued but never handed over were sent by the rerun
     assert not list(tmp_path.glob("smtp.duckdb.sync-journal/*.journal"))  # the journal was consumed
+
+
+def test_a_mirror_delete_reaches_an_audience_with_the_identifiers_to_remove(warehouse, tmp_path) -> None:
+    """Each run uses a fresh state folder, so the destination cannot fall back on what it
+    remembers: the hashed email in remove.csv comes from the delete record itself."""
+    import csv
+    import hashlib
+
+    from activation.destinations.audience_files import AudienceFilesDestination
+
+    def destination(run: int) -> AudienceFilesDestination:
+        return AudienceFilesDestination.from_config(
+            "ads",
+            {
+                "directory": str(tmp_path / "aud"),
+                "identifiers": ["email"],
+                "state_dir": str(tmp_path / f"state{run}"),
+            },
+        )
+
+    binding = SyncBinding("segment", "marts.segment", "ads", "mirror", None, {"email": "email"}, "ads")
+    SyncEngine(warehouse, destination(1), binding, POLICIES, now=NOON).run()
+    warehouse.execute("delete from marts.segment where customer_id in ('c0003', 'c0004')")
+    second = SyncEngine(warehouse, destination(2), binding, POLICIES, now=NOON).run()
+    assert (second.counts["removed"], second.sent, second.failed) == (2, 2, 0)
+    removed = list(csv.DictReader((tmp_path / "aud" / "segment" / second.sync_id / "remove.csv").open()))
+    expected = {hashlib.sha256(f"c000{i}@example.com".encode()).hexdigest() for i in (3, 4)}
+    assert {row["email_sha256"] for row in removed} == expected
