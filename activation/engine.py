@@ -163,11 +163,13 @@ class SyncEngine:
     def _now_sql(self) -> str:
         return f"timestamp '{self.now:%Y-%m-%d %H:%M:%S.%f}'"
 
-    def _events_sql(self, where: str, status: str, reason: str, attempt: str = "attempts") -> str:
+    def _events_sql(
+        self, where: str, status: str, reason: str, attempt: str = "attempts", extra: str = ""
+    ) -> str:
         b = self.binding
         return f"""select idempotency_key, {_lit(b.sync_key)}, '{self.sync_id}', customer_id, action, {status},
                           {reason}, null, {attempt}, null, {_lit_or_null(b.channel)}, {_lit(b.campaign)}, variant,
-                          {_lit(b.content_version)}, {self._now_sql}
+                          {_lit(b.content_version)}, {self._now_sql}{extra}
                    from _decided where {where}"""
 
     # ---- the run --------------------------------------------------------------------------------
@@ -216,7 +218,10 @@ class SyncEngine:
 
         # decisions that are not sends, recorded (holdout once per key)
         self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
-        self._append_from_sql(self._events_sql("decision = 'defer'", "'deferred'", "reason"))
+        self.con.execute(  # with when quiet hours end for the customer
+            f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)}, not_before)
+                {self._events_sql("decision = 'defer'", "'deferred'", "reason", extra=", not_before")}"""
+        )
         self._append_from_sql(
             self._events_sql(
                 "decision = 'holdout' and coalesce(ledger_status, '') <> 'holdout'", "'holdout'", "reason"

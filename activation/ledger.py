@@ -2,7 +2,8 @@
 
 delivery_log     append-only events, one per record per step: in_flight, sent, failed,
                  dead_letter, skipped (with reason), holdout, deferred, unknown, released
-                 (an SMTP record a crashed run never handed over: planned again).
+                 (an SMTP record a crashed run never handed over: planned again). Deferred
+                 events carry `not_before`, when quiet hours end for that customer (UTC).
 delivery_ledger  view: the latest event per idempotency key (what happened to each message).
 synced_state     per sync (segment × destination) and customer: the field hash last delivered
                  (a 64-bit hash of the mapped fields), which the planner diffs against; in
@@ -48,7 +49,8 @@ create table if not exists {SCHEMA}.delivery_log (
     campaign varchar,
     variant varchar,
     content_version varchar,
-    recorded_at timestamp not null
+    recorded_at timestamp not null,
+    not_before timestamp  -- deferred records: when they may go out (UTC)
 );
 create or replace view {SCHEMA}.delivery_ledger as
 select * from {SCHEMA}.delivery_log
@@ -94,12 +96,22 @@ create table if not exists {SCHEMA}.suppressions (
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    _set_aside_legacy_state(con)
-    _convert_legacy_keys(con)
+    migrated = _set_aside_legacy_state(con)
+    migrated |= _convert_legacy_keys(con)
+    for table, column, kind in (
+        ("synced_state", "fields_json", "varchar"),
+        ("delivery_log", "not_before", "timestamp"),
+    ):
+        if _column_type(con, table, "sync_key") and not _column_type(con, table, column):
+            con.execute(f"alter table {SCHEMA}.{table} add column {column} {kind}")
+            migrated = True
     for statement in DDL.split(";"):
         if statement.strip():
             con.execute(statement)
-    con.execute(f"alter table {SCHEMA}.synced_state add column if not exists fields_json varchar")
+    if migrated:
+        # a WAL holding an ALTER of a table whose default calls nextval() cannot be replayed by
+        # DuckDB 1.5 after a crash; a checkpoint right after a migration keeps it out of the WAL
+        con.execute("checkpoint")
 
 
 def _column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
@@ -111,22 +123,26 @@ def _column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str
     return row[0] if row else None
 
 
-def _convert_legacy_keys(con: duckdb.DuckDBPyConnection) -> None:
+def _convert_legacy_keys(con: duckdb.DuckDBPyConnection) -> bool:
     """Ledgers from before UUID keys held the full sha256 hex; the UUID key is its first 128
     bits, so old keys convert exactly and a message already sent is still never sent again."""
-    if _column_type(con, "delivery_log", "idempotency_key") == "VARCHAR":
-        con.execute(
-            f"""alter table {SCHEMA}.delivery_log alter idempotency_key set data type uuid
-                using cast(substr(idempotency_key, 1, 32) as uuid)"""
-        )
+    if _column_type(con, "delivery_log", "idempotency_key") != "VARCHAR":
+        return False
+    con.execute(
+        f"""alter table {SCHEMA}.delivery_log alter idempotency_key set data type uuid
+            using cast(substr(idempotency_key, 1, 32) as uuid)"""
+    )
+    return True
 
 
-def _set_aside_legacy_state(con: duckdb.DuckDBPyConnection) -> None:
+def _set_aside_legacy_state(con: duckdb.DuckDBPyConnection) -> bool:
     """synced_state from before the 64-bit field hash (md5 text) is renamed, not dropped: the
     next sync of each segment is then a full resync (upserts are idempotent), and nothing is lost."""
-    if _column_type(con, "synced_state", "field_hash") == "VARCHAR":
-        con.execute(f"drop table if exists {SCHEMA}.synced_state_md5")
-        con.execute(f"alter table {SCHEMA}.synced_state rename to synced_state_md5")
+    if _column_type(con, "synced_state", "field_hash") != "VARCHAR":
+        return False
+    con.execute(f"drop table if exists {SCHEMA}.synced_state_md5")
+    con.execute(f"alter table {SCHEMA}.synced_state rename to synced_state_md5")
+    return True
 
 
 def suppress(con: duckdb.DuckDBPyConnection, customer_id: str, channel: str, reason: str) -> None:

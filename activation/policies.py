@@ -8,7 +8,8 @@ In this order, the first that applies decides:
     suppressed     on the suppression list for the channel or for all channels
     frequency_cap  message mode: the customer already got the cap class's maximum on this
                    channel in the rolling window, across all campaigns
-    quiet_hours    message mode: it is night in the customer's time zone: deferred, not dropped
+    quiet_hours    message mode: it is night in the customer's time zone: deferred, not dropped;
+                   `not_before` is when quiet hours end there (UTC), stored with the deferral
 
 Everything else is sent. Variants: a second stable hash assigns each customer a variant
 by the configured weights, so a customer always gets the same variant of a campaign.
@@ -74,13 +75,23 @@ def apply_policies(
     if message and channel:
         start, end = policies.quiet_hours_start, policies.quiet_hours_end
         zone = f"coalesce(tz.name, '{policies.default_timezone}')"
-        hour = f"hour(timezone({zone}, {now_lit}::timestamptz))"
+        hour = f"hour(timezone({zone}, timezone('UTC', {now_lit})))"
         quiet = (
             f"({hour} >= {start} or {hour} < {end})"
             if start > end
             else f"({hour} >= {start} and {hour} < {end})"
         )
         conditions.append((quiet, "defer", "'quiet_hours'"))
+        # when quiet hours end next in the customer's zone, in UTC: the ledger stores it, and the
+        # deferred-messages sensor runs the sync again once it has passed
+        local = f"timezone({zone}, timezone('UTC', {now_lit}))"
+        next_end = (
+            f"(date_trunc('day', {local}) + interval {int(end)} hour"
+            f" + case when hour({local}) >= {int(end)} then interval 1 day else interval 0 day end)"
+        )
+        not_before = f"case when ({quiet}) then timezone('UTC', timezone({zone}, {next_end})) end"
+    else:
+        not_before = "cast(null as timestamp)"
 
     decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"
     reason = "case " + " ".join(f"when {c} then {r}" for c, _, r in conditions) + " end"
@@ -107,7 +118,8 @@ def apply_policies(
             select p.*,
                    case {deletes_pass} else ({decision}) end as decision,
                    case when p.action = 'delete' then null else ({reason}) end as reason,
-                   {_variant_sql(binding) if message else "cast(null as varchar)"} as variant
+                   {_variant_sql(binding) if message else "cast(null as varchar)"} as variant,
+                   {not_before} as not_before
             from _plan as p
             {customer_join}
             {tz_join}

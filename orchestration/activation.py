@@ -7,6 +7,7 @@ sending. A binding with a `schedule` (cron) also gets its own job and schedule;
 the others run whenever the pipeline builds their segment.
 """
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,11 +114,67 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[
         con.execute("set memory_limit = ?", [previous])
 
 
-def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list]:
-    """(assets, jobs, schedules) for every activation declared in the dbt project."""
+def due_deferrals(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Syncs with deferred records whose quiet hours have ended: sync_key -> latest such time (UTC)."""
+    exists = con.execute(
+        """select count(*) from information_schema.columns
+           where table_schema = 'tideline_sync' and table_name = 'delivery_log' and column_name = 'not_before'"""
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    rows = con.execute(
+        """select sync_key, max(not_before) from tideline_sync.delivery_ledger
+           where status = 'deferred' and not_before <= ? group by 1""",
+        [now.replace(tzinfo=None)],
+    ).fetchall()
+    return dict(rows)
+
+
+def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefinition:
+    """Runs a message sync again once the quiet hours that deferred some of its messages are over
+    (every deferral stores when quiet hours end for that customer), so a deferred message goes out
+    in the morning even when the sync's own schedule always falls in someone's night."""
+    keys = {b.sync_key: dg.AssetKey(["activation", b.sync_key]) for b in bindings}
+
+    @dg.sensor(
+        name="deferred_messages",
+        job=job,
+        minimum_interval_seconds=900,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Every 15 minutes: rerun message syncs whose quiet-hours deferrals are due.",
+    )
+    def _deferred(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+        if not Path(warehouse.path).exists():
+            return dg.SkipReason("no warehouse yet")
+        try:
+            with warehouse.connect(read_only=True) as con:
+                due = due_deferrals(con, dt.datetime.now(dt.UTC))
+        except duckdb.IOException:  # a run holds the warehouse for writing: try again next tick
+            return dg.SkipReason("the warehouse is being written to")
+        requests = [
+            dg.RunRequest(run_key=f"{sync_key}:{until:%Y-%m-%dT%H:%M}", asset_selection=[keys[sync_key]])
+            for sync_key, until in sorted(due.items())
+            if sync_key in keys
+        ]
+        return requests or dg.SkipReason("no deferred messages are due")
+
+    return _deferred
+
+
+def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list, list]:
+    """(assets, jobs, schedules, sensors) for every activation declared in the dbt project."""
     bindings = bindings_from_manifest(manifest_path) if Path(manifest_path).exists() else []
     assets = [_sync_asset(b) for b in bindings]
-    jobs, schedules = [], []
+    jobs, schedules, sensors = [], [], []
+    messages = [b for b in bindings if b.mode == "message" and b.channel]
+    if messages:
+        deferred_job = dg.define_asset_job(
+            "activation_deferred",
+            selection=dg.AssetSelection.assets(*(["activation", b.sync_key] for b in messages)),
+            description="Message syncs rerun by the deferred_messages sensor when quiet hours end.",
+        )
+        jobs.append(deferred_job)
+        sensors.append(deferred_messages_sensor(messages, deferred_job))
     for binding in bindings:
         if binding.schedule:
             job = dg.define_asset_job(
@@ -128,4 +185,4 @@ def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], li
             schedules.append(
                 dg.ScheduleDefinition(job=job, cron_schedule=binding.schedule, execution_timezone="UTC")
             )
-    return assets, jobs, schedules
+    return assets, jobs, schedules, sensors

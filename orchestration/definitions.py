@@ -23,12 +23,13 @@ from orchestration.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    sync_assets, sync_jobs, sync_schedules = build_activation(dbt_project.manifest_path)
+    sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
     return dg.Definitions(
         assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets, *sync_assets],
         asset_checks=[rejects_reported, orders_present],
         jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
         schedules=[daily_refresh, weekly_retrain, *sync_schedules],
+        sensors=sync_sensors,
         resources={
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
