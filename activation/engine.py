@@ -233,7 +233,7 @@ class SyncEngine:
             sent, failed, dead = self._send()
             result.sent, result.failed = sent, failed
             result.dead_letters += dead
-        self._fold_state()
+        self._fold_state(send_failures=result.failed + result.dead_letters)
         finalize = getattr(self.destination, "finalize", None)
         if callable(finalize):
             finalize(self._context(None))
@@ -499,21 +499,27 @@ class SyncEngine:
         )
 
     # ---- state ----------------------------------------------------------------------------------
-    def _fold_state(self) -> None:
+    def _fold_state(self, send_failures: int = 0) -> None:
         """Delivered upserts and deletes → synced_state: this run's sends that did not fail, and
         those an earlier run sent but died before folding (`sent` in the ledger, not in the state)."""
         if self.binding.mode == "message":
             return
         b = self.binding
+        fields = "fields_json" if b.mode == "mirror" else "null as fields_json"
+        failed = (  # only looked up when something failed: the common run skips a scan of the log
+            f"""and idempotency_key not in (
+                    select idempotency_key from {SCHEMA}.delivery_log
+                    where sync_key = {_lit(b.sync_key)} and sync_id = {_lit(self.sync_id)}
+                      and status in ('failed', 'dead_letter'))"""
+            if send_failures
+            else ""
+        )
         self.con.execute(
             f"""create or replace temp table _delivered as
-                select customer_id, action, change, field_hash, fields_json from _cand where ledger_status = 'sent'
+                select customer_id, action, change, field_hash, {fields} from _cand where ledger_status = 'sent'
                 union all
-                select customer_id, action, change, field_hash, fields_json from _decided
-                where decision = 'send' and idempotency_key not in (
-                    select idempotency_key from {SCHEMA}.delivery_log
-                    where sync_key = ? and sync_id = ? and status in ('failed', 'dead_letter'))""",
-            [b.sync_key, self.sync_id],
+                select customer_id, action, change, field_hash, {fields} from _decided
+                where decision = 'send' {failed}"""
         )
         self.con.execute(
             f"""delete from {SCHEMA}.synced_state where sync_key = ? and customer_id in
@@ -522,8 +528,7 @@ class SyncEngine:
         )
         self.con.execute(
             f"""insert into {SCHEMA}.synced_state (sync_key, customer_id, field_hash, synced_at, fields_json)
-                select ?, customer_id, field_hash, ?, {"fields_json" if b.mode == "mirror" else "null"}
-                from _delivered where action = 'upsert'""",
+                select ?, customer_id, field_hash, ?, fields_json from _delivered where action = 'upsert'""",
             [b.sync_key, self.now],
         )
 

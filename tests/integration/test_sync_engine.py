@@ -373,7 +373,7 @@ def test_many_windows_and_variants_deliver_each_record_once(warehouse, sink, mon
 
 def test_a_run_that_dies_after_sending_is_folded_by_the_next_without_resending(warehouse, sink) -> None:
     class DiesBeforeFolding(SyncEngine):
-        def _fold_state(self) -> None:
+        def _fold_state(self, send_failures: int = 0) -> None:
             raise KeyboardInterrupt("killed after the sends, before the state was folded")
 
     binding = _binding(mode="upsert", channel=None, campaign="crm")
