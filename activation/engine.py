@@ -395,11 +395,16 @@ class SyncEngine:
                     finish()
         finally:
             reader.close()
-            writer.close()
-            if self._journal is not None:  # the ledger now holds every outcome: the journal is spent
-                self._journal.close()
-                self._journal.path.unlink(missing_ok=True)
-                self._journal = None
+            try:
+                writer.close()
+            finally:
+                journal, self._journal = self._journal, None
+                if journal is not None:
+                    journal.close()
+        # every outcome is in the ledger now, so the journal is spent; on an error it stays, and
+        # the next run resolves this run's in_flight records from it
+        if journal is not None:
+            journal.path.unlink(missing_ok=True)
         return totals[0], totals[1], totals[2]
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:

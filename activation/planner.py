@@ -57,8 +57,15 @@ def field_hash_sql(binding: SyncBinding, prefix: str = "") -> str:
     return f"hash({signature}, {columns})" if columns else f"hash({signature})"
 
 
+def _aliases(binding: SyncBinding) -> dict[str, str]:
+    """Segment column -> its name inside the plan (_f0, _f1, ...), so a mapped column may be
+    called anything, customer_id included."""
+    return {col: f"_f{i}" for i, col in enumerate(dict.fromkeys(binding.fields.values()))}
+
+
 def _fields_json_sql(binding: SyncBinding, prefix: str = "s.") -> str:
-    pack = ", ".join(f"{_q(dest)} := {prefix}{_q(col)}" for dest, col in binding.fields.items())
+    alias = _aliases(binding)
+    pack = ", ".join(f"{_q(dest)} := {prefix}{alias[col]}" for dest, col in binding.fields.items())
     return f"cast(to_json(struct_pack({pack})) as varchar)" if pack else "'{}'"
 
 
@@ -88,7 +95,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             from keys
             where {blank} or customer_id in (select customer_id from duplicates)"""
     )
-    columns = ", ".join(dict.fromkeys(_q(col) for col in binding.fields.values()))
+    columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
     seg = f"""select {key} as customer_id, {field_hash_sql(binding)} as field_hash{", " + columns if columns else ""}
               from {binding.relation}
               where {key} not in (select customer_id from _rejects where customer_id is not null)"""

@@ -324,7 +324,16 @@ def test_records_encoded_by_the_warehouse_match_the_python_encoding(warehouse, s
                   [1, 2, 3] as tags, right(customer_id, 1) = '1' as flag
            from marts.segment"""
     )
-    fields = {"email": "email", "note": "note", "amount": "amount", "tags": "tags", "flag": "flag"}
+    # a destination field may map any column, the key included, and one column to two fields
+    fields = {
+        "email": "email",
+        "note": "note",
+        "amount": "amount",
+        "tags": "tags",
+        "flag": "flag",
+        "external_id": "customer_id",
+        "contact": "email",
+    }
     for path, destination in (
         ("/fast", _destination(sink, "/fast")),
         ("/slow", _GenericOnly(_destination(sink, "/slow"))),
@@ -341,6 +350,8 @@ def test_records_encoded_by_the_warehouse_match_the_python_encoding(warehouse, s
     }
     assert fast["c0001"]["fields"]["note"] == 'Zoë "quoted" \\ back\nslash/tab\t'
     assert fast["c0002"]["fields"]["note"] is None and fast["c0003"]["fields"]["tags"] == [1, 2, 3]
+    assert fast["c0003"]["fields"]["external_id"] == "c0003"
+    assert fast["c0003"]["fields"]["contact"] == fast["c0003"]["fields"]["email"] == "c0003@example.com"
     # the key is a UUID: the first 128 bits of sha256(destination|segment|customer|field hash)
     assert all(len(k) == 36 and k.count("-") == 4 for k in (r["idempotency_key"] for r in fast.values()))
 
