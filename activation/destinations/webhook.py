@@ -239,18 +239,22 @@ class WebhookDestination:
         except TypeError as exc:  # a field the mapping produced cannot be serialised: no retry helps
             return hc.all_failed(records, f"cannot serialise batch: {hc.scrub(exc)}", retryable=False)
         key = hc.batch_idempotency_key(r.idempotency_key for r in records)
-        outcome = hc.deliver(
+        outcome = self._post(body, key)
+        if not outcome.ok:
+            return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
+        return self._results([r.idempotency_key for r in records], outcome.payload)
+
+    def _post(self, body: bytes, batch_key: str) -> hc.Delivery:
+        """One signed POST of a batch body, with the retries of the destination's policy."""
+        return hc.deliver(
             self._session,
             self.url,
             body,
-            self._headers(body, key),
+            self._headers(body, batch_key),
             self.timeout_seconds,
             self.retry_policy,
             destination=self.name,
         )
-        if not outcome.ok:
-            return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
-        return self._results([r.idempotency_key for r in records], outcome.payload)
 
     def send_encoded(self, batch: EncodedBatch, context: SyncContext) -> BatchResults:
         """The fast path: the same request as send_batch, from records the warehouse encoded."""
@@ -260,15 +264,7 @@ class WebhookDestination:
         head = hc.dumps({**self._envelope(context, self.name), "records": []})
         body = head[: -len(b"[]}")] + batch.records_json + b"}"
         key = batch.batch_key or hc.batch_idempotency_key(batch.keys)
-        outcome = hc.deliver(
-            self._session,
-            self.url,
-            body,
-            self._headers(body, key),
-            self.timeout_seconds,
-            self.retry_policy,
-            destination=self.name,
-        )
+        outcome = self._post(body, key)
         if not outcome.ok:
             return BatchResults.uniform(
                 n, "failed", retryable=outcome.retryable, error=outcome.error or "failed"
