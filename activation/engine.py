@@ -174,6 +174,22 @@ class SyncEngine:
 
     # ---- the run --------------------------------------------------------------------------------
     def run(self, dry_run: bool = False, sample_size: int = 10) -> SyncResult:
+        try:
+            return self._run(dry_run, sample_size)
+        finally:
+            self._drop_work_tables()
+
+    def _drop_work_tables(self) -> None:
+        """The plan's temp tables can hold a whole segment: dropped after every run, so the next
+        sync on the same connection starts with DuckDB's memory free."""
+        try:
+            self.con.execute("drop view if exists _plan")
+            for table in ("_delivered", "_decided", "_cand", "_rejects"):
+                self.con.execute(f"drop table if exists {table}")
+        except duckdb.Error as exc:  # never hide the run's own error behind a cleanup one
+            log.debug("could not drop the sync's work tables: %s", exc)
+
+    def _run(self, dry_run: bool, sample_size: int) -> SyncResult:
         started = time.monotonic()
         self.sync_id = uuid.uuid4().hex
         b = self.binding
