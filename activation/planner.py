@@ -96,52 +96,64 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             where {blank} or customer_id in (select customer_id from duplicates)"""
     )
     columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
-    seg = f"""select {key} as customer_id, {field_hash_sql(binding)} as field_hash{", " + columns if columns else ""}
-              from {binding.relation}
-              where {key} not in (select customer_id from _rejects where customer_id is not null)"""
+    accepted = f"{key} not in (select customer_id from _rejects where customer_id is not null)"
     sync_key = _lit(binding.sync_key)
     if binding.mode == "message":
         message_version = _lit(f"{binding.campaign}:{binding.content_version}")
-        candidates = f"""
-            select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
-                   {_fields_json_sql(binding)} as fields_json,
-                   {_key(binding, "s.customer_id", message_version)} as idempotency_key
-            from seg as s"""
+        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
+                                  {", " + columns if columns else ""}
+                           from {binding.relation} where {accepted}),
+            diff as materialized (
+                select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
+                       {_fields_json_sql(binding)} as fields_json,
+                       {_key(binding, "s.customer_id", message_version)} as idempotency_key
+                from seg as s)"""
     else:
-        # one full join of the segment with the synced state finds added, changed and removed
+        # A full join of (key, hash) pairs with the synced state finds added, changed and removed;
+        # only the rows that differ are then joined back to the segment for their fields, so the
+        # join over the whole segment carries no field values. A key rejected as a duplicate is
+        # still in the segment: mirror mode does not delete it.
         keep = {
             "upsert": "s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash)",
             "insert": "s.customer_id is not null and st.customer_id is null",
-            "mirror": "s.customer_id is null or st.customer_id is null or st.field_hash <> s.field_hash",
+            "mirror": """(s.customer_id is null
+                          and st.customer_id not in (select customer_id from _rejects where customer_id is not null))
+                         or (s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash))""",
         }[binding.mode]
-        gone = "s.customer_id is null"
-        version = f"case when {gone} then 'delete:' || cast(st.field_hash as varchar) else cast(s.field_hash as varchar) end"
-        candidates = f"""
-            select coalesce(s.customer_id, st.customer_id) as customer_id,
-                   case when {gone} then 'delete' else 'upsert' end as action,
-                   case when {gone} then 'removed' when st.customer_id is null then 'added' else 'changed' end
-                       as change,
-                   coalesce(s.field_hash, st.field_hash) as field_hash,
-                   case when {gone} then coalesce(st.fields_json, '{{}}') else {_fields_json_sql(binding)} end
-                       as fields_json,
-                   {_key(binding, "coalesce(s.customer_id, st.customer_id)", version)} as idempotency_key
-            from seg as s full join state as st on s.customer_id = st.customer_id
-            where {keep}"""
+        gone = "c.gone"
+        version = f"case when {gone} then 'delete:' || cast(c.field_hash as varchar) else cast(c.field_hash as varchar) end"
+        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
+                           from {binding.relation} where {accepted}),
+            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
+                      where sync_key = {sync_key}),
+            changes as materialized (
+                select coalesce(s.customer_id, st.customer_id) as customer_id, s.customer_id is null as gone,
+                       st.customer_id is null as new, coalesce(s.field_hash, st.field_hash) as field_hash,
+                       st.fields_json as state_fields
+                from seg as s full join state as st on s.customer_id = st.customer_id
+                where {keep}),
+            fields as (select {key} as customer_id{", " + columns if columns else ""}
+                       from {binding.relation} where {accepted}),
+            diff as materialized (
+                select c.customer_id,
+                       case when {gone} then 'delete' else 'upsert' end as action,
+                       case when {gone} then 'removed' when c.new then 'added' else 'changed' end as change,
+                       c.field_hash,
+                       case when {gone} then coalesce(c.state_fields, '{{}}') else {_fields_json_sql(binding, "s.")} end
+                           as fields_json,
+                       {_key(binding, "c.customer_id", version)} as idempotency_key
+                from changes as c left join fields as s on s.customer_id = c.customer_id)"""
     # the latest ledger event of each candidate key: a semi join first, so only the
     # candidates' events are ranked, not the whole log
     con.execute(
         f"""create or replace temp table _cand as
-            with seg as ({seg}),
-            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
-                      where sync_key = {sync_key}),
-            diff as materialized ({candidates}),
+            with {ctes},
             latest as (
                 select idempotency_key, status, attempt from (
                     select l.idempotency_key, l.status, l.attempt,
                            row_number() over (partition by l.idempotency_key order by l.seq desc) as n
                     from {SCHEMA}.delivery_log as l
-                    semi join diff as c on l.idempotency_key = c.idempotency_key
-                    where l.sync_key = {sync_key}
+                    where l.sync_key = {sync_key} and l.idempotency_key in (select idempotency_key from diff)
                 ) where n = 1
             )
             select c.*, l.status as ledger_status, coalesce(l.attempt, 0) as attempts

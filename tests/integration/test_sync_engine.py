@@ -56,7 +56,9 @@ def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _destination(sink: HttpSink, path: str = "/sms", batch: int = 25) -> WebhookDestination:
+def _destination(
+    sink: HttpSink, path: str = "/sms", batch: int = 25, attempts: int = 3
+) -> WebhookDestination:
     os.environ["TEST_WEBHOOK_SECRET"] = SECRET
     return WebhookDestination.from_config(
         "sms",
@@ -65,7 +67,7 @@ def _destination(sink: HttpSink, path: str = "/sms", batch: int = 25) -> Webhook
             "secret_env": "TEST_WEBHOOK_SECRET",
             "max_batch_size": batch,
             "retry_base_seconds": 0.01,
-            "retry_attempts": 3,
+            "retry_attempts": attempts,
             "timeout_seconds": 2,
         },
     )
@@ -228,8 +230,15 @@ def test_failures_are_retried_on_later_runs_then_dead_lettered(warehouse, sink) 
 
 def test_transient_http_errors_do_not_lose_or_duplicate(warehouse, sink) -> None:
     sink.fail_every(3, status=429, retry_after=0)
+    # every third request fails, whoever sends it: with 4 workers one batch can be unlucky on
+    # several tries in a row, so it gets 8 (the chance all fail is about 1 in 2,000 per batch)
     result = SyncEngine(
-        warehouse, _destination(sink), _binding(mode="upsert", channel=None), POLICIES, now=NOON, workers=4
+        warehouse,
+        _destination(sink, attempts=8),
+        _binding(mode="upsert", channel=None),
+        POLICIES,
+        now=NOON,
+        workers=4,
     ).run()
     accepted = Counter(
         r["customer_id"]
