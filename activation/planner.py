@@ -77,7 +77,8 @@ def _key(binding: SyncBinding, customer: str, version: str) -> str:
 def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
     """Create _rejects, _cand and the _plan view for the binding."""
     key = f"cast({_q(key_column)} as varchar)"
-    blank = "(customer_id is null or trim(customer_id) = '')"
+    # null, empty or only spaces; trim() runs only on the rare key that starts with a space
+    blank = "(customer_id is null or customer_id = '' or (starts_with(customer_id, ' ') and trim(customer_id) = ''))"
     # duplicates are found by grouping on a 64-bit hash of the key (cheaper than grouping
     # strings), then confirmed on the key itself, so a hash collision never rejects a row
     con.execute(

@@ -200,13 +200,16 @@ def test_segment_change_sends_only_the_difference_and_mirror_deletes(warehouse, 
 
 def test_null_and_duplicate_keys_are_rejected_not_sent(warehouse, sink) -> None:
     warehouse.execute(
-        "insert into marts.segment values (null, 'x@example.com', '+1'), ('c0001', 'dup', '+2')"
+        """insert into marts.segment values (null, 'x@example.com', '+1'), ('c0001', 'dup', '+2'),
+           ('', 'e@example.com', '+3'), ('   ', 's@example.com', '+4'), (' c0002', 'lead@example.com', '+5')"""
     )
     result = SyncEngine(
         warehouse, _destination(sink), _binding(mode="upsert", channel=None), POLICIES, now=NOON
     ).run()
-    assert result.skipped_by_reason == {"duplicate_key": 2, "null_key": 1}
-    assert "c0001" not in _delivered(sink) and result.sent == 199
+    # null, empty and all-space keys are null keys; ' c0002' is a key of its own (not trimmed)
+    assert result.skipped_by_reason == {"duplicate_key": 2, "null_key": 3}
+    assert "c0001" not in _delivered(sink) and result.sent == 200
+    assert " c0002" in _delivered(sink)
 
 
 def test_failures_are_retried_on_later_runs_then_dead_lettered(warehouse, sink) -> None:
