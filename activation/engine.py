@@ -232,18 +232,22 @@ class SyncEngine:
             self._write_run(result, started)
             return result
 
-        # decisions that are not sends, recorded (holdout once per key)
-        self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
-        self.con.execute(  # with when quiet hours end for the customer
-            f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)}, not_before)
-                {self._events_sql("decision = 'defer'", "'deferred'", "reason", extra=", not_before")}"""
-        )
-        self._append_from_sql(
-            self._events_sql(
-                "decision = 'holdout' and coalesce(ledger_status, '') <> 'holdout'", "'holdout'", "reason"
+        # decisions that are not sends, recorded (holdout once per key); none, no statement
+        if decided.get("skip"):
+            self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
+        if decided.get("defer"):
+            self.con.execute(  # with when quiet hours end for the customer
+                f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)}, not_before)
+                    {self._events_sql("decision = 'defer'", "'deferred'", "reason", extra=", not_before")}"""
             )
-        )
-        self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
+        if decided.get("holdout"):
+            self._append_from_sql(
+                self._events_sql(
+                    "decision = 'holdout' and coalesce(ledger_status, '') <> 'holdout'", "'holdout'", "reason"
+                )
+            )
+        if decided.get("dead"):
+            self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
         result.dead_letters = int(decided.get("dead", 0))
         if decided.get("send", 0):
             sent, failed, dead = self._send()
