@@ -183,8 +183,9 @@ class SyncEngine:
         """The plan's temp tables can hold a whole segment: dropped after every run, so the next
         sync on the same connection starts with DuckDB's memory free."""
         try:
-            self.con.execute("drop view if exists _plan")
-            for table in ("_delivered", "_decided", "_cand", "_rejects"):
+            for view in ("_plan", "_cand"):
+                self.con.execute(f"drop view if exists {view}")
+            for table in ("_delivered", "_decided", "_latest", "_diff", "_rejects"):
                 self.con.execute(f"drop table if exists {table}")
         except duckdb.Error as exc:  # never hide the run's own error behind a cleanup one
             log.debug("could not drop the sync's work tables: %s", exc)

@@ -3,10 +3,11 @@
 Builds temp tables on the warehouse connection, so a segment of any size is
 planned by the database, not in Python memory:
 
+    _diff      one row per record the diff found: action (upsert, delete, send), change
+               (added, changed, removed, message), field_hash, fields_json, idempotency_key
     _rejects   rows with a null or duplicate key (rejected with a reason, never sent)
-    _cand      one row per record the diff found: action (upsert, delete, send), change
-               (added, changed, removed, message), field_hash, fields_json, idempotency_key,
-               and the latest ledger status and attempt count for that key
+    _latest    the latest ledger status and attempt count of the candidates' keys
+    _cand      view: _diff without rejected keys, with their ledger status and attempts
     _plan      view: the candidates still to deliver (their key is not final in the ledger)
 
 The diff reads the segment once: a 64-bit hash of the mapped columns (and of the mapping
@@ -79,8 +80,91 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     key = f"cast({_q(key_column)} as varchar)"
     # null, empty or only spaces; trim() runs only on the rare key that starts with a space
     blank = "(customer_id is null or customer_id = '' or (starts_with(customer_id, ' ') and trim(customer_id) = ''))"
-    # duplicates are found by grouping on a 64-bit hash of the key (cheaper than grouping
-    # strings), then confirmed on the key itself, so a hash collision never rejects a row
+    columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
+    # `is not null` first: x NOT IN (empty set) is true even for a null x
+    accepted = (
+        f"{key} is not null and {key} not in (select customer_id from _rejects where customer_id is not null)"
+    )
+    sync_key = _lit(binding.sync_key)
+    if binding.mode == "message":
+        # every row is a candidate: duplicates are found over the whole segment first
+        _rejects_over_segment(con, binding, key, blank)
+        message_version = _lit(f"{binding.campaign}:{binding.content_version}")
+        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
+                                  {", " + columns if columns else ""}
+                           from {binding.relation} where {accepted}),
+            diff as materialized (
+                select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
+                       {_fields_json_sql(binding)} as fields_json,
+                       {_key(binding, "s.customer_id", message_version)} as idempotency_key
+                from seg as s)"""
+    else:
+        # A full join of (key, hash) pairs with the synced state finds added, changed and removed;
+        # only the rows that differ are then joined back to the segment for their fields, so the
+        # join over the whole segment carries no field values. Null and duplicate keys are then
+        # looked for among the candidates only (see _rejects_among_candidates).
+        keep = {
+            "upsert": "s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash)",
+            "insert": "s.customer_id is not null and st.customer_id is null",
+            "mirror": "s.customer_id is null or st.customer_id is null or st.field_hash <> s.field_hash",
+        }[binding.mode]
+        gone = "c.gone"
+        version = f"case when {gone} then 'delete:' || cast(c.field_hash as varchar) else cast(c.field_hash as varchar) end"
+        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
+                           from {binding.relation}),
+            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
+                      where sync_key = {sync_key}),
+            changes as materialized (
+                select coalesce(s.customer_id, st.customer_id) as customer_id, s.customer_id is null as gone,
+                       st.customer_id is null as new, coalesce(s.field_hash, st.field_hash) as field_hash,
+                       st.fields_json as state_fields
+                from seg as s full join state as st on s.customer_id = st.customer_id
+                where {keep}),
+            fields as (select {key} as customer_id{", " + columns if columns else ""}
+                       from {binding.relation}),
+            diff as materialized (
+                select c.customer_id,
+                       case when {gone} then 'delete' else 'upsert' end as action,
+                       case when {gone} then 'removed' when c.new then 'added' else 'changed' end as change,
+                       c.field_hash,
+                       case when {gone} then coalesce(c.state_fields, '{{}}') else {_fields_json_sql(binding, "s.")} end
+                           as fields_json,
+                       {_key(binding, "c.customer_id", version)} as idempotency_key
+                from changes as c left join fields as s on s.customer_id = c.customer_id)"""
+    con.execute(f"create or replace temp table _diff as with {ctes} select * from diff")
+    if binding.mode != "message":
+        _rejects_among_candidates(con, binding, key, blank)
+    # the latest ledger event of each candidate key: looked up for the candidates only, so only
+    # their events are ranked, not the whole log
+    con.execute(
+        f"""create or replace temp table _latest as
+            select idempotency_key, status, attempt from (
+                select l.idempotency_key, l.status, l.attempt,
+                       row_number() over (partition by l.idempotency_key order by l.seq desc) as n
+                from {SCHEMA}.delivery_log as l
+                where l.sync_key = {sync_key} and l.idempotency_key in (select idempotency_key from _diff)
+            ) where n = 1"""
+    )
+    # a view, not a copy: at a full sync _diff holds the whole segment's JSON
+    con.execute(
+        """create or replace temp view _cand as
+           select d.*, l.status as ledger_status, coalesce(l.attempt, 0) as attempts
+           from _diff as d left join _latest as l on d.idempotency_key = l.idempotency_key
+           where d.customer_id is not null  -- x NOT IN (empty set) is true even for a null x
+             and d.customer_id not in (select customer_id from _rejects where customer_id is not null)"""
+    )
+    final = ", ".join(_lit(s) for s in FINAL)
+    con.execute(
+        f"""create or replace temp view _plan as
+            select * from _cand
+            where ledger_status is null or ledger_status not in ({final})"""
+    )
+
+
+def _rejects_over_segment(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key: str, blank: str) -> None:
+    """_rejects from the whole segment: every null or blank key, every row of a duplicate key.
+    Duplicates are found by grouping a 64-bit hash of the key (cheaper than grouping strings),
+    then confirmed on the key itself, so a hash collision never rejects a row."""
     con.execute(
         f"""create or replace temp table _rejects as
             with keys as (select {key} as customer_id from {binding.relation}),
@@ -96,75 +180,26 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             from keys
             where {blank} or customer_id in (select customer_id from duplicates)"""
     )
-    columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
-    accepted = f"{key} not in (select customer_id from _rejects where customer_id is not null)"
-    sync_key = _lit(binding.sync_key)
-    if binding.mode == "message":
-        message_version = _lit(f"{binding.campaign}:{binding.content_version}")
-        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
-                                  {", " + columns if columns else ""}
-                           from {binding.relation} where {accepted}),
-            diff as materialized (
-                select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
-                       {_fields_json_sql(binding)} as fields_json,
-                       {_key(binding, "s.customer_id", message_version)} as idempotency_key
-                from seg as s)"""
-    else:
-        # A full join of (key, hash) pairs with the synced state finds added, changed and removed;
-        # only the rows that differ are then joined back to the segment for their fields, so the
-        # join over the whole segment carries no field values. A key rejected as a duplicate is
-        # still in the segment: mirror mode does not delete it.
-        keep = {
-            "upsert": "s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash)",
-            "insert": "s.customer_id is not null and st.customer_id is null",
-            "mirror": """(s.customer_id is null
-                          and st.customer_id not in (select customer_id from _rejects where customer_id is not null))
-                         or (s.customer_id is not null and (st.customer_id is null or st.field_hash <> s.field_hash))""",
-        }[binding.mode]
-        gone = "c.gone"
-        version = f"case when {gone} then 'delete:' || cast(c.field_hash as varchar) else cast(c.field_hash as varchar) end"
-        ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
-                           from {binding.relation} where {accepted}),
-            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
-                      where sync_key = {sync_key}),
-            changes as materialized (
-                select coalesce(s.customer_id, st.customer_id) as customer_id, s.customer_id is null as gone,
-                       st.customer_id is null as new, coalesce(s.field_hash, st.field_hash) as field_hash,
-                       st.fields_json as state_fields
-                from seg as s full join state as st on s.customer_id = st.customer_id
-                where {keep}),
-            fields as (select {key} as customer_id{", " + columns if columns else ""}
-                       from {binding.relation} where {accepted}),
-            diff as materialized (
-                select c.customer_id,
-                       case when {gone} then 'delete' else 'upsert' end as action,
-                       case when {gone} then 'removed' when c.new then 'added' else 'changed' end as change,
-                       c.field_hash,
-                       case when {gone} then coalesce(c.state_fields, '{{}}') else {_fields_json_sql(binding, "s.")} end
-                           as fields_json,
-                       {_key(binding, "c.customer_id", version)} as idempotency_key
-                from changes as c left join fields as s on s.customer_id = c.customer_id)"""
-    # the latest ledger event of each candidate key: a semi join first, so only the
-    # candidates' events are ranked, not the whole log
+
+
+def _rejects_among_candidates(
+    con: duckdb.DuckDBPyConnection, binding: SyncBinding, key: str, blank: str
+) -> None:
+    """_rejects for a diff: only keys the diff proposes to send can do harm, so only they are
+    checked, in one pass over the segment's keys. A null or blank key is never in the synced
+    state, so it is always a candidate; a duplicate key whose rows differ always has a row that
+    differs from the state, so it is too. What is not seen: an exact copy of a row already
+    synced, which sends nothing (the dbt segment's own unique test reports it)."""
     con.execute(
-        f"""create or replace temp table _cand as
-            with {ctes},
-            latest as (
-                select idempotency_key, status, attempt from (
-                    select l.idempotency_key, l.status, l.attempt,
-                           row_number() over (partition by l.idempotency_key order by l.seq desc) as n
-                    from {SCHEMA}.delivery_log as l
-                    where l.sync_key = {sync_key} and l.idempotency_key in (select idempotency_key from diff)
-                ) where n = 1
-            )
-            select c.*, l.status as ledger_status, coalesce(l.attempt, 0) as attempts
-            from diff as c left join latest as l on c.idempotency_key = l.idempotency_key"""
-    )
-    final = ", ".join(_lit(s) for s in FINAL)
-    con.execute(
-        f"""create or replace temp view _plan as
-            select * from _cand
-            where ledger_status is null or ledger_status not in ({final})"""
+        f"""create or replace temp table _rejects as
+            with hits as (
+                select {key} as customer_id from {binding.relation}
+                where {key} is null or {key} in (select customer_id from _diff where action <> 'delete')
+            ),
+            duplicates as (select customer_id from hits where customer_id is not null group by 1 having count(*) > 1)
+            select customer_id, case when {blank} then 'null_key' else 'duplicate_key' end as reason
+            from hits
+            where {blank} or customer_id in (select customer_id from duplicates)"""
     )
 
 

@@ -198,6 +198,17 @@ def test_segment_change_sends_only_the_difference_and_mirror_deletes(warehouse, 
     assert third.counts["planned"] == 0 and third.sent == 0
 
 
+@pytest.mark.parametrize("mode", ["upsert", "mirror", "message"])
+def test_a_null_key_alone_is_rejected_not_sent(warehouse, sink, mode) -> None:
+    """With no other bad key in the segment (a NOT IN over an empty set is true for null)."""
+    warehouse.execute("insert into marts.segment values (null, 'x@example.com', '+1')")
+    binding = _binding(mode=mode, channel="sms" if mode == "message" else None)
+    result = SyncEngine(warehouse, _destination(sink), binding, PolicyConfig(), now=NOON).run()
+    assert result.skipped_by_reason.get("null_key") == 1
+    delivered = _delivered(sink)
+    assert None not in delivered and len(delivered) == result.sent
+
+
 def test_null_and_duplicate_keys_are_rejected_not_sent(warehouse, sink) -> None:
     warehouse.execute(
         """insert into marts.segment values (null, 'x@example.com', '+1'), ('c0001', 'dup', '+2'),
@@ -580,3 +591,21 @@ def test_a_mirror_delete_reaches_an_audience_with_the_identifiers_to_remove(ware
     removed = list(csv.DictReader((tmp_path / "aud" / "segment" / second.sync_id / "remove.csv").open()))
     expected = {hashlib.sha256(f"c000{i}@example.com".encode()).hexdigest() for i in (3, 4)}
     assert {row["email_sha256"] for row in removed} == expected
+
+
+def test_a_key_duplicated_after_it_was_synced_is_rejected_when_it_would_send(warehouse, sink) -> None:
+    """Reruns look for duplicates among the rows the diff would send: a duplicate whose row
+    differs is rejected (not sent, and in mirror mode not deleted either); an exact copy of a
+    synced row sends nothing and is not reported."""
+    binding = _binding(mode="mirror", channel=None, campaign="crm")
+    SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    warehouse.execute(
+        """insert into marts.segment
+           select customer_id, email, phone from marts.segment where customer_id = 'c0010'   -- exact copy
+           union all select 'c0020', 'other@example.com', '+4470000020'                       -- differs"""
+    )
+    before = len(sink.requests_for("/crm"))
+    second = SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+    assert second.sent == 0 and second.counts["planned"] == 0
+    assert second.skipped_by_reason == {"duplicate_key": 2}  # both rows of c0020
+    assert len(sink.requests_for("/crm")) == before  # nothing sent, c0020 not deleted
