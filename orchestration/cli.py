@@ -160,6 +160,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_receiver(args: argparse.Namespace) -> int:
+    from activation.receiver import serve
+
+    landing = Path(args.landing_dir).resolve() if args.landing_dir else Settings.from_env().raw_dir
+    print(f"engagement receiver on http://{args.host}:{args.port}, writing under {landing}", flush=True)
+    serve(landing, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tideline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -197,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "receiver", help="serve the engagement receiver (clicks, opens, unsubscribes, provider webhooks)"
+    )
+    p.add_argument(
+        "--landing-dir", default=None, help="landing zone to append to (default: $TIDELINE_RAW_DIR)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=cmd_receiver)
 
     p = sub.add_parser("summary", help="print the summary of the last run")
     p.add_argument("--warehouse", default=None)
