@@ -99,11 +99,7 @@ class CrmRestDestination:
             token=token,
             token_env=token_env.strip(),
             id_field=id_field.strip() if isinstance(id_field, str) else id_field,
-            max_batch_size=hc.int_option(name, config, "max_batch_size", 100),
-            timeout_seconds=hc.float_option(name, config, "timeout_seconds", 10.0),
-            retry_attempts=hc.int_option(name, config, "retry_attempts", 5),
-            retry_base_seconds=hc.float_option(name, config, "retry_base_seconds", 0.5, positive=False),
-            headers=hc.headers_option(name, config, "headers", RESERVED_HEADERS),
+            **hc.transport_options(name, config, RESERVED_HEADERS, max_batch_size=100),
         )
         destination.validate()
         return destination
@@ -121,15 +117,14 @@ class CrmRestDestination:
             )
         if not isinstance(self.id_field, str) or not self.id_field:
             raise ConfigError(f"destination {self.name}: id_field must be a non-empty string")
-        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
-            raise ConfigError(f"destination {self.name}: max_batch_size must be >= 1")
-        if self.timeout_seconds <= 0:
-            raise ConfigError(f"destination {self.name}: timeout_seconds must be > 0")
-        if self.retry_policy.attempts < 1:
-            raise ConfigError(f"destination {self.name}: retry_attempts must be >= 1")
-        if self.retry_policy.base_seconds < 0:
-            raise ConfigError(f"destination {self.name}: retry_base_seconds must be >= 0")
-        hc.headers_option(self.name, {"headers": self.headers}, "headers", RESERVED_HEADERS)
+        hc.check_transport(
+            self.name,
+            self.max_batch_size,
+            self.timeout_seconds,
+            self.retry_policy,
+            self.headers,
+            RESERVED_HEADERS,
+        )
 
     # --- sending ---------------------------------------------------------------------------------
 

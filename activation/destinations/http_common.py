@@ -183,6 +183,39 @@ def headers_option(
     return out
 
 
+def transport_options(
+    name: str, config: Mapping[str, Any], reserved: Sequence[str], *, max_batch_size: int
+) -> dict[str, Any]:
+    """The options every HTTP destination reads the same way, as constructor keyword arguments."""
+    return {
+        "max_batch_size": int_option(name, config, "max_batch_size", max_batch_size),
+        "timeout_seconds": float_option(name, config, "timeout_seconds", 10.0),
+        "retry_attempts": int_option(name, config, "retry_attempts", 5),
+        "retry_base_seconds": float_option(name, config, "retry_base_seconds", 0.5, positive=False),
+        "headers": headers_option(name, config, "headers", reserved),
+    }
+
+
+def check_transport(
+    name: str,
+    max_batch_size: Any,
+    timeout_seconds: float,
+    retry_policy: RetryPolicy,
+    headers: Mapping[str, str],
+    reserved: Sequence[str],
+) -> None:
+    """validate() for the options transport_options reads: ConfigError naming the field."""
+    if not isinstance(max_batch_size, int) or max_batch_size < 1:
+        raise ConfigError(f"destination {name}: max_batch_size must be >= 1")
+    if timeout_seconds <= 0:
+        raise ConfigError(f"destination {name}: timeout_seconds must be > 0")
+    if retry_policy.attempts < 1:
+        raise ConfigError(f"destination {name}: retry_attempts must be >= 1")
+    if retry_policy.base_seconds < 0:
+        raise ConfigError(f"destination {name}: retry_base_seconds must be >= 0")
+    headers_option(name, {"headers": headers}, "headers", reserved)
+
+
 # --- session and POST with retries ----------------------------------------------------------------
 
 

@@ -152,11 +152,7 @@ class WebhookDestination:
             url,
             secret_value=secret_value,
             unsigned=unsigned,
-            max_batch_size=hc.int_option(name, config, "max_batch_size", 500),
-            timeout_seconds=hc.float_option(name, config, "timeout_seconds", 10.0),
-            retry_attempts=hc.int_option(name, config, "retry_attempts", 5),
-            retry_base_seconds=hc.float_option(name, config, "retry_base_seconds", 0.5, positive=False),
-            headers=hc.headers_option(name, config, "headers", RESERVED_HEADERS),
+            **hc.transport_options(name, config, RESERVED_HEADERS, max_batch_size=500),
             secret_env=secret_env.strip() if secret_env else None,
         )
         destination.validate()
@@ -168,15 +164,14 @@ class WebhookDestination:
         if not self.unsigned and not self._secret:
             var = self.secret_env or "secret_env"
             raise ConfigError(f"destination {self.name}: environment variable {var} is not set")
-        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
-            raise ConfigError(f"destination {self.name}: max_batch_size must be >= 1")
-        if self.timeout_seconds <= 0:
-            raise ConfigError(f"destination {self.name}: timeout_seconds must be > 0")
-        if self.retry_policy.attempts < 1:
-            raise ConfigError(f"destination {self.name}: retry_attempts must be >= 1")
-        if self.retry_policy.base_seconds < 0:
-            raise ConfigError(f"destination {self.name}: retry_base_seconds must be >= 0")
-        hc.headers_option(self.name, {"headers": self.headers}, "headers", RESERVED_HEADERS)
+        hc.check_transport(
+            self.name,
+            self.max_batch_size,
+            self.timeout_seconds,
+            self.retry_policy,
+            self.headers,
+            RESERVED_HEADERS,
+        )
 
     # --- sending ---------------------------------------------------------------------------------
 
