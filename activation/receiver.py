@@ -78,7 +78,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -248,13 +247,6 @@ def _line(record: Mapping[str, Any]) -> bytes:
 # -- validation ------------------------------------------------------------------------------------
 
 
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _an_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= _MAX_ID
 
@@ -269,7 +261,7 @@ def _token_payload(token: str, secret: bytes, kind: str) -> dict[str, Any] | Non
         return None
     if kind == "click":
         index = payload.get("i")
-        if not _is_http_url(payload.get("u")) or (
+        if not tokens.is_http_url(payload.get("u")) or (
             index is not None and (isinstance(index, bool) or not isinstance(index, int))
         ):
             return None
@@ -330,7 +322,7 @@ def _webhook_event(
     if bounce_type is not None and bounce_type not in BOUNCE_TYPES:
         raise bad("bounce_type", "must be hard or soft when given")
     url = entry.get("url")
-    if url is not None and not _is_http_url(url):
+    if url is not None and not tokens.is_http_url(url):
         raise bad("url", "must be an http(s) URL when given")
     occurred_at = utc_iso(occurred)
     event = {

@@ -16,10 +16,20 @@ import hmac
 import json
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_DEV_SECRET = (
     "tideline-local-dev-only"  # safe local default; set TIDELINE_TRACKING_SECRET in production
 )
+
+
+def is_http_url(value: Any) -> bool:
+    """An absolute http(s) URL without whitespace: what a click token may send a reader to.
+    The email destination signs only such links and the receiver redirects only to them."""
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 class InvalidToken(ValueError):

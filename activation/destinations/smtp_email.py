@@ -51,7 +51,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
@@ -82,13 +82,6 @@ class SmtpDestinationError(RuntimeError):
 
 def _is_address(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 254 and bool(_ADDRESS.match(value))
-
-
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -169,7 +162,7 @@ class _TextFromHtml(HTMLParser):
             self.out.append("\n")
         elif tag == "a" and self._links:
             href = self._links.pop()
-            if href and _is_http_url(href):
+            if href and tokens.is_http_url(href):
                 self.out.append(f" ({href})")
 
     def handle_data(self, data: str) -> None:
@@ -277,11 +270,11 @@ class SmtpEmailDestination:
             p.append("reply_to is not a valid email address")
         if not self.unsubscribe_base_url:
             p.append("unsubscribe_base_url is required (List-Unsubscribe, RFC 8058)")
-        elif not _is_http_url(self.unsubscribe_base_url):
+        elif not tokens.is_http_url(self.unsubscribe_base_url):
             p.append("unsubscribe_base_url must be an http(s) URL")
         if self.unsubscribe_mailto is not None and not _is_address(self.unsubscribe_mailto):
             p.append("unsubscribe_mailto is not a valid email address")
-        if self.tracking_base_url is not None and not _is_http_url(self.tracking_base_url):
+        if self.tracking_base_url is not None and not tokens.is_http_url(self.tracking_base_url):
             p.append("tracking_base_url must be an http(s) URL")
         if not isinstance(self.local_hostname, str) or not re.match(r"^[A-Za-z0-9.-]+$", self.local_hostname):
             p.append("local_hostname must be a host name")
@@ -421,7 +414,7 @@ class SmtpEmailDestination:
             nonlocal index
             url = html.unescape(match.group(3)).strip()
             if (
-                not _is_http_url(url)
+                not tokens.is_http_url(url)
                 or url.startswith(self.unsubscribe_base_url.rstrip("/") + "/")
                 or url.startswith(base + "/")
                 or self._holds_personal_data(url, record)
