@@ -291,13 +291,14 @@ class SyncEngine:
         path = self._journal_path()
         if path.exists():
             attempted, sent = DeliveryJournal.read(path)
+            keys = list(attempted | sent.keys())
             self.con.register(
                 "_journal",
                 pa.table(
                     {
-                        "idempotency_key": pa.array(list(attempted | set(sent)), pa.string()),
-                        "remote_id": pa.array([sent.get(k) for k in attempted | set(sent)], pa.string()),
-                        "accepted": pa.array([k in sent for k in attempted | set(sent)], pa.bool_()),
+                        "idempotency_key": pa.array(keys, pa.string()),
+                        "remote_id": pa.array([sent.get(k) for k in keys], pa.string()),
+                        "accepted": pa.array([k in sent for k in keys], pa.bool_()),
                     }
                 ),
             )

@@ -81,18 +81,12 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     # null, empty or only spaces; trim() runs only on the rare key that starts with a space
     blank = "(customer_id is null or customer_id = '' or (starts_with(customer_id, ' ') and trim(customer_id) = ''))"
     columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
-    # `is not null` first: x NOT IN (empty set) is true even for a null x
-    accepted = (
-        f"{key} is not null and {key} not in (select customer_id from _rejects where customer_id is not null)"
-    )
     sync_key = _lit(binding.sync_key)
     if binding.mode == "message":
-        # every row is a candidate: duplicates are found over the whole segment first
-        _rejects_over_segment(con, binding, key, blank)
         message_version = _lit(f"{binding.campaign}:{binding.content_version}")
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
                                   {", " + columns if columns else ""}
-                           from {binding.relation} where {accepted}),
+                           from {binding.relation}),
             diff as materialized (
                 select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
                        {_fields_json_sql(binding)} as fields_json,
@@ -132,7 +126,10 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
                        {_key(binding, "c.customer_id", version)} as idempotency_key
                 from changes as c left join fields as s on s.customer_id = c.customer_id)"""
     con.execute(f"create or replace temp table _diff as with {ctes} select * from diff")
-    if binding.mode != "message":
+    # rejected keys stay in _diff and are left out by the _cand view
+    if binding.mode == "message":  # every row is a candidate: the whole segment is checked
+        _rejects_over_segment(con, binding, key, blank)
+    else:
         _rejects_among_candidates(con, binding, key, blank)
     # the latest ledger event of each candidate key: looked up for the candidates only, so only
     # their events are ranked, not the whole log
