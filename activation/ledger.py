@@ -25,6 +25,8 @@ run plans and sends them again under the same keys, which the destination dedupl
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 
 SCHEMA = "tideline_sync"
@@ -169,6 +171,18 @@ def _set_aside_legacy_state(con: duckdb.DuckDBPyConnection) -> bool:
     con.execute(f"drop table if exists {SCHEMA}.synced_state_md5")
     con.execute(f"alter table {SCHEMA}.synced_state rename to synced_state_md5")
     return True
+
+
+def due_deferrals(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Syncs with deferred records whose quiet hours have ended: sync_key -> latest such time (UTC)."""
+    if not _column_type(con, "delivery_log", "not_before"):
+        return {}
+    rows = con.execute(
+        f"""select sync_key, max(not_before) from {SCHEMA}.delivery_ledger
+            where status = 'deferred' and not_before <= ? group by 1""",
+        [now.replace(tzinfo=None)],
+    ).fetchall()
+    return dict(rows)
 
 
 def suppress(con: duckdb.DuckDBPyConnection, customer_id: str, channel: str, reason: str) -> None:

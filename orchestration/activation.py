@@ -19,6 +19,7 @@ import duckdb
 from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
 from activation.engine import SyncEngine
+from activation.ledger import due_deferrals
 from orchestration.resources import ActivationSettings, WarehouseResource
 
 
@@ -112,22 +113,6 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[
         yield
     finally:
         con.execute("set memory_limit = ?", [previous])
-
-
-def due_deferrals(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> dict[str, dt.datetime]:
-    """Syncs with deferred records whose quiet hours have ended: sync_key -> latest such time (UTC)."""
-    exists = con.execute(
-        """select count(*) from information_schema.columns
-           where table_schema = 'tideline_sync' and table_name = 'delivery_log' and column_name = 'not_before'"""
-    ).fetchone()[0]
-    if not exists:
-        return {}
-    rows = con.execute(
-        """select sync_key, max(not_before) from tideline_sync.delivery_ledger
-           where status = 'deferred' and not_before <= ? group by 1""",
-        [now.replace(tzinfo=None)],
-    ).fetchall()
-    return dict(rows)
 
 
 def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefinition:

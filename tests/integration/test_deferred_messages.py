@@ -18,8 +18,9 @@ import pytest
 from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
+from activation.ledger import due_deferrals
 from activation.sinks.http_sink import HttpSink
-from orchestration.activation import deferred_messages_sensor, due_deferrals
+from orchestration.activation import deferred_messages_sensor
 from orchestration.resources import WarehouseResource
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)  # UTC: 21:00 in Tokyo (quiet), 12:00 in London, 07:00 in New York
