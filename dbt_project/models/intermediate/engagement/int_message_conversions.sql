@@ -45,7 +45,7 @@ final as (
     inner join purchases
         on
             exposed_messages.customer_id = purchases.customer_id
-            and purchases.ordered_at > exposed_messages.exposed_at
+            and exposed_messages.exposed_at < purchases.ordered_at
             and purchases.ordered_at
             <= {{ dbt.dateadd('day', var('conversion_window_days'), 'exposed_messages.exposed_at') }}
 )

@@ -45,7 +45,8 @@ timings as (
 ),
 
 latest as (
-    select * from ranked where recency = 1
+    select * from ranked
+    where recency = 1
 ),
 
 final as (

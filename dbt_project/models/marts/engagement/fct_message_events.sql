@@ -2,7 +2,10 @@
     User-Agent contains one of var('bot_user_agent_patterns') (case-insensitive), or when it
     happened less than var('bot_seconds_after_send') seconds after the message's ledger
     sent_at. Other event types are never bots. -#}
-{%- set patterns = var('bot_user_agent_patterns') -%}
+{%- set agent_matches = [] -%}
+{%- for pattern in var('bot_user_agent_patterns') -%}
+    {%- do agent_matches.append("lower(distinct_events.user_agent) like '%" ~ (pattern | lower | replace("'", "''")) ~ "%'") -%}
+{%- endfor -%}
 -- Grain: one row per distinct event_id up to the as-of date (a re-delivered webhook once).
 with events as (
     select * from {{ ref('stg_engagement__events') }}
@@ -22,7 +25,8 @@ ranked as (
 ),
 
 distinct_events as (
-    select * from ranked where delivery_rank = 1
+    select * from ranked
+    where delivery_rank = 1
 ),
 
 messages as (
@@ -50,13 +54,9 @@ joined as (
         messages.message_key is not null as is_known_message,
         {{ dbt.datediff('messages.sent_at', 'distinct_events.occurred_at', 'second') }} as seconds_since_sent,
         case
-            {%- if patterns %}
-            when distinct_events.event_type in ('opened', 'clicked') and (
-                {%- for pattern in patterns %}
-                lower(distinct_events.user_agent) like '%{{ pattern | lower | replace("'", "''") }}%'
-                {%- if not loop.last %} or{% endif %}
-                {%- endfor %}
-            ) then 'user_agent'
+            {%- if agent_matches %}
+                when distinct_events.event_type in ('opened', 'clicked') and ({{ agent_matches | join(' or ') }})
+                    then 'user_agent'
             {%- endif %}
             when
                 distinct_events.event_type in ('opened', 'clicked')

@@ -44,8 +44,7 @@ checked as (
         case
             when event_type is null then 'event_type is empty'
             when event_type not in ('clicked', 'opened', 'unsubscribed', 'delivered', 'bounced', 'complained')
-                then 'event_type "' || raw__event_type
-                || '" is not one of clicked, opened, unsubscribed, delivered, bounced, complained'
+                then 'event_type "' || raw__event_type || '" is not one of clicked, opened, unsubscribed, delivered, bounced, complained'
         end as issue__event_type,
         {{ timestamp_issue('raw__occurred_at', 'occurred_at', 'occurred_at') }} as issue__occurred_at,
         case
