@@ -5,7 +5,10 @@ In this order, the first that applies decides:
     holdout        message mode: a stable hash of (campaign, customer) below holdout_share
                    puts the customer in the control group (recorded, never sent)
     no_consent     channel bindings: the latest consent for the channel (dim_customers) is not granted
-    suppressed     on the suppression list for the channel or for all channels
+    suppressed     on the suppression list for the channel or for all channels: the operators'
+                   list tideline_sync.suppressions, and the hard bounces and complaints the
+                   engagement marts found (marts.engagement_suppressions, when it exists);
+                   the reason is `suppressed:<reason>`, e.g. suppressed:hard_bounced
     frequency_cap  message mode: the customer already got the cap class's maximum on this
                    channel in the rolling window, across all campaigns
     quiet_hours    message mode: it is night in the customer's time zone: deferred, not dropped;
@@ -49,12 +52,34 @@ def _variant_sql(binding: SyncBinding) -> str:
     return f"case {' '.join(cases)} else '{names[-1]}' end"
 
 
+ENGAGEMENT_SUPPRESSIONS = "marts.engagement_suppressions"
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    schema, _, table = relation.rpartition(".")
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema or "main", table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _suppressions_sql(con: duckdb.DuckDBPyConnection, engagement_suppressions: str | None) -> str:
+    """Every suppression as (customer_id, channel, reason): the operators' list, plus the marts'
+    hard bounces and complaints once dbt has built them (a fresh warehouse has only the former)."""
+    sql = f"select customer_id, channel, reason from {SCHEMA}.suppressions"
+    if engagement_suppressions and _table_exists(con, engagement_suppressions):
+        sql += f" union all select customer_id, channel, reason from {engagement_suppressions}"
+    return sql
+
+
 def apply_policies(
     con: duckdb.DuckDBPyConnection,
     binding: SyncBinding,
     policies: PolicyConfig,
     now: dt.datetime,
     customers: str = "marts.dim_customers",
+    engagement_suppressions: str | None = ENGAGEMENT_SUPPRESSIONS,
 ) -> None:
     """Create _decided from _plan: each row gets `decision` (send, skip, holdout, defer), `reason`, `variant`."""
     message = binding.mode == "message"
@@ -104,6 +129,7 @@ def apply_policies(
                   and recorded_at >= {now_lit} - to_days({int(cap.days)})
                 group by customer_id
             ) as fc on p.customer_id = fc.customer_id"""
+    suppressions = _suppressions_sql(con, engagement_suppressions)
     deletes_pass = "when p.action = 'delete' then 'send'"  # a removal is never blocked by consent or caps
     quiet = message and channel
     # the customer table is joined only when a policy reads it (consent, time zone)
@@ -124,7 +150,7 @@ def apply_policies(
             {customer_join}
             {tz_join}
             left join (
-                select customer_id, min(reason) as reason from {SCHEMA}.suppressions as sup_all
+                select customer_id, min(reason) as reason from ({suppressions}) as sup_all
                 where {channel_filter} group by customer_id
             ) as sup on p.customer_id = sup.customer_id
             {cap_join}"""

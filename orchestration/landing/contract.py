@@ -171,7 +171,66 @@ EVENTS = Entity(
     ),
 )
 
-ENTITIES: tuple[Entity, ...] = (CONTACTS, CONSENTS, PRODUCTS, ORDERS, ORDER_ITEMS, EVENTS)
+ENGAGEMENT_EVENTS = Entity(
+    "engagement_events",
+    "engagement/events",
+    False,
+    "Engagement with the messages Tideline sent: clicks, opens and unsubscribes recorded by the engagement receiver "
+    "(`tideline receiver`, activation/receiver.py) and provider webhooks. Written by the receiver as JSON lines; "
+    "a re-delivered webhook appears again with the same event_id and is counted once.",
+    (
+        _c(
+            "event_id",
+            "text",
+            True,
+            "Event id: a uuid4 hex for tracking and unsubscribe events, `{provider}:{provider event id}` for webhooks",
+        ),
+        _c("event_type", "text", True, "clicked, opened, unsubscribed, delivered, bounced or complained"),
+        _c(
+            "occurred_at",
+            "timestamp",
+            True,
+            "When it happened (the provider's time for webhooks), UTC ISO 8601",
+        ),
+        _c("received_at", "timestamp", False, "When the receiver got it, UTC ISO 8601"),
+        _c(
+            "source", "text", False, "tracking (click or open pixel), unsubscribe (one-click link) or webhook"
+        ),
+        _c(
+            "provider",
+            "text",
+            False,
+            "The email provider that sent a webhook; empty for tracking and unsubscribes",
+        ),
+        _c(
+            "message_key",
+            "text",
+            False,
+            "The message: the delivery ledger's idempotency key as a UUID with dashes",
+        ),
+        _c("customer_id", "text", False, "Customer the message went to (account id, never an email)"),
+        _c("campaign", "text", False, "Campaign, from the signed tracking token (clicks and opens)"),
+        _c(
+            "variant",
+            "text",
+            False,
+            "Experiment variant, from the signed tracking token; empty without experiment",
+        ),
+        _c("segment", "text", False, "Segment the message was sent to (unsubscribes)"),
+        _c("channel", "text", False, "email, sms or push"),
+        _c("link_index", "integer", False, "Position of the clicked link in the message (0-based)"),
+        _c("url", "text", False, "The clicked link's destination"),
+        _c(
+            "user_agent",
+            "text",
+            False,
+            "User-Agent of the open or click (first 200 characters); tells proxies and bots apart",
+        ),
+        _c("bounce_type", "text", False, "hard or soft, for bounced events"),
+    ),
+)
+
+ENTITIES: tuple[Entity, ...] = (CONTACTS, CONSENTS, PRODUCTS, ORDERS, ORDER_ITEMS, EVENTS, ENGAGEMENT_EVENTS)
 ENTITIES_BY_NAME = {e.name: e for e in ENTITIES}
 
 

@@ -135,3 +135,66 @@ def test_reload_replaces_the_snapshot(tmp_path: Path, con) -> None:
 def test_missing_raw_dir_is_a_clear_error(tmp_path: Path, con) -> None:
     with pytest.raises(LandingError, match="does not exist"):
         load_landing_zone(tmp_path / "nope", con)
+
+
+def test_reads_the_receivers_engagement_files_with_file_and_row(tmp_path: Path, con) -> None:
+    """Lines written by the receiver's own writer load as engagement_events (and its consent
+    revocations as crm_consents), every field as text, with the file and line they came from."""
+    from datetime import UTC, datetime
+
+    from activation.receiver import EngagementLog
+
+    log = EngagementLog(tmp_path)
+    key = "0b9c3e1e-55a3-4d55-9a53-2f4f3c1d2e10"
+    click = {
+        "event_id": "a" * 32,
+        "event_type": "clicked",
+        "occurred_at": "2025-03-01T10:15:00.000Z",
+        "received_at": "2025-03-01T10:15:00.000Z",
+        "source": "tracking",
+        "message_key": key,
+        "customer_id": "c1",
+        "campaign": "spring",
+        "variant": "B",
+        "channel": "email",
+        "link_index": 0,
+        "url": "https://shop.example.com/sale",
+        "user_agent": "Mozilla/5.0",
+    }
+    bounce = {
+        "event_id": "esp:42",
+        "event_type": "bounced",
+        "occurred_at": "2025-03-01T10:16:00.000Z",
+        "source": "webhook",
+        "provider": "esp",
+        "message_key": key,
+        "customer_id": "c1",
+        "channel": "email",
+        "bounce_type": "hard",
+    }
+    revoked = {"customer_id": "c1", "channel": "email", "status": "revoked", "consented_at": "2025-03-01"}
+    log.append([click], now=datetime(2025, 3, 1, 10, 15, tzinfo=UTC))
+    log.append([bounce, bounce], [revoked], now=datetime(2025, 3, 1, 10, 16, tzinfo=UTC))
+    log.close()
+    [events_file] = log.event_files
+    rel = events_file.relative_to(tmp_path).as_posix()
+    assert rel.startswith("engagement/events/2025-03-01/receiver-")
+
+    report = load_landing_zone(tmp_path, con)
+
+    assert report.entities["engagement_events"].rows == 3
+    assert report.entities["engagement_events"].rejected_rows == 0
+    rows = con.execute(
+        """select _file, _row, event_id, event_type, occurred_at, provider, message_key, campaign,
+                  variant, link_index, url, user_agent, bounce_type
+           from landing.engagement_events order by _row"""
+    ).fetchall()
+    assert rows == [
+        (rel, 1, "a" * 32, "clicked", "2025-03-01T10:15:00.000Z", None, key, "spring", "B", "0",
+         "https://shop.example.com/sale", "Mozilla/5.0", None),
+        (rel, 2, "esp:42", "bounced", "2025-03-01T10:16:00.000Z", "esp", key, None, None, None, None, None, "hard"),
+        (rel, 3, "esp:42", "bounced", "2025-03-01T10:16:00.000Z", "esp", key, None, None, None, None, None, "hard"),
+    ]  # fmt: skip
+    assert con.execute("select customer_id, status, _row from landing.crm_consents").fetchall() == [
+        ("c1", "revoked", 1)
+    ]

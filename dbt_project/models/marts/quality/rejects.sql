@@ -47,6 +47,16 @@ with field_issues as (
         ('anonymous_id', 'raw__anonymous_id', 'row_rejected'),
         ('event_id', 'event_id', 'duplicate'),
     ]) }}
+    union all
+    {{ reject_rows('base_engagement__events', 'engagement_events', [
+        ('event_id', 'raw__event_id', 'row_rejected'),
+        ('event_type', 'raw__event_type', 'row_rejected'),
+        ('occurred_at', 'raw__occurred_at', 'row_rejected'),
+        ('received_at', 'raw__received_at', 'field_cleared'),
+        ('channel', 'raw__channel', 'field_cleared'),
+        ('link_index', 'raw__link_index', 'field_cleared'),
+        ('bounce_type', 'raw__bounce_type', 'field_cleared'),
+    ]) }}
 ),
 
 known_accounts as (

@@ -1,0 +1,64 @@
+{#- The activation ledger (schema tideline_sync) is created by activation/ledger.py on the first
+    sync, never by dbt (its DDL has a sequence, defaults and a migration check). Models read it
+    through `sync_ledger_relation(table)`: the source itself when it exists at execution time,
+    else an empty select with the same columns and types, so a fresh warehouse builds. source()
+    is called either way, so lineage shows the dependency. -#}
+
+{% macro sync_ledger_columns(table) -%}
+    {%- set columns = {
+        'delivery_log': [
+            ('seq', dbt.type_bigint()),
+            ('idempotency_key', 'uuid'),
+            ('sync_key', dbt.type_string()),
+            ('sync_id', dbt.type_string()),
+            ('customer_id', dbt.type_string()),
+            ('action', dbt.type_string()),
+            ('status', dbt.type_string()),
+            ('reason', dbt.type_string()),
+            ('error', dbt.type_string()),
+            ('attempt', dbt.type_int()),
+            ('remote_id', dbt.type_string()),
+            ('channel', dbt.type_string()),
+            ('campaign', dbt.type_string()),
+            ('variant', dbt.type_string()),
+            ('content_version', dbt.type_string()),
+            ('recorded_at', dbt.type_timestamp()),
+            ('not_before', dbt.type_timestamp()),
+        ],
+        'sync_runs': [
+            ('sync_id', dbt.type_string()),
+            ('sync_key', dbt.type_string()),
+            ('segment', dbt.type_string()),
+            ('destination', dbt.type_string()),
+            ('mode', dbt.type_string()),
+            ('dry_run', dbt.type_boolean()),
+            ('started_at', dbt.type_timestamp()),
+            ('finished_at', dbt.type_timestamp()),
+            ('status', dbt.type_string()),
+        ],
+    } -%}
+    {%- if table not in columns -%}
+        {{ exceptions.raise_compiler_error("sync_ledger_relation: unknown ledger table '" ~ table ~ "'") }}
+    {%- endif -%}
+    {{ return(columns[table]) }}
+{%- endmacro %}
+
+{% macro sync_ledger_relation(table) -%}
+    {%- set src = source('tideline_sync', table) -%}
+    {%- set found = none -%}
+    {%- if execute -%}
+        {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier) -%}
+    {%- endif -%}
+    (
+        select
+        {%- for name, type in sync_ledger_columns(table) %}
+            {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+        {%- if found is none %}
+        where 1 = 0
+        {%- else %}
+        from {{ src }}
+        {%- endif %}
+    )
+{%- endmacro %}

@@ -1,0 +1,22 @@
+-- Every delivery ledger event (activation/ledger.py), with the message key as text: the
+-- idempotency key as a lower-case UUID with dashes, as the tracking tokens carry it.
+-- Empty until the first sync has created the ledger.
+with delivery_log as (
+    select * from {{ sync_ledger_relation('delivery_log') }} as ledger
+)
+
+select
+    seq,
+    lower(cast(idempotency_key as {{ dbt.type_string() }})) as message_key,
+    sync_key,
+    sync_id,
+    customer_id,
+    action,
+    status,
+    reason,
+    channel,
+    campaign,
+    variant,
+    content_version,
+    recorded_at
+from delivery_log
