@@ -5,8 +5,6 @@ and the second dbt invocation (models downstream of source:ml) builds fct_attrib
 channel_roi from it.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg

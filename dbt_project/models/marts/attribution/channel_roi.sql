@@ -33,7 +33,8 @@ attributed as (
 
 models as (
     {%- for model in attribution_models() %}
-    select '{{ model }}' as model{% if not loop.last %} union all{% endif %}
+        select '{{ model }}' as model{% if not loop.last %}
+            union all{% endif %}
     {%- endfor %}
 ),
 
@@ -49,7 +50,8 @@ unattributed as (
         orders.is_purchase
         and orders.order_date >= {{ period_start }}
         and not exists (
-            select 1 from {{ ref('fct_attribution') }} as credited where credited.order_id = orders.order_id
+            select 1 from {{ ref('fct_attribution') }} as credited
+            where credited.order_id = orders.order_id
         )
     group by models.model
 ),

@@ -40,17 +40,19 @@ paths as (
     inner join {{ ref('fct_touchpoints') }} as touches
         on
             orders.customer_id = touches.customer_id
-            and touches.touched_at < orders.ordered_at
+            and orders.ordered_at > touches.touched_at
             and touches.touched_at >= {{ dbt.dateadd('day', -lookback, 'orders.ordered_at') }}
-            and (orders.previous_ordered_at is null or touches.touched_at >= orders.previous_ordered_at)
+            and (orders.previous_ordered_at is null or orders.previous_ordered_at <= touches.touched_at)
 ),
 
 -- The latest Markov removal effects (ml.channel_removal_effects, written by the
 -- channel_removal_effects asset; empty until it first runs).
 removal_effects as (
-    select channel, removal_share
-    from {{ source('ml', 'channel_removal_effects') }}
-    where computed_at = (select max(computed_at) from {{ source('ml', 'channel_removal_effects') }})
+    select effects.channel, effects.removal_share
+    from {{ source('ml', 'channel_removal_effects') }} as effects
+    where effects.computed_at = (
+        select max(latest.computed_at) from {{ source('ml', 'channel_removal_effects') }} as latest
+    )
 ),
 
 scored as (
@@ -65,45 +67,45 @@ scored as (
 weighted as (
     select
         scored.*,
-        case when touch_position = 1 then 1.0 else 0.0 end as w_first_touch,
-        case when touch_position = path_length then 1.0 else 0.0 end as w_last_touch,
-        cast(1 as double precision) / path_length as w_linear,
-        decay / sum(decay) over (partition by order_id) as w_time_decay,
+        case when scored.touch_position = 1 then 1.0 else 0.0 end as w_first_touch,
+        case when scored.touch_position = scored.path_length then 1.0 else 0.0 end as w_last_touch,
+        cast(1 as double precision) / scored.path_length as w_linear,
+        scored.decay / sum(scored.decay) over (partition by scored.order_id) as w_time_decay,
         case
-            when path_length = 1 then 1.0
-            when path_length = 2 then 0.5
-            when touch_position = 1 or touch_position = path_length then 0.4
-            else cast(0.2 as double precision) / (path_length - 2)
+            when scored.path_length = 1 then 1.0
+            when scored.path_length = 2 then 0.5
+            when scored.touch_position = 1 or scored.touch_position = scored.path_length then 0.4
+            else cast(0.2 as double precision) / (scored.path_length - 2)
         end as w_position_based,
         case
-            when sum(removal_share) over (partition by order_id) > 0
-                then removal_share / sum(removal_share) over (partition by order_id)
-            else cast(1 as double precision) / path_length
+            when sum(scored.removal_share) over (partition by scored.order_id) > 0
+                then scored.removal_share / sum(scored.removal_share) over (partition by scored.order_id)
+            else cast(1 as double precision) / scored.path_length
         end as w_data_driven
     from scored
 ),
 
 final as (
     {%- for model in attribution_models() %}
-    select
-        order_id,
-        customer_id,
-        ordered_at,
-        order_amount,
-        touchpoint_id,
-        touched_at,
-        channel,
-        campaign,
-        touch_type,
-        touch_position,
-        path_length,
-        '{{ model }}' as model,
-        cast(w_{{ model }} as double precision) as weight,
-        cast(w_{{ model }} as double precision) * order_amount as attributed_revenue
-    from weighted
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            order_id,
+            customer_id,
+            ordered_at,
+            order_amount,
+            touchpoint_id,
+            touched_at,
+            channel,
+            campaign,
+            touch_type,
+            touch_position,
+            path_length,
+            '{{ model }}' as model,
+            cast(w_{{ model }} as double precision) as weight,
+            cast(w_{{ model }} as double precision) * order_amount as attributed_revenue
+        from weighted
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 )
 
