@@ -57,10 +57,10 @@ def build_paths(touches: pd.DataFrame, orders: pd.DataFrame, lookback_days: int)
         return []
     lookback = pd.Timedelta(days=lookback_days)
     t = touches[["customer_id", "touchpoint_id", "touched_at", "channel"]].copy()
-    t["touched_at"] = pd.to_datetime(t["touched_at"])
+    t["touched_at"] = pd.to_datetime(t["touched_at"]).astype("datetime64[ns]")
     t = t.sort_values(["touched_at", "touchpoint_id"], kind="stable")
     o = orders[["customer_id", "order_id", "ordered_at"]].copy()
-    o["ordered_at"] = pd.to_datetime(o["ordered_at"])
+    o["ordered_at"] = pd.to_datetime(o["ordered_at"]).astype("datetime64[ns]")
     o = o.sort_values(["ordered_at", "order_id"], kind="stable")
     # the first order strictly after each touch (a touch at an order's exact time counts
     # for the next order, as in fct_attribution)
@@ -73,18 +73,16 @@ def build_paths(touches: pd.DataFrame, orders: pd.DataFrame, lookback_days: int)
         direction="forward",
         allow_exact_matches=False,
     )
-    paths: list[Path] = []
-    converting = merged[
-        merged["order_id"].notna() & (merged["touched_at"] >= merged["ordered_at"] - lookback)
-    ]
-    for _, group in converting.groupby("order_id", sort=True):
-        paths.append(Path(tuple(group["channel"]), True))
+    in_window = merged["touched_at"] >= merged["ordered_at"] - lookback
+    converting = merged[merged["order_id"].notna() & in_window]
     trailing = merged[merged["order_id"].isna()]
     last_touch = trailing.groupby("customer_id")["touched_at"].transform("max")
     trailing = trailing[trailing["touched_at"] >= last_touch - lookback]
-    for _, group in trailing.groupby("customer_id", sort=True):
-        paths.append(Path(tuple(group["channel"]), False))
-    return paths
+    # groupby keeps the rows' (time) order within each group
+    return [
+        *(Path(c, True) for c in converting.groupby("order_id", sort=True)["channel"].agg(tuple)),
+        *(Path(c, False) for c in trailing.groupby("customer_id", sort=True)["channel"].agg(tuple)),
+    ]
 
 
 @dataclass(frozen=True)
