@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.activation import build_activation
+from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
 from orchestration.landing.assets import landing_zone
@@ -25,7 +26,14 @@ from orchestration.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
     return dg.Definitions(
-        assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets, *sync_assets],
+        assets=[
+            landing_zone,
+            tideline_dbt_assets,
+            *ml_assets,
+            channel_removal_effects,
+            tideline_dbt_scored_assets,
+            *sync_assets,
+        ],
         asset_checks=[rejects_reported, orders_present],
         jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
         schedules=[daily_refresh, weekly_retrain, *sync_schedules],

@@ -15,10 +15,29 @@
     ]) }}
 {%- endmacro %}
 
+{#- ml.channel_removal_effects (models_ml/attribution.py REMOVAL_EFFECT_COLUMNS), read by
+    fct_attribution's data_driven model, which falls back to linear while it is empty. -#}
+{% macro ml_removal_effect_columns() -%}
+    {{ return([
+        ('channel', 'varchar'),
+        ('removal_effect', 'double precision'),
+        ('removal_share', 'double precision'),
+        ('paths', 'bigint'),
+        ('converting_paths', 'bigint'),
+        ('as_of_date', 'date'),
+        ('computed_at', 'timestamp'),
+    ]) }}
+{%- endmacro %}
+
 {% macro create_ml_tables() -%}
     create schema if not exists ml;
     create table if not exists ml.customer_scores (
         {%- for name, type in ml_score_columns() %}
+        {{ name }} {{ type }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    );
+    create table if not exists ml.channel_removal_effects (
+        {%- for name, type in ml_removal_effect_columns() %}
         {{ name }} {{ type }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     )

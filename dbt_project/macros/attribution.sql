@@ -1,0 +1,31 @@
+{#- Marketing channel of a web session from its (lower-cased) utm_source and utm_medium.
+    The mapping is documented in docs/attribution.md; add mediums here. -#}
+{% macro utm_channel(source, medium) -%}
+    case
+        when {{ medium }} in ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem')
+            and {{ source }} in ({{ paid_social_sources() }})
+            then 'paid_social'
+        when {{ medium }} in ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem') then 'paid_search'
+        when {{ medium }} in ('paid_social', 'paidsocial', 'social_paid', 'social-paid') then 'paid_social'
+        when {{ medium }} in ('display', 'banner', 'cpm') then 'display'
+        when {{ medium }} in ('email', 'e-mail', 'newsletter') then 'email'
+        when {{ medium }} = 'sms' then 'sms'
+        when {{ medium }} = 'push' then 'push'
+        when {{ medium }} in ('social', 'social-network', 'social_network', 'social-media', 'sm', 'organic_social')
+            then 'social'
+        when {{ medium }} = 'affiliate' then 'affiliate'
+        when {{ medium }} = 'referral' then 'referral'
+        when {{ medium }} in ('organic', 'seo') then 'organic_search'
+        else 'other'
+    end
+{%- endmacro %}
+
+{#- Sources whose paid clicks are paid social rather than paid search. -#}
+{% macro paid_social_sources() -%}
+    'facebook', 'fb', 'instagram', 'meta', 'tiktok', 'linkedin', 'twitter', 'x', 'pinterest', 'snapchat'
+{%- endmacro %}
+
+{#- The attribution models fct_attribution computes, in display order. -#}
+{% macro attribution_models() -%}
+    {{ return(['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based', 'data_driven']) }}
+{%- endmacro %}

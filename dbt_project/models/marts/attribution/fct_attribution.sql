@@ -1,0 +1,127 @@
+-- Credit for each completed order (a conversion) spread over its path: the customer's
+-- touches in the `attribution_lookback_days` before the order and not before the
+-- customer's previous completed order (a touch is credited to one order at most).
+-- Six models, one row per order × touch × model; weights sum to 1 per order and model.
+-- Orders without a touch on their path get no rows (channel_roi counts them as unattributed).
+{%- set lookback = var('attribution_lookback_days') | int %}
+{%- set half_life = var('attribution_half_life_days') | float %}
+{%- if lookback <= 0 or half_life <= 0 %}
+    {{ exceptions.raise_compiler_error("attribution_lookback_days and attribution_half_life_days must be positive") }}
+{%- endif %}
+with orders as (
+    select
+        order_id,
+        customer_id,
+        ordered_at,
+        amount as order_amount,
+        lag(ordered_at) over (partition by customer_id order by ordered_at, order_id) as previous_ordered_at
+    from {{ ref('int_orders_resolved') }}
+    where is_purchase
+),
+
+paths as (
+    select
+        orders.order_id,
+        orders.customer_id,
+        orders.ordered_at,
+        orders.order_amount,
+        touches.touchpoint_id,
+        touches.touched_at,
+        touches.channel,
+        touches.campaign,
+        touches.touch_type,
+        row_number() over (
+            partition by orders.order_id order by touches.touched_at, touches.touchpoint_id
+        ) as touch_position,
+        count(*) over (partition by orders.order_id) as path_length,
+        cast({{ dbt.datediff('touches.touched_at', 'orders.ordered_at', 'second') }} as double precision)
+        / 86400 as age_days
+    from orders
+    inner join {{ ref('fct_touchpoints') }} as touches
+        on
+            orders.customer_id = touches.customer_id
+            and orders.ordered_at > touches.touched_at
+            and touches.touched_at >= {{ dbt.dateadd('day', -lookback, 'orders.ordered_at') }}
+            and (orders.previous_ordered_at is null or orders.previous_ordered_at <= touches.touched_at)
+),
+
+-- The latest Markov removal effects (ml.channel_removal_effects, written by the
+-- channel_removal_effects asset; empty until it first runs).
+removal_effects as (
+    select effects.channel, effects.removal_share
+    from {{ source('ml', 'channel_removal_effects') }} as effects
+    where effects.computed_at = (
+        select max(latest.computed_at) from {{ source('ml', 'channel_removal_effects') }} as latest
+    )
+),
+
+scored as (
+    select
+        paths.*,
+        power(cast(2 as double precision), -paths.age_days / {{ half_life }}) as decay,
+        coalesce(removal_effects.removal_share, 0) as removal_share
+    from paths
+    left join removal_effects on paths.channel = removal_effects.channel
+),
+
+weighted as (
+    select
+        scored.*,
+        case when scored.touch_position = 1 then 1.0 else 0.0 end as w_first_touch,
+        case when scored.touch_position = scored.path_length then 1.0 else 0.0 end as w_last_touch,
+        cast(1 as double precision) / scored.path_length as w_linear,
+        scored.decay / sum(scored.decay) over (partition by scored.order_id) as w_time_decay,
+        case
+            when scored.path_length = 1 then 1.0
+            when scored.path_length = 2 then 0.5
+            when scored.touch_position = 1 or scored.touch_position = scored.path_length then 0.4
+            else cast(0.2 as double precision) / (scored.path_length - 2)
+        end as w_position_based,
+        case
+            when sum(scored.removal_share) over (partition by scored.order_id) > 0
+                then scored.removal_share / sum(scored.removal_share) over (partition by scored.order_id)
+            else cast(1 as double precision) / scored.path_length
+        end as w_data_driven
+    from scored
+),
+
+final as (
+    {%- for model in attribution_models() %}
+        select
+            order_id,
+            customer_id,
+            ordered_at,
+            order_amount,
+            touchpoint_id,
+            touched_at,
+            channel,
+            campaign,
+            touch_type,
+            touch_position,
+            path_length,
+            '{{ model }}' as model,
+            cast(w_{{ model }} as double precision) as weight,
+            cast(w_{{ model }} as double precision) * order_amount as attributed_revenue
+        from weighted
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
+    {%- endfor %}
+)
+
+select
+    order_id,
+    customer_id,
+    ordered_at,
+    order_amount,
+    touchpoint_id,
+    touched_at,
+    channel,
+    campaign,
+    touch_type,
+    touch_position,
+    path_length,
+    model,
+    weight,
+    attributed_revenue
+from final

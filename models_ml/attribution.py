@@ -1,0 +1,184 @@
+"""Data-driven attribution: the removal effect of each channel in a first-order Markov chain.
+
+A path is the ordered channels of one customer journey, ending in a conversion or not
+(see `build_paths`). The chain's states are `start`, one state per channel and two
+absorbing states, conversion and null; transition probabilities are the observed
+transition counts normalised per state. P(conversion) is the probability of being
+absorbed in conversion from `start`, solved exactly: with Q the transient-to-transient
+and R the transient-to-absorbing probabilities, B = (I − Q)⁻¹ R.
+
+Removing a channel sends every transition into it to null instead. Its removal effect is
+1 − P(conversion without it) / P(conversion), and its removal_share is its effect over
+the sum of all effects (the data_driven model of fct_attribution uses the shares).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+# Columns of ml.channel_removal_effects (dbt creates the table empty with the same
+# columns: macros/ml_tables.sql ml_removal_effect_columns).
+REMOVAL_EFFECT_COLUMNS = {
+    "channel": "varchar",
+    "removal_effect": "double precision",
+    "removal_share": "double precision",
+    "paths": "bigint",
+    "converting_paths": "bigint",
+    "as_of_date": "date",
+    "computed_at": "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class Path:
+    channels: tuple[str, ...]
+    converted: bool
+
+
+def build_paths(touches: pd.DataFrame, orders: pd.DataFrame, lookback_days: int) -> list[Path]:
+    """Converting and non-converting paths from touches and completed orders.
+
+    touches: customer_id, touchpoint_id, touched_at, channel (fct_touchpoints).
+    orders: customer_id, order_id, ordered_at (completed orders only).
+
+    A converting path is an order's touches: those before it, within `lookback_days`, and
+    not before the customer's previous order (the rule of fct_attribution). A
+    non-converting path is a customer's touches after their last order (all of them
+    without an order), within `lookback_days` before the last of those touches. Touches
+    followed by an order more than `lookback_days` later are on no path.
+    """
+    if touches.empty:
+        return []
+    lookback = pd.Timedelta(days=lookback_days)
+    t = touches[["customer_id", "touchpoint_id", "touched_at", "channel"]].copy()
+    t["touched_at"] = pd.to_datetime(t["touched_at"]).astype("datetime64[ns]")
+    t = t.sort_values(["touched_at", "touchpoint_id"], kind="stable")
+    o = orders[["customer_id", "order_id", "ordered_at"]].copy()
+    o["ordered_at"] = pd.to_datetime(o["ordered_at"]).astype("datetime64[ns]")
+    o = o.sort_values(["ordered_at", "order_id"], kind="stable")
+    # the first order strictly after each touch (a touch at an order's exact time counts
+    # for the next order, as in fct_attribution)
+    merged = pd.merge_asof(
+        t,
+        o,
+        left_on="touched_at",
+        right_on="ordered_at",
+        by="customer_id",
+        direction="forward",
+        allow_exact_matches=False,
+    )
+    in_window = merged["touched_at"] >= merged["ordered_at"] - lookback
+    converting = merged[merged["order_id"].notna() & in_window]
+    trailing = merged[merged["order_id"].isna()]
+    last_touch = trailing.groupby("customer_id")["touched_at"].transform("max")
+    trailing = trailing[trailing["touched_at"] >= last_touch - lookback]
+    # groupby keeps the rows' (time) order within each group
+    return [
+        *(Path(c, True) for c in converting.groupby("order_id", sort=True)["channel"].agg(tuple)),
+        *(Path(c, False) for c in trailing.groupby("customer_id", sort=True)["channel"].agg(tuple)),
+    ]
+
+
+@dataclass(frozen=True)
+class MarkovChain:
+    """Transition probabilities: row `start` then one row per channel (transient states);
+    `q` to transient states (same order), `r` to (conversion, null)."""
+
+    channels: tuple[str, ...]
+    q: np.ndarray
+    r: np.ndarray
+
+    @classmethod
+    def fit(cls, paths: Iterable[Path]) -> MarkovChain:
+        paths = [p for p in paths if p.channels]
+        channels = tuple(sorted({c for p in paths for c in p.channels}))
+        index = {c: i + 1 for i, c in enumerate(channels)}  # 0 is start
+        n = len(channels) + 1
+        q = np.zeros((n, n))
+        r = np.zeros((n, 2))
+        for path in paths:
+            states = [0, *(index[c] for c in path.channels)]
+            for a, b in zip(states, states[1:], strict=False):
+                q[a, b] += 1
+            r[states[-1], 0 if path.converted else 1] += 1
+        totals = q.sum(axis=1) + r.sum(axis=1)
+        totals[totals == 0] = 1  # start without paths: no transitions at all
+        return cls(channels, q / totals[:, None], r / totals[:, None])
+
+    def conversion_probability(self, removed: str | None = None) -> float:
+        """P(absorbed in conversion | start), with `removed`'s incoming transitions sent to null."""
+        q, r = self.q.copy(), self.r.copy()
+        if removed is not None:
+            j = self.channels.index(removed) + 1
+            r[:, 1] += q[:, j]
+            q[:, j] = 0.0
+        absorbed = np.linalg.solve(np.eye(len(q)) - q, r)
+        return float(absorbed[0, 0])
+
+
+def removal_effects(paths: Sequence[Path]) -> pd.DataFrame:
+    """channel, removal_effect, removal_share, paths, converting_paths; one row per channel.
+
+    Empty when no path converts (there is nothing to attribute)."""
+    columns = ["channel", "removal_effect", "removal_share", "paths", "converting_paths"]
+    paths = [p for p in paths if p.channels]
+    if not any(p.converted for p in paths):
+        return pd.DataFrame(columns=columns)
+    chain = MarkovChain.fit(paths)
+    base = chain.conversion_probability()
+    rows = []
+    for channel in chain.channels:
+        effect = 1.0 - chain.conversion_probability(channel) / base
+        on = [p for p in paths if channel in p.channels]
+        rows.append(
+            {
+                "channel": channel,
+                # clip the floating-point dust of an exact 0 or 1
+                "removal_effect": min(max(effect, 0.0), 1.0),
+                "paths": len(on),
+                "converting_paths": sum(p.converted for p in on),
+            }
+        )
+    df = pd.DataFrame(rows)
+    total = df["removal_effect"].sum()
+    df["removal_share"] = df["removal_effect"] / total if total > 0 else 0.0
+    return df[columns]
+
+
+def load_paths(con: duckdb.DuckDBPyConnection, lookback_days: int) -> list[Path]:
+    """Paths from marts.fct_touchpoints and the completed orders (both already as-of filtered)."""
+    touches = con.execute(
+        "select customer_id, touchpoint_id, touched_at, channel from marts.fct_touchpoints"
+    ).df()
+    orders = con.execute(
+        "select customer_id, order_id, ordered_at from intermediate.int_orders_resolved where is_purchase"
+    ).df()
+    return build_paths(touches, orders, lookback_days)
+
+
+def write_removal_effects(
+    con: duckdb.DuckDBPyConnection, effects: pd.DataFrame, as_of: dt.date, computed_at: dt.datetime
+) -> None:
+    """Replace ml.channel_removal_effects with `effects` (one transaction)."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in REMOVAL_EFFECT_COLUMNS.items())
+    con.execute("create schema if not exists ml")
+    con.execute(f"create table if not exists ml.channel_removal_effects ({columns})")
+    frame = effects.assign(as_of_date=as_of, computed_at=computed_at)[list(REMOVAL_EFFECT_COLUMNS)]
+    con.execute("begin")
+    try:
+        con.execute("delete from ml.channel_removal_effects")
+        con.register("effects_frame", frame)
+        con.execute(
+            f"insert into ml.channel_removal_effects select {', '.join(REMOVAL_EFFECT_COLUMNS)} from effects_frame"
+        )
+        con.unregister("effects_frame")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise

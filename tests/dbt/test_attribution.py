@@ -1,0 +1,420 @@
+"""Attribution on a small landing zone and delivery ledger, every expected credit worked out by hand.
+
+As of 2025-06-30; channel_roi covers 2025-06-01 .. 2025-06-30 (30 days). Lookback 30 days,
+half-life 7 days.
+
+- c1 browsed anonymously (a1) from google/cpc on 06-10 10:00 (session s1), signed up on that
+  device, came back from facebook/paid_social on 06-20 09:00 (s2), came back directly on 06-21
+  (s3: no utm, no touch), got email m1 (sent 06-25 08:00), opened it at 09:00 and clicked it at
+  09:05 (one touch: the click), and bought o1 (100.00) on 06-28 12:00. Path: paid_search,
+  paid_social, email. An older order o0 (05-01, 20.00) had no touch: unattributed, and outside
+  the ROI period.
+- c2 got email m2 (06-14 10:00), clicked at 11:00 and bought o2 (50.00) on 06-15 10:00.
+- c3 got email m3 whose only open came from Gmail's image proxy a second after sending (a bot
+  open: no touch) and bought o3 (70.00) on 06-29: unattributed.
+- c4 came from instagram/social on 06-22 (s4) and never bought: a non-converting path. c4's SMS
+  m4 (06-22) was sent but never engaged with: cost only.
+- a9, a visitor never identified, came from google/cpc: no customer, no touch.
+
+Markov chain of the paths [paid_search, paid_social, email] (converted), [email] (converted),
+[social] (not): start -> paid_search, email, social 1/3 each, then straight through; email ->
+conversion. P(conversion) = 2/3. Without paid_search or paid_social 1/3 (effect 1/2 each),
+without email 0 (effect 1), without social 2/3 (effect 0). Shares 0.25, 0.25, 0.5, 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activation.ledger import ensure_schema
+from models_ml.attribution import load_paths, removal_effects, write_removal_effects
+from orchestration.manifest import dbt_executable
+from orchestration.settings import DBT_PROJECT_DIR
+from tests.helpers import Warehouse, build_warehouse, write_csv, write_jsonl
+
+AS_OF = "2025-06-30"
+M1, M2, M3, M4 = (str(uuid.UUID(int=i)) for i in (1, 2, 3, 4))
+HUMAN_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15"
+PROXY_UA = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+MESSAGES = [  # key, customer, channel, campaign, sent at
+    (M1, "c1", "email", "summer_sale", "2025-06-25 08:00:00"),
+    (M2, "c2", "email", "summer_sale", "2025-06-14 10:00:00"),
+    (M3, "c3", "email", "summer_sale", "2025-06-20 10:00:00"),
+    (M4, "c4", "sms", "summer_sms", "2025-06-22 10:00:00"),
+]
+
+
+def write_landing_zone(raw: Path) -> None:
+    write_csv(
+        raw / "crm/contacts/contacts.csv",
+        [
+            {"customer_id": f"c{i}", "email": f"person{i}@example.com", "created_at": "2025-01-01"}
+            for i in (1, 2, 3, 4)
+        ],
+    )
+    write_csv(
+        raw / "commerce/orders/orders.csv",
+        [
+            {"order_id": "o0", "customer_id": "c1", "ordered_at": "2025-05-01T12:00:00Z", "amount": "20.00"},
+            {"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-06-28T12:00:00Z", "amount": "100.00"},
+            {"order_id": "o2", "customer_id": "c2", "ordered_at": "2025-06-15T10:00:00Z", "amount": "50.00"},
+            {"order_id": "o3", "customer_id": "c3", "ordered_at": "2025-06-29T10:00:00Z", "amount": "70.00"},
+        ],
+    )
+    write_jsonl(
+        raw / "events/2025-06.jsonl",
+        [
+            {
+                "event_id": "e1",
+                "event_type": "page_view",
+                "occurred_at": "2025-06-10T10:00:00Z",
+                "anonymous_id": "a1",
+                "session_id": "s1",
+                "utm_source": "google",
+                "utm_medium": "cpc",
+                "utm_campaign": "brand_search",
+            },
+            {
+                "event_id": "e2",
+                "event_type": "signup",
+                "occurred_at": "2025-06-10T10:05:00Z",
+                "anonymous_id": "a1",
+                "customer_id": "c1",
+                "session_id": "s1",
+            },
+            {
+                "event_id": "e3",
+                "event_type": "page_view",
+                "occurred_at": "2025-06-20T09:00:00Z",
+                "customer_id": "c1",
+                "session_id": "s2",
+                "utm_source": "facebook",
+                "utm_medium": "paid_social",
+                "utm_campaign": "retargeting",
+            },
+            {
+                "event_id": "e4",
+                "event_type": "page_view",
+                "occurred_at": "2025-06-21T09:00:00Z",
+                "customer_id": "c1",
+                "session_id": "s3",
+            },
+            {
+                "event_id": "e5",
+                "event_type": "page_view",
+                "occurred_at": "2025-06-22T12:00:00Z",
+                "customer_id": "c4",
+                "session_id": "s4",
+                "utm_source": "instagram",
+                "utm_medium": "social",
+            },
+            {
+                "event_id": "e6",
+                "event_type": "page_view",
+                "occurred_at": "2025-06-23T12:00:00Z",
+                "anonymous_id": "a9",
+                "session_id": "s9",
+                "utm_source": "google",
+                "utm_medium": "cpc",
+            },
+        ],
+    )
+
+    def engagement(event_id: str, kind: str, key: str, customer: str, at: str, ua: str) -> dict:
+        return {
+            "event_id": event_id,
+            "event_type": kind,
+            "occurred_at": at,
+            "received_at": at,
+            "source": "tracking",
+            "message_key": key,
+            "customer_id": customer,
+            "campaign": "summer_sale",
+            "channel": "email",
+            "user_agent": ua,
+            **({"link_index": "0", "url": "https://shop.example.com/sale"} if kind == "clicked" else {}),
+        }
+
+    write_jsonl(
+        raw / "engagement/events/2025-06-25.jsonl",
+        [
+            engagement("g1", "opened", M1, "c1", "2025-06-25T09:00:00Z", HUMAN_UA),
+            engagement("g2", "clicked", M1, "c1", "2025-06-25T09:05:00Z", HUMAN_UA),
+            engagement("g3", "clicked", M2, "c2", "2025-06-14T11:00:00Z", HUMAN_UA),
+            engagement("g4", "opened", M3, "c3", "2025-06-20T10:00:01Z", PROXY_UA),
+        ],
+    )
+
+
+def write_ledger(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse))
+    try:
+        ensure_schema(con)
+        for channel, segment in (("email", "summer_buyers"), ("sms", "summer_buyers")):
+            con.execute(
+                "insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run, "
+                "started_at, status) values (?, ?, ?, ?, 'insert', false, '2025-06-14 09:00:00', 'succeeded')",
+                [f"run-{channel}", f"{segment}__{channel}", segment, channel],
+            )
+        for key, customer, channel, campaign, sent_at in MESSAGES:
+            for status, at in (("in_flight", sent_at), ("sent", sent_at)):
+                con.execute(
+                    "insert into tideline_sync.delivery_log (idempotency_key, sync_key, sync_id, customer_id, "
+                    "action, status, channel, campaign, content_version, recorded_at) "
+                    "values (?, ?, ?, ?, 'insert', ?, ?, ?, 'v1', ?)",
+                    [
+                        key,
+                        f"summer_buyers__{channel}",
+                        f"run-{channel}",
+                        customer,
+                        status,
+                        channel,
+                        campaign,
+                        at,
+                    ],
+                )
+    finally:
+        con.close()
+
+
+def dbt_build(warehouse: Path, select: str) -> None:
+    env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    done = subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--vars",
+            json.dumps({"as_of": AS_OF}),
+            "--target-path",
+            str(warehouse.parent / "dbt_target"),
+            "--select",
+            select,
+        ],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"dbt build failed:\n{done.stdout[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """The pipeline's order: dbt build, the Markov asset's functions, then the models downstream of
+    source ml again (what the second dbt asset does)."""
+    base = tmp_path_factory.mktemp("attribution")
+    write_landing_zone(base / "raw")
+    path = base / "warehouse.duckdb"
+    write_ledger(path)
+    built = build_warehouse(base / "raw", path, AS_OF)
+    con = duckdb.connect(str(path))
+    try:
+        effects = removal_effects(load_paths(con, lookback_days=30))
+        write_removal_effects(con, effects, dt.date(2025, 6, 30), dt.datetime(2025, 6, 30, 6, 0))
+    finally:
+        con.close()
+    dbt_build(path, "source:ml+")
+    return built
+
+
+def test_touchpoints(warehouse: Warehouse) -> None:
+    touches = {
+        r[0]: r[1:]
+        for r in warehouse.query(
+            "select touchpoint_id, customer_id, cast(touched_at as varchar), channel, touch_type, campaign, "
+            "source_medium, message_key from marts.fct_touchpoints"
+        )
+    }
+    assert touches == {
+        "session:s1": (
+            "c1",
+            "2025-06-10 10:00:00",
+            "paid_search",
+            "web_session",
+            "brand_search",
+            "google / cpc",
+            None,
+        ),
+        "session:s2": (
+            "c1",
+            "2025-06-20 09:00:00",
+            "paid_social",
+            "web_session",
+            "retargeting",
+            "facebook / paid_social",
+            None,
+        ),
+        "session:s4": (
+            "c4",
+            "2025-06-22 12:00:00",
+            "social",
+            "web_session",
+            None,
+            "instagram / social",
+            None,
+        ),
+        # the click beats the earlier open of the same message
+        f"message:{M1}": (
+            "c1",
+            "2025-06-25 09:05:00",
+            "email",
+            "click",
+            "summer_sale",
+            "tideline / email",
+            M1,
+        ),
+        f"message:{M2}": (
+            "c2",
+            "2025-06-14 11:00:00",
+            "email",
+            "click",
+            "summer_sale",
+            "tideline / email",
+            M2,
+        ),
+    }  # no s3 (direct), no s9 (never identified), no m3 (proxy open)
+
+
+def test_removal_effects_by_hand(warehouse: Warehouse) -> None:
+    effects = {
+        r[0]: r[1:]
+        for r in warehouse.query(
+            "select channel, removal_effect, removal_share, paths, converting_paths from ml.channel_removal_effects"
+        )
+    }
+    assert set(effects) == {"paid_search", "paid_social", "email", "social"}
+    expected = {
+        "paid_search": (0.5, 0.25, 1, 1),
+        "paid_social": (0.5, 0.25, 1, 1),
+        "email": (1.0, 0.5, 2, 2),
+        "social": (0.0, 0.0, 1, 0),
+    }
+    for channel, (effect, share, paths, converting) in expected.items():
+        got = effects[channel]
+        assert got[0] == pytest.approx(effect, abs=1e-12), channel
+        assert got[1] == pytest.approx(share, abs=1e-12), channel
+        assert got[2:] == (paths, converting), channel
+
+
+def test_credit_per_model_by_hand(warehouse: Warehouse) -> None:
+    rows = warehouse.query(
+        "select order_id, touchpoint_id, model, weight, attributed_revenue, touch_position, path_length "
+        "from marts.fct_attribution order by order_id, model, touch_position"
+    )
+    credit = {(o, t, m): (w, r) for o, t, m, w, r, _, _ in rows}
+    assert {r[0] for r in rows} == {"o1", "o2"}  # o0 and o3 had no touch
+    s1, s2, m1 = "session:s1", "session:s2", f"message:{M1}"
+    assert {(r[1], r[5], r[6]) for r in rows if r[0] == "o1"} == {(s1, 1, 3), (s2, 2, 3), (m1, 3, 3)}
+    # time decay: ages 18 d 2 h, 8 d 3 h and 3 d 2 h 55 min before o1, half-life 7 days
+    ages = [18 + 2 / 24, 8 + 3 / 24, 3 + (2 * 60 + 55) / 1440]
+    decay = [2 ** (-a / 7) for a in ages]
+    expected_o1 = {
+        "first_touch": [1, 0, 0],
+        "last_touch": [0, 0, 1],
+        "linear": [1 / 3, 1 / 3, 1 / 3],
+        "time_decay": [d / sum(decay) for d in decay],
+        "position_based": [0.4, 0.2, 0.4],
+        "data_driven": [0.25, 0.25, 0.5],  # removal shares paid_search, paid_social, email
+    }
+    for model, weights in expected_o1.items():
+        for touch, weight in zip((s1, s2, m1), weights, strict=True):
+            got_weight, got_revenue = credit[("o1", touch, model)]
+            assert got_weight == pytest.approx(weight, abs=1e-9), (model, touch)
+            assert got_revenue == pytest.approx(100 * weight, abs=1e-7), (model, touch)
+    # raw 2^(-age/7) = 0.1669, 0.4473, 0.7341 (sum 1.3483)
+    assert expected_o1["time_decay"] == pytest.approx([0.1238, 0.3318, 0.5445], abs=1e-4)
+    for model in expected_o1:  # one touch: all the credit, whatever the model
+        assert credit[("o2", f"message:{M2}", model)] == pytest.approx((1.0, 50.0))
+    sums = warehouse.query(
+        "select order_id, model, sum(weight) from marts.fct_attribution group by order_id, model"
+    )
+    assert len(sums) == 12 and all(abs(total - 1) < 1e-9 for _, _, total in sums)
+
+
+def _seed_costs() -> list[dict]:
+    with (DBT_PROJECT_DIR / "seeds/channel_costs.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _price(rows: list[dict], channel: str, cost_type: str, day: dt.date) -> float:
+    """The seed's price for `channel` valid on `day` (valid_to inclusive; empty = open)."""
+    for row in rows:
+        start = dt.date.fromisoformat(row["valid_from"])
+        end = dt.date.fromisoformat(row["valid_to"]) if row["valid_to"] else dt.date.max
+        if row["channel"] == channel and row["cost_type"] == cost_type and start <= day <= end:
+            return float(row["amount"])
+    return 0.0
+
+
+def test_channel_roi(warehouse: Warehouse) -> None:
+    roi = {
+        (r[0], r[1]): r[2:]
+        for r in warehouse.query(
+            "select channel, model, conversions, attributed_revenue, cost, roi, roas from marts.channel_roi"
+        )
+    }
+    seed = _seed_costs()
+    june = [dt.date(2025, 6, d) for d in range(1, 31)]
+    cost = {
+        # three emails sent in June (m1, m2, m3), one SMS (m4)
+        "email": sum(_price(seed, "email", "per_message", dt.date(2025, 6, d)) for d in (25, 14, 20)),
+        "sms": _price(seed, "sms", "per_message", dt.date(2025, 6, 22)),
+        # ad spend: each day of the 30-day period at that day's price
+        "paid_search": sum(_price(seed, "paid_search", "per_day", d) for d in june),
+        "paid_social": sum(_price(seed, "paid_social", "per_day", d) for d in june),
+    }
+    assert cost["email"] > 0 and cost["paid_search"] > 0  # the seed prices these channels
+    # linear: o1's 100.00 in thirds, o2's 50.00 all email; o3 (70.00) unattributed
+    linear = {
+        "paid_search": (1 / 3, 100 / 3),
+        "paid_social": (1 / 3, 100 / 3),
+        "email": (1 / 3 + 1, 100 / 3 + 50),
+        "sms": (0.0, 0.0),
+        "unattributed": (1.0, 70.0),
+    }
+    for channel, (conversions, revenue) in linear.items():
+        got = roi[(channel, "linear")]
+        spent = cost.get(channel, 0.0)
+        assert got[0] == pytest.approx(conversions, abs=1e-9), channel
+        assert got[1] == pytest.approx(revenue, abs=1e-7), channel
+        assert got[2] == pytest.approx(spent, abs=1e-9), channel
+        if spent > 0:
+            assert got[3] == pytest.approx((revenue - spent) / spent, rel=1e-9), channel
+            assert got[4] == pytest.approx(revenue / spent, rel=1e-9), channel
+        else:
+            assert got[3] is None and got[4] is None, channel
+    # last touch: email gets both orders
+    assert roi[("email", "last_touch")][:2] == pytest.approx((2.0, 150.0))
+    assert roi[("paid_search", "last_touch")][:2] == pytest.approx((0.0, 0.0))
+    # every model hands out exactly the period's completed orders (o1, o2, o3) and their revenue
+    totals = warehouse.query(
+        "select model, sum(conversions), sum(attributed_revenue) from marts.channel_roi group by model"
+    )
+    assert len(totals) == 6
+    for model, conversions, revenue in totals:
+        assert conversions == pytest.approx(3.0, abs=1e-9), model
+        assert revenue == pytest.approx(220.0, abs=1e-7), model
+
+
+def test_removal_effects_placeholder_matches_what_the_asset_writes(warehouse: Warehouse) -> None:
+    from models_ml.attribution import REMOVAL_EFFECT_COLUMNS
+
+    columns = [
+        r[0]
+        for r in warehouse.query(
+            "select column_name from information_schema.columns where table_schema = 'ml' "
+            "and table_name = 'channel_removal_effects' order by ordinal_position"
+        )
+    ]
+    assert columns == list(REMOVAL_EFFECT_COLUMNS)
