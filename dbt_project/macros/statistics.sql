@@ -5,7 +5,7 @@
     (J. F. Hart et al., Computer Approximations, 1968, as given by G. West, "Better approximations
     to cumulative normal functions", Wilmott Magazine 2005): a rational function times
     exp(−z²/2) for |z| < 7.07, a continued fraction beyond, 0 past |z| = 37. Accurate to double
-    precision (|error| < 1e-15; tests/unit/test_normal_cdf.py compares it with scipy), where the
+    precision (|error| < 1e-15; tests/dbt/test_experiments.py compares it with scipy), where the
     classic Abramowitz & Stegun 7.1.26 erf is only good to 1.5e-7, enough to flip the sixth
     decimal of a p-value. The exponent is clamped at 700 because PostgreSQL raises "underflow" where
     DuckDB returns 0. `z` is repeated in the output: pass a column or a simple expression. -#}
@@ -56,7 +56,7 @@
 
 {#- Two-sided critical value z_{1 − α/2} for the configured confidence level (α = 1 − level):
     Φ⁻¹ has no closed form, so the documented levels carry their quantile (scipy.stats.norm.ppf,
-    six decimals; tests/unit/test_normal_cdf.py checks them). -#}
+    six decimals; tests/dbt/test_experiments.py checks them). -#}
 {% macro experiment_z_critical() -%}
     {{ experiment_critical_values()[experiment_confidence_level()] }}
 {%- endmacro %}

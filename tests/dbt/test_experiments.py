@@ -232,7 +232,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if done.returncode != 0:
         raise AssertionError(f"dbt build failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
     assert re.search(r"PASS=(\d+)", done.stdout) and "ERROR=0" in done.stdout
-    return {"warehouse": warehouse, "revenue": revenue, "rows": _results(warehouse)}
+    compiled = next(
+        (warehouse.parent / "dbt_target" / "compiled").rglob("experiment_results.sql")
+    ).read_text()
+    return {"warehouse": warehouse, "revenue": revenue, "rows": _results(warehouse), "compiled": compiled}
 
 
 def _results(warehouse: Path) -> dict:
@@ -309,6 +312,45 @@ def test_the_better_variant_wins_only_when_significant_against_the_other(built: 
     _, p_b_vs_a, _, _ = chi2_contingency([[128, 672], [80, 720]], correction=False)
     assert p_b_vs_a == pytest.approx(0.00036, abs=1e-5) and p_b_vs_a < 0.05
     assert [k for k, r in rows.items() if r["is_winner"]] == [("email", "B")]
+
+
+def test_the_model_runs_unchanged_on_postgres(built: dict, postgres_dsn: str) -> None:  # noqa: F811
+    """The SQL dbt compiled for DuckDB, on PostgreSQL with the same inputs, gives the same table."""
+    import psycopg
+
+    messages, conversions, _ = _inputs()
+    query = built["compiled"].replace('"warehouse".', "")
+    columns = list(built["rows"][("email", "A")])
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("drop schema if exists marts cascade; drop schema if exists intermediate cascade")
+        cur.execute("create schema marts; create schema intermediate")
+        cur.execute(
+            """create table marts.fct_messages (
+                message_key text, sync_key text, segment text, campaign text, channel text, variant text,
+                customer_id text, content_version text, status text, skip_reason text, is_sent boolean,
+                is_holdout boolean, planned_at timestamp, sent_at timestamp, exposed_at timestamp,
+                send_date date)"""
+        )
+        cur.execute(
+            """create table intermediate.int_message_conversions (
+                message_key text, customer_id text, campaign text, variant text, channel text,
+                is_holdout boolean, exposed_at timestamp, order_id text, ordered_at timestamp,
+                order_amount numeric(18, 2), days_to_convert double precision)"""
+        )
+        cur.executemany("insert into marts.fct_messages values (" + ", ".join(["%s"] * 16) + ")", messages)
+        cur.executemany(
+            "insert into intermediate.int_message_conversions values (" + ", ".join(["%s"] * 11) + ")",
+            conversions,
+        )
+        cur.execute(query)
+        names = [d.name for d in cur.description]
+        rows = {
+            (r["channel"], r["arm"]): r
+            for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())
+        }
+        cur.execute("drop schema marts cascade; drop schema intermediate cascade")
+    assert names == columns
+    assert rows == built["rows"]
 
 
 def test_a_stricter_confidence_level_widens_every_interval(built: dict) -> None:
