@@ -1,0 +1,74 @@
+{#- Statistics for experiment results, in portable SQL (only abs, least, exp, case and
+    arithmetic), so the same models run on DuckDB and PostgreSQL. See docs/experiments.md. -#}
+
+{#- Φ(−|z|), the lower tail of the standard normal distribution, by Hart's algorithm 5666
+    (J. F. Hart et al., Computer Approximations, 1968, as given by G. West, "Better approximations
+    to cumulative normal functions", Wilmott Magazine 2005): a rational function times
+    exp(−z²/2) for |z| < 7.07, a continued fraction beyond, 0 past |z| = 37. Accurate to double
+    precision (|error| < 1e-15; tests/dbt/test_experiments.py compares it with scipy), where the
+    classic Abramowitz & Stegun 7.1.26 erf is only good to 1.5e-7, enough to flip the sixth
+    decimal of a p-value. The exponent is clamped at 700 because PostgreSQL raises "underflow" where
+    DuckDB returns 0. `z` is repeated in the output: pass a column or a simple expression. -#}
+{% macro normal_lower_tail(z) -%}
+    {%- set a = 'abs(cast(' ~ z ~ ' as double precision))' -%}
+    (case
+        when {{ a }} > 37 then 0.0
+        when {{ a }} < 7.07106781186547 then
+            exp(-least({{ a }} * {{ a }} / 2, 700.0))
+            * ((((((0.0352624965998911 * {{ a }} + 0.700383064443688) * {{ a }} + 6.37396220353165)
+            * {{ a }} + 33.912866078383) * {{ a }} + 112.079291497871) * {{ a }} + 221.213596169931)
+            * {{ a }} + 220.206867912376)
+            / (((((((0.0883883476483184 * {{ a }} + 1.75566716318264) * {{ a }} + 16.064177579207)
+            * {{ a }} + 86.7807322029461) * {{ a }} + 296.564248779674) * {{ a }} + 637.333633378831)
+            * {{ a }} + 793.826512519948) * {{ a }} + 440.413735824752)
+        else
+            exp(-least({{ a }} * {{ a }} / 2, 700.0))
+            / ({{ a }} + 1.0 / ({{ a }} + 2.0 / ({{ a }} + 3.0 / ({{ a }} + 4.0 / ({{ a }} + 0.65)))))
+            / 2.506628274631
+    end)
+{%- endmacro %}
+
+{#- Standard normal CDF Φ(z) (null in, null out). -#}
+{% macro normal_cdf(z) -%}
+    (case
+        when cast({{ z }} as double precision) > 0 then 1.0 - {{ normal_lower_tail(z) }}
+        else {{ normal_lower_tail(z) }}
+    end)
+{%- endmacro %}
+
+{#- Two-sided p-value of a z statistic, 2 · Φ(−|z|) (no 1 − Φ cancellation). -#}
+{% macro normal_two_sided_p(z) -%}
+    (2.0 * {{ normal_lower_tail(z) }})
+{%- endmacro %}
+
+{#- The confidence level of experiment intervals and tests (var experiment_confidence_level),
+    checked against the documented choices. -#}
+{% macro experiment_confidence_level() -%}
+    {%- set level = var('experiment_confidence_level', 0.95) | float | string -%}
+    {%- if level not in experiment_critical_values() -%}
+        {{ exceptions.raise_compiler_error(
+            "var experiment_confidence_level must be one of "
+            ~ (experiment_critical_values().keys() | join(', ')) ~ "; got '"
+            ~ var('experiment_confidence_level') ~ "'") }}
+    {%- endif -%}
+    {{ return(level) }}
+{%- endmacro %}
+
+{#- Two-sided critical value z_{1 − α/2} for the configured confidence level (α = 1 − level):
+    Φ⁻¹ has no closed form, so the documented levels carry their quantile (scipy.stats.norm.ppf,
+    six decimals; tests/dbt/test_experiments.py checks them). -#}
+{% macro experiment_z_critical() -%}
+    {{ experiment_critical_values()[experiment_confidence_level()] }}
+{%- endmacro %}
+
+{% macro experiment_critical_values() -%}
+    {{ return({
+        '0.8': 1.281552,
+        '0.9': 1.644854,
+        '0.95': 1.959964,
+        '0.975': 2.241403,
+        '0.99': 2.575829,
+        '0.995': 2.807034,
+        '0.999': 3.290527,
+    }) }}
+{%- endmacro %}
