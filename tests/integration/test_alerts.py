@@ -241,7 +241,8 @@ def test_the_jobs_that_build_the_mart_run_the_alert_checks(tmp_path: Path) -> No
     defs = build_definitions(
         Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="")
     )
-    if PERFORMANCE_KEY not in defs.resolve_asset_graph().get_all_asset_keys():
+    graph = defs.resolve_asset_graph()  # without the dbt model the check's target is only a placeholder
+    if PERFORMANCE_KEY not in graph.get_all_asset_keys() or not graph.get(PERFORMANCE_KEY).is_materializable:
         pytest.skip(
             "marts/fct_campaign_performance is not in the dbt project yet (built by part 2 of issue #5)"
         )
