@@ -46,9 +46,42 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class RateThreshold:
+    """A rate judged against one limit: a maximum (failures, complaints) or a minimum (opens)."""
+
+    limit: float  # share in [0, 1]
+    min_sample: int = 0  # smallest denominator the rate is judged on (smaller groups are not judged)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SpikeThreshold:
+    """Unsubscribe spike: the day's rate above max(floor, factor × the trailing rate)."""
+
+    floor: float = 0.005  # absolute floor (share)
+    factor: float = 3.0  # times the rate of the previous `trailing_days` days
+    trailing_days: int = 7
+    min_sample: int = 100  # delivered on the day
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """The `alerts:` section: thresholds the campaign-performance checks alert on (docs/alerts.md)."""
+
+    destination: str = "staff_alerts"  # a webhook destination
+    window_days: int = 1  # send days evaluated, ending with the latest send day in the mart
+    delivery_failure_rate: RateThreshold = RateThreshold(0.05)  # alert above
+    open_rate: RateThreshold = RateThreshold(0.10, min_sample=100)  # alert below
+    unsubscribe_spike: SpikeThreshold = SpikeThreshold()
+    complaint_rate: RateThreshold = RateThreshold(0.001)  # alert above
+
+
+@dataclass(frozen=True)
 class ActivationConfig:
     destinations: dict[str, dict[str, Any]]
     policies: PolicyConfig
+    alerts: AlertsConfig = AlertsConfig()
 
 
 @dataclass(frozen=True)
@@ -116,7 +149,110 @@ def load_config(path: Path | str | None = None) -> ActivationConfig:
         max_attempts=int(p.get("max_attempts", 5)),
         failure_share_warn=float(p.get("failure_share_warn", 0.05)),
     )
-    return ActivationConfig(destinations, policies)
+    alerts = AlertsConfig()
+    if "alerts" in raw:
+        alerts = alerts_from_raw(raw["alerts"], destinations, where=str(path))
+    return ActivationConfig(destinations, policies, alerts)
+
+
+def _number(where: str, key: str, value: Any, *, share: bool = False, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    number = float(value)
+    if share and not 0 <= number <= 1:
+        raise ConfigError(f"{where}: {key} is a share in [0, 1] (0.05 is 5%), got {value!r}")
+    if number < minimum:
+        raise ConfigError(f"{where}: {key} must be >= {minimum:g}, got {value!r}")
+    return number
+
+
+def _whole(where: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _section(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: {key} has unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed)})"
+        )
+    return value
+
+
+def _enabled(where: str, key: str, section: dict[str, Any]) -> bool:
+    value = section.get("enabled", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}.enabled must be true or false, got {value!r}")
+    return value
+
+
+def alerts_from_raw(raw: Any, destinations: dict[str, dict[str, Any]], where: str = "alerts") -> AlertsConfig:
+    """The `alerts:` section, validated: ConfigError naming the key and what is wrong."""
+    defaults = AlertsConfig()
+    section = _section(
+        where,
+        "alerts",
+        raw,
+        (
+            "destination",
+            "window_days",
+            "delivery_failure_rate",
+            "open_rate",
+            "unsubscribe_spike",
+            "complaint_rate",
+        ),
+    )
+    destination = section.get("destination", defaults.destination)
+    if not isinstance(destination, str) or destination not in destinations:
+        raise ConfigError(
+            f"{where}: alerts.destination {destination!r} is not a destination of this config "
+            f"(declare a webhook destination under destinations:, e.g. staff_alerts)"
+        )
+    if destinations[destination].get("type") != "webhook":
+        raise ConfigError(
+            f"{where}: alerts.destination {destination!r} must be a webhook destination, "
+            f"not {destinations[destination].get('type')!r}"
+        )
+
+    def rate(name: str, bound: str, default: RateThreshold) -> RateThreshold:
+        key = f"alerts.{name}"
+        s = _section(where, key, section.get(name), (bound, "min_sample", "enabled"))
+        return RateThreshold(
+            limit=_number(where, f"{key}.{bound}", s.get(bound, default.limit), share=True),
+            min_sample=_whole(where, f"{key}.min_sample", s.get("min_sample", default.min_sample), 0),
+            enabled=_enabled(where, key, s),
+        )
+
+    key = "alerts.unsubscribe_spike"
+    spike = _section(
+        where,
+        key,
+        section.get("unsubscribe_spike"),
+        ("floor", "factor", "trailing_days", "min_sample", "enabled"),
+    )
+    d = defaults.unsubscribe_spike
+    return AlertsConfig(
+        destination=destination,
+        window_days=_whole(where, "alerts.window_days", section.get("window_days", defaults.window_days), 1),
+        delivery_failure_rate=rate("delivery_failure_rate", "max", defaults.delivery_failure_rate),
+        open_rate=rate("open_rate", "min", defaults.open_rate),
+        unsubscribe_spike=SpikeThreshold(
+            floor=_number(where, f"{key}.floor", spike.get("floor", d.floor), share=True),
+            factor=_number(where, f"{key}.factor", spike.get("factor", d.factor), minimum=1.0),
+            trailing_days=_whole(
+                where, f"{key}.trailing_days", spike.get("trailing_days", d.trailing_days), 1
+            ),
+            min_sample=_whole(where, f"{key}.min_sample", spike.get("min_sample", d.min_sample), 0),
+            enabled=_enabled(where, key, spike),
+        ),
+        complaint_rate=rate("complaint_rate", "max", defaults.complaint_rate),
+    )
 
 
 def binding_from_meta(

@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.activation import build_activation
+from orchestration.alerts import campaign_performance_alerts
 from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
@@ -34,7 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             tideline_dbt_scored_assets,
             *sync_assets,
         ],
-        asset_checks=[rejects_reported, orders_present],
+        asset_checks=[rejects_reported, orders_present, campaign_performance_alerts],
         jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
         schedules=[daily_refresh, weekly_retrain, *sync_schedules],
         sensors=sync_sensors,

@@ -1,0 +1,251 @@
+"""Campaign-performance alerts end to end: the Dagster checks on the mart post signed alerts to a
+real HTTP endpoint (HttpSink on loopback, HMAC checked), once per alert, and nothing when all is well."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from activation.sinks.http_sink import HttpSink
+from orchestration.alerts import PERFORMANCE_KEY, campaign_performance_alerts
+from orchestration.resources import ActivationSettings, WarehouseResource
+
+SECRET = "alert-s3cret"
+DAY = dt.date(2026, 3, 10)
+# marts.fct_campaign_performance as the issue #5 contract defines it
+COLUMNS = {
+    "campaign": "varchar",
+    "variant": "varchar",
+    "channel": "varchar",
+    "send_date": "date",
+    **{
+        c: "bigint"
+        for c in [
+            "sent",
+            "failed",
+            "delivered",
+            "bounced",
+            "hard_bounced",
+            "unique_opens",
+            "bot_opens",
+            "unique_clicks",
+            "unsubscribes",
+            "complaints",
+            "conversions",
+        ]
+    },
+    **{
+        c: "double"
+        for c in [
+            "revenue",
+            "cost",
+            "delivery_rate",
+            "delivery_failure_rate",
+            "bounce_rate",
+            "open_rate",
+            "click_rate",
+            "click_to_open_rate",
+            "unsubscribe_rate",
+            "complaint_rate",
+            "conversion_rate",
+            "revenue_per_message",
+            "roi",
+        ]
+    },
+}
+
+
+def _row(campaign: str, variant: str, *, sent: int, failed: int, bounced: int, opens: int) -> dict:
+    delivered = sent - bounced
+    return {
+        "campaign": campaign,
+        "variant": variant,
+        "channel": "email",
+        "send_date": DAY,
+        "sent": sent,
+        "failed": failed,
+        "delivered": delivered,
+        "bounced": bounced,
+        "unique_opens": opens,
+        "unique_clicks": opens // 3,
+        "unsubscribes": 0,
+        "complaints": 0,
+        "delivery_failure_rate": (failed + bounced) / (sent + failed),
+        "open_rate": opens / delivered,
+    }
+
+
+# win_back/a: (3 failed + 3 bounced) / (197 + 3 attempted) = 0.03; win_back/b: (4 + 8) / (196 + 4) = 0.06
+BAD = [
+    _row("win_back", "a", sent=197, failed=3, bounced=3, opens=60),
+    _row("win_back", "b", sent=196, failed=4, bounced=8, opens=60),
+]
+GOOD = [BAD[0], _row("win_back", "b", sent=198, failed=2, bounced=3, opens=60)]  # (2 + 3) / 200 = 0.025
+
+
+def _mart_asset(rows: list[dict] | None) -> dg.AssetsDefinition:
+    """A stand-in for the dbt model: writes marts.fct_campaign_performance (or nothing, for None)."""
+
+    @dg.asset(key=PERFORMANCE_KEY)
+    def fct_campaign_performance(warehouse: WarehouseResource) -> None:
+        if rows is None:
+            return
+        with warehouse.connect() as con:
+            con.execute("create schema if not exists marts")
+            columns = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
+            con.execute(f"create or replace table marts.fct_campaign_performance ({columns})")
+            for r in rows:
+                names = list(r)
+                con.execute(
+                    f"insert into marts.fct_campaign_performance ({', '.join(names)}) "
+                    f"values ({', '.join('?' for _ in names)})",
+                    [r[n] for n in names],
+                )
+
+    return fct_campaign_performance
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch):
+    with HttpSink(secret=SECRET) as server:
+        monkeypatch.setenv("TIDELINE_ALERT_WEBHOOK_URL", server.url("/alerts"))
+        monkeypatch.setenv("TIDELINE_WEBHOOK_SECRET", SECRET)
+        monkeypatch.delenv("TIDELINE_ACTIVATION_CONFIG", raising=False)
+        yield server
+
+
+def _run(tmp_path: Path, rows: list[dict] | None) -> dict[str, dg.AssetCheckEvaluation]:
+    """Materialise the mart and, with it, the alert checks on it (the shipped config/activation.yml)."""
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [_mart_asset(rows), campaign_performance_alerts],
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
+                "activation": ActivationSettings(),
+            },
+        )
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {
+        "delivery_failure_rate_alert",
+        "open_rate_alert",
+        "unsubscribe_spike_alert",
+        "complaint_rate_alert",
+    }
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in evaluations.values())
+    return evaluations
+
+
+def test_a_failing_check_posts_one_signed_alert_and_never_the_same_one_twice(tmp_path: Path, sink) -> None:
+    first = _run(tmp_path, BAD)
+
+    failing = first["delivery_failure_rate_alert"]
+    assert failing.passed is False
+    assert failing.metadata["alert_sent"].value is True
+    assert failing.metadata["alerts_sent_now"].value == 1
+    table = failing.metadata["offending_rows"].value
+    assert "win_back" in table and "| b " in table and "0.06" in table and "sent now" in table
+    assert "6.00% is above 5.00%" in failing.description
+    # 200 delivered per variant, 60 opens: 0.30 and 0.3093, no unsubscribes or complaints
+    for name in ("open_rate_alert", "unsubscribe_spike_alert", "complaint_rate_alert"):
+        assert first[name].passed is True, name
+        assert first[name].metadata["alert_sent"].value is False
+
+    requests = sink.requests_for("/alerts")
+    assert len(requests) == 1 and requests[0].status == 200 and sink.unauthorized == 0
+    request = requests[0]
+    assert verify_signature(
+        SECRET, request.headers[TIMESTAMP_HEADER], request.raw, request.headers[SIGNATURE_HEADER]
+    )
+    assert not verify_signature(
+        "another secret", request.headers[TIMESTAMP_HEADER], request.raw, request.headers[SIGNATURE_HEADER]
+    )
+    body = request.body
+    assert body["destination"] == "staff_alerts" and body["mode"] == "alert"
+    [record] = body["records"]
+    assert record["customer_id"] == "" and record["action"] == "send"
+    fields = record["fields"]
+    assert {k: fields[k] for k in ("check", "campaign", "channel", "variant", "day", "threshold")} == {
+        "check": "delivery_failure_rate",
+        "campaign": "win_back",
+        "channel": "email",
+        "variant": "b",
+        "day": "2026-03-10",
+        "threshold": 0.05,
+    }
+    assert fields["value"] == pytest.approx(0.06)
+    assert "@" not in json.dumps(body)  # aggregates only
+
+    second = _run(tmp_path, BAD)  # the same data evaluated again: still failing, nothing new sent
+    again = second["delivery_failure_rate_alert"]
+    assert again.passed is False
+    assert again.metadata["alert_sent"].value is False
+    assert again.metadata["alerts_sent_before"].value == 1
+    assert "sent before" in again.metadata["offending_rows"].value
+    assert len(sink.requests_for("/alerts")) == 1
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        logged = con.execute(
+            "select cast(idempotency_key as varchar), check_name, variant, day from tideline_sync.alerts_sent"
+        ).fetchall()
+    finally:
+        con.close()
+    assert logged == [(record["idempotency_key"], "delivery_failure_rate", "b", DAY)]
+
+
+def test_a_passing_check_sends_nothing(tmp_path: Path, sink) -> None:
+    evaluations = _run(tmp_path, GOOD)
+    assert all(e.passed for e in evaluations.values())
+    assert "within the limits" in evaluations["delivery_failure_rate_alert"].description
+    assert sink.requests == []
+
+
+def test_no_mart_yet_passes_with_no_data(tmp_path: Path, sink) -> None:
+    evaluations = _run(tmp_path, None)  # the warehouse file does not even exist
+    assert all(e.passed and e.description.startswith("no data") for e in evaluations.values())
+    duckdb.connect(str(tmp_path / "warehouse.duckdb")).close()  # a warehouse without the mart
+    evaluations = _run(tmp_path, None)
+    assert all(
+        e.passed and e.description == "no data: marts.fct_campaign_performance does not exist yet"
+        for e in evaluations.values()
+    )
+    assert sink.requests == []
+
+
+def test_an_unreachable_secret_reports_the_alert_as_not_sent_and_retries_next_time(
+    tmp_path: Path, sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TIDELINE_WEBHOOK_SECRET")
+    failing = _run(tmp_path, BAD)["delivery_failure_rate_alert"]
+    assert failing.passed is False and failing.metadata["alert_sent"].value is False
+    assert failing.metadata["alerts_failed"].value == 1
+    assert "environment variable TIDELINE_WEBHOOK_SECRET is not set" in failing.description
+    assert sink.requests == []
+    monkeypatch.setenv("TIDELINE_WEBHOOK_SECRET", SECRET)
+    assert _run(tmp_path, BAD)["delivery_failure_rate_alert"].metadata["alert_sent"].value is True
+    assert len(sink.requests_for("/alerts")) == 1
+
+
+def test_the_jobs_that_build_the_mart_run_the_alert_checks(tmp_path: Path) -> None:
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import Settings
+
+    defs = build_definitions(
+        Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="")
+    )
+    graph = defs.resolve_asset_graph()  # without the dbt model the check's target is only a placeholder
+    if PERFORMANCE_KEY not in graph.get_all_asset_keys() or not graph.get(PERFORMANCE_KEY).is_materializable:
+        pytest.skip(
+            "marts/fct_campaign_performance is not in the dbt project yet (built by part 2 of issue #5)"
+        )
+    for job in ("tideline_pipeline", "tideline_daily"):  # they materialise the mart, so they run its checks
+        assert "campaign_performance_alerts" in defs.resolve_job_def(job).graph.node_dict, job
+    assert "campaign_performance_alerts" not in defs.resolve_job_def("tideline_retrain").graph.node_dict
