@@ -11,6 +11,7 @@ from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_sco
 from orchestration.landing.assets import landing_zone
 from orchestration.manifest import dbt_executable
 from orchestration.ml import ml_assets
+from orchestration.report_assets import ReportSettings, campaign_report
 from orchestration.resources import ActivationSettings, MLSettings, PipelineSettings, WarehouseResource
 from orchestration.schedules import (
     daily_refresh,
@@ -25,7 +26,14 @@ from orchestration.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
     return dg.Definitions(
-        assets=[landing_zone, tideline_dbt_assets, *ml_assets, tideline_dbt_scored_assets, *sync_assets],
+        assets=[
+            landing_zone,
+            tideline_dbt_assets,
+            *ml_assets,
+            tideline_dbt_scored_assets,
+            *sync_assets,
+            campaign_report,
+        ],
         asset_checks=[rejects_reported, orders_present],
         jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
         schedules=[daily_refresh, weekly_retrain, *sync_schedules],
@@ -40,6 +48,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
             "ml": MLSettings(models_dir=str(settings.home / "models")),
             "activation": ActivationSettings(),
+            "reports": ReportSettings(reports_dir=str(settings.home / "reports")),
         },
     )
 
