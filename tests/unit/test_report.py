@@ -169,3 +169,17 @@ def test_the_asset_links_the_report_from_its_metadata(tmp_path: Path) -> None:
         "marts/customer_lifecycle_history",
     }
     assert campaign_report.group_names_by_key[REPORT_KEY] == "reports"
+
+
+def test_the_code_location_writes_reports_under_tideline_home(tmp_path: Path) -> None:
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import Settings
+
+    settings = Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="2026-03-02")
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    assert graph.get(REPORT_KEY).group_name == "reports"
+    assert (
+        REPORT_KEY in defs.resolve_job_def("tideline_pipeline").asset_layer.asset_graph.get_all_asset_keys()
+    )
+    assert defs.resources["reports"].reports_dir == str(tmp_path / "reports")
