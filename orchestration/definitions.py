@@ -13,6 +13,7 @@ from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_sco
 from orchestration.landing.assets import landing_zone
 from orchestration.manifest import dbt_executable
 from orchestration.ml import ml_assets
+from orchestration.report_assets import ReportSettings, campaign_report
 from orchestration.resources import ActivationSettings, MLSettings, PipelineSettings, WarehouseResource
 from orchestration.schedules import (
     daily_refresh,
@@ -34,6 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             channel_removal_effects,
             tideline_dbt_scored_assets,
             *sync_assets,
+            campaign_report,
         ],
         asset_checks=[rejects_reported, orders_present, campaign_performance_alerts],
         jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
@@ -49,6 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
             "ml": MLSettings(models_dir=str(settings.home / "models")),
             "activation": ActivationSettings(),
+            "reports": ReportSettings(reports_dir=str(settings.home / "reports")),
         },
     )
 

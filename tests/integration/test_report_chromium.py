@@ -1,0 +1,141 @@
+"""The campaign report rendered by a real browser: Debian's headless Chromium, offline.
+
+The page's own script marks each chart once plotly has drawn it and collects JavaScript errors
+(window errors, unhandled rejections, console.error) into #js-errors; the DOM Chromium dumps after
+its virtual time budget tells us both. CI installs chromium (.ci/run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from orchestration.report import build_campaign_report
+from tests.report_data import write_empty_warehouse, write_report_marts
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; CI does)"
+)
+
+
+class Dom(HTMLParser):
+    """Start tags with their attributes, and the text inside #js-errors."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.errors = ""
+        self._in_errors = False
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, attributes))
+        self._in_errors = attributes.get("id") == "js-errors"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_errors = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_errors:
+            self.errors += data
+
+    def find(self, tag: str, **attrs: str) -> list[dict]:
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+    def with_class(self, tag: str, cls: str) -> list[dict]:
+        return [a for t, a in self.tags if t == tag and cls in a.get("class", "").split()]
+
+
+def render(page: Path, tmp_path: Path, height: int = 5200) -> tuple[Dom, Path]:
+    """Open the page in headless Chromium (no network at all), dump the DOM and take a screenshot."""
+    screenshot = tmp_path / f"{page.stem}.png"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        # every host name fails to resolve: the report must work offline
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--virtual-time-budget=15000",
+        "--hide-scrollbars",
+        f"--window-size=1280,{height}",
+        f"--screenshot={screenshot}",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    print(f"screenshot: {screenshot}")
+    return Dom(done.stdout), screenshot
+
+
+def _body(dom: Dom) -> dict:
+    bodies = dom.find("body")
+    assert len(bodies) == 1
+    return bodies[0]
+
+
+def test_every_chart_renders_without_errors(tmp_path: Path) -> None:
+    warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
+    report = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    dom, screenshot = render(report.path, tmp_path)
+
+    body = _body(dom)
+    assert body["data-render-complete"] == "true"
+    assert body["data-charts-expected"] == "6"
+    assert body["data-charts-rendered"] == "6"
+    plots = dom.with_class("div", "js-plotly-plot")
+    assert sorted(p["id"] for p in plots) == sorted(
+        f"chart-{key}" for key in ["lifecycle", "funnel", "trend", "roi", "attribution", "experiments"]
+    )
+    assert all(p.get("data-rendered") == "true" for p in plots)
+    assert len(dom.with_class("svg", "main-svg")) >= 6  # plotly drew an svg for every chart
+    assert dom.find("g", **{"class": "sankey"}), "the lifecycle flow is a Sankey"
+    assert body["data-js-errors"] == "0" and dom.errors.strip() == ""
+    assert all(s.get("data-empty") == "false" for s in dom.find("section"))
+    assert screenshot.stat().st_size > 100_000  # a page full of charts, not a blank one
+
+
+def test_empty_warehouse_renders_its_no_data_notes_without_errors(tmp_path: Path) -> None:
+    warehouse = write_empty_warehouse(tmp_path / "warehouse.duckdb", with_tables=["fct_campaign_performance"])
+    report = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    dom, screenshot = render(report.path, tmp_path, height=1600)
+
+    body = _body(dom)
+    assert body["data-render-complete"] == "true"
+    assert (body["data-charts-expected"], body["data-charts-rendered"]) == ("0", "0")
+    assert dom.with_class("div", "js-plotly-plot") == []
+    sections = dom.find("section")
+    assert len(sections) == 6 and all(s["data-empty"] == "true" for s in sections)
+    assert len(dom.with_class("div", "empty")) == 6
+    assert body["data-js-errors"] == "0" and dom.errors.strip() == ""
+    assert screenshot.stat().st_size > 20_000
+
+
+def test_the_error_collector_reports_a_failing_script(tmp_path: Path) -> None:
+    """The 'no errors' assertions above mean something: a script that throws is caught and shown."""
+    warehouse = write_empty_warehouse(tmp_path / "warehouse.duckdb")
+    report = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        report.path.read_text().replace(
+            "</body>", "<script>console.error('bad data'); undefinedReportFunction();</script></body>"
+        )
+    )
+    dom, _ = render(broken, tmp_path, height=600)
+
+    assert _body(dom)["data-js-errors"] == "2"
+    assert "console.error: bad data" in dom.errors
+    assert "undefinedReportFunction is not defined" in dom.errors
