@@ -110,7 +110,10 @@ def send_campaign(home: Path, smtp: SmtpSink, http: HttpSink, receiver_url: str)
     ensure_schema(con)
     rows = [
         (k, "email" if v != "sms" else "sms", v if v != "sms" else None, "sent") for k, v in sent.items()
-    ] + [(key("email", f"h{i:04d}"), "email", "A" if i % 2 else "B", "holdout") for i in range(1, N_HOLDOUT + 1)]
+    ] + [
+        (key("email", f"h{i:04d}"), "email", "A" if i % 2 else "B", "holdout")
+        for i in range(1, N_HOLDOUT + 1)
+    ]
     customers = {k: f"c{i:04d}" for i in range(1, N_EMAIL + 1) for k in (key("email", f"c{i:04d}"),)}
     customers |= {key("sms", f"c{i:04d}"): f"c{i:04d}" for i in range(1, N_SMS + 1)}
     customers |= {key("email", f"h{i:04d}"): f"h{i:04d}" for i in range(1, N_HOLDOUT + 1)}
