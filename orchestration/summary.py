@@ -193,7 +193,8 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
             con,
             "select campaign, channel, arm, arm_type, reach, conversion_rate, absolute_lift, "
             "absolute_lift_ci_low, absolute_lift_ci_high, relative_lift, p_value, is_winner, "
-            "confidence_level from marts.experiment_results order by campaign, channel, arm_type, arm",
+            "confidence_level from marts.experiment_results order by campaign, channel, "
+            "case arm_type when 'variant' then 0 when 'holdout' then 1 else 2 end, arm",
         )
         experiments: dict[tuple[str, str], list[tuple]] = {}
         for row in arms:
