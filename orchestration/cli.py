@@ -2,7 +2,7 @@
 
 tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
 tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
-tideline demo [--customers N] [--days D] [--seed S]      (what `make run` calls)
+tideline demo [--customers N] [--days D] [--seed S]      (what `make run` calls: the demo loop)
 tideline summary [--warehouse FILE]
 """
 
@@ -73,11 +73,11 @@ def run_pipeline(settings: Settings) -> bool:
     return result.success
 
 
-def _print_summary(warehouse: Path) -> None:
+def _print_summary(warehouse: Path, home: Path | None = None) -> None:
     from orchestration.summary import build_summary
 
     print()
-    print(build_summary(warehouse))
+    print(build_summary(warehouse, home=home))
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     ok = _run_with_destinations(settings, args.local_destinations)
     if ok:
-        _print_summary(settings.warehouse)
+        _print_summary(settings.warehouse, settings.home)
     return 0 if ok else 1
 
 
@@ -125,32 +125,103 @@ def _run_with_destinations(settings: Settings, local: bool | None) -> bool:
         return run_pipeline(settings)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the demo landing zone (unless the same one is there) and run the pipeline on it."""
+# what the demo loop itself writes into its landing zone (receiver, shop): kept when the
+# generated data is replaced for a new day, as the ledger in the warehouse is
+LIVE_FILES = ("engagement", "events/shop", "commerce/orders/shop", "crm/consents/receiver-*.jsonl")
+
+
+def _generate_demo(raw: Path, params: dict, end_date: dt.date) -> dict:
+    """(Re)generate the demo landing zone, carrying the demo loop's own files over."""
     from orchestration.demo_data import generate_demo_data
+
+    stash = raw.parent / "live-carry"
+    if stash.exists():
+        shutil.rmtree(stash)
+    if raw.exists():
+        for pattern in LIVE_FILES:
+            for path in raw.glob(pattern):
+                target = stash / path.relative_to(raw)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
+        shutil.rmtree(raw)
+    started = time.monotonic()
+    summary = generate_demo_data(
+        raw, customers=params["customers"], days=params["days"], seed=params["seed"], end_date=end_date
+    )
+    print(
+        f"Generated demo data: {summary.customers:,} customers, {summary.orders:,} orders, "
+        f"{summary.events:,} events up to {summary.end_date} in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    if stash.exists():
+        for path in sorted(p for p in stash.rglob("*") if p.is_file()):
+            target = raw / path.relative_to(stash)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+        shutil.rmtree(stash)
+    return json.loads((raw / "_truth" / "demo.json").read_text())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo loop: demo data up to yesterday (UTC), then as of today: run the pipeline (it sends),
+    let the simulated audience open, click, unsubscribe and buy through the receiver and the demo
+    shop, run the pipeline again (it loads what came back) and print the summary."""
+    from orchestration.demo_audience import run_audience
+    from orchestration.demo_shop import DemoShop
+    from orchestration.local_destinations import demo_secrets, running_receiver
 
     base = Settings.from_env()
     raw = base.home / "demo" / "raw"
+    today = dt.datetime.now(dt.UTC).date()
+    end_date = today - dt.timedelta(days=1)
     params = {"customers": args.customers, "days": args.days, "seed": args.seed}
     marker = raw / "_truth" / "demo.json"
     existing = json.loads(marker.read_text()) if marker.exists() else {}
-    if any(existing.get(k) != v for k, v in params.items()):
-        if raw.exists():
-            shutil.rmtree(raw)
-        started = time.monotonic()
-        summary = generate_demo_data(raw, customers=args.customers, days=args.days, seed=args.seed)
-        print(
-            f"Generated demo data: {summary.customers:,} customers, {summary.orders:,} orders, "
-            f"{summary.events:,} events in {time.monotonic() - started:.1f}s",
-            flush=True,
-        )
-        existing = json.loads(marker.read_text())
+    if any(existing.get(k) != v for k, v in {**params, "end_date": end_date.isoformat()}.items()):
+        existing = _generate_demo(raw, params, end_date)
     else:
         print(f"Reusing demo data in {raw}", flush=True)
-    settings = replace(base, raw_dir=raw, as_of=str(existing["end_date"]))
-    ok = _run_with_destinations(settings, True)
+    if existing.get("as_of") != today.isoformat():  # `tideline summary` and the UI use the same day
+        existing["as_of"] = today.isoformat()
+        marker.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+    settings = replace(base, raw_dir=raw, as_of=today.isoformat())
+
+    secrets = demo_secrets(base.home)
+    previous = {k: os.environ.get(k) for k in (*secrets, "TIDELINE_RECEIVER_URL")}
+    os.environ.update(secrets)
+    try:
+        with running_receiver(raw) as receiver_url, DemoShop(raw) as shop:
+            os.environ["TIDELINE_RECEIVER_URL"] = receiver_url
+            print(
+                f"Engagement receiver on {receiver_url}, demo shop on {shop.base_url} (both append to {raw})",
+                flush=True,
+            )
+            ok = _run_with_destinations(settings, True)
+            if ok:
+                started = time.monotonic()
+                result = run_audience(
+                    base.home,
+                    shop_url=shop.base_url,
+                    receiver_url=receiver_url,
+                    webhook_secret=secrets["TIDELINE_RECEIVER_WEBHOOK_SECRET"],
+                    warehouse=settings.warehouse,
+                    seed=args.seed,
+                )
+                print(
+                    f"Simulated audience in {time.monotonic() - started:.1f}s: {result.describe()}",
+                    flush=True,
+                )
+                print("Running the pipeline again to load what came back ...", flush=True)
+                ok = _run_with_destinations(settings, True)
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     if ok:
-        _print_summary(settings.warehouse)
+        _print_summary(settings.warehouse, settings.home)
+        print(f"Engagement receiver and demo shop ran on {receiver_url} and {shop.base_url} (now stopped)")
     return 0 if ok else 1
 
 

@@ -4,15 +4,26 @@ A local SMTP server (messages saved as .eml files), one HTTP sink for the SMS, p
 CRM and alert webhooks (requests saved as JSON lines, HMAC signatures checked) and
 a folder for ad-audience files, all under $TIDELINE_HOME/outbox. The environment
 variables config/activation.yml reads are pointed at them for the run.
+
+For the demo loop also the engagement receiver (`running_receiver`: uvicorn in a thread on a
+free loopback port, TIDELINE_RECEIVER_URL pointed at it) and the secrets it shares with the
+emails' tokens and the providers' webhooks (`demo_secrets`: generated once, kept in
+$TIDELINE_HOME/secrets.json, mode 0600, so links in earlier runs' emails still verify).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+SECRET_NAMES = ("TIDELINE_TRACKING_SECRET", "TIDELINE_RECEIVER_WEBHOOK_SECRET")
 
 
 @contextmanager
@@ -52,3 +63,50 @@ def local_destinations(home: Path) -> Iterator[dict[str, str]]:
                 os.environ[k] = v
         http.stop()
         smtp.stop()
+
+
+def demo_secrets(home: Path) -> dict[str, str]:
+    """The tracking and receiver-webhook secrets: from the environment when set, else generated
+    once and kept in $TIDELINE_HOME/secrets.json (never printed, never in the repository)."""
+    path = home / "secrets.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in SECRET_NAMES if not os.environ.get(name) and not stored.get(name)]
+    if missing:
+        stored.update({name: secrets.token_hex(32) for name in missing})
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+        os.replace(path.with_suffix(".tmp"), path)
+    return {name: os.environ.get(name) or stored[name] for name in SECRET_NAMES}
+
+
+@contextmanager
+def running_receiver(landing_dir: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """The engagement receiver (activation.receiver) on uvicorn in a daemon thread, on a free port
+    of `host`, appending to `landing_dir`; yields its base URL. Secrets are read from the
+    environment when it starts (set them first, e.g. from demo_secrets)."""
+    import uvicorn
+
+    from activation.receiver import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    base_url = f"http://{host}:{sock.getsockname()[1]}"
+    config = uvicorn.Config(create_app(landing_dir), log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="receiver", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the engagement receiver did not start")
+        time.sleep(0.01)
+    try:
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

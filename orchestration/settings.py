@@ -3,7 +3,7 @@
 TIDELINE_HOME       folder for everything generated (default: <repo>/.tideline)
 TIDELINE_WAREHOUSE  DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)
 TIDELINE_RAW_DIR    landing zone (default: $TIDELINE_HOME/demo/raw)
-TIDELINE_AS_OF      as-of date YYYY-MM-DD (default: a demo landing zone's last day, else today)
+TIDELINE_AS_OF      as-of date YYYY-MM-DD (default: a demo landing zone's as-of day, else today)
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ class Settings:
 
 
 def demo_as_of(raw_dir: Path) -> str:
-    """A demo landing zone carries its own as-of date (the last day of its data)."""
+    """A demo landing zone carries its own as-of date: the day `tideline demo` ran it on (the day
+    after its data ends), else the last day of its data."""
     marker = raw_dir / "_truth" / "demo.json"
     if not marker.exists():
         return ""
-    return validate_as_of(str(json.loads(marker.read_text()).get("end_date", "")))
+    meta = json.loads(marker.read_text())
+    return validate_as_of(str(meta.get("as_of") or meta.get("end_date", "")))
 
 
 def validate_as_of(value: str | None) -> str:

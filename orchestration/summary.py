@@ -18,8 +18,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     return con.execute(sql, params or []).fetchall()
 
 
-def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
-    """Customers per lifecycle stage and RFM segment, top tags, rejects and where to look next."""
+def build_summary(warehouse: Path | str, top_tags: int = 8, home: Path | str | None = None) -> str:
+    """Customers per lifecycle stage and RFM segment, top tags, campaign results, rejects and where
+    to look next (the campaign report under `home`/reports when it is there)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         as_of, customers, buyers, revenue = _rows(
@@ -44,6 +45,7 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
         ]
         scores = _score_lines(con, str(as_of))
         activations = _activation_lines(con)
+        campaigns = _campaign_lines(con)
     finally:
         con.close()
 
@@ -66,6 +68,10 @@ def build_summary(warehouse: Path | str, top_tags: int = 8) -> str:
         lines.append(f"  {tag:<22}{n:>9,}  {100 * float(share):>5.1f}%")
     lines += scores
     lines += activations
+    lines += campaigns
+    report = Path(home) / "reports" / "campaign_report.html" if home else None
+    if report is not None and report.exists():
+        lines += ["", f"Campaign report: {report.resolve()}"]
     total_rejects = sum(rejects.values())
     lines += [
         "",
@@ -150,3 +156,82 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         notes += [f"unknown after a crash {unknown:,}"] if unknown else []
         lines.append(f"  {key:<39}{rows:>9,}{sent:>9,}{failed:>9,}  {', '.join(notes) or '-'}")
     return lines
+
+
+def _rate(n: float | None, d: float | None) -> str:
+    return f"{100.0 * float(n or 0) / float(d):.1f}%" if d else "-"
+
+
+def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Campaign results: per campaign × variant × channel (marts.fct_campaign_performance, all days)
+    and each experiment's headline lift against its holdout (marts.experiment_results)."""
+    lines: list[str] = []
+    if _table_exists(con, "marts", "fct_campaign_performance"):
+        rows = _rows(
+            con,
+            "select campaign, variant, channel, sum(sent), sum(delivered), sum(unique_opens), "
+            "sum(unique_clicks), sum(conversions), sum(revenue) from marts.fct_campaign_performance "
+            "group by 1, 2, 3 order by 1, 3, 2",
+        )
+        if rows:
+            lines += [
+                "",
+                "Campaign results              variant channel     sent  open rate  click rate  conversions"
+                "     revenue",
+            ]
+            for campaign, variant, channel, sent, delivered, opens, clicks, conversions, revenue in rows:
+                base = (
+                    delivered or sent
+                )  # rates of delivered messages (of sent when nothing reports delivery)
+                lines.append(
+                    f"  {campaign:<28}{variant:<8}{channel:<8}{int(sent or 0):>8,}{_rate(opens, base):>11}"
+                    f"{_rate(clicks, base):>12}{int(conversions or 0):>13,}{float(revenue or 0):>12,.2f}"
+                )
+            lines.append("  rates of delivered messages; conversions: orders within the conversion window")
+    if _table_exists(con, "marts", "experiment_results"):
+        arms = _rows(
+            con,
+            "select campaign, channel, arm, arm_type, reach, conversion_rate, absolute_lift, "
+            "absolute_lift_ci_low, absolute_lift_ci_high, relative_lift, p_value, is_winner, "
+            "confidence_level from marts.experiment_results order by campaign, channel, "
+            "case arm_type when 'variant' then 0 when 'holdout' then 1 else 2 end, arm",
+        )
+        experiments: dict[tuple[str, str], list[tuple]] = {}
+        for row in arms:
+            experiments.setdefault((row[0], row[1]), []).append(row)
+        for (campaign, channel), rows in experiments.items():
+            lines += ["", f"Experiment {campaign} ({channel}):"]
+            treated = next((r for r in rows if r[3] == "treated"), None)
+            holdout = next((r for r in rows if r[3] == "holdout"), None)
+            if treated is not None and holdout is not None and treated[6] is not None:
+                level = float(treated[12] or 0.95)
+                lines.append(
+                    f"  incremental lift vs holdout: {_pp(treated[6])} "
+                    f"({100 * level:.0f}% CI {_pp(treated[7])} to {_pp(treated[8])}), "
+                    f"relative {_signed_pct(treated[9])}, p = {_p(treated[10])}"
+                )
+            lines.append(
+                "  "
+                + ", ".join(
+                    f"{arm} {_rate(rate, 1) if rate is not None else '-'} of {int(reach or 0):,}"
+                    for _c, _ch, arm, _t, reach, rate, *_rest in rows
+                )
+                + " converted"
+            )
+            winners = [r[2] for r in rows if r[11]]
+            lines.append(f"  winner: {', '.join(winners)}" if winners else "  winner: none significant yet")
+    return lines
+
+
+def _pp(value: float | None) -> str:
+    return "-" if value is None else f"{100 * float(value):+.1f} pts"
+
+
+def _signed_pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * float(value):+.0f}%"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"

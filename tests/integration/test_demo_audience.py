@@ -1,0 +1,218 @@
+"""The demo loop's simulated audience against real servers on loopback: real emails (the SMTP
+destination with the win-back templates into an SmtpSink), SMS through the webhook destination
+into an HttpSink, the real engagement receiver (uvicorn) and the real demo shop."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activation.config import resolve_content
+from activation.destinations.base import OutboundRecord, SyncContext
+from activation.destinations.smtp_email import SmtpEmailDestination
+from activation.destinations.webhook import WebhookDestination
+from activation.ledger import SCHEMA, ensure_schema
+from activation.sinks.http_sink import HttpSink
+from activation.sinks.smtp_sink import SmtpSink
+from orchestration.demo_audience import PROXY_UA, run_audience
+from orchestration.demo_shop import DemoShop
+from orchestration.landing.loader import load_landing_zone
+from orchestration.local_destinations import running_receiver
+
+CAMPAIGN = "win_back_2026q4"
+N_EMAIL, N_HOLDOUT, N_SMS = 300, 40, 60
+TRACKING_SECRET = "audience-test-tracking"
+HOOK_SECRET = "audience-test-webhooks"
+
+
+def key(*parts: str) -> str:
+    return str(uuid.UUID(hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]))
+
+
+def read_lines(root: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted(root.rglob("*.jsonl")) for line in p.read_text().splitlines()]
+
+
+@pytest.fixture
+def loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", TRACKING_SECRET)
+    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", HOOK_SECRET)
+    monkeypatch.setenv("TEST_SMS_SECRET", "sms-secret")
+    home, landing = tmp_path / "home", tmp_path / "home" / "demo" / "raw"
+    with (
+        SmtpSink(out_dir=home / "outbox" / "email") as smtp,
+        HttpSink(out_dir=home / "outbox" / "http", secret="sms-secret") as http,
+        running_receiver(landing) as receiver_url,
+        DemoShop(landing) as shop,
+    ):
+        yield home, landing, smtp, http, receiver_url, shop
+
+
+def send_campaign(home: Path, smtp: SmtpSink, http: HttpSink, receiver_url: str) -> dict[str, str]:
+    """300 win-back emails (odd customers A, even B), 60 SMS, and a ledger with 40 holdouts.
+    Returns message key -> variant ('sms' for the SMS)."""
+    host, port = smtp.address
+    email = SmtpEmailDestination.from_config(
+        "email",
+        {
+            "host": host,
+            "port": port,
+            "from_address": "hello@shop.example.com",
+            "unsubscribe_base_url": f"{receiver_url}/u",
+            "tracking_base_url": f"{receiver_url}/t",
+            "max_batch_size": 100,
+        },
+    )
+    sms = WebhookDestination.from_config("sms", {"url": http.url("/sms"), "secret_env": "TEST_SMS_SECRET"})
+    sent: dict[str, str] = {}
+    for variant, template in (("A", "win_back"), ("B", "win_back_discount")):
+        records = [
+            OutboundRecord(f"c{i:04d}", key("email", f"c{i:04d}"), "send", {"email": f"c{i}@example.com"})
+            for i in range(1, N_EMAIL + 1)
+            if (i % 2 == 1) == (variant == "A")
+        ]
+        context = SyncContext(
+            sync_id=f"sync-{variant}",
+            segment="win_back_dormant",
+            destination="email",
+            mode="message",
+            content_version="v1",
+            content=resolve_content({"template": template}),
+            campaign=CAMPAIGN,
+            variant=variant,
+        )
+        results = email.send_batch(records, context)
+        assert {r.status for r in results} == {"sent"}
+        sent.update({r.idempotency_key: variant for r in records})
+    sms_records = [
+        OutboundRecord(f"c{i:04d}", key("sms", f"c{i:04d}"), "send", {"phone": f"+4470000{i:04d}"})
+        for i in range(1, N_SMS + 1)
+    ]
+    sms_context = SyncContext(
+        sync_id="sync-sms",
+        segment="win_back_dormant",
+        destination="sms",
+        mode="message",
+        content_version="v1",
+        content={"text": "We miss you"},
+        campaign=CAMPAIGN,
+    )
+    assert {r.status for r in sms.send_batch(sms_records, sms_context)} == {"sent"}
+    sent.update({r.idempotency_key: "sms" for r in sms_records})
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    ensure_schema(con)
+    rows = [
+        (k, "email" if v != "sms" else "sms", v if v != "sms" else None, "sent") for k, v in sent.items()
+    ] + [
+        (key("email", f"h{i:04d}"), "email", "A" if i % 2 else "B", "holdout")
+        for i in range(1, N_HOLDOUT + 1)
+    ]
+    customers = {k: f"c{i:04d}" for i in range(1, N_EMAIL + 1) for k in (key("email", f"c{i:04d}"),)}
+    customers |= {key("sms", f"c{i:04d}"): f"c{i:04d}" for i in range(1, N_SMS + 1)}
+    customers |= {key("email", f"h{i:04d}"): f"h{i:04d}" for i in range(1, N_HOLDOUT + 1)}
+    for k, channel, variant, status in rows:
+        con.execute(
+            f"""insert into {SCHEMA}.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action,
+                status, channel, campaign, variant, content_version, recorded_at)
+                values (?, ?, 's', ?, 'send', ?, ?, ?, ?, 'v1', now()::timestamp)""",
+            [k, f"win_back_dormant__{channel}", customers[k], status, channel, CAMPAIGN, variant],
+        )
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.dim_customers as select 'c' || lpad(cast(i as varchar), 4, '0') as customer_id, "
+        "3 as order_count, 50.0 as average_order_value from range(1, 301) t(i)"
+    )
+    con.close()
+    return sent
+
+
+def test_audience_acts_through_the_real_endpoints(loop) -> None:
+    home, landing, smtp, http, receiver_url, shop = loop
+    sent = send_campaign(home, smtp, http, receiver_url)
+    assert len(list((home / "outbox" / "email").glob("*.eml"))) == N_EMAIL
+
+    result = run_audience(
+        home,
+        shop_url=shop.base_url,
+        receiver_url=receiver_url,
+        webhook_secret=HOOK_SECRET,
+        warehouse=home / "warehouse.duckdb",
+        seed=42,
+    )
+    c = result.counts
+    assert result.errors == 0
+    assert c["messages"] == N_EMAIL + N_SMS
+    # organic purchases are drawn once per campaign recipient: 300 emailed (60 of them also got the
+    # SMS: the same customers) and the 40 held out
+    assert c["organic_considered"] == N_EMAIL + N_HOLDOUT
+
+    events = read_lines(landing / "engagement" / "events")
+    by_type = Counter(e["event_type"] for e in events)
+    email_keys = {k for k, v in sent.items() if v != "sms"}
+    # every tracked event names a message that was sent, and its customer
+    for e in events:
+        assert e["message_key"] in sent, e
+    opens = [e for e in events if e["event_type"] == "opened"]
+    proxy = [e for e in opens if e["user_agent"] == PROXY_UA]
+    assert len(opens) == c["opens"] + c["proxy_opens"] and len(proxy) == c["proxy_opens"] > 0
+    assert c["opens"] > 0 and {e["message_key"] for e in opens} <= email_keys
+    clicks = [e for e in events if e["event_type"] == "clicked"]
+    assert len(clicks) == c["clicks"] > 0
+    unsubscribes = [e for e in events if e["event_type"] == "unsubscribed"]
+    assert len(unsubscribes) == c["unsubscribes"] > 0
+    # provider webhooks: one delivery or bounce per message; the first delivery re-sent once
+    delivered = [e for e in events if e["event_type"] == "delivered"]
+    assert len(delivered) == c["delivered"] + 1
+    assert len({e["event_id"] for e in delivered}) == c["delivered"]
+    assert c["delivered"] + c["bounced"] == N_EMAIL + N_SMS and by_type["bounced"] == c["bounced"]
+    assert {e["provider"] for e in delivered} == {"demo_mail", "demo_sms"}
+
+    # unsubscribes (and complaints) became consent revocations for those customers
+    consents = read_lines(landing / "crm" / "consents")
+    revoked = {x["customer_id"] for x in consents if x["status"] == "revoked"}
+    complained = {e["customer_id"] for e in events if e["event_type"] == "complained"}
+    assert revoked == {e["customer_id"] for e in unsubscribes} | complained
+
+    # the shop's orders and page views load into the landing schema without a reject
+    con = duckdb.connect()
+    report = load_landing_zone(landing, con)
+    assert report.rejects == 0
+    orders = con.execute(
+        "select customer_id, amount, coupon_code, channel, status from landing.commerce_orders"
+    ).fetchall()
+    assert len(orders) == c["orders"] + c["organic_orders"]
+    assert {(ch, st) for *_, ch, st in orders} == {("web", "completed")}
+    views = con.execute(
+        "select utm_medium, utm_campaign, count(*) from landing.events where event_type = 'page_view' group by all"
+    ).fetchall()
+    email_clicks = sum(1 for e in clicks if e["source"] == "tracking")
+    assert dict(((m, cp), n) for m, cp, n in views)[("email", CAMPAIGN)] == email_clicks
+    con.close()
+
+    # the discount variant truly converts better: every coupon order is a B click-through
+    buyers_b = result.buyers[(CAMPAIGN, "email", "B")]
+    assert sum(1 for *_, coupon, _ch, _st in orders if coupon == "WINBACK15") == buyers_b
+    rate_a = result.purchase_rate(CAMPAIGN, "email", "A")
+    rate_b = result.purchase_rate(CAMPAIGN, "email", "B")
+    assert rate_b > 2 * rate_a > 0
+
+    # a second run has nothing new to act on and writes nothing
+    lines_before = len(events)
+    again = run_audience(
+        home,
+        shop_url=shop.base_url,
+        receiver_url=receiver_url,
+        webhook_secret=HOOK_SECRET,
+        warehouse=home / "warehouse.duckdb",
+        seed=42,
+    )
+    assert again.counts["messages"] == 0 and again.counts["organic_orders"] == 0
+    assert again.counts["already_acted"] == N_EMAIL + N_SMS + N_EMAIL + N_HOLDOUT
+    assert len(read_lines(landing / "engagement" / "events")) == lines_before
