@@ -162,7 +162,7 @@ def write_ledger(warehouse: Path) -> None:
         for channel, segment in (("email", "summer_buyers"), ("sms", "summer_buyers")):
             con.execute(
                 "insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run, "
-                "started_at, status) values (?, ?, ?, ?, 'insert', false, '2025-06-14 09:00:00', 'succeeded')",
+                "started_at, status) values (?, ?, ?, ?, 'message', false, '2025-06-14 09:00:00', 'succeeded')",
                 [f"run-{channel}", f"{segment}__{channel}", segment, channel],
             )
         for key, customer, channel, campaign, sent_at in MESSAGES:
