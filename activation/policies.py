@@ -2,8 +2,6 @@
 
 In this order, the first that applies decides:
 
-    holdout        message mode: a stable hash of (campaign, customer) below holdout_share
-                   puts the customer in the control group (recorded, never sent)
     no_consent     channel bindings: the latest consent for the channel (dim_customers) is not granted
     suppressed     on the suppression list for the channel or for all channels: the operators'
                    list tideline_sync.suppressions, and the hard bounces and complaints the
@@ -11,6 +9,10 @@ In this order, the first that applies decides:
                    the reason is `suppressed:<reason>`, e.g. suppressed:hard_bounced
     frequency_cap  message mode: the customer already got the cap class's maximum on this
                    channel in the rolling window, across all campaigns
+    holdout        message mode: a stable hash of (campaign, customer) below holdout_share
+                   puts the customer in the control group (recorded, never sent). It comes
+                   after the checks above, so the holdout holds only customers who could have
+                   been sent to, like the treated group it is compared with (experiment_results)
     quiet_hours    message mode: it is night in the customer's time zone: deferred, not dropped;
                    `not_before` is when quiet hours end there (UTC), stored with the deferral
 
@@ -89,14 +91,16 @@ def apply_policies(
     now_lit = f"timestamp '{now:%Y-%m-%d %H:%M:%S}'"
     # (condition, decision, reason as a SQL expression); the first that holds decides
     conditions: list[tuple[str, str, str]] = []
-    if message and binding.holdout_share > 0:
-        unit = _unit_sql(f"holdout|{binding.campaign}")
-        conditions.append((f"{unit} < {binding.holdout_share!r}", "holdout", "'holdout'"))
     if consent_col:
         conditions.append((f"not coalesce(c.{consent_col}, false)", "skip", "'no_consent'"))
     conditions.append(("sup.reason is not null", "skip", "'suppressed:' || sup.reason"))
     if cap is not None:
         conditions.append((f"coalesce(fc.sent, 0) >= {cap.max_messages}", "skip", "'frequency_cap'"))
+    # the holdout is drawn from the customers who could be sent to (after consent, suppression
+    # and caps), so holdout and treated are comparable; quiet hours only delay a send
+    if message and binding.holdout_share > 0:
+        unit = _unit_sql(f"holdout|{binding.campaign}")
+        conditions.append((f"{unit} < {binding.holdout_share!r}", "holdout", "'holdout'"))
     if message and channel:
         start, end = policies.quiet_hours_start, policies.quiet_hours_end
         zone = f"coalesce(tz.name, '{policies.default_timezone}')"
