@@ -18,12 +18,14 @@ Routes (config/activation.yml points emails at http://127.0.0.1:8090/t and .../u
     POST /webhooks/{provider}  provider events, JSON {"events": [{"event_id", "type" (delivered |
                              bounced | complained | opened | clicked), "message_key", "customer_id",
                              "occurred_at" (ISO 8601 with a timezone), "bounce_type"? (hard | soft),
-                             "url"?}]}, signed like our own webhooks (activation.destinations.webhook:
+                             "url"?, "channel"? (email | sms | push; default email)}]},
+                             signed like our own webhooks (activation.destinations.webhook:
                              X-Tideline-Timestamp / X-Tideline-Signature, HMAC-SHA256 over
                              "timestamp.body") with the secret in TIDELINE_RECEIVER_WEBHOOK_SECRET
                              (unset: 503). Bad or stale signature: 401. An invalid entry: 400 naming
                              its index and field, and nothing of that request is recorded. A
-                             `complained` event also revokes email consent (source "complaint").
+                             `complained` event also revokes consent on its channel (source
+                             "complaint").
     GET  /health             200 "ok".
 
 Tokens are verified with activation.tokens (TIDELINE_TRACKING_SECRET). Rejected tokens are
@@ -50,7 +52,8 @@ Event line fields (all always present, null when not applicable):
     received_at   UTC ISO 8601 with Z: when the receiver got it
     source        tracking | unsubscribe | webhook
     provider      the {provider} path segment of a webhook, else null
-    message_key, customer_id, campaign, variant, segment (unsubscribe), channel ("email"),
+    message_key, customer_id, campaign, variant, segment (unsubscribe), channel (email for
+                  tracking and unsubscribes, the webhook entry's channel for webhooks),
     link_index, url (clicks), user_agent (opens and clicks, first 200 characters), bounce_type
 
 Guarantees: every line is written with one os.write on an O_APPEND descriptor and fsynced (the
@@ -115,6 +118,7 @@ EVENT_FIELDS = (
 )
 WEBHOOK_TYPES = ("delivered", "bounced", "complained", "opened", "clicked")
 BOUNCE_TYPES = ("hard", "soft")
+CHANNELS = ("email", "sms", "push")  # a webhook entry's optional `channel` (default email)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
@@ -324,6 +328,9 @@ def _webhook_event(
     url = entry.get("url")
     if url is not None and not tokens.is_http_url(url):
         raise bad("url", "must be an http(s) URL when given")
+    channel = entry.get("channel", "email")
+    if channel not in CHANNELS:
+        raise bad("channel", f"must be one of {', '.join(CHANNELS)} when given (default email)")
     occurred_at = utc_iso(occurred)
     event = {
         "event_id": f"{provider}:{ids['event_id']}",
@@ -334,20 +341,20 @@ def _webhook_event(
         "provider": provider,
         "message_key": ids["message_key"],
         "customer_id": ids["customer_id"],
-        "channel": "email",
+        "channel": channel,
         "url": url if kind == "clicked" else None,
         "bounce_type": bounce_type if kind == "bounced" else None,
     }
     consent = None
     if kind == "complained":
-        consent = _revocation(ids["customer_id"], occurred_at, "complaint")
+        consent = _revocation(ids["customer_id"], occurred_at, "complaint", channel)
     return event, consent
 
 
-def _revocation(customer_id: str, at: str, source: str) -> dict[str, Any]:
+def _revocation(customer_id: str, at: str, source: str, channel: str = "email") -> dict[str, Any]:
     return {
         "customer_id": customer_id,
-        "channel": "email",
+        "channel": channel,
         "status": "revoked",
         "consented_at": at,
         "source": source,

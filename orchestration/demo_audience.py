@@ -296,6 +296,8 @@ def read_campaign_audience(warehouse: Path | None) -> list[tuple[str, str, str]]
         con.close()
 
 
+HUMAN_DELAY_SECONDS = 11.0  # > the engagement marts' bot window (bot_seconds_after_send, 10 s)
+
 # -- state -----------------------------------------------------------------------------------------
 
 
@@ -331,6 +333,7 @@ class Audience:
         seed: int = 42,
         workers: int = 8,
         timeout: float = 10.0,
+        human_delay: float = HUMAN_DELAY_SECONDS,
     ):
         self.shop_url = shop_url.rstrip("/")
         self.receiver_url = receiver_url.rstrip("/")
@@ -340,6 +343,7 @@ class Audience:
         self.seed = seed
         self.workers = workers
         self.timeout = timeout
+        self.human_delay = human_delay
         self._redeliver_key: str | None = None  # this message's delivery webhook is sent twice
 
     def _rng(self, what: str, key: str) -> random.Random:
@@ -358,6 +362,12 @@ class Audience:
             else:
                 todo.append(("message", message))
         self._redeliver_key = next((m.key for kind, m in todo if m.channel == "email"), None)
+        # people open and click later than the marts' bot window after the send
+        # (dbt var bot_seconds_after_send): wait that long after the newest message first
+        newest = max((m.sent_at for kind, m in todo if kind == "message"), default=None)
+        if newest is not None:
+            wait = (newest - datetime.now(UTC)).total_seconds() + self.human_delay
+            time.sleep(min(max(wait, 0.0), self.human_delay))
         for campaign, customer, status in campaign_audience:
             key = f"organic|{campaign}|{customer}"
             if key in done:
@@ -535,6 +545,7 @@ class Audience:
             "type": kind,
             "message_key": m.key,
             "customer_id": m.customer_id,
+            "channel": m.channel,
             "occurred_at": min(at, datetime.now(UTC)).isoformat(),
         }
         if bounce_type:
@@ -572,6 +583,7 @@ def run_audience(
     webhook_secret: str,
     warehouse: Path | None = None,
     seed: int = 42,
+    human_delay: float = HUMAN_DELAY_SECONDS,
 ) -> AudienceResult:
     """The demo's audience on everything the local destinations under `home`/outbox received."""
     outbox = Path(home) / "outbox"
@@ -583,5 +595,6 @@ def run_audience(
         state_path=Path(home) / "demo" / "audience_state.jsonl",
         profiles=read_profiles(warehouse),
         seed=seed,
+        human_delay=human_delay,
     )
     return audience.run(messages, read_campaign_audience(warehouse))
