@@ -140,11 +140,17 @@ def load_config(path: Path | str | None = None) -> ActivationConfig:
         cls: {ch: FrequencyCap(int(c["max"]), int(c["days"])) for ch, c in (chans or {}).items()}
         for cls, chans in (p.get("frequency_caps") or {}).items()
     }
-    quiet = p.get("quiet_hours") or {}
+    quiet = expand_env(p.get("quiet_hours") or {})  # ${VAR:-default} allowed, as for destinations
+    hours = {}
+    for key, default in (("start", 21), ("end", 8)):
+        value = str(quiet.get(key, default)).strip()
+        if not value.isdigit() or not 0 <= int(value) <= 23:
+            raise ConfigError(f"{path}: policies.quiet_hours.{key} must be an hour 0-23, got {value!r}")
+        hours[key] = int(value)
     policies = PolicyConfig(
         frequency_caps=caps,
-        quiet_hours_start=int(quiet.get("start", 21)),
-        quiet_hours_end=int(quiet.get("end", 8)),
+        quiet_hours_start=hours["start"],
+        quiet_hours_end=hours["end"],
         default_timezone=str(p.get("default_timezone", "UTC")),
         max_attempts=int(p.get("max_attempts", 5)),
         failure_share_warn=float(p.get("failure_share_warn", 0.05)),

@@ -187,8 +187,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = replace(base, raw_dir=raw, as_of=today.isoformat())
 
     secrets = demo_secrets(base.home)
-    previous = {k: os.environ.get(k) for k in (*secrets, "TIDELINE_RECEIVER_URL")}
+    # The simulated audience reads its messages at once, at whatever hour `make run` is run, so
+    # the demo sends around the clock (unless TIDELINE_QUIET_HOURS_* are set): otherwise quiet
+    # hours would defer up to half the experiment's emails to a run that never comes.
+    quiet = {k: os.environ.get(k) or "0" for k in ("TIDELINE_QUIET_HOURS_START", "TIDELINE_QUIET_HOURS_END")}
+    previous = {k: os.environ.get(k) for k in (*secrets, *quiet, "TIDELINE_RECEIVER_URL")}
     os.environ.update(secrets)
+    os.environ.update(quiet)
     try:
         with running_receiver(raw) as receiver_url, DemoShop(raw) as shop:
             os.environ["TIDELINE_RECEIVER_URL"] = receiver_url
@@ -196,6 +201,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"Engagement receiver on {receiver_url}, demo shop on {shop.base_url} (both append to {raw})",
                 flush=True,
             )
+            if quiet["TIDELINE_QUIET_HOURS_START"] == quiet["TIDELINE_QUIET_HOURS_END"]:
+                print("Quiet hours are off for the demo (config/activation.yml: TIDELINE_QUIET_HOURS_*)")
             ok = _run_with_destinations(settings, True)
             if ok:
                 started = time.monotonic()
