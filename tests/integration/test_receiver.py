@@ -260,6 +260,20 @@ def test_signed_webhook_is_recorded_with_stable_ids(receiver: Receiver):
     }
 
 
+def test_webhook_entries_name_their_channel_and_complaints_revoke_it(receiver: Receiver):
+    sms = {"events": [
+        {"event_id": "s1", "type": "delivered", "message_key": "msg-9", "customer_id": "C9",
+         "occurred_at": "2025-03-01T10:00:00Z", "channel": "sms"},
+        {"event_id": "s2", "type": "complained", "message_key": "msg-9", "customer_id": "C9",
+         "occurred_at": "2025-03-01T10:05:00Z", "channel": "sms"},
+    ]}  # fmt: skip
+    assert post_webhook(receiver, sms).status_code == 200
+    assert [e["channel"] for e in receiver.events()] == ["sms", "sms"]
+    assert [(c["channel"], c["status"], c["source"]) for c in receiver.consents()] == [
+        ("sms", "revoked", "complaint")
+    ]
+
+
 def test_webhook_signature_and_entries_are_checked(receiver: Receiver):
     assert post_webhook(receiver, WEBHOOK, secret="wrong").status_code == 401
     assert post_webhook(receiver, WEBHOOK, timestamp=int(time.time()) - 3600).status_code == 401
@@ -275,6 +289,7 @@ def test_webhook_signature_and_entries_are_checked(receiver: Receiver):
         ({**WEBHOOK["events"][1], "bounce_type": "medium"}, "bounce_type"),
         ({**WEBHOOK["events"][0], "customer_id": "ada@example.com"}, "customer_id"),
         ({k: v for k, v in WEBHOOK["events"][0].items() if k != "message_key"}, "message_key"),
+        ({**WEBHOOK["events"][0], "channel": "fax"}, "channel"),
     ):
         response = post_webhook(receiver, {"events": [WEBHOOK["events"][0], WEBHOOK["events"][2], entry]})
         assert response.status_code == 400 and response.text.startswith(f"events[2].{field}:"), response.text
