@@ -23,6 +23,9 @@ from activation.ledger import due_deferrals
 from orchestration.resources import ActivationSettings, WarehouseResource
 
 
+SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
+
+
 class SyncRunConfig(dg.Config):
     dry_run: bool = False
 
@@ -30,10 +33,12 @@ class SyncRunConfig(dg.Config):
 def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
     key = dg.AssetKey(["activation", binding.sync_key])
     segment_key = dg.AssetKey(binding.relation.split("."))
+    # a channel's sends skip the hard bounces and complaints the engagement marts found
+    suppressions = [SUPPRESSIONS_KEY] if binding.channel else []
 
     @dg.asset(
         key=key,
-        deps=[segment_key],
+        deps=[segment_key, *suppressions],
         group_name="activation",
         kinds={"python"},
         owners=[f"team:{binding.owner}"] if binding.owner else None,
