@@ -1,5 +1,5 @@
 -- One row per campaign × channel × arm: reach, conversion and lift against the holdout.
--- Methods (Wilson, unpooled Wald, Katz log, pooled z-test, the winner rule): docs/experiments.md.
+-- Methods (Wilson, Newcombe, Katz log, pooled z-test, the winner rule): docs/experiments.md.
 {%- set z = experiment_z_critical() %}
 {%- set level = experiment_confidence_level() %}
 {%- set alpha = '(1 - ' ~ level ~ ')' %}
@@ -123,12 +123,15 @@ statistics as (
         (conversion_rate + {{ z }} * {{ z }} / (2.0 * reach)) / (1 + {{ z }} * {{ z }} / reach) as wilson_centre,
         {{ z }} * sqrt(conversion_rate * (1 - conversion_rate) / reach + {{ z }} * {{ z }} / (4.0 * reach * reach))
         / (1 + {{ z }} * {{ z }} / reach) as wilson_half_width,
+        -- the same for the baseline (holdout) arm, for the interval of the difference
+        (baseline_rate + {{ z }} * {{ z }} / (2.0 * baseline_reach)) / (1 + {{ z }} * {{ z }} / baseline_reach)
+            as baseline_wilson_centre,
+        {{ z }} * sqrt(
+            baseline_rate * (1 - baseline_rate) / baseline_reach
+            + {{ z }} * {{ z }} / (4.0 * baseline_reach * baseline_reach)
+        )
+        / (1 + {{ z }} * {{ z }} / baseline_reach) as baseline_wilson_half_width,
         conversion_rate - baseline_rate as absolute_lift,
-        -- unpooled (Wald) standard error of the difference, for its interval
-        sqrt(
-            conversion_rate * (1 - conversion_rate) / reach
-            + baseline_rate * (1 - baseline_rate) / baseline_reach
-        ) as difference_se,
         case when baseline_rate > 0 then conversion_rate / baseline_rate - 1 end as relative_lift,
         -- Katz: standard error of ln(rate / baseline rate) by the delta method
         case
@@ -148,7 +151,18 @@ statistics as (
 tested as (
     select
         *,
-        {{ normal_two_sided_p('z_score') }} as p_value
+        {{ normal_two_sided_p('z_score') }} as p_value,
+        -- Newcombe's hybrid score interval of the difference (method 10): built from the two
+        -- Wilson intervals, so it stays inside [-1, 1] and is sound with few or no converters
+        -- (a Wald interval collapses when an arm has 0 converters)
+        absolute_lift - sqrt(
+            power(conversion_rate - (wilson_centre - wilson_half_width), 2)
+            + power(baseline_wilson_centre + baseline_wilson_half_width - baseline_rate, 2)
+        ) as absolute_lift_low,
+        absolute_lift + sqrt(
+            power(wilson_centre + wilson_half_width - conversion_rate, 2)
+            + power(baseline_rate - (baseline_wilson_centre - baseline_wilson_half_width), 2)
+        ) as absolute_lift_high
     from statistics
 ),
 
@@ -209,8 +223,8 @@ final as (
         cast(tested.revenue / tested.reach as decimal(18, 4)) as revenue_per_recipient,
         tested.baseline_arm,
         cast(tested.absolute_lift as decimal(18, 6)) as absolute_lift,
-        cast(tested.absolute_lift - {{ z }} * tested.difference_se as decimal(18, 6)) as absolute_lift_ci_low,
-        cast(tested.absolute_lift + {{ z }} * tested.difference_se as decimal(18, 6)) as absolute_lift_ci_high,
+        cast(tested.absolute_lift_low as decimal(18, 6)) as absolute_lift_ci_low,
+        cast(tested.absolute_lift_high as decimal(18, 6)) as absolute_lift_ci_high,
         cast(tested.relative_lift as decimal(18, 6)) as relative_lift,
         case
             when tested.log_ratio_se is not null
