@@ -200,9 +200,12 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         for row in arms:
             experiments.setdefault((row[0], row[1]), []).append(row)
         for (campaign, channel), rows in experiments.items():
-            lines += ["", f"Experiment {campaign} ({channel}):"]
             treated = next((r for r in rows if r[3] == "treated"), None)
             holdout = next((r for r in rows if r[3] == "holdout"), None)
+            variants = [r for r in rows if r[3] == "variant"]
+            if holdout is None and len(variants) < 2:
+                continue  # no control group and nothing to compare: not an experiment
+            lines += ["", f"Experiment {campaign} ({channel}):"]
             if treated is not None and holdout is not None and treated[6] is not None:
                 level = float(treated[12] or 0.95)
                 lines.append(
@@ -218,8 +221,13 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
                 )
                 + " converted"
             )
-            winners = [r[2] for r in rows if r[11]]
-            lines.append(f"  winner: {', '.join(winners)}" if winners else "  winner: none significant yet")
+            if len(variants) >= 2:
+                winners = [r[2] for r in variants if r[11]]
+                lines.append(
+                    f"  winner: {', '.join(winners)} (significantly better than every other variant)"
+                    if winners
+                    else "  winner: none significant yet"
+                )
     return lines
 
 
