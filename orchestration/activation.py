@@ -22,7 +22,6 @@ from activation.engine import SyncEngine
 from activation.ledger import due_deferrals
 from orchestration.resources import ActivationSettings, WarehouseResource
 
-
 SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
 
 
