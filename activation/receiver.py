@@ -62,6 +62,9 @@ or a webhook 200 means the event is on disk. If the write fails the client gets 
 retry (a click's 503 page still links on to the destination). Opens are best effort: the GIF is
 served either way. One writer lock per process; run one process per landing zone and host (or
 several: file names carry the pid). Client IPs, emails and phone numbers are never recorded.
+A process killed (SIGKILL, power loss) in the middle of a write can leave that one line torn at
+the end of its file; it was never acknowledged, a restart writes to new files, and the loader
+rejects the fragment ("line is not valid JSON", with file and line) instead of guessing.
 """
 
 from __future__ import annotations
