@@ -198,3 +198,19 @@ def test_reads_the_receivers_engagement_files_with_file_and_row(tmp_path: Path, 
     assert con.execute("select customer_id, status, _row from landing.crm_consents").fetchall() == [
         ("c1", "revoked", 1)
     ]
+
+
+def test_a_line_torn_by_a_killed_receiver_is_rejected_with_its_line(tmp_path: Path, con) -> None:
+    """A receiver killed mid-write can leave its last, unacknowledged line cut short (no newline):
+    the complete lines load, the fragment goes to the rejects with file and line."""
+    folder = tmp_path / "engagement/events/2025-03-01"
+    folder.mkdir(parents=True)
+    whole = '{"event_id":"e1","event_type":"clicked","occurred_at":"2025-03-01T10:15:00Z"}\n'
+    (folder / "receiver-20250301T101500Z-7-1.jsonl").write_text(whole + '{"event_id":"ed55fe9e45')
+
+    report = load_landing_zone(tmp_path, con)
+
+    assert report.entities["engagement_events"].rows == 1
+    assert con.execute("select _file, _row, reason from landing.load_rejects").fetchall() == [
+        ("engagement/events/2025-03-01/receiver-20250301T101500Z-7-1.jsonl", 2, "line is not valid JSON")
+    ]
