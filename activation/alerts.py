@@ -10,7 +10,8 @@ the window is the last `window_days` send days of the mart, ending with its late
 the window and the rates recomputed from them, with the mart's denominators:
 
     delivery_failure_rate  (failed + bounced) / (sent + failed)   alert above `max`
-    open_rate              unique_opens / delivered               alert below `min`
+    open_rate              unique_opens / delivered               alert below `min` (email only:
+                                                                  the only channel with an open pixel)
     complaint_rate         complaints / delivered                 alert above `max`
     unsubscribe_spike      unsubscribes / delivered, per campaign × channel (variant 'all': every
                            variant together), alert above max(floor, factor × trailing rate), the
@@ -177,7 +178,8 @@ def evaluate(rows: Iterable[Mapping[str, Any]], config: AlertsConfig) -> list[Al
                     )
                 )
         opens = config.open_rate
-        if opens.enabled and judged(t["delivered"], opens.min_sample):
+        # only email has an open pixel: an SMS or push "open" is its click, judged by nothing here
+        if opens.enabled and channel == "email" and judged(t["delivered"], opens.min_sample):
             rate = t["unique_opens"] / t["delivered"]
             if rate < opens.limit:
                 alerts.append(

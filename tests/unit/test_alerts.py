@@ -94,6 +94,15 @@ def test_open_rate_below_ten_percent_needs_the_minimum_sample() -> None:
     assert alerts[1].value == pytest.approx(5 / 99)
 
 
+def test_open_rate_is_judged_for_email_only() -> None:
+    rows = [
+        healthy("sms_promo", channel="sms", delivered=200, unique_opens=14),  # 0.07: SMS has no pixel
+        healthy("mail", channel="email", delivered=200, unique_opens=14),  # 0.07 < 0.10
+    ]
+    alerts = by_check(evaluate(rows, AlertsConfig()), "open_rate")
+    assert [(a.campaign, a.channel) for a in alerts] == [("mail", "email")]
+
+
 def test_open_rate_is_per_variant() -> None:
     rows = [
         healthy("ab", variant="a", delivered=150, unique_opens=30),  # 0.20
