@@ -180,11 +180,10 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
                 "     revenue",
             ]
             for campaign, variant, channel, sent, delivered, opens, clicks, conversions, revenue in rows:
-                base = (
-                    delivered or sent
-                )  # rates of delivered messages (of sent when nothing reports delivery)
+                base = delivered or sent  # rates of delivered (of sent when nothing reports delivery)
+                opened = _rate(opens, base) if channel == "email" else "-"  # only email has a pixel
                 lines.append(
-                    f"  {campaign:<28}{variant:<8}{channel:<8}{int(sent or 0):>8,}{_rate(opens, base):>11}"
+                    f"  {campaign:<28}{variant:<8}{channel:<8}{int(sent or 0):>8,}{opened:>11}"
                     f"{_rate(clicks, base):>12}{int(conversions or 0):>13,}{float(revenue or 0):>12,.2f}"
                 )
             lines.append("  rates of delivered messages; conversions: orders within the conversion window")

@@ -390,6 +390,8 @@ def test_campaign_performance_counts_and_rates(warehouse: Warehouse) -> None:
         [1, 0, 0, 0, 0, 1, 1, 1, 30, 29999]
     )
     assert news["roi"] == pytest.approx((50 - 0.0075) / 0.0075)
+    # SMS has no open pixel: no open rate, though its click rate is there
+    assert (news["open_rate"], news["click_to_open_rate"], news["click_rate"]) == (None, None, 0)
 
 
 def test_hard_bounces_and_complaints_become_suppressions(warehouse: Warehouse) -> None:

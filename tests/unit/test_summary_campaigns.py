@@ -41,7 +41,7 @@ def test_campaign_rows_and_experiment_headline(tmp_path: Path) -> None:
     a = next(line for line in lines if line.strip().startswith("win_back") and " A " in line)
     assert a.split() == ["win_back", "A", "email", "100", "50.0%", "10.2%", "5", "250.00"]
     sms = next(line for line in lines if " sms " in line)
-    assert sms.split() == ["win_back", "all", "sms", "50", "0.0%", "0.0%", "1", "30.00"]
+    assert sms.split() == ["win_back", "all", "sms", "50", "-", "0.0%", "1", "30.00"]  # no open pixel
     # the headline is the treated arm against the holdout: +8.5 points (4.0 to 13.0), +283%
     assert (
         "incremental lift vs holdout: +8.5 pts (95% CI +4.0 pts to +13.0 pts), relative +283%, p = 0.012"

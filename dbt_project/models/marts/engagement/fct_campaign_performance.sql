@@ -175,9 +175,10 @@ final as (
         {{ share('delivered', 'sent') }} as delivery_rate,
         {{ share('failed + bounced', 'sent + failed') }} as delivery_failure_rate,
         {{ share('bounced', 'sent') }} as bounce_rate,
-        {{ share('unique_opens', 'delivered') }} as open_rate,
+        -- opens are observed by the email pixel only: an SMS or push "open" is just its click
+        case when channel = 'email' then {{ share('unique_opens', 'delivered') }} end as open_rate,
         {{ share('unique_clicks', 'delivered') }} as click_rate,
-        {{ share('unique_clicks', 'unique_opens') }} as click_to_open_rate,
+        case when channel = 'email' then {{ share('unique_clicks', 'unique_opens') }} end as click_to_open_rate,
         {{ share('unsubscribes', 'delivered') }} as unsubscribe_rate,
         {{ share('complaints', 'delivered') }} as complaint_rate,
         {{ share('converters', 'sent') }} as conversion_rate,
