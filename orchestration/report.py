@@ -396,13 +396,15 @@ def funnel_section(marts: Marts) -> Section:
         subplot_titles=[f"{r.campaign} · {r.variant} ({r.channel})" for r in shown.itertuples()],
     )
     for i, r in enumerate(shown.itertuples()):
-        values = [int(getattr(r, col) or 0) for col, _ in FUNNEL_STEPS]
+        # only email has an open pixel: an SMS or push funnel goes from delivered to clicked
+        steps = [s for s in FUNNEL_STEPS if r.channel == "email" or s[0] != "unique_opens"]
+        values = [int(getattr(r, col) or 0) for col, _ in steps]
         # small bars get their label outside, where it can be read
         inside = [v >= 0.3 * max(values[0], 1) for v in values]
         fig.add_trace(
             go.Funnel(
                 name=f"{r.campaign} · {r.variant} ({r.channel})",
-                y=[label for _, label in FUNNEL_STEPS],
+                y=[label for _, label in steps],
                 x=values,
                 textinfo="value+percent initial",
                 textposition=["inside" if i else "outside" for i in inside],
@@ -417,6 +419,7 @@ def funnel_section(marts: Marts) -> Section:
             col=i % cols + 1,
         )
     fig.update_xaxes(visible=False)
+    fig.update_yaxes(categoryorder="array", categoryarray=[label for _, label in FUNNEL_STEPS])
     _layout(fig, height=60 + 300 * rows, margin={"l": 120, "t": 40})
     section.figure = fig
     note = (
@@ -447,7 +450,7 @@ def funnel_section(marts: Marts) -> Section:
                     r.channel,
                     fmt_int(r.sent),
                     fmt_pct(_share(r.delivered, r.sent)),
-                    fmt_pct(_share(r.unique_opens, r.delivered)),
+                    fmt_pct(_share(r.unique_opens, r.delivered) if r.channel == "email" else None),
                     fmt_pct(_share(r.unique_clicks, r.delivered)),
                     fmt_int(r.conversions),
                     fmt_pct(_share(r.conversions, r.sent), 2),
