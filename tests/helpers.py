@@ -57,31 +57,32 @@ class Warehouse:
             con.close()
 
 
+def dbt_build(warehouse: Path, as_of: str, extra_vars: dict | None = None, select: str | None = None) -> None:
+    """`dbt build` (optionally `--select`) against the DuckDB file, as of a date; fails with dbt's log."""
+    env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    variables = json.dumps({"as_of": as_of, **(extra_vars or {})})
+    command = [
+        dbt_executable(),
+        "build",
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--vars",
+        variables,
+        "--target-path",
+        str(warehouse.parent / "dbt_target"),
+    ]
+    if select:
+        command += ["--select", select]
+    done = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"dbt build failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
+
+
 def build_warehouse(raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict | None = None) -> Warehouse:
     con = duckdb.connect(str(warehouse))
     try:
         load_landing_zone(raw_dir, con)
     finally:
         con.close()
-    env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    variables = json.dumps({"as_of": as_of, **(extra_vars or {})})
-    target = warehouse.parent / "dbt_target"
-    done = subprocess.run(
-        [
-            dbt_executable(),
-            "build",
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--vars",
-            variables,
-            "--target-path",
-            str(target),
-        ],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"dbt build failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
+    dbt_build(warehouse, as_of, extra_vars)
     return Warehouse(warehouse)

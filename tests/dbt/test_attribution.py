@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -37,9 +34,8 @@ import pytest
 
 from activation.ledger import ensure_schema
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
-from orchestration.manifest import dbt_executable
 from orchestration.settings import DBT_PROJECT_DIR
-from tests.helpers import Warehouse, build_warehouse, write_csv, write_jsonl
+from tests.helpers import Warehouse, build_warehouse, dbt_build, write_csv, write_jsonl
 
 AS_OF = "2025-06-30"
 M1, M2, M3, M4 = (str(uuid.UUID(int=i)) for i in (1, 2, 3, 4))
@@ -186,29 +182,6 @@ def write_ledger(warehouse: Path) -> None:
         con.close()
 
 
-def dbt_build(warehouse: Path, select: str) -> None:
-    env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    done = subprocess.run(
-        [
-            dbt_executable(),
-            "build",
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--vars",
-            json.dumps({"as_of": AS_OF}),
-            "--target-path",
-            str(warehouse.parent / "dbt_target"),
-            "--select",
-            select,
-        ],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"dbt build failed:\n{done.stdout[-6000:]}"
-
-
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     """The pipeline's order: dbt build, the Markov asset's functions, then the models downstream of
@@ -224,7 +197,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
         write_removal_effects(con, effects, dt.date(2025, 6, 30), dt.datetime(2025, 6, 30, 6, 0))
     finally:
         con.close()
-    dbt_build(path, "source:ml+")
+    dbt_build(path, AS_OF, select="source:ml+")
     return built
 
 
