@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     shop, run the pipeline again (it loads what came back) and print the summary."""
     from orchestration.demo_audience import run_audience
     from orchestration.demo_shop import DemoShop
-    from orchestration.local_destinations import demo_secrets, running_receiver
+    from orchestration.local_destinations import demo_secrets, environment, running_receiver
 
     base = Settings.from_env()
     raw = base.home / "demo" / "raw"
@@ -191,41 +191,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # the demo sends around the clock (unless TIDELINE_QUIET_HOURS_* are set): otherwise quiet
     # hours would defer up to half the experiment's emails to a run that never comes.
     quiet = {k: os.environ.get(k) or "0" for k in ("TIDELINE_QUIET_HOURS_START", "TIDELINE_QUIET_HOURS_END")}
-    previous = {k: os.environ.get(k) for k in (*secrets, *quiet, "TIDELINE_RECEIVER_URL")}
-    os.environ.update(secrets)
-    os.environ.update(quiet)
-    try:
-        with running_receiver(raw) as receiver_url, DemoShop(raw) as shop:
-            os.environ["TIDELINE_RECEIVER_URL"] = receiver_url
-            print(
-                f"Engagement receiver on {receiver_url}, demo shop on {shop.base_url} (both append to {raw})",
-                flush=True,
+    with (
+        environment({**secrets, **quiet}),
+        running_receiver(raw) as receiver_url,
+        DemoShop(raw) as shop,
+        environment({"TIDELINE_RECEIVER_URL": receiver_url}),
+    ):
+        print(
+            f"Engagement receiver on {receiver_url}, demo shop on {shop.base_url} (both append to {raw})",
+            flush=True,
+        )
+        if quiet["TIDELINE_QUIET_HOURS_START"] == quiet["TIDELINE_QUIET_HOURS_END"]:
+            print("Quiet hours are off for the demo (config/activation.yml: TIDELINE_QUIET_HOURS_*)")
+        ok = _run_with_destinations(settings, True)
+        if ok:
+            started = time.monotonic()
+            result = run_audience(
+                base.home,
+                shop_url=shop.base_url,
+                receiver_url=receiver_url,
+                webhook_secret=secrets["TIDELINE_RECEIVER_WEBHOOK_SECRET"],
+                warehouse=settings.warehouse,
+                seed=args.seed,
             )
-            if quiet["TIDELINE_QUIET_HOURS_START"] == quiet["TIDELINE_QUIET_HOURS_END"]:
-                print("Quiet hours are off for the demo (config/activation.yml: TIDELINE_QUIET_HOURS_*)")
+            print(f"Simulated audience in {time.monotonic() - started:.1f}s: {result.describe()}", flush=True)
+            print("Running the pipeline again to load what came back ...", flush=True)
             ok = _run_with_destinations(settings, True)
-            if ok:
-                started = time.monotonic()
-                result = run_audience(
-                    base.home,
-                    shop_url=shop.base_url,
-                    receiver_url=receiver_url,
-                    webhook_secret=secrets["TIDELINE_RECEIVER_WEBHOOK_SECRET"],
-                    warehouse=settings.warehouse,
-                    seed=args.seed,
-                )
-                print(
-                    f"Simulated audience in {time.monotonic() - started:.1f}s: {result.describe()}",
-                    flush=True,
-                )
-                print("Running the pipeline again to load what came back ...", flush=True)
-                ok = _run_with_destinations(settings, True)
-    finally:
-        for k, v in previous.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if ok:
         _print_summary(settings.warehouse, settings.home)
         print(f"Engagement receiver and demo shop ran on {receiver_url} and {shop.base_url} (now stopped)")

@@ -51,18 +51,27 @@ def local_destinations(home: Path) -> Iterator[dict[str, str]]:
         "TIDELINE_CRM_TOKEN": crm_token,
         "TIDELINE_AUDIENCE_DIR": str(outbox / "audiences"),
     }
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        yield {"outbox": str(outbox), "smtp": f"{host}:{port}", "http": base}
+        with environment(env):
+            yield {"outbox": str(outbox), "smtp": f"{host}:{port}", "http": base}
+    finally:
+        http.stop()
+        smtp.stop()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set for the block, the previous values (or their absence) restored."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for k, v in previous.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        http.stop()
-        smtp.stop()
 
 
 def demo_secrets(home: Path) -> dict[str, str]:
