@@ -145,7 +145,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _AppendOnlyFiles:
+class AppendOnlyFiles:
     """JSON lines into files `{directory}/{prefix}-{n}.jsonl`: never reopened, rotated by size or date."""
 
     def __init__(self, root: Path, prefix: str, max_bytes: int, dated: bool):
@@ -209,8 +209,8 @@ class EngagementLog:
         self.landing_dir = Path(landing_dir)
         started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         prefix = f"receiver-{started}-{os.getpid()}"
-        self._events = _AppendOnlyFiles(self.landing_dir / "engagement" / "events", prefix, max_bytes, True)
-        self._consents = _AppendOnlyFiles(self.landing_dir / "crm" / "consents", prefix, max_bytes, False)
+        self._events = AppendOnlyFiles(self.landing_dir / "engagement" / "events", prefix, max_bytes, True)
+        self._consents = AppendOnlyFiles(self.landing_dir / "crm" / "consents", prefix, max_bytes, False)
         self._lock = threading.Lock()
 
     @property

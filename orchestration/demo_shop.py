@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from activation.receiver import DEFAULT_MAX_BYTES, _AppendOnlyFiles, utc_iso
+from activation.receiver import DEFAULT_MAX_BYTES, AppendOnlyFiles, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ class ShopLog:
     def __init__(self, landing_dir: Path | str):
         self.landing_dir = Path(landing_dir)
         prefix = f"shop-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
-        self._events = _AppendOnlyFiles(self.landing_dir / "events" / "shop", prefix, DEFAULT_MAX_BYTES, True)
-        self._orders = _AppendOnlyFiles(
+        self._events = AppendOnlyFiles(self.landing_dir / "events" / "shop", prefix, DEFAULT_MAX_BYTES, True)
+        self._orders = AppendOnlyFiles(
             self.landing_dir / "commerce" / "orders" / "shop", prefix, DEFAULT_MAX_BYTES, False
         )
         self._lock = threading.Lock()
