@@ -43,6 +43,7 @@ import duckdb
 from activation.config import ActivationConfig, AlertsConfig
 from activation.destinations import create
 from activation.destinations.base import ConfigError, Destination, OutboundRecord, SyncContext
+from activation.warehouse import table_exists
 
 MART = "marts.fct_campaign_performance"
 SENT_TABLE = "tideline_sync.alerts_sent"
@@ -245,19 +246,9 @@ def evaluate(rows: Iterable[Mapping[str, Any]], config: AlertsConfig) -> list[Al
 # --- the warehouse ------------------------------------------------------------------------------------
 
 
-def mart_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    schema, table = MART.split(".")
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-    )
-
-
 def read_performance(con: duckdb.DuckDBPyConnection, config: AlertsConfig) -> list[dict[str, Any]] | None:
     """The mart's rows that evaluate() looks at (window plus trailing days), or None without the mart."""
-    if not mart_exists(con):
+    if not table_exists(con, *MART.split(".")):
         return None
     days_back = config.window_days - 1 + config.unsubscribe_spike.trailing_days
     cur = con.execute(

@@ -29,6 +29,8 @@ import datetime as dt
 
 import duckdb
 
+from activation.warehouse import table_exists
+
 SCHEMA = "tideline_sync"
 FINAL = ("sent", "dead_letter", "unknown")  # never sent again for the same idempotency key
 
@@ -118,11 +120,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             [SCHEMA],
         ).fetchall()
     )
-    views = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = 'delivery_ledger'",
-        [SCHEMA],
-    ).fetchone()[0]
-    if found >= CURRENT and views:
+    if found >= CURRENT and table_exists(con, SCHEMA, "delivery_ledger"):
         return
     migrated = _set_aside_legacy_state(con)
     migrated |= _convert_legacy_keys(con)

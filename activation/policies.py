@@ -30,6 +30,7 @@ import duckdb
 
 from activation.config import PolicyConfig, SyncBinding
 from activation.ledger import SCHEMA
+from activation.warehouse import table_exists
 
 
 def stable_unit(salt: str, customer_id: str) -> float:
@@ -57,20 +58,12 @@ def _variant_sql(binding: SyncBinding) -> str:
 ENGAGEMENT_SUPPRESSIONS = "marts.engagement_suppressions"
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
-    schema, _, table = relation.rpartition(".")
-    row = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema or "main", table],
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def _suppressions_sql(con: duckdb.DuckDBPyConnection, engagement_suppressions: str | None) -> str:
     """Every suppression as (customer_id, channel, reason): the operators' list, plus the marts'
     hard bounces and complaints once dbt has built them (a fresh warehouse has only the former)."""
     sql = f"select customer_id, channel, reason from {SCHEMA}.suppressions"
-    if engagement_suppressions and _table_exists(con, engagement_suppressions):
+    schema, _, table = (engagement_suppressions or "").rpartition(".")
+    if engagement_suppressions and table_exists(con, schema or "main", table):
         sql += f" union all select customer_id, channel, reason from {engagement_suppressions}"
     return sql
 

@@ -69,6 +69,7 @@ import requests
 
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activation.destinations.webhook import sign as sign_webhook
+from activation.warehouse import table_exists
 from orchestration.demo_shop import CUSTOMER_COOKIE
 
 log = logging.getLogger(__name__)
@@ -283,11 +284,7 @@ def read_campaign_audience(warehouse: Path | None) -> list[tuple[str, str, str]]
         return []
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        found = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'tideline_sync' and table_name = 'delivery_ledger'"
-        ).fetchone()[0]
-        if not found:
+        if not table_exists(con, "tideline_sync", "delivery_ledger"):
             return []
         return con.execute(
             """select campaign, customer_id, min(status) from tideline_sync.delivery_ledger

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from activation.warehouse import table_exists
+
 STAGE_ORDER = ["prospect", "new", "active", "reactivated", "at_risk", "churned"]
 
 
@@ -87,18 +89,9 @@ def build_summary(warehouse: Path | str, top_tags: int = 8, home: Path | str | N
     return "\n".join(lines)
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-    )
-
-
 def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
     """The predictive-scores section: who is at risk, who is worth most, how good the models are."""
-    if not _table_exists(con, "ml", "customer_scores"):
+    if not table_exists(con, "ml", "customer_scores"):
         return []
     scored, at_risk, clv_total = _rows(
         con,
@@ -115,7 +108,7 @@ def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
         f"{high_value:,} of them high-value (top 20% predicted CLV)",
         f"  predicted 12-month value of the base: {float(clv_total):,.2f}",
     ]
-    if _table_exists(con, "ml", "model_runs"):
+    if table_exists(con, "ml", "model_runs"):
         runs = _rows(
             con,
             "select model, metrics, baseline_metrics from ml.model_runs "
@@ -138,7 +131,7 @@ def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
 
 def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Per activation (segment × destination), the latest real run: sent, skipped by reason, failed."""
-    if not _table_exists(con, "tideline_sync", "sync_runs"):
+    if not table_exists(con, "tideline_sync", "sync_runs"):
         return []
     runs = _rows(
         con,
@@ -166,7 +159,7 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Campaign results: per campaign × variant × channel (marts.fct_campaign_performance, all days)
     and each experiment's headline lift against its holdout (marts.experiment_results)."""
     lines: list[str] = []
-    if _table_exists(con, "marts", "fct_campaign_performance"):
+    if table_exists(con, "marts", "fct_campaign_performance"):
         rows = _rows(
             con,
             "select campaign, variant, channel, sum(sent), sum(delivered), sum(unique_opens), "
@@ -187,7 +180,7 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
                     f"{_rate(clicks, base):>12}{int(conversions or 0):>13,}{float(revenue or 0):>12,.2f}"
                 )
             lines.append("  rates of delivered messages; conversions: orders within the conversion window")
-    if _table_exists(con, "marts", "experiment_results"):
+    if table_exists(con, "marts", "experiment_results"):
         arms = _rows(
             con,
             "select campaign, channel, arm, arm_type, reach, conversion_rate, absolute_lift, "
