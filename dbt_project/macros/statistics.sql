@@ -41,6 +41,26 @@
     (2.0 * {{ normal_lower_tail(z) }})
 {%- endmacro %}
 
+{#- Wilson score interval of a proportion `rate` of `n`, at critical value `z`: its centre and
+    half width (good at small counts and rates near 0, unlike rate ± z·se). -#}
+{% macro wilson_centre(rate, n, z) -%}
+    ({{ rate }} + {{ z }} * {{ z }} / (2.0 * {{ n }})) / (1 + {{ z }} * {{ z }} / {{ n }})
+{%- endmacro %}
+
+{% macro wilson_half_width(rate, n, z) -%}
+    {{ z }} * sqrt({{ rate }} * (1 - {{ rate }}) / {{ n }} + {{ z }} * {{ z }} / (4.0 * {{ n }} * {{ n }}))
+    / (1 + {{ z }} * {{ z }} / {{ n }})
+{%- endmacro %}
+
+{#- Pooled two-proportion z statistic of `difference` between two rates, from their pooled rate
+    and 1/n1 + 1/n2; null when the pooled rate is 0 or 1 (both arms all 0 or all 1). -#}
+{% macro pooled_z(difference, pooled_rate, inverse_reach_sum) -%}
+    case
+        when {{ pooled_rate }} > 0 and {{ pooled_rate }} < 1
+            then ({{ difference }}) / sqrt({{ pooled_rate }} * (1 - {{ pooled_rate }}) * ({{ inverse_reach_sum }}))
+    end
+{%- endmacro %}
+
 {#- The confidence level of experiment intervals and tests (var experiment_confidence_level),
     checked against the documented choices. -#}
 {% macro experiment_confidence_level() -%}

@@ -119,18 +119,12 @@ compared as (
 statistics as (
     select
         *,
-        -- Wilson score interval for the arm's rate
-        (conversion_rate + {{ z }} * {{ z }} / (2.0 * reach)) / (1 + {{ z }} * {{ z }} / reach) as wilson_centre,
-        {{ z }} * sqrt(conversion_rate * (1 - conversion_rate) / reach + {{ z }} * {{ z }} / (4.0 * reach * reach))
-        / (1 + {{ z }} * {{ z }} / reach) as wilson_half_width,
-        -- the same for the baseline (holdout) arm, for the interval of the difference
-        (baseline_rate + {{ z }} * {{ z }} / (2.0 * baseline_reach)) / (1 + {{ z }} * {{ z }} / baseline_reach)
-            as baseline_wilson_centre,
-        {{ z }} * sqrt(
-            baseline_rate * (1 - baseline_rate) / baseline_reach
-            + {{ z }} * {{ z }} / (4.0 * baseline_reach * baseline_reach)
-        )
-        / (1 + {{ z }} * {{ z }} / baseline_reach) as baseline_wilson_half_width,
+        -- Wilson score interval for the arm's rate, and for the baseline (holdout) arm's, for
+        -- the interval of the difference
+        {{ wilson_centre('conversion_rate', 'reach', z) }} as wilson_centre,
+        {{ wilson_half_width('conversion_rate', 'reach', z) }} as wilson_half_width,
+        {{ wilson_centre('baseline_rate', 'baseline_reach', z) }} as baseline_wilson_centre,
+        {{ wilson_half_width('baseline_rate', 'baseline_reach', z) }} as baseline_wilson_half_width,
         conversion_rate - baseline_rate as absolute_lift,
         case when baseline_rate > 0 then conversion_rate / baseline_rate - 1 end as relative_lift,
         -- Katz: standard error of ln(rate / baseline rate) by the delta method
@@ -138,13 +132,9 @@ statistics as (
             when converters > 0 and baseline_converters > 0
                 then sqrt(1.0 / converters - 1.0 / reach + 1.0 / baseline_converters - 1.0 / baseline_reach)
         end as log_ratio_se,
-        -- pooled two-proportion z-test (null when both arms are all 0 or all 1)
-        case
-            when pooled_rate > 0 and pooled_rate < 1
-                then
-                    (conversion_rate - baseline_rate)
-                    / sqrt(pooled_rate * (1 - pooled_rate) * (1.0 / reach + 1.0 / baseline_reach))
-        end as z_score
+        -- pooled two-proportion z-test
+        {{ pooled_z('conversion_rate - baseline_rate', 'pooled_rate', '1.0 / reach + 1.0 / baseline_reach') }}
+            as z_score
     from compared
 ),
 
@@ -191,10 +181,7 @@ variant_pair_tests as (
         channel,
         arm,
         difference,
-        case
-            when pooled_rate > 0 and pooled_rate < 1
-                then difference / sqrt(pooled_rate * (1 - pooled_rate) * inverse_reach_sum)
-        end as z_score
+        {{ pooled_z('difference', 'pooled_rate', 'inverse_reach_sum') }} as z_score
     from variant_pairs
 ),
 
