@@ -391,10 +391,11 @@ def _parse_json(body: bytes, max_depth: int) -> Any:
     pending: list[tuple[Any, int]] = [(document, 1)]
     while pending:  # iterative, so checking depth cannot recurse either
         value, level = pending.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        if children and level > max_depth:
-            raise _TooDeep(problem)
-        pending.extend((child, level + 1) for child in children)
+        if isinstance(value, dict | list):
+            if level > max_depth:
+                raise _TooDeep(problem)
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, level + 1) for child in children)
     return document
 
 

@@ -320,10 +320,17 @@ def test_webhook_signature_and_entries_are_checked(receiver: Receiver):
 def test_a_deeply_nested_signed_webhook_is_a_400_not_a_crash(receiver: Receiver):
     levels = 50_000
     entry = json.dumps(WEBHOOK["events"][0])[:-1]
+
+    def with_extra(depth: int) -> bytes:  # a valid entry with an extra field nested `depth` deep
+        return (
+            '{"events": [' + entry + ', "extra": ' + '{"a": ' * depth + "1" + "}" * depth + "}]}"
+        ).encode()
+
     for body in (
         b"[" * levels + b"]" * levels,
         b'{"events": ' + b"[" * levels + b"]" * levels + b"}",
-        ('{"events": [' + entry + ', "extra": ' + '{"a": ' * levels + "1" + "}" * levels + "}]}").encode(),
+        with_extra(levels),
+        with_extra(30),  # 3 levels of document + 30: over the limit of 32, though parseable
     ):
         response = post_webhook(receiver, body)
         assert response.status_code == 400, response.status_code
@@ -331,7 +338,8 @@ def test_a_deeply_nested_signed_webhook_is_a_400_not_a_crash(receiver: Receiver)
     # brackets inside strings are text, not nesting: a legitimate entry with "[[[[" still records
     quoted = {"events": [{**WEBHOOK["events"][0], "event_id": "[" * 100 + "{" * 100}]}
     assert post_webhook(receiver, quoted).status_code == 200
-    assert [e["event_id"] for e in receiver.events()] == ["mailco:" + "[" * 100 + "{" * 100]
+    assert post_webhook(receiver, with_extra(29)).status_code == 200  # exactly 32 levels
+    assert [e["event_id"] for e in receiver.events()] == ["mailco:" + "[" * 100 + "{" * 100, "mailco:e1"]
     assert requests.get(f"{receiver.base_url}/health", timeout=5).text == "ok"
 
 
