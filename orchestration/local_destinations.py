@@ -11,8 +11,8 @@ For the demo loop also the engagement receiver (`running_receiver`: uvicorn in a
 free loopback port, TIDELINE_RECEIVER_URL pointed at it) and the secrets it shares with the
 emails' tokens and the providers' webhooks (`demo_secrets`: generated once per Tideline home,
 kept in $TIDELINE_HOME/secrets.json, mode 0600, so links in earlier runs' emails still verify).
-These generated secrets are the only ones Tideline ever makes up: everywhere else (a run with
-TIDELINE_ACTIVATION_CONFIG, `tideline receiver`) a missing secret is an error, never a default.
+Only these sandbox runs get a generated tracking secret: everywhere else (a run with
+TIDELINE_ACTIVATION_CONFIG, `tideline receiver`) a missing one is an error, never a default.
 """
 
 from __future__ import annotations
