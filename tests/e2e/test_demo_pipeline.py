@@ -15,7 +15,7 @@ import pytest
 
 from orchestration.definitions import build_definitions
 from orchestration.demo_data import generate_demo_data
-from orchestration.local_destinations import local_destinations
+from orchestration.local_destinations import environment, local_destinations
 from orchestration.settings import Settings
 
 pytestmark = pytest.mark.slow  # the module's fixture builds and runs the whole pipeline
@@ -29,7 +29,14 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         home=base, warehouse=base / "warehouse.duckdb", raw_dir=base / "raw", as_of=str(summary.end_date)
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance, local_destinations(base) as outbox:
+    # sends happen at the wall clock's hour: without this, a run while every demo customer is in
+    # quiet hours (around 05:00-07:00 UTC) defers all email and SMS (the demo loop does the same)
+    no_quiet_hours = {"TIDELINE_QUIET_HOURS_START": "0", "TIDELINE_QUIET_HOURS_END": "0"}
+    with (
+        environment(no_quiet_hours),
+        dg.instance_for_test() as instance,
+        local_destinations(base) as outbox,
+    ):
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_rfm"]))
         rfm_metadata = latest.asset_materialization.metadata
