@@ -22,15 +22,22 @@ Routes (config/activation.yml points emails at http://127.0.0.1:8090/t and .../u
                              signed like our own webhooks (activation.destinations.webhook:
                              X-Tideline-Timestamp / X-Tideline-Signature, HMAC-SHA256 over
                              "timestamp.body") with the secret in TIDELINE_RECEIVER_WEBHOOK_SECRET
-                             (unset: 503). Bad or stale signature: 401. An invalid entry: 400 naming
+                             (unset: 503). Bad or stale signature: 401. A body nested more than
+                             MAX_WEBHOOK_DEPTH (32) levels: 400. An invalid entry: 400 naming
                              its index and field, and nothing of that request is recorded. A
                              `complained` event also revokes consent on its channel (source
                              "complaint").
     GET  /health             200 "ok".
 
-Tokens are verified with activation.tokens (TIDELINE_TRACKING_SECRET). Rejected tokens are
-counted in the log, never logged themselves; uvicorn's access log (which shows paths, hence
-tokens) is off in `serve`.
+Tokens are verified with activation.tokens (TIDELINE_TRACKING_SECRET), strictly: one canonical
+spelling per token. Rejected tokens are counted in the log, never logged themselves; uvicorn's
+access log (which shows paths, hence tokens) is off in `serve`.
+
+Secrets: the receiver refuses to start (create_app raises tokens.SecretError; `python -m
+activation.receiver` and `tideline receiver` exit with status 2 and say what to set) when
+TIDELINE_TRACKING_SECRET is unset, empty or weaker than tokens.check_secret allows (at least 32
+bytes), or when TIDELINE_RECEIVER_WEBHOOK_SECRET is set but as weak. There is no default secret:
+one known to others would let anyone forge redirects and unsubscribe any customer.
 
 Files (JSON lines, append-only; a file is never rewritten, a restarted receiver starts new ones):
 
@@ -77,6 +84,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -101,6 +109,10 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 MAX_USER_AGENT = 200
 MAX_WEBHOOK_BODY = 5 * 1024 * 1024
 MAX_FORM_BODY = 64 * 1024
+# A webhook document is {"events": [{...}]}: 3 levels; providers' extra fields get room up to this.
+# Deeper bodies are refused with 400 (json.loads recurses once per level: 50,000 levels would
+# otherwise exhaust the stack and answer 500).
+MAX_WEBHOOK_DEPTH = 32
 EVENT_FIELDS = (
     "event_id",
     "event_type",
@@ -364,6 +376,29 @@ def _revocation(customer_id: str, at: str, source: str, channel: str = "email") 
     }
 
 
+class _TooDeep(ValueError):
+    pass
+
+
+def _parse_json(body: bytes, max_depth: int) -> Any:
+    """`body` parsed as JSON; _TooDeep when arrays and objects nest more than `max_depth` levels,
+    ValueError when it is not JSON. Deep nesting never reaches the caller as a RecursionError."""
+    problem = f"body is nested more than {max_depth} levels deep"
+    try:
+        document = json.loads(body)
+    except RecursionError:  # far deeper than max_depth: the parser gave up before the stack did
+        raise _TooDeep(problem) from None
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:  # iterative, so checking depth cannot recurse either
+        value, level = pending.pop()
+        if isinstance(value, dict | list):
+            if level > max_depth:
+                raise _TooDeep(problem)
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, level + 1) for child in children)
+    return document
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
     """The request body, or None when it is larger than `limit` bytes."""
     declared = request.headers.get("content-length")
@@ -415,9 +450,20 @@ def create_app(
     webhook_secret: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Starlette:
-    """The receiver app writing under `landing_dir` (secrets default to the environment, see module doc)."""
-    secret = tracking_secret if tracking_secret is not None else tokens.tracking_secret()
+    """The receiver app writing under `landing_dir` (secrets default to the environment, see module doc).
+
+    Raises tokens.SecretError, before anything is opened, when the tracking secret is missing or
+    too weak, or a webhook secret is given but too weak (no webhook secret: webhooks answer 503)."""
+    secret = (
+        tokens.check_secret(tokens.TRACKING_SECRET_ENV, tracking_secret)
+        if tracking_secret is not None
+        else tokens.tracking_secret()
+    )
     hook_secret = webhook_secret if webhook_secret is not None else os.environ.get(WEBHOOK_SECRET_ENV)
+    if hook_secret:
+        tokens.check_secret(WEBHOOK_SECRET_ENV, hook_secret)
+    else:
+        log.warning("receiver: %s is not set: provider webhooks will answer 503", WEBHOOK_SECRET_ENV)
     engagement = EngagementLog(landing_dir, max_bytes=max_bytes)
     rejected: Counter[str] = Counter()
 
@@ -534,8 +580,11 @@ def create_app(
                 f"invalid, missing or stale {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}", status_code=401
             )
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = _parse_json(body, MAX_WEBHOOK_DEPTH)
+        except _TooDeep as exc:
+            reject(f"{provider} webhook nesting")
+            return PlainTextResponse(f"{exc}; nothing from this request was recorded", status_code=400)
+        except ValueError:  # UnicodeDecodeError included
             return PlainTextResponse("body is not valid JSON", status_code=400)
         entries = document.get("events") if isinstance(document, dict) else None
         if not isinstance(entries, list):
@@ -587,7 +636,8 @@ def create_app(
 
 
 def serve(landing_dir: Path | str, host: str = "127.0.0.1", port: int = 8090) -> None:
-    """Run the receiver with uvicorn until interrupted (access log off: paths carry tokens)."""
+    """Run the receiver with uvicorn until interrupted (access log off: paths carry tokens).
+    tokens.SecretError, before listening, without adequate secrets (see create_app)."""
     import uvicorn
 
     uvicorn.run(create_app(landing_dir), host=host, port=port, access_log=False, log_level="info")
@@ -602,7 +652,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(args.landing_dir, host=args.host, port=args.port)
+    try:
+        serve(args.landing_dir, host=args.host, port=args.port)
+    except tokens.SecretError as exc:
+        print(f"activation.receiver: refusing to start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,24 +3,48 @@
     token = sign({"m": message_key, "c": customer_id, "k": "click", "u": link_index}, secret)
     payload = verify(token, secret)      # raises InvalidToken if forged, tampered or malformed
 
-Format: base64url(compact JSON) "." base64url(HMAC-SHA256(secret, that first part)).
-The secret comes from TIDELINE_TRACKING_SECRET (tracking_secret()); the engagement
-receiver verifies with the same secret.
+Format: base64url(compact JSON) "." base64url(HMAC-SHA256(secret, that first part)), both without
+padding. Decoding is strict: only the URL-safe alphabet, no padding, and only the one canonical
+spelling of the bytes, so a token has exactly one string form (no malleable variants).
+
+The secret comes from TIDELINE_TRACKING_SECRET (tracking_secret()); the engagement receiver
+verifies with the same secret. There is no fallback: a secret that is unset, empty, shorter than
+MIN_SECRET_BYTES (32 bytes) or with fewer than MIN_DISTINCT_CHARS distinct characters is refused
+with SecretError, because anyone who can guess the key can forge click tokens (an open redirect)
+and unsubscribe tokens (revoking any customer's consent). Generate one with
+
+    python -c "import secrets; print(secrets.token_hex(32))"
+
+`tideline demo` and `tideline run` with the local destinations generate one per Tideline home
+(orchestration.local_destinations.demo_secrets); everything else must have it configured.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_DEV_SECRET = (
-    "tideline-local-dev-only"  # safe local default; set TIDELINE_TRACKING_SECRET in production
-)
+TRACKING_SECRET_ENV = "TIDELINE_TRACKING_SECRET"
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys: 256 bits of room; 64 hex characters from token_hex(32) fill it
+MIN_DISTINCT_CHARS = 10  # refuses "aaaa…" and a short word repeated; random keys have 14+ of 16 hex digits
+GENERATE_HINT = 'python -c "import secrets; print(secrets.token_hex(32))"'
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class SecretError(ValueError):
+    """A signing secret is missing or too weak; the message names the variable and how to fix it."""
+
+
+class InvalidToken(ValueError):
+    pass
 
 
 def is_http_url(value: Any) -> bool:
@@ -32,8 +56,28 @@ def is_http_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-class InvalidToken(ValueError):
-    pass
+def check_secret(name: str, value: str | bytes | None) -> bytes:
+    """`value` as bytes when it is an adequate HMAC secret, else SecretError naming `name` (the
+    environment variable it comes from) and how to generate one. The value is never echoed."""
+    raw = value.encode() if isinstance(value, str) else (value or b"")
+    fix = f"set {name} to a random value of at least {MIN_SECRET_BYTES} bytes, e.g. the output of {GENERATE_HINT}"
+    if not raw:
+        raise SecretError(f"{name} is not set: {fix}")
+    if len(raw) < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"{name} is too short ({len(raw)} bytes, at least {MIN_SECRET_BYTES} needed): {fix}"
+        )
+    if len(set(raw)) < MIN_DISTINCT_CHARS:
+        raise SecretError(
+            f"{name} has too little variety (fewer than {MIN_DISTINCT_CHARS} distinct characters): {fix}"
+        )
+    return raw
+
+
+def tracking_secret() -> bytes:
+    """The key that signs tracking and unsubscribe tokens, from TIDELINE_TRACKING_SECRET (SecretError
+    when it is unset or too weak; there is no default)."""
+    return check_secret(TRACKING_SECRET_ENV, os.environ.get(TRACKING_SECRET_ENV))
 
 
 def _b64(data: bytes) -> str:
@@ -41,11 +85,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def tracking_secret() -> bytes:
-    return os.environ.get("TIDELINE_TRACKING_SECRET", DEFAULT_DEV_SECRET).encode()
+    """Strict base64url without padding: anything but the canonical spelling is an InvalidToken."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise InvalidToken("malformed token: not unpadded base64url")
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except binascii.Error as exc:
+        raise InvalidToken(f"malformed token: {exc}") from exc
+    if _b64(data) != text:  # unused low bits set: another spelling of the same bytes
+        raise InvalidToken("malformed token: not canonical base64url")
+    return data
 
 
 def sign(payload: dict[str, Any], secret: bytes) -> str:

@@ -3,12 +3,16 @@
 A local SMTP server (messages saved as .eml files), one HTTP sink for the SMS, push,
 CRM and alert webhooks (requests saved as JSON lines, HMAC signatures checked) and
 a folder for ad-audience files, all under $TIDELINE_HOME/outbox. The environment
-variables config/activation.yml reads are pointed at them for the run.
+variables config/activation.yml reads are pointed at them for the run, and so is
+TIDELINE_TRACKING_SECRET (the emails sign their links): a local sandbox run has no
+configured secret, so it uses the home's own (`demo_secrets`).
 
 For the demo loop also the engagement receiver (`running_receiver`: uvicorn in a thread on a
 free loopback port, TIDELINE_RECEIVER_URL pointed at it) and the secrets it shares with the
-emails' tokens and the providers' webhooks (`demo_secrets`: generated once, kept in
-$TIDELINE_HOME/secrets.json, mode 0600, so links in earlier runs' emails still verify).
+emails' tokens and the providers' webhooks (`demo_secrets`: generated once per Tideline home,
+kept in $TIDELINE_HOME/secrets.json, mode 0600, so links in earlier runs' emails still verify).
+Only these sandbox runs get a generated tracking secret: everywhere else (a run with
+TIDELINE_ACTIVATION_CONFIG, `tideline receiver`) a missing one is an error, never a default.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def local_destinations(home: Path) -> Iterator[dict[str, str]]:
         "TIDELINE_WEBHOOK_SECRET": secret,
         "TIDELINE_CRM_TOKEN": crm_token,
         "TIDELINE_AUDIENCE_DIR": str(outbox / "audiences"),
+        "TIDELINE_TRACKING_SECRET": demo_secrets(home)["TIDELINE_TRACKING_SECRET"],
     }
     try:
         with environment(env):
@@ -75,8 +80,9 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def demo_secrets(home: Path) -> dict[str, str]:
-    """The tracking and receiver-webhook secrets: from the environment when set, else generated
-    once and kept in $TIDELINE_HOME/secrets.json (never printed, never in the repository)."""
+    """The tracking and receiver-webhook secrets for the demo and local sandbox runs of this home:
+    from the environment when set, else generated once (64 hex characters, secrets.token_hex(32))
+    and kept in $TIDELINE_HOME/secrets.json, mode 0600 (never printed, never in the repository)."""
     path = home / "secrets.json"
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     missing = [name for name in SECRET_NAMES if not os.environ.get(name) and not stored.get(name)]

@@ -11,6 +11,7 @@ from models_ml.lifetime_value import train_clv
 from models_ml.registry import ModelNotFound, ModelRegistry
 from models_ml.scoring import at_risk_reasons, record_model_run, score_customers, write_scores
 from models_ml.training import CHURN, PROPENSITY, InsufficientData, TaskConfig, TrainingConfig, train_task
+from orchestration.metadata import shown_columns
 from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
 
 FEATURE_DEPS = [
@@ -224,6 +225,7 @@ def customer_scores(
         .sort_values("predicted_clv", ascending=False)
         .head(10)[["customer_id", "churn_probability", "purchase_propensity", "p_alive", "predicted_clv"]]
     )
+    preview = preview[shown_columns(preview.columns)]  # previews show allow-listed columns only
     yield dg.MaterializeResult(
         asset_key=SCORES_KEY,
         metadata={

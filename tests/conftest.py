@@ -1,4 +1,5 @@
-"""Shared fixtures: write small landing zones, build them with the real loader and dbt."""
+"""Shared fixtures: write small landing zones, build them with the real loader and dbt; a test-only
+tracking secret for the whole session (there is no default secret; refusal tests unset it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ import pytest
 
 from orchestration.manifest import parse_dbt_project
 from tests.helpers import Warehouse, build_warehouse
+
+# Long and varied enough for activation.tokens.check_secret; used only by tests, never a default.
+TEST_TRACKING_SECRET = "tideline-tests-only-tracking-secret-9f3c1a7e5b"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_secret_for_tests() -> Iterator[str]:
+    """TIDELINE_TRACKING_SECRET for every test (and the processes they start); tests that check the
+    refusal without it unset it with monkeypatch."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TIDELINE_TRACKING_SECRET", TEST_TRACKING_SECRET)
+        yield TEST_TRACKING_SECRET
 
 
 @pytest.fixture(scope="session", autouse=True)

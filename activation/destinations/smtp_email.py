@@ -276,6 +276,10 @@ class SmtpEmailDestination:
             p.append("unsubscribe_mailto is not a valid email address")
         if self.tracking_base_url is not None and not tokens.is_http_url(self.tracking_base_url):
             p.append("tracking_base_url must be an http(s) URL")
+        try:  # every message signs its unsubscribe link: refuse before anything is sent or in flight
+            tokens.tracking_secret()
+        except tokens.SecretError as exc:
+            p.append(f"cannot sign links: {exc}")
         if not isinstance(self.local_hostname, str) or not re.match(r"^[A-Za-z0-9.-]+$", self.local_hostname):
             p.append("local_hostname must be a host name")
         for key, value, positive in (

@@ -1,7 +1,10 @@
-"""The whole asset graph on generated demo data, checked against the ground truth the generator planted."""
+"""The whole asset graph on generated demo data, checked against the ground truth the generator planted
+(and the run's Dagster event log scanned for the personal data it planted)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +15,10 @@ import pytest
 
 from orchestration.definitions import build_definitions
 from orchestration.demo_data import generate_demo_data
-from orchestration.local_destinations import local_destinations
+from orchestration.local_destinations import environment, local_destinations
 from orchestration.settings import Settings
+
+pytestmark = pytest.mark.slow  # the module's fixture builds and runs the whole pipeline
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +29,31 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         home=base, warehouse=base / "warehouse.duckdb", raw_dir=base / "raw", as_of=str(summary.end_date)
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance, local_destinations(base) as outbox:
+    # sends happen at the wall clock's hour: without this, a run while every demo customer is in
+    # quiet hours (around 05:00-07:00 UTC) defers all email and SMS (the demo loop does the same)
+    no_quiet_hours = {"TIDELINE_QUIET_HOURS_START": "0", "TIDELINE_QUIET_HOURS_END": "0"}
+    with (
+        environment(no_quiet_hours),
+        dg.instance_for_test() as instance,
+        local_destinations(base) as outbox,
+    ):
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_rfm"]))
         rfm_metadata = latest.asset_materialization.metadata
+        # everything Dagster keeps of the run (run history, shown in the UI): each event's message
+        # and metadata, and the run itself, serialised (non-ASCII unescaped, as the UI shows it)
+        stored = [*instance.all_logs(result.run_id), instance.get_run_by_id(result.run_id)]
+        event_log = "\n".join(
+            json.dumps(json.loads(dg.serialize_value(entry)), ensure_ascii=False) for entry in stored
+        )
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     yield SimpleNamespace(
-        summary=summary, result=result, rfm_metadata=rfm_metadata, con=con, outbox=Path(outbox["outbox"])
+        summary=summary,
+        result=result,
+        rfm_metadata=rfm_metadata,
+        con=con,
+        outbox=Path(outbox["outbox"]),
+        event_log=event_log,
     )
     con.close()
 
@@ -130,3 +153,47 @@ def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
     # ad audiences hold hashes only
     audience = "\n".join(p.read_text() for p in (outbox / "audiences").rglob("*.csv"))
     assert audience and "@" not in audience
+
+
+def _planted_personal_data(raw: Path, truth: Path) -> dict[str, set[str]]:
+    """The emails, phones and names the generator wrote into the landing zone (raw and normalised)."""
+    con = duckdb.connect()
+    contacts = con.execute(
+        "select email, phone, first_name, last_name from read_csv(?, all_varchar = true)",
+        [str(raw / "crm" / "contacts" / "*.csv")],
+    ).fetchall()
+    order_emails = con.execute(
+        "select distinct email from read_parquet(?) where email is not null",
+        [str(raw / "commerce" / "orders" / "**" / "*.parquet")],
+    ).fetchall()
+    normalised = con.execute(
+        "select email_normalised, phone_e164 from read_parquet(?)", [str(truth / "customers.parquet")]
+    ).fetchall()
+    found: dict[str, set[str]] = {"email": set(), "phone": set(), "name": set(), "name_word": set()}
+    for email, phone, first, last in contacts:
+        found["email"].add(email)
+        found["phone"].add(phone)
+        found["name"].add(f"{first} {last}" if first and last else None)
+        found["name_word"].update((first, last))  # alone, as a column of names would show them
+    found["email"].update(e for (e,) in order_emails)
+    for email, phone in normalised:
+        found["email"].add(email)
+        found["phone"].add(phone)
+    # at least 6 characters: skips blanks, malformed stubs and short names ("Lee", "Koch") that are
+    # too likely to be part of something else
+    return {kind: {v.strip() for v in values if v and len(v.strip()) >= 6} for kind, values in found.items()}
+
+
+def test_the_runs_event_log_holds_no_personal_data(demo_run) -> None:
+    """Previews, check results, log messages: nothing Dagster stores names an email, phone or person."""
+    planted = _planted_personal_data(demo_run.summary.out_dir, demo_run.summary.truth_dir)
+    sizes = {kind: len(values) for kind, values in planted.items()}
+    assert min(sizes["email"], sizes["phone"], sizes["name"]) > 300 and sizes["name_word"] > 50, sizes
+    log = demo_run.event_log
+    assert "dagster/row_count" in log and "preview" in log  # the scan reads the metadata
+    words = planted.pop("name_word")
+    leaked = {kind: sorted(v for v in values if v in log)[:5] for kind, values in planted.items()}
+    # single first and last names as whole words, case-sensitive
+    leaked["name_word"] = sorted(w for w in words if re.search(rf"(?<!\w){re.escape(w)}(?!\w)", log))[:5]
+    assert leaked == {"email": [], "phone": [], "name": [], "name_word": []}
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", log), "an email address"

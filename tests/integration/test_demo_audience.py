@@ -27,8 +27,8 @@ from orchestration.local_destinations import running_receiver
 
 CAMPAIGN = "win_back_2026q4"
 N_EMAIL, N_HOLDOUT, N_SMS = 300, 40, 60
-TRACKING_SECRET = "audience-test-tracking"
-HOOK_SECRET = "audience-test-webhooks"
+TRACKING_SECRET = "audience-test-tracking-secret-0123456789"  # >= 32 bytes
+HOOK_SECRET = "audience-test-webhook-secret-0123456789"
 
 
 def key(*parts: str) -> str:

@@ -32,7 +32,8 @@ from tests.helpers import build_warehouse, write_csv
 from tests.integration.test_receiver import Receiver
 
 SECRET = "sink-secret"
-HOOK_SECRET = "hook-secret"
+HOOK_SECRET = "engagement-test-webhook-secret-0123456789"  # >= 32 bytes (activation.tokens)
+TRACKING_SECRET = b"engagement-test-tracking-secret-0123456789"
 NOON = dt.datetime(2026, 3, 2, 12, 0)
 AS_OF = "2026-03-02"
 CUSTOMERS = ["c1", "c2", "c3", "c4"]
@@ -102,7 +103,7 @@ def test_hard_bounce_and_complaint_suppress_the_next_campaign(tmp_path: Path) ->
             con.close()
         assert first.sent == 4 and _delivered(sink) == CUSTOMERS
 
-        receiver = Receiver(raw, tracking_secret=b"tracking", webhook_secret=HOOK_SECRET)
+        receiver = Receiver(raw, tracking_secret=TRACKING_SECRET, webhook_secret=HOOK_SECRET)
         try:
             body = json.dumps(
                 {

@@ -30,8 +30,8 @@ from activation.destinations.webhook import sign as sign_webhook
 from activation.receiver import PIXEL, EngagementLog, create_app
 from activation.sinks.smtp_sink import SmtpSink
 
-SECRET = b"receiver-test-secret"
-HOOK_SECRET = "receiver-webhook-secret"
+SECRET = b"receiver-test-tracking-secret-0123456789"
+HOOK_SECRET = "receiver-test-webhook-secret-0123456789"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -135,6 +135,22 @@ def test_bad_click_tokens_get_400_and_record_nothing(receiver: Receiver):
     assert receiver.app.state.rejected["click token"] == 6
 
 
+def test_other_spellings_of_a_valid_token_are_refused(receiver: Receiver):
+    """Lenient base64 let several strings carry one token; each is refused and nothing recorded."""
+    token = click_token()
+    body, mac = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused_bit = mac[:-1] + alphabet[alphabet.index(mac[-1]) ^ 1]  # the same 32 MAC bytes
+    for variant in (f"{token}=", f"{token}==", f"{body}.{unused_bit}"):
+        response = requests.get(f"{receiver.base_url}/t/c/{variant}", allow_redirects=False, timeout=5)
+        assert response.status_code == 400, variant
+    unsubscribe = tokens.sign({"m": "msg-1", "c": "C7", "k": "unsubscribe"}, SECRET)
+    response = requests.post(f"{receiver.base_url}/u/{unsubscribe}=", data="List-Unsubscribe=One-Click")
+    assert response.status_code == 400
+    assert receiver.events() == [] and receiver.consents() == []
+    assert requests.get(f"{receiver.base_url}/t/c/{token}", allow_redirects=False).status_code == 302
+
+
 def test_open_pixel(receiver: Receiver):
     token = tokens.sign({"m": "msg-1", "c": "C1", "cp": "spring_sale", "v": "A", "k": "open"}, SECRET)
     response = requests.get(
@@ -205,9 +221,13 @@ def test_unsubscribe_get_is_a_page_and_one_click_post_revokes(receiver: Receiver
 
 
 def post_webhook(
-    receiver: Receiver, document: dict, *, secret: str = HOOK_SECRET, timestamp: int | None = None
+    receiver: Receiver,
+    document: dict | bytes,
+    *,
+    secret: str = HOOK_SECRET,
+    timestamp: int | None = None,
 ) -> requests.Response:
-    body = json.dumps(document).encode()
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
     ts = int(time.time()) if timestamp is None else timestamp
     headers = {
         "Content-Type": "application/json",
@@ -297,6 +317,32 @@ def test_webhook_signature_and_entries_are_checked(receiver: Receiver):
     assert receiver.events() == [] and receiver.consents() == []
 
 
+def test_a_deeply_nested_signed_webhook_is_a_400_not_a_crash(receiver: Receiver):
+    levels = 50_000
+    entry = json.dumps(WEBHOOK["events"][0])[:-1]
+
+    def with_extra(depth: int) -> bytes:  # a valid entry with an extra field nested `depth` deep
+        return (
+            '{"events": [' + entry + ', "extra": ' + '{"a": ' * depth + "1" + "}" * depth + "}]}"
+        ).encode()
+
+    for body in (
+        b"[" * levels + b"]" * levels,
+        b'{"events": ' + b"[" * levels + b"]" * levels + b"}",
+        with_extra(levels),
+        with_extra(30),  # 3 levels of document + 30: over the limit of 32, though parseable
+    ):
+        response = post_webhook(receiver, body)
+        assert response.status_code == 400, response.status_code
+        assert "nested" in response.text
+    # brackets inside strings are text, not nesting: a legitimate entry with "[[[[" still records
+    quoted = {"events": [{**WEBHOOK["events"][0], "event_id": "[" * 100 + "{" * 100}]}
+    assert post_webhook(receiver, quoted).status_code == 200
+    assert post_webhook(receiver, with_extra(29)).status_code == 200  # exactly 32 levels
+    assert [e["event_id"] for e in receiver.events()] == ["mailco:" + "[" * 100 + "{" * 100, "mailco:e1"]
+    assert requests.get(f"{receiver.base_url}/health", timeout=5).text == "ok"
+
+
 def test_webhooks_need_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", raising=False)
     server = Receiver(tmp_path / "landing", tracking_secret=SECRET)
@@ -305,6 +351,60 @@ def test_webhooks_need_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert requests.get(f"{server.base_url}/health", timeout=5).text == "ok"
     finally:
         server.stop()
+
+
+# -- secrets at start -------------------------------------------------------------------------------
+
+
+def test_receiver_refuses_to_start_without_an_adequate_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    landing = tmp_path / "landing"
+    monkeypatch.delenv("TIDELINE_TRACKING_SECRET", raising=False)
+    monkeypatch.delenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(tokens.SecretError, match="TIDELINE_TRACKING_SECRET is not set"):
+        create_app(landing)
+    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", "")
+    with pytest.raises(tokens.SecretError, match="TIDELINE_TRACKING_SECRET is not set"):
+        create_app(landing)
+    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", "tideline-local-dev-only")
+    with pytest.raises(tokens.SecretError, match="TIDELINE_TRACKING_SECRET is too short"):
+        create_app(landing)
+    with pytest.raises(tokens.SecretError, match="TIDELINE_TRACKING_SECRET is too short"):
+        create_app(landing, tracking_secret=b"short")
+    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", SECRET.decode())
+    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", "hook")
+    with pytest.raises(tokens.SecretError, match="TIDELINE_RECEIVER_WEBHOOK_SECRET is too short"):
+        create_app(landing)
+    monkeypatch.delenv("TIDELINE_RECEIVER_WEBHOOK_SECRET")
+    assert create_app(landing).state.engagement  # no webhook secret: webhooks answer 503, the rest works
+    assert not (landing / "engagement").exists()  # nothing written by the refused starts
+
+
+@pytest.mark.parametrize("module", ["activation.receiver", "orchestration.cli"])
+def test_receiver_process_exits_with_a_clear_error_without_a_secret(tmp_path: Path, module: str):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "TIDELINE_TRACKING_SECRET"}
+    command = [sys.executable, "-m", module, *(["receiver"] if module == "orchestration.cli" else [])]
+    process = subprocess.Popen(
+        [*command, "--landing-dir", str(tmp_path / "landing"), "--port", str(port)],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the receiver started without a tracking secret") from None
+    assert process.returncode == 2
+    assert "TIDELINE_TRACKING_SECRET is not set" in stderr and "secrets.token_hex(32)" in stderr
+    assert "Traceback" not in stderr
 
 
 # -- storage ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from activation.destinations.base import ConfigError, Destination, OutboundRecor
 from activation.destinations.smtp_email import NO_EMAIL, SmtpDestinationError, SmtpEmailDestination
 from activation.sinks.smtp_sink import SmtpSink
 
-SECRET = "test-tracking-secret"
+SECRET = "test-tracking-secret-0123456789abcdef"  # at least 32 bytes (activation.tokens)
 FROM = "news@tideline.example"
 HTML = """<html><body>
 <p>Hi {{ first_name }}, from {{ shop }} ({{ company }})</p>

@@ -494,7 +494,7 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
             from activation.config import PolicyConfig, SyncBinding
             from activation.destinations.smtp_email import SmtpEmailDestination
             from activation.engine import SyncEngine
-            os.environ["TIDELINE_TRACKING_SECRET"] = "s"
+            os.environ["TIDELINE_TRACKING_SECRET"] = "sync-engine-test-tracking-secret-0123"
             d = SmtpEmailDestination.from_config("email", {{"host": {host!r}, "port": {port}, "from_address": "shop@example.com",
                 "unsubscribe_base_url": "http://127.0.0.1:1/u", "max_batch_size": 25}})
             b = SyncBinding("segment", "marts.segment", "email", "message", "email", {{"email": "email"}}, "crash",
@@ -511,7 +511,7 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
         partial = len(smtp.messages)
         assert 0 < partial < 300, "the kill should land mid-sync"
 
-        os.environ["TIDELINE_TRACKING_SECRET"] = "s"
+        os.environ["TIDELINE_TRACKING_SECRET"] = "sync-engine-test-tracking-secret-0123"
         from activation.destinations.smtp_email import SmtpEmailDestination
 
         destination = SmtpEmailDestination.from_config(
