@@ -5,12 +5,13 @@ activation/<segment>__<destination>, downstream of the segment model, so adding 
 segment needs no Python. Run config `dry_run: true` plans and shows samples without
 sending. A binding with a `schedule` (cron) also gets its own job and schedule;
 the others run whenever the pipeline builds their segment.
+
+Every sync runs under the DuckDB limits of ActivationSettings / TIDELINE_DUCKDB_*
+(activation.warehouse).
 """
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,7 @@ from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
 from activation.engine import SyncEngine
 from activation.ledger import due_deferrals
+from activation.warehouse import limited
 from orchestration.resources import ActivationSettings, WarehouseResource
 
 SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
@@ -62,11 +64,12 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         activation: ActivationSettings,
     ):
         settings = load_config(activation.config_path or None)
-        destination_config = settings.destinations[binding.destination]
         binding.validate(settings.destinations)
+        destination_config = settings.destinations[binding.destination]
+        limits = activation.duckdb_limits()
         destination = create(binding.destination, destination_config)
         try:
-            with warehouse.connect() as con, memory_limit(con, activation.memory_limit):
+            with warehouse.connect() as con, limited(con, limits, f"sync {binding.sync_key}"):
                 result = SyncEngine(
                     con,
                     destination,
@@ -103,20 +106,6 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         )
 
     return _sync
-
-
-@contextmanager
-def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
-    """DuckDB's memory_limit set for the duration of a sync, then restored (it is per database)."""
-    if not limit:
-        yield
-        return
-    previous = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    con.execute("set memory_limit = ?", [limit])
-    try:
-        yield
-    finally:
-        con.execute("set memory_limit = ?", [previous])
 
 
 def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefinition:
