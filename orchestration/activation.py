@@ -6,8 +6,10 @@ segment needs no Python. Run config `dry_run: true` plans and shows samples with
 sending. A binding with a `schedule` (cron) also gets its own job and schedule;
 the others run whenever the pipeline builds their segment.
 
-Every sync runs under the DuckDB limits of ActivationSettings / TIDELINE_DUCKDB_*
-(activation.warehouse).
+Every sync first takes in the unsubscribes and complaints the engagement receiver wrote to
+the landing zone since the last sync (activation.intake), so they stop the very next send
+even when no dbt build ran in between (the deferred_messages sensor's reruns), and runs
+under the DuckDB limits of ActivationSettings / TIDELINE_DUCKDB_* (activation.warehouse).
 """
 
 import datetime as dt
@@ -20,9 +22,10 @@ import duckdb
 from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
 from activation.engine import SyncEngine
+from activation.intake import take_in_revocations
 from activation.ledger import due_deferrals
 from activation.warehouse import limited
-from orchestration.resources import ActivationSettings, WarehouseResource
+from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
 
 SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
 
@@ -62,6 +65,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         config: SyncRunConfig,
         warehouse: WarehouseResource,
         activation: ActivationSettings,
+        pipeline: PipelineSettings,
     ):
         settings = load_config(activation.config_path or None)
         binding.validate(settings.destinations)
@@ -70,6 +74,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         destination = create(binding.destination, destination_config)
         try:
             with warehouse.connect() as con, limited(con, limits, f"sync {binding.sync_key}"):
+                intake = take_in_revocations(con, pipeline.raw_dir)
                 result = SyncEngine(
                     con,
                     destination,
@@ -84,6 +89,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         metadata = {
             "sync_id": result.sync_id,
             "dry_run": result.dry_run,
+            "revocations_taken_in": dg.MetadataValue.int(intake.revocations),
             **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
             "sent": dg.MetadataValue.int(result.sent),
             "skipped": dg.MetadataValue.int(result.skipped),
