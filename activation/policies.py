@@ -42,17 +42,30 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from typing import Any
 
 import duckdb
 
-from activation.config import PolicyConfig, SyncBinding
+from activation.config import FrequencyCap, PolicyConfig, SyncBinding
 from activation.ledger import SCHEMA
-from activation.warehouse import columns_of, execute, quote_identifier, quote_relation, table_exists
+from activation.warehouse import columns_of, execute, literal, quote_identifier, quote_relation, table_exists
+
+log = logging.getLogger(__name__)
 
 ENGAGEMENT_SUPPRESSIONS = "marts.engagement_suppressions"
 CAP_STATUSES = ("sent", "unknown")  # what counts against a frequency cap (unknown: maybe delivered)
 CONSENT_COLUMNS = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"}
+WORK_TABLES = (
+    "_planned",
+    "_audience",
+    "_customer_facts",
+    "_suppressed",
+    "_revoked",
+    "_capped",
+    "_verdicts",
+    "_decisions",
+)
 
 
 def stable_unit(salt: str, customer_id: str) -> float:
@@ -102,13 +115,34 @@ def apply_policies(
     engagement_suppressions: str | None = ENGAGEMENT_SUPPRESSIONS,
 ) -> None:
     """Create _decided from _plan: each row gets `decision` (send, skip, holdout, defer), `reason`,
-    `variant` and `not_before`."""
-    message = binding.mode == "message"
-    channel = binding.channel
-    cap = policies.frequency_caps.get(binding.frequency_cap or "", {}).get(channel or "") if message else None
+    `variant` and `not_before`. The steps' work tables are dropped as soon as they are read, and on
+    an error too (they can hold a whole plan's keys)."""
+    try:
+        _decide(con, binding, policies, now, customers, engagement_suppressions)
+    except BaseException:
+        _drop(con, WORK_TABLES)
+        raise
+
+
+def _drop(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> None:
+    for table in tables:  # names of this module
+        try:
+            con.execute(f"drop table if exists {table}")
+        except duckdb.Error as exc:  # never hide the error being raised behind a cleanup one
+            log.debug("could not drop %s: %s", table, exc)
+
+
+def _decide(
+    con: duckdb.DuckDBPyConnection,
+    binding: SyncBinding,
+    policies: PolicyConfig,
+    now: dt.datetime,
+    customers: str,
+    engagement_suppressions: str | None,
+) -> None:
     values: dict[str, Any] = {
         "now": now.replace(tzinfo=None),
-        "channel": channel,
+        "channel": binding.channel,
         "default_zone": policies.default_timezone,
         "holdout_salt": f"holdout|{binding.campaign}",
         "holdout_share": float(binding.holdout_share),
@@ -122,57 +156,83 @@ def apply_policies(
     con.execute(
         "create or replace temp table _audience as select distinct customer_id from _planned where action <> 'delete'"
     )
-    facts = _customer_facts(con, binding, customers, quiet=bool(message and channel))
-    suppressed = _suppressed(con, channel, engagement_suppressions, values)
-    revoked = _revoked(con, channel, values) if facts["consent"] else False
-    capped = _capped(con, cap, channel, values) if cap is not None else False
-
-    # (condition, decision, reason as a SQL expression); the first that holds decides
-    conditions: list[tuple[str, str, str]] = []
-    if facts["consent"]:
-        granted = "coalesce(f.opt_in, false)"
-        if revoked:  # a receiver revocation at or after dbt's latest consent event wins
-            granted += (
-                " and (r.revoked_at is null or (f.consent_at is not null and f.consent_at > r.revoked_at))"
-            )
-        conditions.append((f"not ({granted})", "skip", "'no_consent'"))
-    if suppressed:
-        conditions.append(("s.reason is not null", "skip", "'suppressed:' || s.reason"))
-    if capped:
-        values["cap_max"] = int(cap.max_messages)
-        conditions.append(("coalesce(k.sent, 0) >= $cap_max", "skip", "'frequency_cap'"))
-    # the holdout is drawn from the customers who could be sent to (after consent, suppression
-    # and caps), so holdout and treated are comparable; quiet hours only delay a send
-    if message and binding.holdout_share > 0:
-        conditions.append((f"{_unit_sql('holdout_salt')} < $holdout_share", "holdout", "'holdout'"))
-    not_before = "cast(null as timestamp)"
-    if message and channel:
-        quiet, not_before = _quiet_hours_sql(policies, values)
-        conditions.append((quiet, "defer", "'quiet_hours'"))
-
-    decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"
-    reason = "case " + " ".join(f"when {c} then {r}" for c, _, r in conditions) + " end"
-    if not conditions:
-        decision, reason = "'send'", "cast(null as varchar)"
-    joins = [
-        "left join _customer_facts as f on a.customer_id = f.customer_id" if facts["joined"] else "",
-        "left join _suppressed as s on a.customer_id = s.customer_id" if suppressed else "",
-        "left join _revoked as r on a.customer_id = r.customer_id" if revoked else "",
-        "left join _capped as k on a.customer_id = k.customer_id" if capped else "",
-    ]
-    variant = _variant_sql(binding, values) if message else "cast(null as varchar)"
+    joins = _gather_facts(con, binding, policies, customers, engagement_suppressions, values)
+    decision, reason, not_before = _rules_sql(binding, policies, joins, values)
+    variant = _variant_sql(binding, values) if binding.mode == "message" else "cast(null as varchar)"
     execute(
         con,
         f"""create or replace temp table _verdicts as
             select a.customer_id, {decision} as decision, {reason} as reason, {variant} as variant,
                    {not_before} as not_before
             from _audience as a
-            {" ".join(j for j in joins if j)}""",
+            {" ".join(f"left join {table} as {alias} on a.customer_id = {alias}.customer_id" for alias, table in joins.items())}""",
         values,
     )
-    for table in ("_audience", "_customer_facts", "_suppressed", "_revoked", "_capped"):
-        con.execute(f"drop table if exists {table}")  # free their memory before the last two steps
-    # the decision per planned key, still without payloads: narrow rows, whatever the plan's size
+    _drop(con, ("_audience", *joins.values()))  # free their memory before the last two steps
+    _attach_decisions(con)
+
+
+def _gather_facts(
+    con: duckdb.DuckDBPyConnection,
+    binding: SyncBinding,
+    policies: PolicyConfig,
+    customers: str,
+    engagement_suppressions: str | None,
+    values: dict[str, Any],
+) -> dict[str, str]:
+    """The per-customer facts the rules read, each a temp table keyed by the planned customers:
+    {alias in the rules: table}. Only what applies to the binding is read."""
+    message, channel = binding.mode == "message", binding.channel
+    joins: dict[str, str] = {}
+    consent = _customer_facts(con, binding, customers, quiet=bool(message and channel))
+    if consent is not None:
+        joins["f"] = "_customer_facts"
+    _suppressed(con, channel, engagement_suppressions, values)
+    joins["s"] = "_suppressed"
+    if consent and _revoked(con, channel, values):
+        joins["r"] = "_revoked"
+    cap = policies.frequency_caps.get(binding.frequency_cap or "", {}).get(channel or "") if message else None
+    if cap is not None:
+        _capped(con, cap, values)
+        values["cap_max"] = int(cap.max_messages)
+        joins["k"] = "_capped"
+    return joins
+
+
+def _rules_sql(
+    binding: SyncBinding, policies: PolicyConfig, joins: dict[str, str], values: dict[str, Any]
+) -> tuple[str, str, str]:
+    """(decision, reason, not_before) as SQL over the facts in `joins`: the first rule that holds decides."""
+    message = binding.mode == "message"
+    conditions: list[tuple[str, str, str]] = []  # (condition, decision, reason as a SQL expression)
+    if CONSENT_COLUMNS.get(binding.channel or ""):
+        granted = "coalesce(f.opt_in, false)"
+        if "r" in joins:  # a receiver revocation at or after dbt's latest consent event wins
+            granted += (
+                " and (r.revoked_at is null or (f.consent_at is not null and f.consent_at > r.revoked_at))"
+            )
+        conditions.append((f"not ({granted})", "skip", "'no_consent'"))
+    conditions.append(("s.reason is not null", "skip", "'suppressed:' || s.reason"))
+    if "k" in joins:
+        conditions.append(("coalesce(k.sent, 0) >= $cap_max", "skip", "'frequency_cap'"))
+    # the holdout is drawn from the customers who could be sent to (after consent, suppression
+    # and caps), so holdout and treated are comparable; quiet hours only delay a send
+    if message and binding.holdout_share > 0:
+        conditions.append((f"{_unit_sql('holdout_salt')} < $holdout_share", "holdout", "'holdout'"))
+    not_before = "cast(null as timestamp)"
+    if message and binding.channel:
+        quiet, not_before = _quiet_hours_sql(policies, values)
+        conditions.append((quiet, "defer", "'quiet_hours'"))
+    decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"
+    reason = "case " + " ".join(f"when {c} then {r}" for c, _, r in conditions) + " end"
+    return decision, reason, not_before
+
+
+def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
+    """_decided: the planned rows of _diff with their customer's verdict (a removal is sent). The
+    decision per planned key is made without payloads first (_decisions: narrow rows, whatever the
+    plan's size), then joined to _diff's rows once (a key in _diff is planned at most once), an
+    inner join DuckDB can spill."""
     con.execute(
         """create or replace temp table _decisions as
            select p.idempotency_key, p.ledger_status, p.attempts,
@@ -182,28 +242,26 @@ def apply_policies(
                   case when p.action = 'delete' then null else v.not_before end as not_before
            from _planned as p left join _verdicts as v on p.customer_id = v.customer_id"""
     )
-    for table in ("_planned", "_verdicts"):
-        con.execute(f"drop table {table}")
-    # _decided: the planned rows of _diff (a key in _diff is planned at most once) with their
-    # decision; one inner join of _diff's rows with the narrow _decisions, which DuckDB can spill
+    _drop(con, ("_planned", "_verdicts"))
     con.execute(
         """create or replace temp table _decided as
            select d.customer_id, d.action, d.change, d.field_hash, d.fields_json, d.idempotency_key,
                   x.ledger_status, x.attempts, x.decision, x.reason, x.variant, x.not_before
            from _diff as d inner join _decisions as x on d.idempotency_key = x.idempotency_key"""
     )
-    con.execute("drop table _decisions")
+    _drop(con, ("_decisions",))
 
 
 def _customer_facts(
     con: duckdb.DuckDBPyConnection, binding: SyncBinding, customers: str, quiet: bool
-) -> dict[str, bool]:
+) -> bool | None:
     """_customer_facts: the planned customers' consent for the channel (opt_in, consent_at) and
     valid IANA time zone (zone), from the customer table; only what the policies read is read.
-    A customer table without <channel>_consent_at (an older dim_customers) reads it as null."""
+    A customer table without <channel>_consent_at (an older dim_customers) reads it as null.
+    Returns whether consent applies, or None when the table was not needed (and not made)."""
     consent_col = CONSENT_COLUMNS.get(binding.channel or "")
     if not consent_col and not quiet:
-        return {"consent": False, "joined": False}
+        return None
     present = columns_of(con, customers)
     select = ["c.customer_id"]
     if consent_col:
@@ -224,12 +282,12 @@ def _customer_facts(
             from {quote_relation(customers)} as c {zone_join}
             where c.customer_id in (select customer_id from _audience)"""
     )
-    return {"consent": bool(consent_col), "joined": True}
+    return bool(consent_col)
 
 
 def _suppressed(
     con: duckdb.DuckDBPyConnection, channel: str | None, engagement_suppressions: str | None, values: dict
-) -> bool:
+) -> None:
     """_suppressed: the first suppression reason of each planned customer on the channel or 'all'."""
     channels = "channel in ('all', $channel)" if channel else "channel = 'all'"
     execute(
@@ -241,7 +299,6 @@ def _suppressed(
             group by customer_id""",
         values,
     )
-    return True
 
 
 def _revoked(con: duckdb.DuckDBPyConnection, channel: str | None, values: dict) -> bool:
@@ -260,12 +317,12 @@ def _revoked(con: duckdb.DuckDBPyConnection, channel: str | None, values: dict) 
     return True
 
 
-def _capped(con: duckdb.DuckDBPyConnection, cap, channel: str | None, values: dict) -> bool:
+def _capped(con: duckdb.DuckDBPyConnection, cap: FrequencyCap, values: dict) -> None:
     """_capped: messages each planned customer got on the channel in the cap's rolling window
     (each message once, whatever events it has). The ledger is only scanned: the window bounds
     the rows (its zonemaps skip older row groups) and the semi-join on _audience the groups."""
     values["cap_since"] = values["now"] - dt.timedelta(days=int(cap.days))
-    statuses = ", ".join(f"'{s}'" for s in CAP_STATUSES)  # constants of this module
+    statuses = ", ".join(literal(s) for s in CAP_STATUSES)  # constants of this module
     execute(
         con,
         f"""create or replace temp table _capped as
@@ -276,7 +333,6 @@ def _capped(con: duckdb.DuckDBPyConnection, cap, channel: str | None, values: di
             group by customer_id""",
         values,
     )
-    return True
 
 
 def _quiet_hours_sql(policies: PolicyConfig, values: dict) -> tuple[str, str]:
