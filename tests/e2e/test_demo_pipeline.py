@@ -24,7 +24,14 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         home=base, warehouse=base / "warehouse.duckdb", raw_dir=base / "raw", as_of=str(summary.end_date)
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance, local_destinations(base) as outbox:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test() as instance,
+        local_destinations(base) as outbox,
+    ):
+        # no quiet hours, as in the demo loop: otherwise at night (UTC) every message is deferred
+        env.setenv("TIDELINE_QUIET_HOURS_START", "0")
+        env.setenv("TIDELINE_QUIET_HOURS_END", "0")
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_rfm"]))
         rfm_metadata = latest.asset_materialization.metadata
