@@ -94,4 +94,3 @@ def test_variant_and_campaign_names_with_quotes_sync_and_are_recorded(
     keys = {customer: key for customer, _, _, key in ledger}
     digest = hashlib.sha256(f"esp|segment|c007|{campaign}:v1".encode()).hexdigest()[:32]
     assert keys["c007"].replace("-", "") == digest
-
