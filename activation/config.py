@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,33 @@ CHANNELS = ("email", "sms", "push")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "activation.yml"
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "config" / "templates"
 TEMPLATE_PARTS = {"subject": "subject.j2", "html": "html.j2", "text": "text.j2"}
+MAX_NAME = 100  # campaign, variant and content version names
+
+
+def check_name(where: str, key: str, value: Any) -> str:
+    """A name from config that is recorded in the ledger (campaign, variant, content version):
+    any printable text up to MAX_NAME characters, quotes and spaces included (`Mother's Day`).
+    It reaches SQL only as a bound value; a control character or an empty name is a ConfigError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME:
+        raise ConfigError(f"{where}: {key} {value[:40]!r}... is longer than {MAX_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(f"{where}: {key} {value!r} contains a control character (newline, tab, ...)")
+    return value
+
+
+def check_timezone(where: str, key: str, value: Any) -> str:
+    """An IANA time zone name (Europe/Berlin, UTC); anything else is a ConfigError naming the key."""
+    if not isinstance(value, str) or value not in _zones():
+        raise ConfigError(
+            f"{where}: {key} {value!r} is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
+        )
+    return value
+
+
+def _zones() -> set[str]:
+    return zoneinfo.available_timezones() - {"localtime"}
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,14 @@ class SyncBinding:
             raise ConfigError(f"{where}: message mode needs a channel (email, sms or push)")
         if not 0 <= self.holdout_share < 1:
             raise ConfigError(f"{where}: holdout_share must be in [0, 1), got {self.holdout_share}")
+        check_name(where, "campaign", self.campaign)
+        check_name(where, "content.version", self.content_version)
+        for name in self.variants:
+            check_name(where, "experiment.variants name", name)
+        if set(self.variant_weights) != set(self.variants):
+            raise ConfigError(
+                f"{where}: experiment.weights must name exactly the variants {sorted(self.variants)}"
+            )
         if self.variants and abs(sum(self.variant_weights.values()) - 1.0) > 1e-6:
             raise ConfigError(f"{where}: variant weights must add up to 1")
         if not self.fields:
@@ -151,7 +187,9 @@ def load_config(path: Path | str | None = None) -> ActivationConfig:
         frequency_caps=caps,
         quiet_hours_start=hours["start"],
         quiet_hours_end=hours["end"],
-        default_timezone=str(p.get("default_timezone", "UTC")),
+        default_timezone=check_timezone(
+            str(path), "policies.default_timezone", p.get("default_timezone", "UTC")
+        ),
         max_attempts=int(p.get("max_attempts", 5)),
         failure_share_warn=float(p.get("failure_share_warn", 0.05)),
     )

@@ -4,7 +4,9 @@ delivery_log     append-only events, one per record per step: in_flight, sent, f
                  dead_letter, skipped (with reason), holdout, deferred, unknown, released
                  (an SMTP record a crashed run never handed over: planned again). Deferred
                  events carry `not_before`, when quiet hours end for that customer (UTC).
-delivery_ledger  view: the latest event per idempotency key (what happened to each message).
+delivery_ledger  view: the latest event per idempotency key (what happened to each message),
+                 written so that a filter on it (a sync, a status) is applied before the latest
+                 event is looked up: asking for one sync's in-flight records does not rank the log.
 synced_state     per sync (segment × destination) and customer: the field hash last delivered
                  (a 64-bit hash of the mapped fields), which the planner diffs against; in
                  mirror mode also the fields themselves, so a delete carries the identifiers
@@ -12,7 +14,11 @@ synced_state     per sync (segment × destination) and customer: the field hash 
 sync_runs        one row per sync run: planned, added, changed, removed, sent, skipped by
                  reason, failed, dead letters, duration.
 suppressions     global suppression list (unsubscribed, hard_bounced, complained, erased),
-                 per channel or 'all'; the engagement receiver and operators add to it.
+                 per channel or 'all'; operators add to it (`suppress`).
+consent_revocations  unsubscribes and complaints the engagement receiver recorded, taken in by
+                 every sync before it plans (activation.intake), so they stop the very next send
+                 without a dbt rebuild; consent_intake_files remembers how far each of the
+                 receiver's append-only files has been read.
 
 Appending is what keeps the ledger fast and crash-safe. For a destination whose delivery
 is not idempotent (SMTP), a batch is marked in_flight (committed) before it is handed
@@ -57,8 +63,8 @@ create table if not exists {SCHEMA}.delivery_log (
     not_before timestamp  -- deferred records: when they may go out (UTC)
 );
 create or replace view {SCHEMA}.delivery_ledger as
-select * from {SCHEMA}.delivery_log
-qualify row_number() over (partition by idempotency_key order by seq desc) = 1;
+select * from {SCHEMA}.delivery_log as l
+where l.seq = (select max(n.seq) from {SCHEMA}.delivery_log as n where n.idempotency_key = l.idempotency_key);
 create table if not exists {SCHEMA}.synced_state (
     sync_key varchar not null,
     customer_id varchar not null,
@@ -96,6 +102,20 @@ create table if not exists {SCHEMA}.suppressions (
     reason varchar not null,
     created_at timestamp not null
 );
+create table if not exists {SCHEMA}.consent_revocations (
+    customer_id varchar not null,
+    channel varchar not null,
+    revoked_at timestamp not null,  -- when the customer revoked (UTC), the consent line's consented_at
+    source varchar,                 -- unsubscribe link, complaint
+    file varchar not null,          -- the receiver's file, relative to the landing zone
+    line_offset bigint not null,    -- byte offset of the line in it: (file, line_offset) is the line's id
+    taken_at timestamp not null
+);
+create table if not exists {SCHEMA}.consent_intake_files (
+    file varchar not null,          -- relative to the landing zone
+    bytes_read bigint not null,     -- complete lines up to here are taken in
+    updated_at timestamp not null
+);
 """
 
 
@@ -107,7 +127,17 @@ CURRENT = {
     ("synced_state", "fields_json", "VARCHAR"),
     ("sync_runs", "sync_id", "VARCHAR"),
     ("suppressions", "customer_id", "VARCHAR"),
+    ("consent_revocations", "revoked_at", "TIMESTAMP"),
+    ("consent_intake_files", "bytes_read", "BIGINT"),
 }
+LEDGER_TABLES = (
+    "delivery_log",
+    "synced_state",
+    "sync_runs",
+    "suppressions",
+    "consent_revocations",
+    "consent_intake_files",
+)
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -116,8 +146,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     found = set(
         con.execute(
             """select table_name, column_name, data_type from information_schema.columns
-               where table_schema = ? and table_name in ('delivery_log', 'synced_state', 'sync_runs', 'suppressions')""",
-            [SCHEMA],
+               where table_schema = ? and list_contains(?, table_name)""",
+            [SCHEMA, list(LEDGER_TABLES)],
         ).fetchall()
     )
     if found >= CURRENT and table_exists(con, SCHEMA, "delivery_ledger"):
@@ -172,12 +202,26 @@ def _set_aside_legacy_state(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def due_deferrals(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> dict[str, dt.datetime]:
-    """Syncs with deferred records whose quiet hours have ended: sync_key -> latest such time (UTC)."""
+    """Syncs with deferred records whose quiet hours have ended: sync_key -> latest such time (UTC).
+
+    A deferral counts while it is its message's latest event. The log is read twice, streaming:
+    once for the due deferrals, once for the latest event of just those messages (a hash join
+    on their keys and a group-by, both of which DuckDB spills), never ranking the whole log."""
     if not _column_type(con, "delivery_log", "not_before"):
         return {}
     rows = con.execute(
-        f"""select sync_key, max(not_before) from {SCHEMA}.delivery_ledger
-            where status = 'deferred' and not_before <= ? group by 1""",
+        f"""with due as materialized (
+                select idempotency_key, sync_key, not_before, seq from {SCHEMA}.delivery_log
+                where status = 'deferred' and not_before <= ?
+            ),
+            latest as (
+                select idempotency_key, max(seq) as seq from {SCHEMA}.delivery_log
+                where idempotency_key in (select idempotency_key from due)
+                group by 1
+            )
+            select d.sync_key, max(d.not_before) from due as d
+            inner join latest as l on d.idempotency_key = l.idempotency_key and d.seq = l.seq
+            group by 1""",
         [now.replace(tzinfo=None)],
     ).fetchall()
     return dict(rows)

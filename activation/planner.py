@@ -37,25 +37,33 @@ state was not folded (the run that sent them died first) are folded by the engin
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
 from activation.config import SyncBinding
 from activation.ledger import FINAL, SCHEMA
+from activation.warehouse import execute, literal, quote_identifier, quote_relation
+
+_q = quote_identifier
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def params(binding: SyncBinding) -> dict[str, Any]:
+    """The binding's values the plan's statements bind (names, campaign, versions: config text,
+    never put into the SQL itself)."""
+    return {
+        "destination": binding.destination,
+        "segment": binding.segment,
+        "sync_key": binding.sync_key,
+        "signature": "|".join(f"{dest}={col}" for dest, col in sorted(binding.fields.items())),
+        "message_version": f"{binding.campaign}:{binding.content_version}",
+    }
 
 
 def field_hash_sql(binding: SyncBinding, prefix: str = "") -> str:
-    """The change-detection hash of a row: the mapping (names) and the mapped values."""
-    signature = _lit("|".join(f"{dest}={col}" for dest, col in sorted(binding.fields.items())))
+    """The change-detection hash of a row: the mapping (names, bound as $signature) and the mapped values."""
     columns = ", ".join(f"{prefix}{_q(col)}" for col in binding.fields.values())
-    return f"hash({signature}, {columns})" if columns else f"hash({signature})"
+    return f"hash($signature, {columns})" if columns else "hash($signature)"
 
 
 def _aliases(binding: SyncBinding) -> dict[str, str]:
@@ -70,9 +78,10 @@ def _fields_json_sql(binding: SyncBinding, prefix: str = "s.") -> str:
     return f"cast(to_json(struct_pack({pack})) as varchar)" if pack else "'{}'"
 
 
-def _key(binding: SyncBinding, customer: str, version: str) -> str:
-    parts = ", ".join([_lit(binding.destination), _lit(binding.segment), customer, version])
-    return f"cast(substr(sha256(concat_ws('|', {parts})), 1, 32) as uuid)"
+def _key(customer: str, version: str) -> str:
+    return (
+        f"cast(substr(sha256(concat_ws('|', $destination, $segment, {customer}, {version})), 1, 32) as uuid)"
+    )
 
 
 def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
@@ -81,16 +90,16 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     # null, empty or only spaces; trim() runs only on the rare key that starts with a space
     blank = "(customer_id is null or customer_id = '' or (starts_with(customer_id, ' ') and trim(customer_id) = ''))"
     columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
-    sync_key = _lit(binding.sync_key)
+    relation = quote_relation(binding.relation)
+    values = params(binding)
     if binding.mode == "message":
-        message_version = _lit(f"{binding.campaign}:{binding.content_version}")
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
                                   {", " + columns if columns else ""}
-                           from {binding.relation}),
+                           from {relation}),
             diff as materialized (
                 select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
                        {_fields_json_sql(binding)} as fields_json,
-                       {_key(binding, "s.customer_id", message_version)} as idempotency_key
+                       {_key("s.customer_id", "$message_version")} as idempotency_key
                 from seg as s)"""
     else:
         # A full join of (key, hash) pairs with the synced state finds added, changed and removed;
@@ -105,9 +114,9 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
         gone = "c.gone"
         version = f"case when {gone} then 'delete:' || cast(c.field_hash as varchar) else cast(c.field_hash as varchar) end"
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
-                           from {binding.relation}),
+                           from {relation}),
             state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
-                      where sync_key = {sync_key}),
+                      where sync_key = $sync_key),
             changes as materialized (
                 select coalesce(s.customer_id, st.customer_id) as customer_id, s.customer_id is null as gone,
                        st.customer_id is null as new, coalesce(s.field_hash, st.field_hash) as field_hash,
@@ -115,7 +124,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
                 from seg as s full join state as st on s.customer_id = st.customer_id
                 where {keep}),
             fields as (select {key} as customer_id{", " + columns if columns else ""}
-                       from {binding.relation}),
+                       from {relation}),
             diff as materialized (
                 select c.customer_id,
                        case when {gone} then 'delete' else 'upsert' end as action,
@@ -123,24 +132,25 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
                        c.field_hash,
                        case when {gone} then coalesce(c.state_fields, '{{}}') else {_fields_json_sql(binding, "s.")} end
                            as fields_json,
-                       {_key(binding, "c.customer_id", version)} as idempotency_key
+                       {_key("c.customer_id", version)} as idempotency_key
                 from changes as c left join fields as s on s.customer_id = c.customer_id)"""
-    con.execute(f"create or replace temp table _diff as with {ctes} select * from diff")
+    execute(con, f"create or replace temp table _diff as with {ctes} select * from diff", values)
     # rejected keys stay in _diff and are left out by the _cand view
     if binding.mode == "message":  # every row is a candidate: the whole segment is checked
         _rejects_over_segment(con, binding, key, blank)
     else:
         _rejects_among_candidates(con, binding, key, blank)
-    # the latest ledger event of each candidate key: looked up for the candidates only, so only
-    # their events are ranked, not the whole log
-    con.execute(
+    # the latest ledger event of each candidate key: the sync's events of the candidates' keys
+    # only (a semi-join on _diff's keys), reduced by a streaming group-by that DuckDB can spill,
+    # never a window over the log, whose size grows with every run
+    execute(
+        con,
         f"""create or replace temp table _latest as
-            select idempotency_key, status, attempt from (
-                select l.idempotency_key, l.status, l.attempt,
-                       row_number() over (partition by l.idempotency_key order by l.seq desc) as n
-                from {SCHEMA}.delivery_log as l
-                where l.sync_key = {sync_key} and l.idempotency_key in (select idempotency_key from _diff)
-            ) where n = 1"""
+            select idempotency_key, arg_max(status, seq) as status, arg_max(attempt, seq) as attempt
+            from {SCHEMA}.delivery_log
+            where sync_key = $sync_key and idempotency_key in (select idempotency_key from _diff)
+            group by idempotency_key""",
+        values,
     )
     # a view, not a copy: at a full sync _diff holds the whole segment's JSON
     con.execute(
@@ -150,7 +160,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
            where d.customer_id is not null  -- x NOT IN (empty set) is true even for a null x
              and d.customer_id not in (select customer_id from _rejects where customer_id is not null)"""
     )
-    final = ", ".join(_lit(s) for s in FINAL)
+    final = ", ".join(literal(s) for s in FINAL)  # a view cannot bind: constants of this module
     con.execute(
         f"""create or replace temp view _plan as
             select * from _cand
@@ -164,7 +174,7 @@ def _rejects_over_segment(con: duckdb.DuckDBPyConnection, binding: SyncBinding, 
     then confirmed on the key itself, so a hash collision never rejects a row."""
     con.execute(
         f"""create or replace temp table _rejects as
-            with keys as (select {key} as customer_id from {binding.relation}),
+            with keys as (select {key} as customer_id from {quote_relation(binding.relation)}),
             suspects as (
                 select hash(customer_id) as h from keys where customer_id is not null
                 group by 1 having count(*) > 1
@@ -190,7 +200,7 @@ def _rejects_among_candidates(
     con.execute(
         f"""create or replace temp table _rejects as
             with hits as (
-                select {key} as customer_id from {binding.relation}
+                select {key} as customer_id from {quote_relation(binding.relation)}
                 where {key} is null or {key} in (select customer_id from _diff where action <> 'delete')
             ),
             duplicates as (select customer_id from hits where customer_id is not null group by 1 having count(*) > 1)
@@ -203,7 +213,7 @@ def _rejects_among_candidates(
 def counts(con: duckdb.DuckDBPyConnection, binding: SyncBinding) -> dict[str, int]:
     rows = dict(con.execute("select change, count(*) from _plan group by 1").fetchall())
     rejected = con.execute("select count(*) from _rejects").fetchone()[0]
-    segment_rows = con.execute(f"select count(*) from {binding.relation}").fetchone()[0]
+    segment_rows = con.execute(f"select count(*) from {quote_relation(binding.relation)}").fetchone()[0]
     return {
         "segment_rows": int(segment_rows),
         "rejected_keys": int(rejected),

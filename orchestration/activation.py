@@ -5,12 +5,15 @@ activation/<segment>__<destination>, downstream of the segment model, so adding 
 segment needs no Python. Run config `dry_run: true` plans and shows samples without
 sending. A binding with a `schedule` (cron) also gets its own job and schedule;
 the others run whenever the pipeline builds their segment.
+
+Every sync first takes in the unsubscribes and complaints the engagement receiver wrote to
+the landing zone since the last sync (activation.intake), so they stop the very next send
+even when no dbt build ran in between (the deferred_messages sensor's reruns), and runs
+under the DuckDB limits of ActivationSettings / TIDELINE_DUCKDB_* (activation.warehouse).
 """
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +22,10 @@ import duckdb
 from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
 from activation.engine import SyncEngine
+from activation.intake import take_in_revocations
 from activation.ledger import due_deferrals
-from orchestration.resources import ActivationSettings, WarehouseResource
+from activation.warehouse import limited
+from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
 
 SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
 
@@ -60,13 +65,16 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         config: SyncRunConfig,
         warehouse: WarehouseResource,
         activation: ActivationSettings,
+        pipeline: PipelineSettings,
     ):
         settings = load_config(activation.config_path or None)
-        destination_config = settings.destinations[binding.destination]
         binding.validate(settings.destinations)
+        destination_config = settings.destinations[binding.destination]
+        limits = activation.duckdb_limits()
         destination = create(binding.destination, destination_config)
         try:
-            with warehouse.connect() as con, memory_limit(con, activation.memory_limit):
+            with warehouse.connect() as con, limited(con, limits, f"sync {binding.sync_key}"):
+                intake = take_in_revocations(con, pipeline.raw_dir)
                 result = SyncEngine(
                     con,
                     destination,
@@ -81,6 +89,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         metadata = {
             "sync_id": result.sync_id,
             "dry_run": result.dry_run,
+            "revocations_taken_in": dg.MetadataValue.int(intake.revocations),
             **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
             "sent": dg.MetadataValue.int(result.sent),
             "skipped": dg.MetadataValue.int(result.skipped),
@@ -103,20 +112,6 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         )
 
     return _sync
-
-
-@contextmanager
-def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
-    """DuckDB's memory_limit set for the duration of a sync, then restored (it is per database)."""
-    if not limit:
-        yield
-        return
-    previous = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    con.execute("set memory_limit = ?", [limit])
-    try:
-        yield
-    finally:
-        con.execute("set memory_limit = ?", [previous])
 
 
 def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefinition:

@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from activation.warehouse import DuckDBLimits
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. DuckDB allows one writer at a time: every asset that
@@ -52,10 +54,17 @@ class MLSettings(dg.ConfigurableResource):
 
 
 class ActivationSettings(dg.ConfigurableResource):
-    """Where the activation config is ('' = TIDELINE_ACTIVATION_CONFIG or config/activation.yml)."""
+    """Where the activation config is ('' = TIDELINE_ACTIVATION_CONFIG or config/activation.yml),
+    and DuckDB's limits while a sync runs. Unset ('' / 0), the limits come from
+    TIDELINE_DUCKDB_MEMORY_LIMIT, TIDELINE_DUCKDB_THREADS and TIDELINE_DUCKDB_TEMP_DIR, else the
+    defaults in activation/warehouse.py (128MB, 2 threads, `<warehouse>.tmp`); DuckDB spills to
+    the temp directory beyond the memory limit, and a sync that still runs out names the setting."""
 
     config_path: str = ""
     workers: int = 4  # concurrent batches per sync (they share the destination's rate limit)
-    # DuckDB's memory limit while a sync runs (it spills to disk beyond it): with the engine's
-    # bounded windows this keeps a sync's peak memory under 500 MB whatever the segment size
-    memory_limit: str = "128MB"
+    memory_limit: str = ""  # DuckDB size, e.g. 256MB or 1GB
+    threads: int = 0
+    temp_directory: str = ""
+
+    def duckdb_limits(self) -> DuckDBLimits:
+        return DuckDBLimits.resolve(self.memory_limit, self.threads, self.temp_directory)

@@ -28,6 +28,7 @@ As of 2025-06-30. People and what the data says about them:
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
@@ -274,12 +275,19 @@ def test_dim_customers_profile(warehouse) -> None:
     assert c1["first_name"] == "Alice"
     assert (c1["acquisition_source"], c1["acquisition_medium"]) == ("google", "cpc")
     assert c1["email_opt_in"] is False  # granted on c1, revoked later on c2
+    assert c1["email_consent_at"] == dt.datetime(2025, 1, 1)  # when that latest event happened
     assert c1["order_count"] == 3
     assert float(c1["revenue"]) == pytest.approx(240.0)  # 110 (later file wins) + 50 + 80
     assert c1["coupon_order_count"] == 2
     c4 = rows["c4"]
     assert c4["phone"] == "+14155550123"
     assert (c4["sms_opt_in"], c4["email_opt_in"], c4["push_opt_in"]) == (True, False, False)
+    # the email consent after the as-of date is ignored, so there is no email event to date
+    assert (c4["sms_consent_at"], c4["email_consent_at"], c4["push_consent_at"]) == (
+        dt.datetime(2024, 2, 1),
+        None,
+        None,
+    )
     assert c4["order_count"] == 1 and float(c4["revenue"]) == pytest.approx(
         40.0
     )  # o16 is after the as-of date

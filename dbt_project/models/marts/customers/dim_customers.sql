@@ -41,7 +41,10 @@ consents as (
         customer_id,
         max(case when channel = 'email' and is_granted then 1 else 0 end) = 1 as email_opt_in,
         max(case when channel = 'sms' and is_granted then 1 else 0 end) = 1 as sms_opt_in,
-        max(case when channel = 'push' and is_granted then 1 else 0 end) = 1 as push_opt_in
+        max(case when channel = 'push' and is_granted then 1 else 0 end) = 1 as push_opt_in,
+        max(case when channel = 'email' then consented_at end) as email_consent_at,
+        max(case when channel = 'sms' then consented_at end) as sms_consent_at,
+        max(case when channel = 'push' then consented_at end) as push_consent_at
     from {{ ref('int_consents_latest') }}
     group by customer_id
 ),
@@ -71,6 +74,9 @@ final as (
         coalesce(consents.email_opt_in, false) as email_opt_in,
         coalesce(consents.sms_opt_in, false) as sms_opt_in,
         coalesce(consents.push_opt_in, false) as push_opt_in,
+        consents.email_consent_at,
+        consents.sms_consent_at,
+        consents.push_consent_at,
         orders.first_order_at,
         orders.last_order_at,
         coalesce(orders.order_count, 0) as order_count,
