@@ -127,6 +127,15 @@ def fmt_money(value: object) -> str:
     return "—" if _missing(value) else f"{float(value):,.2f}"
 
 
+def fmt_amount(value: object) -> str:
+    """Money that may be a fraction of a cent (sending fees): two significant digits below 0.01,
+    so 0.0046 does not read as 0.00."""
+    if _missing(value):
+        return "—"
+    v = float(value)
+    return f"{v:.2g}" if 0 < abs(v) < 0.005 else fmt_money(v)
+
+
 def fmt_pct(share: object, digits: int = 1) -> str:
     """A share in [0, 1] as a percentage."""
     return "—" if _missing(share) else f"{100 * float(share):.{digits}f}%"
@@ -576,8 +585,8 @@ ROI_NOTE = (
     "ROI and ROAS are shown only for channels with spend (ad spend, or a daily platform cost, in the "
     "channel_costs seed). Email, SMS and push carry only their sending fees (about 0.001 per email), "
     "against which any order looks like a return of thousands of percent, so they show what sending cost "
-    "per conversion and the revenue per message sent instead. Add a per_day cost for a channel to see its "
-    "ROI (docs/attribution.md)."
+    "per credited conversion instead; a campaign's own revenue per message is in the funnel table above. "
+    "Add a per_day cost for a channel to see its ROI (docs/attribution.md)."
 )
 
 
@@ -609,8 +618,8 @@ def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
     roi = marts.con.execute(
         f"select channel, period, period_start, period_end, period_days, conversions::double as conversions, "
         f"attributed_revenue::double as revenue, messages_sent, cost::double as cost, cost_basis, "
-        f"roi::double as roi, roas::double as roas, cost_per_conversion::double as cost_per_conversion, "
-        f"revenue_per_message::double as revenue_per_message from {SCHEMA}.channel_roi where model = ? "
+        f"roi::double as roi, roas::double as roas, cost_per_conversion::double as cost_per_conversion "
+        f"from {SCHEMA}.channel_roi where model = ? "
         f"order by case period when 'recent' then 0 else 1 end, channel = 'unattributed', "
         f"attributed_revenue desc nulls last, channel",
         [chosen],
@@ -639,7 +648,7 @@ def _roi_figure(roi: pd.DataFrame, label: str) -> go.Figure:
     bar_text = [
         f"ROAS {fmt_ratio(r.roas)}"
         if not _missing(r.roas)
-        else ("sending fees only" if r.cost_basis == "sending_fees_only" else "")
+        else ("fees only" if r.cost_basis == "sending_fees_only" else "")
         for r in roi.itertuples()
     ]
     fig = go.Figure()
@@ -648,9 +657,12 @@ def _roi_figure(roi: pd.DataFrame, label: str) -> go.Figure:
             x=channels,
             y=roi["revenue"],
             name="Attributed revenue",
-            marker={"color": "#4f46e5"},
+            # revenue no channel earned (orders without a touch) in grey
+            marker={"color": ["#94a3b8" if c == "unattributed" else "#4f46e5" for c in roi["channel"]]},
             text=bar_text,
             textposition="outside",
+            textfont={"size": 12},
+            constraintext="none",
             cliponaxis=False,
         )
     )
@@ -665,18 +677,16 @@ def _roi_figure(roi: pd.DataFrame, label: str) -> go.Figure:
 
 
 def _roi_table(roi: pd.DataFrame) -> str:
+    """Per channel; the cost basis under the cost and ROAS under ROI, so the table fits a laptop."""
     return html_table(
         [
             "Channel",
-            "Conversions (credit)",
+            "Credited conversions",
             "Attributed revenue",
             "Messages sent",
-            "Cost",
-            "Cost basis",
-            "ROI",
-            "ROAS",
+            "Cost (basis)",
+            "ROI (ROAS)",
             "Cost / conversion",
-            "Revenue / message",
         ],
         [
             [
@@ -684,16 +694,13 @@ def _roi_table(roi: pd.DataFrame) -> str:
                 fmt_num(r.conversions),
                 fmt_money(r.revenue),
                 fmt_int(r.messages_sent) if r.messages_sent else "—",
-                fmt_money(r.cost),
-                COST_BASIS_LABELS.get(r.cost_basis, r.cost_basis),
-                fmt_signed_pct(r.roi),
-                fmt_ratio(r.roas),
-                fmt_money(r.cost_per_conversion),
-                fmt_money(r.revenue_per_message),
+                (fmt_amount(r.cost), COST_BASIS_LABELS.get(r.cost_basis, r.cost_basis)),
+                (fmt_signed_pct(r.roi), "" if _missing(r.roas) else f"ROAS {fmt_ratio(r.roas)}"),
+                fmt_amount(r.cost_per_conversion),
             ]
             for r in roi.itertuples()
         ],
-        [False, True, True, True, True, False, True, True, True, True],
+        [False, True, True, True, True, True, True],
     )
 
 

@@ -41,8 +41,7 @@ DDL = {
     "channel_roi": """
         channel varchar, model varchar, period varchar, period_start date, period_end date, period_days integer,
         conversions double, attributed_revenue double, messages_sent bigint, spend double, sending_fees double,
-        cost double, cost_basis varchar, roi double, roas double, cost_per_conversion double,
-        revenue_per_message double""",
+        cost double, cost_basis varchar, roi double, roas double, cost_per_conversion double""",
     "experiment_results": """
         campaign varchar, channel varchar, arm varchar, arm_type varchar, reach bigint, converters bigint,
         conversion_rate double, conversion_rate_ci_low double, conversion_rate_ci_high double,
@@ -121,7 +120,6 @@ def roi_rows() -> list[tuple]:
                 (revenue - cost) / cost if basis == "spend" else None,
                 revenue / cost if basis == "spend" else None,
                 cost / conversions if cost > 0 and conversions > 0 else None,
-                revenue / messages if messages else None,
             )
         )
     return rows
@@ -243,7 +241,7 @@ def write_report_marts(path: Path) -> Path:
             "values (?, ?, ?, ?, ?, ?, ?, ?, ?, false, 0.95)",
             [campaign, channel, arm, arm_type, reach, conv, rate, rate - 0.005, rate + 0.005],
         )
-        con.executemany(f"insert into marts.channel_roi values ({', '.join(['?'] * 17)})", roi_rows())
+        con.executemany(f"insert into marts.channel_roi values ({', '.join(['?'] * 16)})", roi_rows())
         for model, (w_email, w_paid) in O1_WEIGHTS.items():
             for order_id, amount, touch_id, channel, position, length, weight in [
                 ("o1", 100.0, "t1", "email", 1, 2, w_email),

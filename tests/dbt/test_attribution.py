@@ -385,8 +385,8 @@ def test_channel_roi(warehouse: Warehouse) -> None:
 
 
 def test_channel_roi_says_what_its_cost_covers(warehouse: Warehouse) -> None:
-    """Sending fees alone give no ROI (it would be thousands of percent): cost per conversion and
-    revenue per message instead; cost_basis says which case a row is."""
+    """Sending fees alone give no ROI (it would be thousands of percent): cost per conversion
+    instead, and cost_basis says which case a row is."""
     rows = {
         r["channel"]: r
         for r in warehouse.dicts(
@@ -400,10 +400,9 @@ def test_channel_roi_says_what_its_cost_covers(warehouse: Warehouse) -> None:
     assert (email["spend"], email["sending_fees"]) == (0, pytest.approx(email_fees))
     assert email["roi"] is None and email["roas"] is None
     assert email["cost_per_conversion"] == pytest.approx(email_fees / (1 / 3 + 1))
-    assert email["revenue_per_message"] == pytest.approx((100 / 3 + 50) / 3)
     sms = rows["sms"]  # one SMS sent, never engaged with: fees, no conversion
     assert (sms["cost_basis"], sms["messages_sent"], sms["conversions"]) == ("sending_fees_only", 1, 0)
-    assert sms["cost_per_conversion"] is None and sms["revenue_per_message"] == 0
+    assert sms["cost_per_conversion"] is None
     paid = rows["paid_search"]
     assert (paid["cost_basis"], paid["messages_sent"], paid["sending_fees"]) == ("spend", 0, 0)
     assert (
@@ -412,7 +411,6 @@ def test_channel_roi_says_what_its_cost_covers(warehouse: Warehouse) -> None:
         == pytest.approx(30 * _price(seed, "paid_search", "per_day", dt.date(2025, 6, 1)))
     )
     assert paid["cost_per_conversion"] == pytest.approx(paid["cost"] / (1 / 3))
-    assert paid["revenue_per_message"] is None
     unattributed = rows["unattributed"]  # social (c4, never bought) has neither credit nor cost: no row
     assert (unattributed["cost_basis"], unattributed["cost"], unattributed["roi"]) == ("none", 0, None)
     assert unattributed["cost_per_conversion"] is None and "social" not in rows

@@ -150,10 +150,23 @@ window.addEventListener('load', function () {
 """
 
 
-def _add_demo_sized_experiment(warehouse: Path) -> None:
-    """Arms as wide as the demo's (long campaign names, two-digit lifts with their intervals)."""
+def _add_demo_sized_rows(warehouse: Path) -> None:
+    """Experiment arms and channel ROI rows as wide as the demo's: long campaign names, two-digit
+    lifts with their intervals, six-figure revenue and cost, fractions of a cent."""
     con = duckdb.connect(str(warehouse))
     try:
+        for period, start, days in [("recent", "2026-02-01", 30), ("all_time", "2024-03-02", 731)]:
+            for channel, conversions, revenue, messages, spend, fees, basis, roi, roas, per_conversion in [
+                ("paid_social", 522.2, 60444.70, 0, 73100.0, 0.0, "spend", -0.173124, 0.826876, 139.985637),
+                ("social", 403.3, 46540.93, 0, 0.0, 0.0, "none", None, None, None),
+                ("push", 1.0, 228.42, 23, 0.0, 0.0046, "sending_fees_only", None, None, 0.0046),
+                ("affiliate", 2421.0, 280783.17, 0, 0.0, 0.0, "none", None, None, None),
+            ]:
+                con.execute(
+                    f"insert into marts.channel_roi values ({', '.join(['?'] * 16)})",
+                    [channel, "data_driven", period, start, "2026-03-02", days, conversions, revenue, messages,
+                     spend, fees, spend + fees, basis, roi, roas, per_conversion],
+                )  # fmt: skip
         for arm, arm_type, reach, converters, rate, lift, low, high, p in [
             ("holdout", "holdout", 29, 0, 0.0, None, None, None, None),
             ("A", "variant", 153, 15, 0.098039, 0.098039, -0.024901, 0.155499, 0.078),
@@ -177,7 +190,7 @@ def test_every_table_fits_a_1400_px_window(tmp_path: Path) -> None:
     """A marketer on a laptop sees every column, the experiment table's Verdict included, without
     scrolling a table sideways."""
     warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
-    _add_demo_sized_experiment(warehouse)
+    _add_demo_sized_rows(warehouse)
     report = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
     probed = tmp_path / "probed.html"
     probed.write_text(report.path.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))

@@ -11,7 +11,15 @@ import duckdb
 import pytest
 from plotly.offline import get_plotlyjs
 
-from orchestration.report import Marts, build_campaign_report, experiment_section, fmt_p, fmt_pct, fmt_pp
+from orchestration.report import (
+    Marts,
+    build_campaign_report,
+    experiment_section,
+    fmt_amount,
+    fmt_p,
+    fmt_pct,
+    fmt_pp,
+)
 from orchestration.report_assets import REPORT_KEY, ReportSettings, campaign_report
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
@@ -58,6 +66,13 @@ def test_people_formatting() -> None:
     assert fmt_pct(160 / 388) == "41.2%"
     assert fmt_p(0.0004) == "p < 0.001" and fmt_p(0.03) == "p = 0.030"
     assert fmt_pp(None) == "—"
+    # sending fees are fractions of a cent: not rounded to 0.00
+    assert (fmt_amount(0.0046), fmt_amount(0.33), fmt_amount(0), fmt_amount(1234.5)) == (
+        "0.0046",
+        "0.33",
+        "0.00",
+        "1,234.50",
+    )
 
 
 def test_report_from_every_mart(tmp_path: Path) -> None:
@@ -106,10 +121,10 @@ def test_report_from_every_mart(tmp_path: Path) -> None:
         "Last 30 days (2026-02-01 to 2026-03-02) Channel" in roi
         and "All time (2025-01-01 to 2026-03-02)" in roi
     )
-    # columns: conversions, revenue, messages sent, cost, cost basis, ROI, ROAS, cost / conversion, revenue / message
-    assert "email 0.7 70.00 800 0.80 sending fees only — — 1.14 0.09" in roi  # no ROI on sending fees
-    assert "paid_search 0.3 30.00 — 60.00 spend -50% 0.50× 200.00 —" in roi
-    assert "unattributed (no touch) 1.0 40.00 — 0.00 no cost recorded — — — —" in roi
+    # columns: conversions, revenue, messages sent, cost (basis), ROI (ROAS), cost / conversion
+    assert "email 0.7 70.00 800 0.80 sending fees only — 1.14 sms" in roi  # no ROI on sending fees
+    assert "paid_search 0.3 30.00 — 60.00 spend -50% ROAS 0.50× 200.00 unattributed" in roi
+    assert "unattributed (no touch) 1.0 40.00 — 0.00 no cost recorded — — ROI and ROAS" in roi
     assert "ROI and ROAS are shown only for channels with spend" in roi
 
     attribution = _section(page, "attribution")
@@ -195,7 +210,7 @@ def test_other_roi_model_and_missing_warehouse(tmp_path: Path) -> None:
     result = build_campaign_report(warehouse, tmp_path, as_of="2026-03-02", roi_model="last_touch")
     roi = _section(result.path.read_text(), "roi")
     assert "Credit by the Last touch model." in roi
-    assert "paid_search 1.0 100.00 — 60.00 spend +67% 1.67× 60.00 —" in roi
+    assert "paid_search 1.0 100.00 — 60.00 spend +67% ROAS 1.67× 60.00" in roi
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_campaign_report(tmp_path / "nowhere.duckdb", tmp_path)
     with pytest.raises(ValueError):

@@ -8,8 +8,8 @@
 -- fees (messages sent in the period × the per_message price valid on the send date), from
 -- the channel_costs seed. ROI and ROAS only where the channel has spend: sending fees
 -- alone (fractions of a cent per email) leave out what a channel really costs, and their
--- "ROI" of millions of percent means nothing; those channels get cost per conversion and
--- revenue per message instead, and cost_basis says which case a row is.
+-- "ROI" of millions of percent means nothing; those channels get cost per conversion
+-- instead, and cost_basis says which case a row is.
 {%- set period_days = var('attribution_roi_period_days') | int %}
 {%- if period_days <= 0 %}
     {{ exceptions.raise_compiler_error("attribution_roi_period_days must be positive") }}
@@ -213,6 +213,5 @@ select
     cost_basis,
     case when cost_basis = 'spend' then (attributed_revenue - cost) / cost end as roi,
     case when cost_basis = 'spend' then attributed_revenue / cost end as roas,
-    case when cost > 0 and conversions > 0 then cost / conversions end as cost_per_conversion,
-    case when messages_sent > 0 then attributed_revenue / messages_sent end as revenue_per_message
+    case when cost > 0 and conversions > 0 then cost / conversions end as cost_per_conversion
 from final
