@@ -113,7 +113,7 @@ def inventory(raw_dir: Path) -> Inventory:
     found = Inventory({e.name: [] for e in ENTITIES}, {e.name: [] for e in ENTITIES})
     deepest_first = sorted(ENTITIES, key=lambda e: -len(e.path.split("/")))
     paths: list[Path] = []
-    for folder, dirs, names in os.walk(raw_dir):
+    for folder, dirs, names in os.walk(raw_dir, followlinks=True):  # as rglob did: linked folders count
         dirs[:] = [d for d in dirs if not d.startswith(IGNORED_PREFIXES)]
         paths += [Path(folder) / n for n in names if not n.startswith(IGNORED_PREFIXES)]
     for path in sorted(paths, key=lambda p: p.relative_to(raw_dir).as_posix()):

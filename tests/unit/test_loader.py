@@ -450,3 +450,19 @@ def test_load_rejects_reach_marts_rejects_and_the_summary(tmp_path: Path) -> Non
         "Rejected input: 2 (rows rejected 0, fields cleared 0, files rejected 2) — by entity: crm_contacts 1, "
         "no_entity 1" in summary
     )
+
+
+def test_a_linked_entity_folder_is_read(tmp_path: Path, con) -> None:
+    """An export folder linked into the raw dir is read like a real one (the walk follows links)."""
+    exports = tmp_path / "exports"
+    write_csv(exports / "2025.csv", [ORDER])
+    raw = tmp_path / "raw"
+    (raw / "commerce").mkdir(parents=True)
+    (raw / "commerce/orders").symlink_to(exports, target_is_directory=True)
+
+    report = load_landing_zone(raw, con)
+
+    assert report.entities["commerce_orders"].rows == 1 and report.rejects == 0
+    assert con.execute("select _file from landing.commerce_orders").fetchall() == [
+        ("commerce/orders/2025.csv",)
+    ]
