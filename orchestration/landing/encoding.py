@@ -32,7 +32,12 @@ GUESSES = ("cp1252", "latin-1")
 
 class EncodingProblem(ValueError):
     """A text file cannot be decoded, or its declared encoding is unknown; the message says
-    where and what to do."""
+    where and what to do. `sample` is the text around the bad byte as it probably reads: file
+    content (possibly personal data), kept out of the message so the message can be logged."""
+
+    def __init__(self, message: str, sample: str | None = None):
+        super().__init__(message)
+        self.sample = sample
 
 
 @dataclass(frozen=True)
@@ -101,23 +106,25 @@ def check_utf8(raw_dir: Path, path: Path) -> None:
             try:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
-                raise EncodingProblem(_not_utf8(raw_dir, path, offset - pending + exc.start)) from None
+                raise _not_utf8(raw_dir, path, offset - pending + exc.start) from None
             if not chunk:
                 return
             offset += len(chunk)
 
 
-def _not_utf8(raw_dir: Path, path: Path, offset: int) -> str:
-    """What is wrong at `offset` (the byte, its line, what it probably is) and how to fix it."""
+def _not_utf8(raw_dir: Path, path: Path, offset: int) -> EncodingProblem:
+    """What is wrong at `offset` (the byte, its line, what it probably is) and how to fix it;
+    the line as it reads in the likely encoding goes to the problem's sample."""
     line, byte, text = _locate(path, offset)
     guess = next((g for g in GUESSES if _reads_as(text, g)), None)
-    hint = f'; read as {guess} that line says "{text.decode(guess).strip()[:60]}"' if guess else ""
+    hint = f"; it reads as {guess} (the line is in the reject's value)" if guess else ""
     folder = path.parent.relative_to(raw_dir).as_posix()
     sidecar = SIDECAR if folder == "." else f"{folder}/{SIDECAR}"
-    return (
+    return EncodingProblem(
         f"file is not UTF-8: byte 0x{byte:02X} on line {line} is not valid UTF-8{hint}. "
         f"Save the file as UTF-8, or declare its encoding in {sidecar} "
-        f"(one line, e.g. {guess or 'cp1252'}; see the README, Bring your own data)"
+        f"(one line, e.g. {guess or 'cp1252'}; see the README, Bring your own data)",
+        sample=text.decode(guess).strip() if guess else None,
     )
 
 

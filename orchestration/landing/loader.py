@@ -50,6 +50,7 @@ class FileResult:
     status: str  # loaded | rejected
     reason: str | None = None
     encoding: str | None = None  # how a text file was read, e.g. "utf-8", "cp1252 (crm/_encoding.txt)"
+    value: str | None = None  # file content at fault (never logged), e.g. the line that is not UTF-8
 
 
 @dataclass
@@ -327,7 +328,7 @@ def _load_file(
     """Load one file of an entity; what makes it unusable as a whole is the result's reason."""
     rel = path.relative_to(raw).as_posix()
     fmt = FILE_FORMATS[path.suffix.lower()]
-    source, used = path, None
+    source, used, sample = path, None, None
     reason = _empty_reason(path)
     if reason is None and fmt != "parquet":
         try:
@@ -337,7 +338,7 @@ def _load_file(
                 source = scratch / f"utf8{path.suffix.lower()}"
                 encoding.transcode(path, found, source)
         except encoding.EncodingProblem as problem:
-            reason = str(problem)
+            reason, sample = str(problem), problem.sample
     rows = 0
     if reason is None:
         try:
@@ -348,7 +349,7 @@ def _load_file(
         finally:
             if source != path:
                 source.unlink(missing_ok=True)
-    return FileResult(entity.name, rel, fmt, rows, "rejected" if reason else "loaded", reason, used)
+    return FileResult(entity.name, rel, fmt, rows, "rejected" if reason else "loaded", reason, used, sample)
 
 
 def _record(
@@ -357,10 +358,10 @@ def _record(
     """Write a file's outcome to landing.files (and landing.load_rejects when it was rejected)."""
     if file.reason:
         con.execute(
-            f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, null, ?)",
-            [file.entity, file.file, file.reason],
+            f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, left(?, 200), ?)",
+            [file.entity, file.file, file.value, file.reason],
         )
-        log.warning("landing: %s rejected: %s", file.file, file.reason)
+        log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
     con.execute(
         f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
         [file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding],

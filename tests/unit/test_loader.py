@@ -229,7 +229,7 @@ def _file_rejects(con) -> dict[str, tuple[str, str]]:
     return {f: (e, r) for f, e, r in rows}
 
 
-def test_a_latin1_csv_is_rejected_as_not_utf8_with_the_fix(tmp_path: Path, con) -> None:
+def test_a_latin1_csv_is_rejected_as_not_utf8_with_the_fix(tmp_path: Path, con, caplog) -> None:
     """Not DuckDB's "CSV Error on Line: 2": the byte, its line, what it reads as, and the fix."""
     contacts = tmp_path / "crm/contacts"
     contacts.mkdir(parents=True)
@@ -242,10 +242,13 @@ def test_a_latin1_csv_is_rejected_as_not_utf8_with_the_fix(tmp_path: Path, con) 
     entity, reason = _file_rejects(con)["crm/contacts/export.csv"]
     assert entity == "crm_contacts"
     assert reason == (
-        'file is not UTF-8: byte 0xFC on line 2 is not valid UTF-8; read as cp1252 that line says "c1,München". '
-        "Save the file as UTF-8, or declare its encoding in crm/contacts/_encoding.txt (one line, e.g. cp1252; "
-        "see the README, Bring your own data)"
+        "file is not UTF-8: byte 0xFC on line 2 is not valid UTF-8; it reads as cp1252 (the line is in the "
+        "reject's value). Save the file as UTF-8, or declare its encoding in crm/contacts/_encoding.txt (one "
+        "line, e.g. cp1252; see the README, Bring your own data)"
     )
+    # the line as it reads goes to the value column (like any raw value), never into the reason or logs
+    assert con.execute("select value from landing.load_rejects").fetchall() == [("c1,München",)]
+    assert "München" not in caplog.text and "export.csv rejected: file is not UTF-8" in caplog.text
     assert con.execute("select customer_id, city from landing.crm_contacts").fetchall() == [("c2", "Köln")]
     assert report.entities["crm_contacts"].rejected_files == 1
 
@@ -320,7 +323,7 @@ def test_a_latin1_json_lines_file_is_a_reject_not_a_crash(tmp_path: Path, con) -
     report = load_landing_zone(tmp_path, con)
 
     reason = _file_rejects(con)["events/old.jsonl"][1]
-    assert reason.startswith("file is not UTF-8: byte 0xE9 on line 1 is not valid UTF-8; read as cp1252")
+    assert reason.startswith("file is not UTF-8: byte 0xE9 on line 1 is not valid UTF-8; it reads as cp1252")
     assert report.entities["events"].rows == 1 and report.entities["events"].rejected_files == 1
 
 
