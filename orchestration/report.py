@@ -42,9 +42,10 @@ MODEL_LABELS = {
 }
 # the attribution model channel ROI is shown for, then the fallbacks when it is absent
 DEFAULT_ROI_MODEL = "data_driven"
-STAGE_ORDER = ["(first spell)", "prospect", "new", "active", "reactivated", "at_risk", "churned"]
+FIRST_SEEN = "first seen"  # the "stage before" of a customer's first stage
+STAGE_ORDER = [FIRST_SEEN, "prospect", "new", "active", "reactivated", "at_risk", "churned"]
 STAGE_COLOURS = {
-    "(first spell)": "#94a3b8",
+    FIRST_SEEN: "#94a3b8",
     "prospect": "#a5b4fc",
     "new": "#38bdf8",
     "active": "#22c55e",
@@ -126,6 +127,15 @@ def fmt_money(value: object) -> str:
     return "—" if _missing(value) else f"{float(value):,.2f}"
 
 
+def fmt_amount(value: object) -> str:
+    """Money that may be a fraction of a cent (sending fees): two significant digits below 0.01,
+    so 0.0046 does not read as 0.00."""
+    if _missing(value):
+        return "—"
+    v = float(value)
+    return f"{v:.2g}" if 0 < abs(v) < 0.005 else fmt_money(v)
+
+
 def fmt_pct(share: object, digits: int = 1) -> str:
     """A share in [0, 1] as a percentage."""
     return "—" if _missing(share) else f"{100 * float(share):.{digits}f}%"
@@ -181,15 +191,25 @@ def _esc(value: object) -> str:
     return html.escape("" if _missing(value) else str(value))
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> str:
-    """A small table; cells are already formatted text (escaped here)."""
+Cell = str | tuple[str, str]  # formatted text, or (text, a smaller second line such as an interval)
+
+
+def _cell(cell: Cell) -> str:
+    if isinstance(cell, tuple):
+        main, detail = cell
+        return f'{_esc(main)}<span class="sub">{_esc(detail)}</span>' if detail else _esc(main)
+    return _esc(cell)
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], numeric: Sequence[bool]) -> str:
+    """A small table; cells are already formatted text (escaped here), optionally with a second line."""
     head = "".join(
         f'<th class="{"num" if n else ""}">{_esc(h)}</th>' for h, n in zip(headers, numeric, strict=True)
     )
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="{"num" if n else ""}">{_esc(c)}</td>' for c, n in zip(row, numeric, strict=True)
+            f'<td class="{"num" if n else ""}">{_cell(c)}</td>' for c, n in zip(row, numeric, strict=True)
         )
         + "</tr>"
         for row in rows
@@ -244,8 +264,9 @@ def read_headline(marts: Marts) -> Headline:
         conversions, revenue = perf["conversions"], perf["revenue"]
     lift, experiments = None, 0
     if marts.rows("experiment_results"):
+        # only an arm measured against a holdout has a lift to headline
         treated = marts.df(
-            f"select * from {SCHEMA}.experiment_results where arm_type = 'treated' "
+            f"select * from {SCHEMA}.experiment_results where arm_type = 'treated' and absolute_lift is not null "
             f"order by reach desc, campaign, channel"
         )
         experiments = len(treated)
@@ -280,16 +301,18 @@ def lifecycle_section(marts: Marts) -> Section:
         "lifecycle",
         "Lifecycle stage flow",
         "How customers move between lifecycle stages: each band is a stage change (left: the stage before, "
-        "right: the stage after), its width the number of such changes up to the as-of date.",
+        "right: the stage after), its width the number of such changes up to the as-of date. 'first seen' is "
+        "where every customer starts: the stage they were in when they first appeared.",
     )
     section.empty = _no_data(marts, "customer_lifecycle_history", "built by dbt from orders")
     if section.empty:
         return section
-    flows = marts.df(
-        f"select coalesce(previous_stage, '(first spell)') as from_stage, stage as to_stage, "
+    flows = marts.con.execute(
+        f"select coalesce(previous_stage, ?) as from_stage, stage as to_stage, "
         f"count(*)::bigint as changes, count(*) filter (where is_current)::bigint as still_there "
-        f"from {SCHEMA}.customer_lifecycle_history group by 1, 2"
-    )
+        f"from {SCHEMA}.customer_lifecycle_history group by 1, 2",
+        [FIRST_SEEN],
+    ).df()
 
     def order(stage: str) -> tuple[int, str]:
         return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
@@ -355,7 +378,9 @@ def _fade(hex_colour: str, alpha: float = 0.45) -> str:
 def _perf_totals(marts: Marts, by: str) -> pd.DataFrame:
     return marts.df(
         f"select {by}, sum(sent)::bigint as sent, sum(delivered)::bigint as delivered, "
-        f"sum(unique_opens)::bigint as unique_opens, sum(unique_clicks)::bigint as unique_clicks, "
+        f"sum(unique_opens)::bigint as unique_opens, "
+        f"coalesce(sum(unique_opens) filter (where channel = 'email'), 0)::bigint as email_opens, "
+        f"sum(unique_clicks)::bigint as unique_clicks, "
         f"sum(conversions)::bigint as conversions, sum(revenue)::double as revenue, sum(cost)::double as cost, "
         f"sum(unsubscribes)::bigint as unsubscribes "
         f"from {SCHEMA}.fct_campaign_performance group by {by}"
@@ -365,7 +390,7 @@ def _perf_totals(marts: Marts, by: str) -> pd.DataFrame:
 FUNNEL_STEPS = [
     ("sent", "Sent"),
     ("delivered", "Delivered"),
-    ("unique_opens", "Opened (humans)"),
+    ("unique_opens", "Opened (email only)"),
     ("unique_clicks", "Clicked"),
     ("conversions", "Converted"),
 ]
@@ -487,8 +512,9 @@ def trend_section(marts: Marts) -> Section:
     section = Section(
         "trend",
         "Daily trend",
-        "Messages sent per send day (bars, left axis) and what they earned: human opens, clicks and "
-        "conversions of the messages sent that day (lines, right axis).",
+        "Messages sent per send day (bars, left axis) and what they earned: human opens of the emails, "
+        "clicks and conversions of all the messages sent that day (lines, right axis). Only email has an "
+        "open pixel, so opens count emails only.",
     )
     section.empty = _no_data(marts, "fct_campaign_performance", "built by dbt from the delivery ledger")
     if section.empty:
@@ -498,7 +524,7 @@ def trend_section(marts: Marts) -> Section:
     fig = go.Figure()
     fig.add_trace(go.Bar(x=daily["send_date"], y=daily["sent"], name="Sent", marker={"color": "#c7d2fe"}))
     for col, name, colour in [
-        ("unique_opens", "Opened", "#0ea5e9"),
+        ("email_opens", "Opened (email)", "#0ea5e9"),
         ("unique_clicks", "Clicked", "#10b981"),
         ("conversions", "Converted", "#ef4444"),
     ]:
@@ -528,13 +554,13 @@ def trend_section(marts: Marts) -> Section:
     section.figure = fig
     section.tables.append(
         html_table(
-            ["Send date", "Sent", "Delivered", "Opened", "Clicked", "Converted", "Revenue"],
+            ["Send date", "Sent", "Delivered", "Opened (email)", "Clicked", "Converted", "Revenue"],
             [
                 [
                     r.send_date.date().isoformat(),
                     fmt_int(r.sent),
                     fmt_int(r.delivered),
-                    fmt_int(r.unique_opens),
+                    fmt_int(r.email_opens),
                     fmt_int(r.unique_clicks),
                     fmt_int(r.conversions),
                     fmt_money(r.revenue),
@@ -549,6 +575,35 @@ def trend_section(marts: Marts) -> Section:
     return section
 
 
+CHANNEL_LABELS = {"unattributed": "unattributed (no touch)"}
+COST_BASIS_LABELS = {
+    "spend": "spend",
+    "sending_fees_only": "sending fees only",
+    "none": "no cost recorded",
+}
+ROI_NOTE = (
+    "ROI and ROAS are shown only for channels with spend (ad spend, or a daily platform cost, in the "
+    "channel_costs seed). Email, SMS and push carry only their sending fees (about 0.001 per email), "
+    "against which any order looks like a return of thousands of percent, so they show what sending cost "
+    "per credited conversion instead; a campaign's own revenue per message is in the funnel table above. "
+    "Add a per_day cost for a channel to see its ROI (docs/attribution.md)."
+)
+
+
+def period_label(period: str, start: object, end: object, days: object) -> str:
+    """'Last 30 days (2026-11-08 to 2026-12-07)' or 'All time (… to …)'."""
+    name = f"Last {fmt_int(days)} days" if period == "recent" else "All time"
+    return f"{name} ({_date(start)} to {_date(end)})"
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _date(value: object) -> str:
+    return "—" if _missing(value) else pd.Timestamp(value).date().isoformat()
+
+
 def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
     section = Section(
         "roi",
@@ -560,46 +615,93 @@ def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
         return section
     models = set(marts.df(f"select distinct model from {SCHEMA}.channel_roi")["model"])
     chosen = next((m for m in [model, "last_touch", *MODEL_ORDER] if m in models), sorted(models)[0])
-    section.intro += f" Credit by the {MODEL_LABELS.get(chosen, chosen)} model."
     roi = marts.con.execute(
-        f"select channel, conversions::double as conversions, attributed_revenue::double as revenue, cost::double as cost, "
-        f"roi::double as roi, roas::double as roas from {SCHEMA}.channel_roi where model = ? "
-        f"order by attributed_revenue desc nulls last, channel",
+        f"select channel, period, period_start, period_end, period_days, conversions::double as conversions, "
+        f"attributed_revenue::double as revenue, messages_sent, cost::double as cost, cost_basis, "
+        f"roi::double as roi, roas::double as roas, cost_per_conversion::double as cost_per_conversion "
+        f"from {SCHEMA}.channel_roi where model = ? "
+        f"order by case period when 'recent' then 0 else 1 end, channel = 'unattributed', "
+        f"attributed_revenue desc nulls last, channel",
         [chosen],
     ).df()
+    periods = roi.drop_duplicates("period")
+    labels = {
+        p.period: period_label(p.period, p.period_start, p.period_end, p.period_days)
+        for p in periods.itertuples()
+    }
+    charted = "recent" if "recent" in labels else periods["period"].iloc[0]
+    shown = ("the " if charted == "recent" else "") + _lower(labels[charted])
+    section.intro += f" Credit by the {MODEL_LABELS.get(chosen, chosen)} model. The chart shows {shown}."
+    if len(labels) > 1:
+        section.intro += (
+            " The tables show each period; the all-time figures are those of the attribution section below."
+        )
+    section.figure = _roi_figure(roi[roi["period"] == charted], labels[charted])
+    for period, label in labels.items():
+        section.tables.append(f"<h3>{_esc(label)}</h3>" + _roi_table(roi[roi["period"] == period]))
+    section.tables.append(f'<p class="note">{_esc(ROI_NOTE)}</p>')
+    return section
+
+
+def _roi_figure(roi: pd.DataFrame, label: str) -> go.Figure:
+    channels = [CHANNEL_LABELS.get(c, c) for c in roi["channel"]]
+    bar_text = [
+        f"ROAS {fmt_ratio(r.roas)}"
+        if not _missing(r.roas)
+        else ("fees only" if r.cost_basis == "sending_fees_only" else "")
+        for r in roi.itertuples()
+    ]
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
-            x=roi["channel"],
+            x=channels,
             y=roi["revenue"],
             name="Attributed revenue",
-            marker={"color": "#4f46e5"},
-            text=[f"ROAS {fmt_ratio(v)}" if not _missing(v) else "" for v in roi["roas"]],
+            # revenue no channel earned (orders without a touch) in grey
+            marker={"color": ["#94a3b8" if c == "unattributed" else "#4f46e5" for c in roi["channel"]]},
+            text=bar_text,
             textposition="outside",
+            textfont={"size": 12},
+            constraintext="none",
             cliponaxis=False,
         )
     )
-    fig.add_trace(go.Bar(x=roi["channel"], y=roi["cost"], name="Cost", marker={"color": "#f59e0b"}))
-    _layout(fig, barmode="group", yaxis={"title": {"text": "revenue and cost"}, "tickformat": ",.0f"})
-    section.figure = fig
-    section.tables.append(
-        html_table(
-            ["Channel", "Conversions (credit)", "Attributed revenue", "Cost", "ROI", "ROAS"],
-            [
-                [
-                    r.channel,
-                    fmt_num(r.conversions),
-                    fmt_money(r.revenue),
-                    fmt_money(r.cost),
-                    fmt_signed_pct(r.roi),
-                    fmt_ratio(r.roas),
-                ]
-                for r in roi.itertuples()
-            ],
-            [False, True, True, True, True, True],
-        )
+    fig.add_trace(go.Bar(x=channels, y=roi["cost"], name="Cost", marker={"color": "#f59e0b"}))
+    _layout(
+        fig,
+        barmode="group",
+        yaxis={"title": {"text": "revenue and cost"}, "tickformat": ",.0f"},
+        xaxis={"title": {"text": label}},
     )
-    return section
+    return fig
+
+
+def _roi_table(roi: pd.DataFrame) -> str:
+    """Per channel; the cost basis under the cost and ROAS under ROI, so the table fits a laptop."""
+    return html_table(
+        [
+            "Channel",
+            "Credited conversions",
+            "Attributed revenue",
+            "Messages sent",
+            "Cost (basis)",
+            "ROI (ROAS)",
+            "Cost / conversion",
+        ],
+        [
+            [
+                CHANNEL_LABELS.get(r.channel, r.channel),
+                fmt_num(r.conversions),
+                fmt_money(r.revenue),
+                fmt_int(r.messages_sent) if r.messages_sent else "—",
+                (fmt_amount(r.cost), COST_BASIS_LABELS.get(r.cost_basis, r.cost_basis)),
+                (fmt_signed_pct(r.roi), "" if _missing(r.roas) else f"ROAS {fmt_ratio(r.roas)}"),
+                fmt_amount(r.cost_per_conversion),
+            ]
+            for r in roi.itertuples()
+        ],
+        [False, True, True, True, True, True, True],
+    )
 
 
 def attribution_section(marts: Marts) -> Section:
@@ -616,6 +718,11 @@ def attribution_section(marts: Marts) -> Section:
     credit = marts.df(
         f"select channel, model, sum(weight)::double as conversions, sum(attributed_revenue)::double as revenue "
         f"from {SCHEMA}.fct_attribution group by channel, model"
+    )
+    period = _all_time_label(marts)
+    section.intro += (
+        f" Period: {_lower(period)}, every order up to the as-of date (the Channel ROI section's all-time "
+        "table shows the same credit next to its cost)."
     )
     models = [m for m in MODEL_ORDER if m in set(credit["model"])] + sorted(
         set(credit["model"]) - set(MODEL_ORDER)
@@ -638,7 +745,7 @@ def attribution_section(marts: Marts) -> Section:
     _layout(fig, barmode="group", yaxis={"title": {"text": "attributed revenue"}, "tickformat": ",.0f"})
     section.figure = fig
     section.tables.append(
-        "<h3>Attributed revenue</h3>"
+        f"<h3>Attributed revenue · {_esc(_lower(period))}</h3>"
         + html_table(
             ["Channel", *[MODEL_LABELS.get(m, m) for m in models]],
             [[c, *[fmt_money(revenue.at[c, m]) for m in models]] for c in channels],
@@ -646,7 +753,7 @@ def attribution_section(marts: Marts) -> Section:
         )
     )
     section.tables.append(
-        "<h3>Conversions credited</h3>"
+        f"<h3>Conversions credited · {_esc(_lower(period))}</h3>"
         + html_table(
             ["Channel", *[MODEL_LABELS.get(m, m) for m in models]],
             [[c, *[fmt_num(conversions.at[c, m]) for m in models]] for c in channels],
@@ -654,6 +761,24 @@ def attribution_section(marts: Marts) -> Section:
         )
     )
     return section
+
+
+def _all_time_label(marts: Marts) -> str:
+    """The all-time period as channel_roi states it, else the span of the attributed orders."""
+    if marts.rows("channel_roi"):
+        rows = marts.df(
+            f"select min(period_start) as period_start, max(period_end) as period_end, max(period_days) as days "
+            f"from {SCHEMA}.channel_roi where period = 'all_time'"
+        ).iloc[0]
+        if not _missing(rows["period_start"]):
+            return period_label("all_time", rows["period_start"], rows["period_end"], rows["days"])
+    span = marts.df(
+        f"select min(ordered_at) as first, max(ordered_at) as last from {SCHEMA}.fct_attribution"
+    ).iloc[0]
+    return period_label("all_time", span["first"], span["last"], None)
+
+
+NO_HOLDOUT = "no holdout"
 
 
 def experiment_section(marts: Marts) -> Section:
@@ -673,106 +798,132 @@ def experiment_section(marts: Marts) -> Section:
         f"select * from {SCHEMA}.experiment_results "
         f"order by campaign, channel, case arm_type when 'holdout' then 0 when 'treated' then 2 else 1 end, arm"
     )
-    lifts = arms[arms["arm_type"] != "holdout"].reset_index(drop=True)
+    controlled = {(r.campaign, r.channel) for r in arms.itertuples() if r.arm_type == "holdout"}
+    arms["has_holdout"] = [(r.campaign, r.channel) in controlled for r in arms.itertuples()]
+    lifts = arms[(arms["arm_type"] != "holdout") & arms["has_holdout"]].reset_index(drop=True)
+    uncontrolled = sorted({f"{r.campaign} · {r.channel}" for r in arms.itertuples() if not r.has_holdout})
     if len(lifts):
-        labels = [f"{r.campaign} · {r.channel} · {r.arm}" for r in lifts.itertuples()]
-        colours = [
-            "#16a34a" if _true(r.is_winner) else ("#4f46e5" if _true(r.is_significant) else "#94a3b8")
-            for r in lifts.itertuples()
-        ]
-        x = [100 * (v or 0) for v in lifts["absolute_lift"].fillna(0)]
-        hi = (lifts["absolute_lift_ci_high"] - lifts["absolute_lift"]).fillna(0) * 100
-        lo = (lifts["absolute_lift"] - lifts["absolute_lift_ci_low"]).fillna(0) * 100
-        fig = go.Figure(
-            go.Scatter(
-                x=x,
-                y=labels,
-                mode="markers+text",
-                marker={
-                    "color": colours,
-                    "size": [20 if _true(w) else 12 for w in lifts["is_winner"]],
-                    "symbol": ["star" if _true(w) else "circle" for w in lifts["is_winner"]],
-                },
-                error_x={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": hi,
-                    "arrayminus": lo,
-                    "thickness": 2.5,
-                    "width": 6,
-                    "color": "#475569",
-                },
-                text=[
-                    ("★ winner · " if _true(r.is_winner) else "")
-                    + f"{fmt_pp(r.absolute_lift)} · {fmt_p(r.p_value)}"
-                    for r in lifts.itertuples()
-                ],
-                textposition="top center",
-                customdata=[
-                    [fmt_pp(r.absolute_lift_ci_low), fmt_pp(r.absolute_lift_ci_high)]
-                    for r in lifts.itertuples()
-                ],
-                hovertemplate="%{y}<br>lift %{x:+.2f} pp (CI %{customdata[0]} to %{customdata[1]})<extra></extra>",
-                showlegend=False,
+        section.figure = _lift_figure(lifts)
+        if uncontrolled:
+            section.tables.append(
+                f'<p class="note">Not drawn, as they have {NO_HOLDOUT} to measure a lift against: '
+                f"{_esc(', '.join(uncontrolled))}. Their conversion rates are in the table.</p>"
             )
-        )
-        fig.add_vline(
-            x=0,
-            line={"color": "#ef4444", "dash": "dash"},
-            annotation_text="holdout",
-            annotation_position="top",
-        )
-        _layout(
-            fig,
-            height=max(300, 140 + 70 * len(lifts)),
-            margin={"l": 220, "t": 40},
-            xaxis={
-                "title": {"text": "absolute lift in conversion rate vs holdout (percentage points)"},
-                "zeroline": False,
-                "ticksuffix": " pp",
-            },
-            yaxis={"autorange": "reversed", "type": "category"},
-        )
-        section.figure = fig
     else:
-        section.empty = "No data yet: marts.experiment_results has holdout rows only (no arm to compare)."
-    section.tables.append(
-        html_table(
-            [
-                "Campaign",
-                "Channel",
-                "Arm",
-                "Reach",
-                "Converters",
-                "Conversion rate (CI)",
-                "Lift vs holdout (CI)",
-                "Relative lift",
-                "p-value",
-                "Verdict",
+        section.empty = (
+            "No lift to show yet: no campaign has a holdout group (set holdout_share on a segment's "
+            "activation, docs/experiments.md); the conversion rates are in the table."
+        )
+    section.tables.append(_experiment_table(arms))
+    return section
+
+
+def _lift_figure(lifts: pd.DataFrame) -> go.Figure:
+    """Lift of each arm that has a holdout, with its confidence interval, one row per arm."""
+    labels = [f"{r.campaign} · {r.channel} · {r.arm}" for r in lifts.itertuples()]
+    colours = [
+        "#16a34a" if _true(r.is_winner) else ("#4f46e5" if _true(r.is_significant) else "#94a3b8")
+        for r in lifts.itertuples()
+    ]
+    x = [100 * (v or 0) for v in lifts["absolute_lift"].fillna(0)]
+    hi = (lifts["absolute_lift_ci_high"] - lifts["absolute_lift"]).fillna(0) * 100
+    lo = (lifts["absolute_lift"] - lifts["absolute_lift_ci_low"]).fillna(0) * 100
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=labels,
+            mode="markers+text",
+            marker={
+                "color": colours,
+                "size": [20 if _true(w) else 12 for w in lifts["is_winner"]],
+                "symbol": ["star" if _true(w) else "circle" for w in lifts["is_winner"]],
+            },
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": hi,
+                "arrayminus": lo,
+                "thickness": 2.5,
+                "width": 6,
+                "color": "#475569",
+            },
+            text=[
+                ("★ winner · " if _true(r.is_winner) else "")
+                + f"{fmt_pp(r.absolute_lift)} · {fmt_p(r.p_value)}"
+                for r in lifts.itertuples()
             ],
-            [
-                [
-                    r["campaign"],
-                    r["channel"],
-                    r["arm"],
-                    fmt_int(r["reach"]),
-                    fmt_int(r["converters"]),
-                    f"{fmt_pct(r['conversion_rate'], 2)} ({fmt_pct(r['conversion_rate_ci_low'], 2)} – "
-                    f"{fmt_pct(r['conversion_rate_ci_high'], 2)})",
-                    "baseline"
-                    if r["arm_type"] == "holdout"
-                    else f"{fmt_pp(r['absolute_lift'], 2)} ({fmt_pp(r['absolute_lift_ci_low'], 2)} to "
-                    f"{fmt_pp(r['absolute_lift_ci_high'], 2)})",
-                    "" if r["arm_type"] == "holdout" else fmt_signed_pct(r["relative_lift"]),
-                    "" if r["arm_type"] == "holdout" else fmt_p(r["p_value"]),
-                    _verdict(r),
-                ]
-                for r in arms.to_dict("records")
+            textposition="top center",
+            customdata=[
+                [fmt_pp(r.absolute_lift_ci_low), fmt_pp(r.absolute_lift_ci_high)] for r in lifts.itertuples()
             ],
-            [False, False, False, True, True, True, True, True, True, False],
+            hovertemplate="%{y}<br>lift %{x:+.2f} pp (CI %{customdata[0]} to %{customdata[1]})<extra></extra>",
+            showlegend=False,
         )
     )
-    return section
+    fig.add_vline(
+        x=0,
+        line={"color": "#ef4444", "dash": "dash"},
+        annotation_text="holdout",
+        annotation_position="top",
+    )
+    _layout(
+        fig,
+        height=max(300, 140 + 70 * len(lifts)),
+        margin={"l": 220, "t": 40},
+        xaxis={
+            "title": {"text": "absolute lift in conversion rate vs holdout (percentage points)"},
+            "zeroline": False,
+            "ticksuffix": " pp",
+        },
+        yaxis={"autorange": "reversed", "type": "category"},
+    )
+    return fig
+
+
+def _experiment_table(arms: pd.DataFrame) -> str:
+    """Every arm; intervals on a second line so the verdict stays in view on a laptop screen."""
+    rows = []
+    for r in arms.to_dict("records"):
+        compared = r["arm_type"] != "holdout" and r["has_holdout"]
+        rate = (
+            fmt_pct(r["conversion_rate"], 2),
+            f"{fmt_pct(r['conversion_rate_ci_low'], 2)} – {fmt_pct(r['conversion_rate_ci_high'], 2)}",
+        )
+        if r["arm_type"] == "holdout":
+            lift: Cell = "baseline"
+        elif not compared:
+            lift = NO_HOLDOUT
+        else:
+            lift = (
+                fmt_pp(r["absolute_lift"], 2),
+                f"{fmt_pp(r['absolute_lift_ci_low'], 2)} to {fmt_pp(r['absolute_lift_ci_high'], 2)}",
+            )
+        rows.append(
+            [
+                (r["campaign"], r["channel"]),
+                r["arm"],
+                f"{fmt_int(r['converters'])} of {fmt_int(r['reach'])}",
+                rate,
+                lift,
+                fmt_signed_pct(r["relative_lift"]) if compared else "",
+                fmt_p(r["p_value"]) if compared else "",
+                _verdict(r),
+            ]
+        )
+    return html_table(
+        [
+            "Campaign (channel)",
+            "Arm",
+            "Converted of reached",
+            "Conversion rate (CI)",
+            "Lift vs holdout (CI)",
+            "Relative lift",
+            "p-value",
+            "Verdict",
+        ],
+        rows,
+        [False, False, True, True, True, True, True, False],
+    )
 
 
 def _verdict(arm: dict) -> str:
@@ -780,6 +931,8 @@ def _verdict(arm: dict) -> str:
         return ""
     if _true(arm["is_winner"]):
         return "★ winner"
+    if not arm["has_holdout"]:
+        return NO_HOLDOUT
     return "significant" if _true(arm["is_significant"]) else "not significant"
 
 
@@ -814,8 +967,13 @@ def _header_html(headline: Headline, as_of: str, generated: str) -> str:
         )
         detail = (
             f"{_level(lift)} {fmt_pp(lift.get('absolute_lift_ci_low'))} to "
-            f"{fmt_pp(lift.get('absolute_lift_ci_high'))} · relative {fmt_signed_pct(lift.get('relative_lift'))} · "
-            f"{fmt_p(lift.get('p_value'))} · {lift.get('campaign')} ({lift.get('channel')}), "
+            f"{fmt_pp(lift.get('absolute_lift_ci_high'))} · "
+            + (
+                ""
+                if _missing(lift.get("relative_lift"))
+                else f"relative {fmt_signed_pct(lift.get('relative_lift'))} · "
+            )
+            + f"{fmt_p(lift.get('p_value'))} · {lift.get('campaign')} ({lift.get('channel')}), "
             f"{fmt_int(lift.get('reach'))} treated"
         )
         if headline.experiments > 1:
@@ -926,6 +1084,7 @@ table.data th { text-align:left; font-weight:600; color: var(--muted); border-bo
 table.data td { border-bottom: 1px solid var(--line); padding: 6px 8px; }
 table.data tr:nth-child(even) td { background: #fafbff; }
 table.data .num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.data .sub { display:block; font-size: 12px; color: var(--muted); }
 #js-errors { background:#fef2f2; color:#991b1b; border:1px solid #fecaca; border-radius:10px; padding:12px;
   white-space: pre-wrap; }
 footer { color: var(--muted); font-size: 13px; padding: 10px 0 40px; }

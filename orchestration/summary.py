@@ -130,25 +130,52 @@ def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
 
 
 def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Per activation (segment × destination), the latest real run: sent, skipped by reason, failed."""
+    """Per activation (segment × destination), the latest real run: the audience, what it sent,
+    what earlier runs had already sent (from the delivery ledger: a rerun that sends nothing new
+    must read as such, not as a failure), failures and skips by reason."""
     if not table_exists(con, "tideline_sync", "sync_runs"):
         return []
     runs = _rows(
         con,
-        "select sync_key, mode, segment_rows, sent, skipped_by_reason, failed, dead_letters, unknown "
+        "select sync_key, sync_id, segment_rows, sent, skipped_by_reason, failed, dead_letters, unknown "
         "from tideline_sync.sync_runs where not dry_run "
         "qualify row_number() over (partition by sync_key order by started_at desc, finished_at desc) = 1 "
         "order by sync_key",
     )
     if not runs:
         return []
-    lines = ["", "Activation (latest run)                   segment     sent   failed  skipped by reason"]
-    for key, _mode, rows, sent, reasons, failed, dead, unknown in runs:
+    lines = [
+        "",
+        "Activation (latest run)                  audience  sent now  sent before   failed  skipped by reason",
+    ]
+    for key, sync_id, audience, sent, reasons, failed, dead, unknown in runs:
+        before = _sent_before(con, key, sync_id)
         notes = [f"{r} {n:,}" for r, n in sorted(json.loads(reasons).items(), key=lambda i: -i[1])]
         notes += [f"dead letters {dead:,}"] if dead else []
         notes += [f"unknown after a crash {unknown:,}"] if unknown else []
-        lines.append(f"  {key:<39}{rows:>9,}{sent:>9,}{failed:>9,}  {', '.join(notes) or '-'}")
+        lines.append(
+            f"  {key:<37}{int(audience or 0):>11,}{int(sent or 0):>10,}{before:>13,}{int(failed or 0):>9,}"
+            f"  {', '.join(notes) or '-'}"
+        )
+    lines.append(
+        "  audience: customers in the segment; sent now: by this run; sent before: by earlier runs of the "
+        "same activation (delivery ledger), never sent again"
+    )
     return lines
+
+
+def _sent_before(con: duckdb.DuckDBPyConnection, sync_key: str, sync_id: str) -> int:
+    """Messages (records) of this activation the ledger holds as sent by runs before `sync_id`."""
+    if not table_exists(con, "tideline_sync", "delivery_ledger"):
+        return 0
+    return int(
+        _rows(
+            con,
+            "select count(*) from tideline_sync.delivery_ledger "
+            "where sync_key = ? and status = 'sent' and sync_id <> ?",
+            [sync_key, sync_id],
+        )[0][0]
+    )
 
 
 def _rate(n: float | None, d: float | None) -> str:
@@ -200,10 +227,11 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
             lines += ["", f"Experiment {campaign} ({channel}):"]
             if treated is not None and holdout is not None and treated[6] is not None:
                 level = float(treated[12] or 0.95)
+                relative = "" if treated[9] is None else f"relative {_signed_pct(treated[9])}, "
                 lines.append(
                     f"  incremental lift vs holdout: {_pp(treated[6])} "
                     f"({100 * level:.0f}% CI {_pp(treated[7])} to {_pp(treated[8])}), "
-                    f"relative {_signed_pct(treated[9])}, p = {_p(treated[10])}"
+                    f"{relative}p = {_p(treated[10])}"
                 )
             lines.append(
                 "  "

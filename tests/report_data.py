@@ -6,7 +6,7 @@ Figures the tests expect, worked out from the rows below:
 - fct_campaign_performance: sent 300+100+300+100+200 = 1,000; conversions 9+3+18+6+4 = 40;
   revenue 450 + 150 + 1,080.50 + 360 + 200 = 2,240.50
 - headline lift: the spring_sale/email 'treated' row: +2.5 pp (95% CI +0.4 to +4.6 pp), p = 0.030
-- lifecycle flows: (first spell)→new 3, new→active 1, new→at_risk 1, active→at_risk 1,
+- lifecycle flows: first seen→new 3, new→active 1, new→at_risk 1, active→at_risk 1,
   at_risk→churned 1, churned→reactivated 1
 """
 
@@ -39,8 +39,9 @@ DDL = {
         touch_position integer, path_length integer, model varchar, weight double,
         attributed_revenue double""",
     "channel_roi": """
-        channel varchar, model varchar, conversions double, attributed_revenue double, cost double,
-        roi double, roas double""",
+        channel varchar, model varchar, period varchar, period_start date, period_end date, period_days integer,
+        conversions double, attributed_revenue double, messages_sent bigint, spend double, sending_fees double,
+        cost double, cost_basis varchar, roi double, roas double, cost_per_conversion double""",
     "experiment_results": """
         campaign varchar, channel varchar, arm varchar, arm_type varchar, reach bigint, converters bigint,
         conversion_rate double, conversion_rate_ci_low double, conversion_rate_ci_high double,
@@ -59,10 +60,11 @@ PERFORMANCE = [
     ("spring_sale", "A", "email", "2026-03-02", 100, 98, 40, 10, 3, 150.00),
     ("spring_sale", "B", "email", "2026-03-01", 300, 295, 150, 60, 18, 1080.50),
     ("spring_sale", "B", "email", "2026-03-02", 100, 99, 50, 20, 6, 360.00),
-    ("winback", "all", "sms", "2026-03-02", 200, 196, 0, 24, 4, 200.00),
+    # 7 "opens" on SMS: the demo's push and SMS report opens too; only email opens are shown
+    ("winback", "all", "sms", "2026-03-02", 200, 196, 7, 24, 4, 200.00),
 ]
 
-EXPERIMENT = [
+EXPERIMENT = [  # spring_sale · email
     # arm, arm_type, reach, converters, rate, lift, lift_lo, lift_hi, relative, p, significant, winner
     ("holdout", "holdout", 100, 2, 0.02, None, None, None, None, None, None, False),
     ("A", "variant", 400, 12, 0.03, 0.010, -0.018, 0.038, 0.5, 0.47, False, False),
@@ -70,15 +72,58 @@ EXPERIMENT = [
     ("treated", "treated", 800, 36, 0.045, 0.025, 0.004, 0.046, 1.25, 0.030, True, False),
 ]
 
-ROI = [
-    # channel, model, conversions, revenue, cost, roi, roas
-    ("email", "data_driven", 1.7, 170.0, 40.0, 3.25, 4.25),
-    ("paid_search", "data_driven", 0.3, 30.0, 60.0, -0.5, 0.5),
-    ("sms", "data_driven", 1.0, 50.0, 10.0, 4.0, 5.0),
-    ("email", "last_touch", 1.0, 100.0, 40.0, 1.5, 2.5),
-    ("paid_search", "last_touch", 1.0, 100.0, 60.0, 0.6667, 1.6667),
-    ("sms", "last_touch", 1.0, 50.0, 10.0, 4.0, 5.0),
+# channel_roi as the model computes it (docs/attribution.md), for two models and two periods.
+# all_time carries fct_attribution's credit below (o1 100.00 split email/paid_search, o2 50.00 sms)
+# plus one unattributed order of 40.00; recent is the last 30 days, when o1 was not yet placed.
+PERIODS = {"recent": ("2026-02-01", "2026-03-02", 30), "all_time": ("2025-01-01", "2026-03-02", 426)}
+ROI_INPUTS = [
+    # period, channel, model, conversions, revenue, messages sent, spend, sending fees
+    ("all_time", "email", "data_driven", 0.7, 70.0, 800, 0.0, 0.80),
+    ("all_time", "paid_search", "data_driven", 0.3, 30.0, 0, 60.0, 0.0),
+    ("all_time", "sms", "data_driven", 1.0, 50.0, 200, 0.0, 1.50),
+    ("all_time", "unattributed", "data_driven", 1.0, 40.0, 0, 0.0, 0.0),
+    ("all_time", "email", "last_touch", 0.0, 0.0, 800, 0.0, 0.80),
+    ("all_time", "paid_search", "last_touch", 1.0, 100.0, 0, 60.0, 0.0),
+    ("all_time", "sms", "last_touch", 1.0, 50.0, 200, 0.0, 1.50),
+    ("all_time", "unattributed", "last_touch", 1.0, 40.0, 0, 0.0, 0.0),
+    ("recent", "sms", "data_driven", 1.0, 50.0, 200, 0.0, 1.50),
+    ("recent", "paid_search", "data_driven", 0.0, 0.0, 0, 30.0, 0.0),
+    ("recent", "email", "data_driven", 0.0, 0.0, 800, 0.0, 0.80),
+    ("recent", "sms", "last_touch", 1.0, 50.0, 200, 0.0, 1.50),
+    ("recent", "paid_search", "last_touch", 0.0, 0.0, 0, 30.0, 0.0),
+    ("recent", "email", "last_touch", 0.0, 0.0, 800, 0.0, 0.80),
 ]
+
+
+def roi_rows() -> list[tuple]:
+    """ROI_INPUTS with the derived columns, by channel_roi's rules: ROI and ROAS only with spend."""
+    rows = []
+    for period, channel, model, conversions, revenue, messages, spend, fees in ROI_INPUTS:
+        cost = spend + fees
+        basis = "spend" if spend > 0 else ("sending_fees_only" if fees > 0 else "none")
+        start, end, days = PERIODS[period]
+        rows.append(
+            (
+                channel,
+                model,
+                period,
+                start,
+                end,
+                days,
+                conversions,
+                revenue,
+                messages,
+                spend,
+                fees,
+                cost,
+                basis,
+                (revenue - cost) / cost if basis == "spend" else None,
+                revenue / cost if basis == "spend" else None,
+                cost / conversions if cost > 0 and conversions > 0 else None,
+            )
+        )
+    return rows
+
 
 # order o1 (100.00): email click then paid_search session; order o2 (50.00): one sms click
 O1_WEIGHTS = {  # model: (email weight, paid_search weight)
@@ -101,6 +146,11 @@ LIFECYCLE = [
     (1, "reactivated", "2026-01-10", None, "churned", 4, True),
     (2, "new", "2026-02-20", None, None, 1, True),
 ]
+
+
+# winback · sms has no holdout: no lift, no significance (as experiment_results writes it); its
+# treated arm reaches more people than spring_sale's, yet the header must show spring_sale's lift
+NO_HOLDOUT_ARM = ("winback", "sms", "treated", "treated", 900, 9, 0.01)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> None:
@@ -184,7 +234,14 @@ def write_report_marts(path: Path) -> Path:
                     win,
                 ],
             )
-        con.executemany("insert into marts.channel_roi values (?, ?, ?, ?, ?, ?, ?)", ROI)
+        campaign, channel, arm, arm_type, reach, conv, rate = NO_HOLDOUT_ARM
+        con.execute(
+            "insert into marts.experiment_results (campaign, channel, arm, arm_type, reach, converters, "
+            "conversion_rate, conversion_rate_ci_low, conversion_rate_ci_high, is_winner, confidence_level) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, false, 0.95)",
+            [campaign, channel, arm, arm_type, reach, conv, rate, rate - 0.005, rate + 0.005],
+        )
+        con.executemany(f"insert into marts.channel_roi values ({', '.join(['?'] * 16)})", roi_rows())
         for model, (w_email, w_paid) in O1_WEIGHTS.items():
             for order_id, amount, touch_id, channel, position, length, weight in [
                 ("o1", 100.0, "t1", "email", 1, 2, w_email),

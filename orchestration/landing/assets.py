@@ -22,7 +22,10 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
     name="landing_zone",
     specs=[
         *[_spec(ENTITY_KEYS[e.name], f"{e.path}/**: {e.meaning}") for e in ENTITIES],
-        _spec(REJECTS_KEY, "Landing files and lines that could not be read at all."),
+        _spec(
+            REJECTS_KEY,
+            "Landing files and lines that could not be read at all, and files that belong to no entity.",
+        ),
         _spec(FILES_KEY, "Inventory of every landing file read, with rows and status."),
     ],
     pool="warehouse",
@@ -59,8 +62,16 @@ def landing_zone(
                 ),
             },
         )
+    stray = pd.DataFrame([{"file": f.file, "reason": f.reason} for f in report.no_entity[:20]])
     yield dg.MaterializeResult(
-        asset_key=REJECTS_KEY, metadata={"dagster/row_count": dg.MetadataValue.int(report.rejects)}
+        asset_key=REJECTS_KEY,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(report.rejects),
+            "files_in_no_entity": dg.MetadataValue.int(len(report.no_entity)),
+            "files_in_no_entity_preview": dg.MetadataValue.md(
+                stray.to_markdown(index=False) if len(stray) else "_none_"
+            ),
+        },
     )
     yield dg.MaterializeResult(
         asset_key=FILES_KEY,

@@ -8,8 +8,13 @@ so every bad value can be reported with file, row and field, and nothing is lost
 before dbt sees it.
 
 What cannot be read at all goes to ``landing.load_rejects`` with a reason:
-a whole file that does not parse, a file missing a required column, a JSON line
-that is not an object. The rest of the load goes on.
+a whole file that does not parse, is empty, is not in its encoding (UTF-8 unless
+declared, see ``encoding.py``) or misses a required column, a JSON line that is not
+an object, and every file that belongs to no entity (outside the entity folders, or
+in a format Tideline does not read), with the folders and formats expected. The rest
+of the load goes on. Files and folders whose name starts with ``_`` or ``.`` are
+ignored on purpose: the demo's ground truth (``_truth/``), encoding sidecars, Spark's
+``_SUCCESS`` markers, hidden files.
 
 An entity with no files gets an empty table, so the dbt models run on any subset
 of the entities (orders alone is enough).
@@ -18,6 +23,8 @@ of the entities (orders alone is enough).
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,11 +32,13 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.landing import encoding
 from orchestration.landing.contract import ENTITIES, FILE_FORMATS, Entity
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "landing"
+NO_ENTITY = "no_entity"  # load_rejects.entity of a file that belongs to no entity
 
 
 @dataclass
@@ -40,6 +49,8 @@ class FileResult:
     rows: int
     status: str  # loaded | rejected
     reason: str | None = None
+    encoding: str | None = None  # how a text file was read, e.g. "utf-8", "cp1252 (crm/_encoding.txt)"
+    value: str | None = None  # file content at fault (never logged), e.g. the line that is not UTF-8
 
 
 @dataclass
@@ -56,6 +67,7 @@ class LandingReport:
     raw_dir: str
     entities: dict[str, EntityResult] = field(default_factory=dict)
     files: list[FileResult] = field(default_factory=list)
+    no_entity: list[FileResult] = field(default_factory=list)  # files outside every entity, rejected
     seconds: float = 0.0
 
     @property
@@ -68,7 +80,7 @@ class LandingReport:
 
     @property
     def rejects(self) -> int:
-        return sum(e.rejected_files + e.rejected_rows for e in self.entities.values())
+        return len(self.no_entity) + sum(e.rejected_files + e.rejected_rows for e in self.entities.values())
 
 
 class LandingError(Exception):
@@ -83,17 +95,84 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+IGNORED_PREFIXES = (".", "_")  # files and folders named so are never read nor reported
+TEXT_SNIFF_BYTES = 1 << 16  # a text file this small is checked for being blank
+
+
+@dataclass
+class Inventory:
+    """Every file below the raw dir: per entity the files to load, and what belongs to no entity."""
+
+    files: dict[str, list[Path]] = field(default_factory=dict)  # entity name → readable files
+    unsupported: dict[str, list[Path]] = field(default_factory=dict)  # entity name → other formats
+    no_entity: list[Path] = field(default_factory=list)
+
+
+def inventory(raw_dir: Path) -> Inventory:
+    """Walk the raw dir once (skipping names that start with ``_`` or ``.``) and sort every file
+    into its entity by folder, in a stable order (by path below the raw dir)."""
+    found = Inventory({e.name: [] for e in ENTITIES}, {e.name: [] for e in ENTITIES})
+    deepest_first = sorted(ENTITIES, key=lambda e: -len(e.path.split("/")))
+    paths: list[Path] = []
+    for folder, dirs, names in os.walk(raw_dir, followlinks=True):  # as rglob did: linked folders count
+        dirs[:] = [d for d in dirs if not d.startswith(IGNORED_PREFIXES)]
+        paths += [Path(folder) / n for n in names if not n.startswith(IGNORED_PREFIXES)]
+    for path in sorted(paths, key=lambda p: p.relative_to(raw_dir).as_posix()):
+        parts = path.relative_to(raw_dir).parts
+        entity = next(
+            (e for e in deepest_first if parts[:-1][: len(e.path.split("/"))] == tuple(e.path.split("/"))),
+            None,
+        )
+        if entity is None:
+            found.no_entity.append(path)
+        elif path.suffix.lower() in FILE_FORMATS:
+            found.files[entity.name].append(path)
+        else:
+            found.unsupported[entity.name].append(path)
+    return found
+
+
 def discover_files(raw_dir: Path, entity: Entity) -> list[Path]:
     """All readable files of an entity, in a stable order (sorted by relative path)."""
-    root = raw_dir / entity.path
-    if not root.is_dir():
-        return []
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in FILE_FORMATS and not p.name.startswith((".", "_"))
-    ]
-    return sorted(files, key=lambda p: p.relative_to(raw_dir).as_posix())
+    return inventory(raw_dir).files[entity.name]
+
+
+def _expected_folders() -> str:
+    return ", ".join(f"{e.path}/" for e in ENTITIES)
+
+
+def no_entity_reason(rel: str) -> str:
+    """Why a file outside every entity folder is not loaded, with the folders that are expected."""
+    parts = rel.split("/")
+    where = "the top of the raw dir" if len(parts) == 1 else f"folder {'/'.join(parts[:-1])}/"
+    names = [p.lower() for p in parts[:-1]] + [Path(parts[-1]).stem.lower()]
+    guess = next((e.path for e in ENTITIES for n in names if n == e.path.split("/")[-1]), None)
+    return (
+        f"file belongs to no entity: {where} is not an entity folder"
+        + (f" (did you mean {guess}/?)" if guess else "")
+        + f"; move it into one of {_expected_folders()} (sub-folders below them are fine; "
+        "files and folders whose name starts with _ or . are ignored)"
+    )
+
+
+def unsupported_reason(path: Path) -> str:
+    suffix = "".join(path.suffixes[-2:]).lower() or "no extension"
+    return (
+        f"not a format Tideline reads ({suffix}): save it as CSV (.csv, with a header row), "
+        "Parquet (.parquet) or JSON Lines (.jsonl, .ndjson, .json)"
+    )
+
+
+def _empty_reason(path: Path) -> str | None:
+    """Why a file is empty, or None: 0 bytes, or (text formats) nothing but blank lines."""
+    size = path.stat().st_size
+    if size == 0:
+        return "file is empty (0 bytes): there is nothing to load; export it again, or remove it"
+    if size <= TEXT_SNIFF_BYTES and FILE_FORMATS.get(path.suffix.lower()) != "parquet":
+        head = path.read_bytes()
+        if not head.lstrip(b"\xef\xbb\xbf\xff\xfe").replace(b"\x00", b"").strip():
+            return "file is empty (blank lines only): there is nothing to load; export it again, or remove it"
+    return None
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -111,7 +190,8 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""create or replace table {SCHEMA}.files (
             entity varchar not null, _file varchar not null, format varchar not null,
-            rows bigint not null, status varchar not null, reason varchar, loaded_at timestamp not null)"""
+            rows bigint not null, status varchar not null, reason varchar, encoding varchar,
+            loaded_at timestamp not null)"""
     )
 
 
@@ -169,7 +249,10 @@ def _load_jsonl(
         f"from read_csv({_quote_literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         f"delim='\x1f', quote='', escape='', auto_detect=false)"
     )
-    con.execute(f"create or replace temp table _jsonl as {lines}")
+    try:  # the only statement that reads the file: nothing is inserted before it succeeds
+        con.execute(f"create or replace temp table _jsonl as {lines}")
+    except duckdb.Error as exc:
+        return 0, f"file cannot be read as JSON Lines: {_first_line(exc)}"
     con.execute("alter table _jsonl add column ok boolean")
     con.execute("update _jsonl set ok = coalesce(json_type(j) = 'OBJECT', false)")
     select = ", ".join(f"json_extract_string(j, {_quote_literal('$.' + c)})" for c in entity.column_names)
@@ -207,37 +290,86 @@ def load_landing_zone(
         raise LandingError(f"raw dir {raw} does not exist (set --raw-dir or TIDELINE_RAW_DIR)")
     report = LandingReport(raw_dir=str(raw))
     _create_tables(con)
-    for entity in entities:
-        result = EntityResult(entity.name)
-        report.entities[entity.name] = result
-        for path in discover_files(raw, entity):
-            rel = path.relative_to(raw).as_posix()
-            fmt = FILE_FORMATS[path.suffix.lower()]
-            if fmt == "jsonl":
-                rows, reason = _load_jsonl(con, entity, path, rel)
-            else:
-                rows, reason = _load_tabular(con, entity, path, rel, fmt)
-            status = "rejected" if reason else "loaded"
-            if reason:
-                con.execute(
-                    f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, null, ?)",
-                    [entity.name, rel, reason],
+    found = inventory(raw)
+    with tempfile.TemporaryDirectory(prefix="tideline-landing-") as scratch:
+        for entity in entities:
+            result = EntityResult(entity.name)
+            report.entities[entity.name] = result
+            for path in found.files[entity.name]:
+                _record(con, report, result, _load_file(con, entity, raw, path, Path(scratch)))
+            for path in found.unsupported[entity.name]:
+                rel = path.relative_to(raw).as_posix()
+                fmt = path.suffix.lower().lstrip(".") or "unknown"
+                _record(
+                    con,
+                    report,
+                    result,
+                    FileResult(entity.name, rel, fmt, 0, "rejected", unsupported_reason(path)),
                 )
-                log.warning("landing: %s rejected: %s", rel, reason)
-                result.rejected_files += 1
-            report.files.append(FileResult(entity.name, rel, fmt, rows, status, reason))
-            con.execute(
-                f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, now()::timestamp)",
-                [entity.name, rel, fmt, rows, status, reason],
-            )
-            result.files += 1
-            result.rows += rows
-        row = con.execute(
-            f"select count(*) from {SCHEMA}.load_rejects where entity = ? and _row is not null", [entity.name]
-        ).fetchone()
-        result.rejected_rows = int(row[0]) if row else 0
+            row = con.execute(
+                f"select count(*) from {SCHEMA}.load_rejects where entity = ? and _row is not null",
+                [entity.name],
+            ).fetchone()
+            result.rejected_rows = int(row[0]) if row else 0
+    for path in found.no_entity:
+        rel = path.relative_to(raw).as_posix()
+        fmt = FILE_FORMATS.get(path.suffix.lower(), path.suffix.lower().lstrip(".") or "unknown")
+        _record(con, report, None, FileResult(NO_ENTITY, rel, fmt, 0, "rejected", no_entity_reason(rel)))
     orders = report.entities.get("commerce_orders")
     if orders is not None and orders.rows == 0:
         log.warning("landing: no order rows found under %s/commerce/orders; marts will be empty", raw)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection, entity: Entity, raw: Path, path: Path, scratch: Path
+) -> FileResult:
+    """Load one file of an entity; what makes it unusable as a whole is the result's reason."""
+    rel = path.relative_to(raw).as_posix()
+    fmt = FILE_FORMATS[path.suffix.lower()]
+    source, used, sample = path, None, None
+    reason = _empty_reason(path)
+    if reason is None and fmt != "parquet":
+        try:
+            found = encoding.detect(raw, path)
+            used = found.describe()
+            if not found.is_utf8:
+                source = scratch / f"utf8{path.suffix.lower()}"
+                encoding.transcode(path, found, source)
+        except encoding.EncodingProblem as problem:
+            reason, sample = str(problem), problem.sample
+    rows = 0
+    if reason is None:
+        try:
+            if fmt == "jsonl":
+                rows, reason = _load_jsonl(con, entity, source, rel)
+            else:
+                rows, reason = _load_tabular(con, entity, source, rel, fmt)
+        finally:
+            if source != path:
+                source.unlink(missing_ok=True)
+    return FileResult(entity.name, rel, fmt, rows, "rejected" if reason else "loaded", reason, used, sample)
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection, report: LandingReport, result: EntityResult | None, file: FileResult
+) -> None:
+    """Write a file's outcome to landing.files (and landing.load_rejects when it was rejected)."""
+    if file.reason:
+        con.execute(
+            f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, left(?, 200), ?)",
+            [file.entity, file.file, file.value, file.reason],
+        )
+        log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
+    con.execute(
+        f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
+        [file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding],
+    )
+    if result is None:
+        report.no_entity.append(file)
+        return
+    report.files.append(file)
+    result.files += 1
+    result.rows += file.rows
+    result.rejected_files += bool(file.reason)

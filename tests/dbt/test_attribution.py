@@ -1,7 +1,7 @@
 """Attribution on a small landing zone and delivery ledger, every expected credit worked out by hand.
 
-As of 2025-06-30; channel_roi covers 2025-06-01 .. 2025-06-30 (30 days). Lookback 30 days,
-half-life 7 days.
+As of 2025-06-30; channel_roi's recent period covers 2025-06-01 .. 2025-06-30 (30 days), its
+all_time period 2025-05-01 (the first order, o0) .. 2025-06-30. Lookback 30 days, half-life 7 days.
 
 - c1 browsed anonymously (a1) from google/cpc on 06-10 10:00 (session s1), signed up on that
   device, came back from facebook/paid_social on 06-20 09:00 (s2), came back directly on 06-21
@@ -334,7 +334,8 @@ def test_channel_roi(warehouse: Warehouse) -> None:
     roi = {
         (r[0], r[1]): r[2:]
         for r in warehouse.query(
-            "select channel, model, conversions, attributed_revenue, cost, roi, roas from marts.channel_roi"
+            "select channel, model, conversions, attributed_revenue, cost, roi, roas from marts.channel_roi "
+            "where period = 'recent'"
         )
     }
     seed = _seed_costs()
@@ -348,6 +349,8 @@ def test_channel_roi(warehouse: Warehouse) -> None:
         "paid_social": sum(_price(seed, "paid_social", "per_day", d) for d in june),
     }
     assert cost["email"] > 0 and cost["paid_search"] > 0  # the seed prices these channels
+    # ROI only where the channel has spend: email and sms have sending fees only
+    with_spend = {"paid_search", "paid_social"}
     # linear: o1's 100.00 in thirds, o2's 50.00 all email; o3 (70.00) unattributed
     linear = {
         "paid_search": (1 / 3, 100 / 3),
@@ -362,7 +365,7 @@ def test_channel_roi(warehouse: Warehouse) -> None:
         assert got[0] == pytest.approx(conversions, abs=1e-9), channel
         assert got[1] == pytest.approx(revenue, abs=1e-7), channel
         assert got[2] == pytest.approx(spent, abs=1e-9), channel
-        if spent > 0:
+        if channel in with_spend:
             assert got[3] == pytest.approx((revenue - spent) / spent, rel=1e-9), channel
             assert got[4] == pytest.approx(revenue / spent, rel=1e-9), channel
         else:
@@ -372,12 +375,86 @@ def test_channel_roi(warehouse: Warehouse) -> None:
     assert roi[("paid_search", "last_touch")][:2] == pytest.approx((0.0, 0.0))
     # every model hands out exactly the period's completed orders (o1, o2, o3) and their revenue
     totals = warehouse.query(
-        "select model, sum(conversions), sum(attributed_revenue) from marts.channel_roi group by model"
+        "select model, sum(conversions), sum(attributed_revenue) from marts.channel_roi "
+        "where period = 'recent' group by model"
     )
     assert len(totals) == 6
     for model, conversions, revenue in totals:
         assert conversions == pytest.approx(3.0, abs=1e-9), model
         assert revenue == pytest.approx(220.0, abs=1e-7), model
+
+
+def test_channel_roi_says_what_its_cost_covers(warehouse: Warehouse) -> None:
+    """Sending fees alone give no ROI (it would be thousands of percent): cost per conversion
+    instead, and cost_basis says which case a row is."""
+    rows = {
+        r["channel"]: r
+        for r in warehouse.dicts(
+            "select * from marts.channel_roi where period = 'recent' and model = 'linear'"
+        )
+    }
+    seed = _seed_costs()
+    email_fees = sum(_price(seed, "email", "per_message", dt.date(2025, 6, d)) for d in (25, 14, 20))
+    email = rows["email"]
+    assert (email["cost_basis"], email["messages_sent"]) == ("sending_fees_only", 3)
+    assert (email["spend"], email["sending_fees"]) == (0, pytest.approx(email_fees))
+    assert email["roi"] is None and email["roas"] is None
+    assert email["cost_per_conversion"] == pytest.approx(email_fees / (1 / 3 + 1))
+    sms = rows["sms"]  # one SMS sent, never engaged with: fees, no conversion
+    assert (sms["cost_basis"], sms["messages_sent"], sms["conversions"]) == ("sending_fees_only", 1, 0)
+    assert sms["cost_per_conversion"] is None
+    paid = rows["paid_search"]
+    assert (paid["cost_basis"], paid["messages_sent"], paid["sending_fees"]) == ("spend", 0, 0)
+    assert (
+        paid["cost"]
+        == paid["spend"]
+        == pytest.approx(30 * _price(seed, "paid_search", "per_day", dt.date(2025, 6, 1)))
+    )
+    assert paid["cost_per_conversion"] == pytest.approx(paid["cost"] / (1 / 3))
+    unattributed = rows["unattributed"]  # social (c4, never bought) has neither credit nor cost: no row
+    assert (unattributed["cost_basis"], unattributed["cost"], unattributed["roi"]) == ("none", 0, None)
+    assert unattributed["cost_per_conversion"] is None and "social" not in rows
+
+
+def test_channel_roi_periods_are_labelled_and_all_time_agrees_with_the_credit(warehouse: Warehouse) -> None:
+    """recent: the 30 days up to the as-of date; all_time: from the first order (o0, 05-01). The
+    all_time rows carry exactly fct_attribution's credit per channel and model."""
+    periods = warehouse.query(
+        "select distinct period, cast(period_start as varchar), cast(period_end as varchar), period_days "
+        "from marts.channel_roi order by 1"
+    )
+    assert periods == [
+        ("all_time", "2025-05-01", "2025-06-30", 61),
+        ("recent", "2025-06-01", "2025-06-30", 30),
+    ]
+    all_time = {
+        (r[0], r[1]): r[2:]
+        for r in warehouse.query(
+            "select channel, model, conversions, attributed_revenue, cost from marts.channel_roi "
+            "where period = 'all_time'"
+        )
+    }
+    credit = warehouse.query(
+        "select channel, model, sum(weight), sum(attributed_revenue) from marts.fct_attribution group by 1, 2"
+    )
+    assert credit
+    for channel, model, conversions, revenue in credit:
+        assert all_time[(channel, model)][:2] == pytest.approx((conversions, revenue)), (channel, model)
+    # o0 (20.00, May, no touch) and o3 (70.00) are unattributed; all four orders per model
+    assert all_time[("unattributed", "linear")][:2] == pytest.approx((2.0, 90.0))
+    totals = warehouse.query(
+        "select model, sum(conversions), sum(attributed_revenue) from marts.channel_roi "
+        "where period = 'all_time' group by model"
+    )
+    assert len(totals) == 6 and all(
+        c == pytest.approx(4.0) and r == pytest.approx(240.0) for _, c, r in totals
+    )
+    # ad spend over the 61 days of all_time, at each day's price
+    seed = _seed_costs()
+    days = [dt.date(2025, 5, 1) + dt.timedelta(days=i) for i in range(61)]
+    assert all_time[("paid_search", "linear")][2] == pytest.approx(
+        sum(_price(seed, "paid_search", "per_day", d) for d in days)
+    )
 
 
 def test_removal_effects_placeholder_matches_what_the_asset_writes(warehouse: Warehouse) -> None:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from plotly.offline import get_plotlyjs
 
-from orchestration.report import build_campaign_report, fmt_p, fmt_pct, fmt_pp
+from orchestration.report import (
+    Marts,
+    build_campaign_report,
+    experiment_section,
+    fmt_amount,
+    fmt_p,
+    fmt_pct,
+    fmt_pp,
+)
 from orchestration.report_assets import REPORT_KEY, ReportSettings, campaign_report
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
@@ -36,11 +46,33 @@ def _section(page: str, key: str) -> str:
     return _text(match.group(0))
 
 
+def _tables(page: str, key: str) -> list[list[list[str]]]:
+    """The section's tables as rows of cell texts (a cell's second line joined with a space)."""
+    match = re.search(rf'<section class="card" id="{key}".*?</section>', page, flags=re.S)
+    assert match, key
+    return [
+        [
+            [html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell))).strip() for cell in cells]
+            for cells in (
+                re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)
+            )
+        ]
+        for table in re.findall(r"<table.*?</table>", match.group(0), flags=re.S)
+    ]
+
+
 def test_people_formatting() -> None:
     assert fmt_pp(-0.018) == "-1.8 pp" and fmt_pp(0.025) == "+2.5 pp"
     assert fmt_pct(160 / 388) == "41.2%"
     assert fmt_p(0.0004) == "p < 0.001" and fmt_p(0.03) == "p = 0.030"
     assert fmt_pp(None) == "—"
+    # sending fees are fractions of a cent: not rounded to 0.00
+    assert (fmt_amount(0.0046), fmt_amount(0.33), fmt_amount(0), fmt_amount(1234.5)) == (
+        "0.0046",
+        "0.33",
+        "0.00",
+        "1,234.50",
+    )
 
 
 def test_report_from_every_mart(tmp_path: Path) -> None:
@@ -78,33 +110,82 @@ def test_report_from_every_mart(tmp_path: Path) -> None:
     trend = _section(page, "trend")
     # 2026-03-01: 300 + 300 sent, 290 + 295 delivered, 120 + 150 opens, 30 + 60 clicks, 9 + 18 conversions
     assert "2026-03-01 600 585 270 90 27 1,530.50" in trend
+    # 2026-03-02: opens of the emails only (40 + 50), not the 7 the SMS reported
+    assert "Send date Sent Delivered Opened (email) Clicked" in trend
     assert "2026-03-02 400 393 90 54 13 710.00" in trend
 
     roi = _section(page, "roi")
     assert "Credit by the Data-driven (Markov) model." in roi
-    assert "email 1.7 170.00 40.00 +325% 4.25×" in roi
-    assert "paid_search 0.3 30.00 60.00 -50% 0.50×" in roi
+    assert "The chart shows the last 30 days (2026-02-01 to 2026-03-02)." in roi
+    assert (
+        "Last 30 days (2026-02-01 to 2026-03-02) Channel" in roi
+        and "All time (2025-01-01 to 2026-03-02)" in roi
+    )
+    # columns: conversions, revenue, messages sent, cost (basis), ROI (ROAS), cost / conversion
+    assert "email 0.7 70.00 800 0.80 sending fees only — 1.14 sms" in roi  # no ROI on sending fees
+    assert "paid_search 0.3 30.00 — 60.00 spend -50% ROAS 0.50× 200.00 unattributed" in roi
+    assert "unattributed (no touch) 1.0 40.00 — 0.00 no cost recorded — — ROI and ROAS" in roi
+    assert "ROI and ROAS are shown only for channels with spend" in roi
 
     attribution = _section(page, "attribution")
     # o1 (100.00) split email/paid_search per model, o2 (50.00) all sms: email revenue per model
+    assert "Period: all time (2025-01-01 to 2026-03-02), every order up to the as-of date" in attribution
+    assert "Attributed revenue · all time (2025-01-01 to 2026-03-02)" in attribution
     assert "email 100.00 0.00 50.00 40.00 50.00 70.00" in attribution
     assert "sms 50.00 50.00 50.00 50.00 50.00 50.00" in attribution
 
     lifecycle = _section(page, "lifecycle")
-    # three first spells start as new; new then splits 1/1 into active and at_risk
-    assert "(first spell) new 3 100.0% 1" in lifecycle
+    # three customers first seen as new; new then splits 1/1 into active and at_risk
+    assert "first seen new 3 100.0% 1" in lifecycle
     assert "new at_risk 1 50.0% 0" in lifecycle
+    assert "spell" not in page
 
     experiments = _section(page, "experiments")
-    assert "spring_sale email holdout 100 2 2.00% (1.00% – 3.00%) baseline" in experiments
+    assert "spring_sale email holdout 2 of 100 2.00% 1.00% – 3.00% baseline" in experiments
     assert (
-        "spring_sale email B 400 24 6.00% (5.00% – 7.00%) +4.00 pp (+0.90 pp to +7.10 pp) +200% p = 0.012 ★ winner"
+        "spring_sale email B 24 of 400 6.00% 5.00% – 7.00% +4.00 pp +0.90 pp to +7.10 pp +200% p = 0.012 ★ winner"
         in experiments
     )
     assert (
-        "A 400 12 3.00% (2.00% – 4.00%) +1.00 pp (-1.80 pp to +3.80 pp) +50% p = 0.470 not significant"
+        "A 12 of 400 3.00% 2.00% – 4.00% +1.00 pp -1.80 pp to +3.80 pp +50% p = 0.470 not significant"
         in experiments
     )
+    # winback has no holdout: said so, not a lift of 0 that is "not significant"
+    assert "winback sms treated 9 of 900 1.00% 0.50% – 1.50% no holdout no holdout" in experiments
+    assert "Not drawn, as they have no holdout to measure a lift against: winback · sms." in experiments
+
+
+def test_roi_all_time_agrees_with_the_attribution_section(tmp_path: Path) -> None:
+    """The ROI section's all-time table and the attribution section show the same period and, for
+    the ROI's model, the same revenue and conversions per channel."""
+    warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
+    page = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02").path.read_text()
+    _recent, all_time, *_ = _tables(page, "roi")
+    revenue, conversions = _tables(page, "attribution")
+    data_driven = revenue[0].index("Data-driven (Markov)")
+    by_channel = {row[0]: (row[1], row[2]) for row in all_time[1:]}
+    attributed = {
+        row[0]: (conv[data_driven], row[data_driven])
+        for row, conv in zip(revenue[1:], conversions[1:], strict=True)
+    }
+    assert attributed == {"email": ("0.7", "70.00"), "sms": ("1.0", "50.00"), "paid_search": ("0.3", "30.00")}
+    assert {c: v for c, v in by_channel.items() if c in attributed} == attributed
+    assert "All time (2025-01-01 to 2026-03-02)" in _section(page, "roi")
+    assert "all time (2025-01-01 to 2026-03-02)" in _section(page, "attribution")
+
+
+def test_arms_without_a_holdout_are_not_drawn_and_the_header_shows_a_measured_lift(tmp_path: Path) -> None:
+    warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        section = experiment_section(Marts(con))
+    finally:
+        con.close()
+    drawn = list(section.figure.data[0].y)
+    assert drawn == ["spring_sale · email · A", "spring_sale · email · B", "spring_sale · email · treated"]
+    # winback's treated arm reaches 900, more than spring_sale's 800, but has no lift to headline
+    result = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    assert (result.headline.lift["campaign"], result.headline.experiments) == ("spring_sale", 1)
 
 
 def test_empty_warehouse_says_so_in_every_section(tmp_path: Path) -> None:
@@ -128,7 +209,8 @@ def test_other_roi_model_and_missing_warehouse(tmp_path: Path) -> None:
     warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
     result = build_campaign_report(warehouse, tmp_path, as_of="2026-03-02", roi_model="last_touch")
     roi = _section(result.path.read_text(), "roi")
-    assert "Credit by the Last touch model." in roi and "paid_search 1.0 100.00 60.00 +67% 1.67×" in roi
+    assert "Credit by the Last touch model." in roi
+    assert "paid_search 1.0 100.00 — 60.00 spend +67% ROAS 1.67× 60.00" in roi
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_campaign_report(tmp_path / "nowhere.duckdb", tmp_path)
     with pytest.raises(ValueError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
 
-from orchestration.summary import _campaign_lines
+from activation.ledger import ensure_schema
+from orchestration.summary import _activation_lines, _campaign_lines
 
 
 def test_no_marts_no_section() -> None:
@@ -49,3 +51,60 @@ def test_campaign_rows_and_experiment_headline(tmp_path: Path) -> None:
     )
     assert "A 5.0% of 100, B 18.0% of 100, holdout 3.0% of 20, treated 11.5% of 200 converted" in text
     assert "winner: B" in text
+
+
+def _sync_run(con, sync_id: str, key: str, started: str, audience: int, sent: int, skipped: dict) -> None:
+    con.execute(
+        "insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run, started_at, "
+        "segment_rows, sent, skipped_by_reason, failed, dead_letters, unknown, status) "
+        "values (?, ?, 'win_back', 'email', 'message', false, ?, ?, ?, ?, 0, 0, 0, 'done')",
+        [sync_id, key, started, audience, sent, json.dumps(skipped)],
+    )
+
+
+def _ledger(con, sync_id: str, key: str, status: str, n: int) -> None:
+    con.execute(
+        "insert into tideline_sync.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action, status, "
+        "channel, recorded_at) select uuid(), ?, ?, 'c' || i, 'insert', ?, 'email', now()::timestamp from range(?) t(i)",
+        [key, sync_id, status, n],
+    )
+
+
+def test_a_rerun_that_sends_nothing_new_says_what_was_sent_before(tmp_path: Path) -> None:
+    """The first run sent 12 of an audience of 15 (3 without consent); the rerun sends 0 because
+    the ledger already holds those 12: it reads '0 now, 12 before', not a failed send."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    key = "win_back__email"
+    _sync_run(con, "run-1", key, "2026-11-23 09:00:00", 15, 12, {"no_consent": 3})
+    _ledger(con, "run-1", key, "sent", 12)
+    _ledger(con, "run-1", key, "skipped", 3)
+    _sync_run(con, "run-2", key, "2026-11-24 09:00:00", 16, 0, {"no_consent": 3})
+    _ledger(con, "run-2", key, "skipped", 1)
+    _ledger(con, "run-2", "other__sms", "sent", 5)  # another activation's messages are not this one's
+
+    lines = _activation_lines(con)
+
+    header = next(line for line in lines if line.startswith("Activation"))
+    assert header.split()[3:8] == ["audience", "sent", "now", "sent", "before"]
+    row = next(line for line in lines if line.strip().startswith(key))
+    assert row.split() == [key, "16", "0", "12", "0", "no_consent", "3"]
+    assert (
+        "sent before: by earlier runs of the same activation (delivery ledger), never sent again" in lines[-1]
+    )
+
+
+def test_no_relative_lift_when_the_holdout_converted_no_one() -> None:
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        """create table marts.experiment_results as select * from (values
+           ('win_back', 'email', 'holdout', 'holdout', 29, 0.0, null, null, null, null, null, false, 0.95),
+           ('win_back', 'email', 'treated', 'treated', 334, 0.174, 0.174, 0.051, 0.218, null, 0.014, false, 0.95))
+           t(campaign, channel, arm, arm_type, reach, conversion_rate, absolute_lift, absolute_lift_ci_low,
+             absolute_lift_ci_high, relative_lift, p_value, is_winner, confidence_level)"""
+    )
+    assert (
+        "  incremental lift vs holdout: +17.4 pts (95% CI +5.1 pts to +21.8 pts), p = 0.014"
+        in _campaign_lines(con)
+    )

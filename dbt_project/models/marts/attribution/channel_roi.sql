@@ -1,15 +1,19 @@
--- Revenue, cost, ROI and ROAS per channel and attribution model over the analysed
--- period: the `attribution_roi_period_days` days up to and including the as-of date.
+-- Revenue, cost and return per channel, attribution model and period. Two periods, both
+-- ending on the as-of date: 'recent' (the `attribution_roi_period_days` days up to and
+-- including it) and 'all_time' (from the first day with an order, a touch or a sent
+-- message), so a report can show either and say which.
 -- Conversions and revenue: orders placed in the period (their attribution weights);
--- completed orders in the period without any touch are the channel 'unattributed'.
--- Cost: messages sent in the period × the channel's per_message price, plus each
--- per_day price × the days of the period it was valid on (seed channel_costs).
+-- completed orders of the period without any touch are the channel 'unattributed'.
+-- Cost: spend (each per_day price × the days of the period it was valid on) plus sending
+-- fees (messages sent in the period × the per_message price valid on the send date), from
+-- the channel_costs seed. ROI and ROAS only where the channel has spend: sending fees
+-- alone (fractions of a cent per email) leave out what a channel really costs, and their
+-- "ROI" of millions of percent means nothing; those channels get cost per conversion
+-- instead, and cost_basis says which case a row is.
 {%- set period_days = var('attribution_roi_period_days') | int %}
 {%- if period_days <= 0 %}
     {{ exceptions.raise_compiler_error("attribution_roi_period_days must be positive") }}
 {%- endif %}
-{%- set period_start = 'cast(' ~ dbt.dateadd('day', 1 - period_days, as_of_date()) ~ ' as date)' %}
-{%- set period_end = as_of_date() %}
 with costs as (
     select
         channel,
@@ -20,15 +24,35 @@ with costs as (
     from {{ ref('channel_costs') }}
 ),
 
-attributed as (
+activity_days as (
+    select order_date as activity_date from {{ ref('int_orders_resolved') }}
+    where is_purchase
+    union all
+    select cast(touched_at as date) from {{ ref('fct_touchpoints') }}
+    union all
+    select send_date from {{ ref('fct_messages') }}
+    where is_sent
+),
+
+first_activity as (
+    select min(activity_date) as first_day from activity_days
+),
+
+periods as (
     select
-        channel,
-        model,
-        sum(weight) as conversions,
-        sum(attributed_revenue) as attributed_revenue
-    from {{ ref('fct_attribution') }}
-    where cast(ordered_at as date) >= {{ period_start }}
-    group by channel, model
+        'recent' as period,
+        cast({{ dbt.dateadd('day', 1 - period_days, as_of_date()) }} as date) as period_start,
+        {{ as_of_date() }} as period_end
+    union all
+    select
+        'all_time' as period,
+        -- nothing happened yet: a one-day period, so costs stay bounded
+        coalesce(
+            case when first_activity.first_day <= {{ as_of_date() }} then first_activity.first_day end,
+            {{ as_of_date() }}
+        ) as period_start,
+        {{ as_of_date() }} as period_end
+    from first_activity
 ),
 
 models as (
@@ -38,100 +62,156 @@ models as (
     {%- endfor %}
 ),
 
+attributed as (
+    select
+        periods.period,
+        credit.channel,
+        credit.model,
+        sum(credit.weight) as conversions,
+        sum(credit.attributed_revenue) as attributed_revenue
+    from {{ ref('fct_attribution') }} as credit
+    inner join periods
+        on cast(credit.ordered_at as date) between periods.period_start and periods.period_end
+    group by periods.period, credit.channel, credit.model
+),
+
 unattributed as (
     select
+        periods.period,
         'unattributed' as channel,
         models.model,
         cast(count(*) as double precision) as conversions,
         sum(orders.amount) as attributed_revenue
     from {{ ref('int_orders_resolved') }} as orders
+    inner join periods
+        on orders.order_date between periods.period_start and periods.period_end
     cross join models
     where
         orders.is_purchase
-        and orders.order_date >= {{ period_start }}
         and not exists (
             select 1 from {{ ref('fct_attribution') }} as credited
             where credited.order_id = orders.order_id
         )
-    group by models.model
+    group by periods.period, models.model
 ),
 
-message_costs as (
+messages_sent as (
     select
+        periods.period,
         messages.channel,
-        sum(costs.amount) as cost
+        count(*) as messages_sent,
+        sum(coalesce(costs.amount, 0)) as sending_fees
     from {{ ref('fct_messages') }} as messages
-    inner join costs
+    inner join periods
+        on messages.send_date between periods.period_start and periods.period_end
+    left join costs
         on
             messages.channel = costs.channel
             and costs.cost_type = 'per_message'
             and messages.send_date >= costs.valid_from
             and (costs.valid_to is null or messages.send_date <= costs.valid_to)
-    where messages.is_sent and messages.send_date >= {{ period_start }} and messages.send_date <= {{ period_end }}
-    group by messages.channel
+    where messages.is_sent
+    group by periods.period, messages.channel
 ),
 
 daily_spans as (
     select
-        channel,
-        amount,
-        case when valid_from > {{ period_start }} then valid_from else {{ period_start }} end as span_start,
+        periods.period,
+        costs.channel,
+        costs.amount,
         case
-            when valid_to is not null and valid_to < {{ period_end }} then valid_to else {{ period_end }}
+            when costs.valid_from > periods.period_start then costs.valid_from else periods.period_start
+        end as span_start,
+        case
+            when costs.valid_to is not null and costs.valid_to < periods.period_end then costs.valid_to
+            else periods.period_end
         end as span_end
     from costs
-    where cost_type = 'per_day'
+    cross join periods
+    where costs.cost_type = 'per_day'
 ),
 
-daily_costs as (
+spend as (
     select
+        period,
         channel,
-        sum(amount * ({{ dbt.datediff('span_start', 'span_end', 'day') }} + 1)) as cost
+        sum(amount * ({{ dbt.datediff('span_start', 'span_end', 'day') }} + 1)) as spend
     from daily_spans
     where span_end >= span_start
-    group by channel
-),
-
-channel_costs as (
-    select channel, sum(cost) as cost
-    from (
-        select channel, cost from message_costs
-        union all
-        select channel, cost from daily_costs
-    ) as all_costs
-    group by channel
+    group by period, channel
 ),
 
 credited as (
-    select channel, model, conversions, attributed_revenue from attributed
+    select period, channel, model, conversions, attributed_revenue from attributed
     union all
-    select channel, model, conversions, attributed_revenue from unattributed
+    select period, channel, model, conversions, attributed_revenue from unattributed
 ),
 
 grid as (
-    select channel, model from credited
+    select period, channel, model from credited
     union
-    select channel_costs.channel, models.model from channel_costs cross join models
+    select spend.period, spend.channel, models.model from spend cross join models
+    union
+    select messages_sent.period, messages_sent.channel, models.model from messages_sent cross join models
+),
+
+joined as (
+    select
+        grid.channel,
+        grid.model,
+        grid.period,
+        periods.period_start,
+        periods.period_end,
+        coalesce(credited.conversions, 0) as conversions,
+        cast(coalesce(credited.attributed_revenue, 0) as double precision) as attributed_revenue,
+        coalesce(messages_sent.messages_sent, 0) as messages_sent,
+        cast(coalesce(spend.spend, 0) as double precision) as spend,
+        cast(coalesce(messages_sent.sending_fees, 0) as double precision) as sending_fees
+    from grid
+    inner join periods on grid.period = periods.period
+    left join credited
+        on grid.period = credited.period and grid.channel = credited.channel and grid.model = credited.model
+    left join spend on grid.period = spend.period and grid.channel = spend.channel
+    left join messages_sent on grid.period = messages_sent.period and grid.channel = messages_sent.channel
 ),
 
 final as (
     select
-        grid.channel,
-        grid.model,
-        coalesce(credited.conversions, 0) as conversions,
-        cast(coalesce(credited.attributed_revenue, 0) as double precision) as attributed_revenue,
-        coalesce(channel_costs.cost, 0) as cost
-    from grid
-    left join credited on grid.channel = credited.channel and grid.model = credited.model
-    left join channel_costs on grid.channel = channel_costs.channel
+        channel,
+        model,
+        period,
+        period_start,
+        period_end,
+        {{ dbt.datediff('period_start', 'period_end', 'day') }} + 1 as period_days,
+        conversions,
+        attributed_revenue,
+        messages_sent,
+        spend,
+        sending_fees,
+        spend + sending_fees as cost,
+        case
+            when spend > 0 then 'spend'
+            when sending_fees > 0 then 'sending_fees_only'
+            else 'none'
+        end as cost_basis
+    from joined
 )
 
 select
     channel,
     model,
+    period,
+    period_start,
+    period_end,
+    period_days,
     conversions,
     attributed_revenue,
+    messages_sent,
+    spend,
+    sending_fees,
     cost,
-    case when cost > 0 then (attributed_revenue - cost) / cost end as roi,
-    case when cost > 0 then attributed_revenue / cost end as roas
+    cost_basis,
+    case when cost_basis = 'spend' then (attributed_revenue - cost) / cost end as roi,
+    case when cost_basis = 'spend' then attributed_revenue / cost end as roas,
+    case when cost > 0 and conversions > 0 then cost / conversions end as cost_per_conversion
 from final
