@@ -248,6 +248,27 @@ def data_end(con: duckdb.DuckDBPyConnection, sources: FeatureSources = WAREHOUSE
     ).fetchone()[0]
 
 
+def usable_features(x: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The columns a model can learn from, and why each other one is left out.
+
+    A column missing for every row ("empty for every customer": an orders-only landing zone has no
+    events, so `days_since_last_event` is empty) or holding one value for every row ("0 for every
+    customer") says nothing about the outcome; an all-missing column also breaks the gradient
+    booster's binning. A column that is present for some rows and missing for others is kept: that
+    it is missing is information."""
+    kept: list[str] = []
+    dropped: dict[str, str] = {}
+    for column in x.columns:
+        values = x[column]
+        if values.isna().all():
+            dropped[column] = "empty for every customer"
+        elif values.nunique(dropna=False) == 1:
+            dropped[column] = f"{float(values.iloc[0]):g} for every customer"
+        else:
+            kept.append(column)
+    return kept, dropped
+
+
 def is_active(features: pd.DataFrame, window_days: int) -> np.ndarray:
     """Buyers whose last purchase falls within `window_days` before the cutoff."""
     recency = features["days_since_last_purchase"].to_numpy()

@@ -4,6 +4,12 @@ A version is the UTC training time plus a short hash of the metadata, so version
 sort by time and two trainings never collide. Metadata records the training
 window, features, metrics and the library versions the model was built with;
 loading a model built with another scikit-learn major/minor version warns.
+
+Nothing trained on one dataset scores another: `save` records in `trained_on` which
+data the model was trained on (`data_identity`: the warehouse file and the raw
+dir it was loaded from, as resolved paths), and `load` only returns a model whose
+`trained_on` is the caller's. A model trained elsewhere, or saved before Tideline
+recorded it, is treated like no model at all (ModelNotFound, with the reason).
 """
 
 from __future__ import annotations
@@ -27,7 +33,20 @@ log = logging.getLogger(__name__)
 
 
 class ModelNotFound(LookupError):
-    pass
+    """No usable model: none trained, none that beat its baseline, or none trained on this data.
+    The message is the reason in words."""
+
+
+def data_identity(warehouse: str | Path, raw_dir: str | Path) -> dict[str, str]:
+    """What a model is trained on: the warehouse file and the landing zone it is loaded from, resolved,
+    so the same data reached through a relative path or a symlink is the same data."""
+    return {"warehouse": str(Path(warehouse).resolve()), "raw_dir": str(Path(raw_dir).resolve())}
+
+
+def _describe(identity: dict | None) -> str:
+    if not identity:
+        return "data Tideline did not record (a model saved before it recorded trained_on)"
+    return ", ".join(f"{k} {v}" for k, v in sorted(identity.items()))
 
 
 @dataclass(frozen=True)
@@ -56,11 +75,21 @@ class ModelRegistry:
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
-    def save(self, name: str, model: Any, metadata: dict, now: dt.datetime | None = None) -> LoadedModel:
+    def save(
+        self,
+        name: str,
+        model: Any,
+        metadata: dict,
+        *,
+        trained_on: dict[str, str],
+        now: dt.datetime | None = None,
+    ) -> LoadedModel:
+        """Write a new version; `trained_on` is the data it was trained on (`data_identity`)."""
         now = now or dt.datetime.now(dt.UTC)
         full = {
             **metadata,
             "name": name,
+            "trained_on": dict(trained_on),
             "trained_at": now.isoformat(timespec="seconds"),
             "libraries": library_versions(),
         }
@@ -80,9 +109,18 @@ class ModelRegistry:
             return []
         return sorted(p.name for p in folder.iterdir() if (p / "metadata.json").exists())
 
-    def load(self, name: str, version: str | None = None, approved_only: bool = True) -> LoadedModel:
-        """The given version, else the newest one (that beat its baseline, unless approved_only is off)."""
-        versions = self.versions(name)
+    def load(
+        self,
+        name: str,
+        version: str | None = None,
+        approved_only: bool = True,
+        *,
+        trained_on: dict[str, str] | None,
+    ) -> LoadedModel:
+        """The given version, else the newest one that beat its baseline (unless approved_only is off),
+        trained on `trained_on` (`data_identity`). `trained_on=None` skips that check: only for looking
+        at artefacts, never for scoring."""
+        versions = [version] if version is not None else self.versions(name)
         if approved_only and version is None:
             versions = [v for v in versions if self._metadata(name, v).get("beats_baseline", True)]
         if not versions:
@@ -90,7 +128,17 @@ class ModelRegistry:
                 f"no trained {name!r} model under {self.root}: materialise the {name}_model asset "
                 f"(job tideline_retrain) first; models that did not beat their baseline are not used"
             )
-        version = version or versions[-1]
+        if trained_on is not None:
+            mine = [v for v in versions if self._metadata(name, v).get("trained_on") == trained_on]
+            if not mine:
+                other = self._metadata(name, versions[-1]).get("trained_on")
+                raise ModelNotFound(
+                    f"the {name!r} model {versions[-1]} under {self.root} was trained on other data "
+                    f"({_describe(other)}), not on this data ({_describe(trained_on)}); it is not used: "
+                    f"retrain on this data (job tideline_retrain, or tideline run)"
+                )
+            versions = mine
+        version = versions[-1]
         folder = self.root / name / version
         metadata = self._metadata(name, version)
         built = metadata.get("libraries", {}).get("scikit-learn", "")

@@ -12,6 +12,12 @@ is a logistic regression on recency alone. Both are scored on the held-out cutof
 with the same metrics (models_ml.evaluation). For scoring, the model is then
 refitted on all cutoffs including the evaluation one (`refit_on_latest`), so it
 has seen the most recent behaviour; the recorded metrics are the held-out ones.
+
+Real data is awkward, and a model that cannot be trained must not stop the run:
+features that are empty or constant in the training data are left out (and named,
+`TrainedModel.dropped_features`); too few rows or only one outcome raise
+`InsufficientData` with a reason in words; `not_trained_reason` turns any training
+error into the "not trained: <reason>" the pipeline records and carries on with.
 """
 
 from __future__ import annotations
@@ -41,13 +47,29 @@ from models_ml.features import (
     build_labels,
     data_end,
     is_active,
+    usable_features,
 )
 
 log = logging.getLogger(__name__)
 
 
 class InsufficientData(ValueError):
-    """Not enough history or customers to train and check a model; the pipeline goes on without it."""
+    """Not enough history or customers to train and check a model; the pipeline goes on without it.
+    The message is the reason in words, without the model's name (callers add it)."""
+
+
+def not_trained_reason(exc: BaseException) -> str:
+    """The reason recorded as "not trained: <reason>": the words of InsufficientData, otherwise the
+    error itself (an unexpected failure is still only this model's failure, never the run's)."""
+    if isinstance(exc, InsufficientData):
+        return str(exc)
+    return f"training failed with {type(exc).__name__}: {exc}"
+
+
+# A model needs this many labelled rows, and this many of each outcome, at the training cutoffs and
+# at the evaluation cutoff (3-fold calibration and early stopping split the training rows further).
+MIN_ROWS = 50
+MIN_PER_OUTCOME = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,17 @@ class TaskConfig:
     population: str  # "active_buyers" | "all"
     positive: str  # "no_purchase" | "purchase"
     active_window_days: int = 365
+
+    def describe_population(self) -> str:
+        if self.population == "active_buyers":
+            return f"buyers active in the {self.active_window_days} days before the cutoff"
+        return "customers known at the cutoff"
+
+    def describe_outcomes(self) -> tuple[str, str]:
+        """(positive, negative) outcome in words, to follow a count of customers."""
+        if self.positive == "no_purchase":
+            return f"with no purchase in the next {self.horizon_days} days", "who bought again"
+        return f"who bought in the next {self.horizon_days} days", "who did not"
 
 
 CHURN = TaskConfig("churn", horizon_days=90, population="active_buyers", positive="no_purchase")
@@ -96,11 +129,26 @@ class TrainedModel:
     evaluation_rows: int
     seconds: float
     features: tuple[str, ...] = FEATURES
+    dropped_features: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
     def beats_baseline(self) -> bool:
         return self.metrics.roc_auc > self.baseline_metrics.roc_auc
+
+    @property
+    def status(self) -> str:
+        """approved (used for scoring) or not_used (no better than the baseline)."""
+        return "approved" if self.beats_baseline else "not_used"
+
+    @property
+    def reason(self) -> str | None:
+        if self.beats_baseline:
+            return None
+        return (
+            f"no better than its baseline on the held-out cutoff {self.evaluation_cutoff}: ROC AUC "
+            f"{self.metrics.roc_auc:.3f} vs {self.baseline_metrics.roc_auc:.3f} for recency alone"
+        )
 
     def metadata(self) -> dict:
         return {
@@ -114,9 +162,12 @@ class TrainedModel:
             "training_rows": self.training_rows,
             "evaluation_rows": self.evaluation_rows,
             "features": list(self.features),
+            "dropped_features": dict(self.dropped_features),
             "metrics": self.metrics.as_dict(),
             "baseline_metrics": self.baseline_metrics.as_dict(),
             "beats_baseline": self.beats_baseline,
+            "status": self.status,
+            "reason": self.reason,
             "seconds": round(self.seconds, 1),
         }
 
@@ -214,32 +265,34 @@ def train_task(
     started = time.monotonic()
     end = end or data_end(con, sources)
     if end is None:
-        raise InsufficientData(f"{task.name}: no purchases in the warehouse")
+        raise InsufficientData("no purchases in the warehouse")
     training_cutoffs, evaluation_cutoff = plan_cutoffs(
         end, task.horizon_days, config.training_cutoffs, config.cutoff_step_days
     )
     x_train, y_train, groups = _stack(con, task, training_cutoffs, sources)
     x_train, y_train = _sample(x_train, y_train, groups, config.max_training_rows, config.seed)
     x_eval, y_eval = labelled_snapshot(con, task, evaluation_cutoff, sources)
-    for name, y in (("training", y_train), ("evaluation", y_eval)):
-        if len(y) < 50 or np.unique(y).size < 2:
-            raise InsufficientData(
-                f"{task.name}: not enough {name} data ({len(y)} rows, {int(np.sum(y))} positive) between "
-                f"{min(training_cutoffs)} and {end}; needs more history or customers"
-            )
+    _require_enough(task, y_train, f"the {len(training_cutoffs)} training cutoffs", training_cutoffs, end)
+    _require_enough(task, y_eval, "the evaluation cutoff", [evaluation_cutoff], end)
+    features, dropped = usable_features(x_train)
+    if not features:
+        raise InsufficientData("every feature is empty or constant at the training cutoffs")
+    if dropped:
+        log.warning("%s: features left out (empty or constant): %s", task.name, ", ".join(dropped))
     log.info(
-        "%s: %s training rows over %s cutoffs, %s evaluation rows",
+        "%s: %s training rows over %s cutoffs, %s evaluation rows, %s features",
         task.name,
         len(y_train),
         len(training_cutoffs),
         len(y_eval),
+        len(features),
     )
 
-    model = make_model(config.seed, len(y_train)).fit(x_train.to_numpy(), y_train)
+    model = make_model(config.seed, len(y_train)).fit(x_train[features].to_numpy(), y_train)
     baseline = make_baseline().fit(x_train[["days_since_last_purchase"]].to_numpy(), y_train)
-    p_model = model.predict_proba(x_eval.to_numpy())[:, 1]
+    p_model = model.predict_proba(x_eval[features].to_numpy())[:, 1]
     p_base = baseline.predict_proba(x_eval[["days_since_last_purchase"]].to_numpy())[:, 1]
-    importance = feature_importance(model, x_eval, y_eval, config)
+    importance = feature_importance(model, x_eval[features], y_eval, config)
 
     trained = TrainedModel(
         task=task,
@@ -256,14 +309,34 @@ def train_task(
         training_rows=int(len(y_train)),
         evaluation_rows=int(len(y_eval)),
         seconds=0.0,
+        features=tuple(features),
+        dropped_features=dropped,
     )
     if config.refit_on_latest:
-        x_all = pd.concat([x_train, x_eval])
+        x_all = pd.concat([x_train, x_eval])[features]
         y_all = np.concatenate([y_train, y_eval])
         trained.model = make_model(config.seed, len(y_all)).fit(x_all.to_numpy(), y_all)
         trained.extra["refit_rows"] = int(len(y_all))
     trained.seconds = time.monotonic() - started
     return trained
+
+
+def _require_enough(
+    task: TaskConfig, y: np.ndarray, where: str, cutoffs: list[dt.date], end: dt.date
+) -> None:
+    """InsufficientData, in words, unless `y` has MIN_ROWS rows and MIN_PER_OUTCOME of each outcome."""
+    positive_words, negative_words = task.describe_outcomes()
+    positives = int(np.sum(y))
+    negatives = len(y) - positives
+    if len(y) >= MIN_ROWS and min(positives, negatives) >= MIN_PER_OUTCOME:
+        return
+    dates = str(cutoffs[0]) if len(cutoffs) == 1 else f"{min(cutoffs)} to {max(cutoffs)}"
+    raise InsufficientData(
+        f"not enough data at {where} ({dates}): {len(y)} labelled rows ({task.describe_population()}), {positives} "
+        f"{positive_words}, {negatives} {negative_words} (need at least {MIN_ROWS}, and "
+        f"{MIN_PER_OUTCOME} of each); the orders end on {end}, so this needs a longer order history "
+        f"before {min(cutoffs)} or more customers"
+    )
 
 
 def feature_importance(model: Any, x: pd.DataFrame, y: np.ndarray, config: TrainingConfig) -> pd.DataFrame:

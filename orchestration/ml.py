@@ -1,4 +1,14 @@
-"""Predictive-score assets: thin wrappers around models_ml (plain, tested Python)."""
+"""Predictive-score assets: thin wrappers around models_ml (plain, tested Python).
+
+They degrade instead of failing, so a model that cannot be trained never costs the run its
+rule tags, segments, syncs, report or summary: a model asset that cannot train says
+"not trained: <reason>" (recorded in ml.model_runs, a WARN check), one that does not beat
+its baseline is saved but not used (a WARN check), and `customer_scores` always writes
+ml.customer_scores with the scores the usable models give (columns of a missing model are
+null; no usable model leaves it empty) and records in ml.score_models which model scored
+and why any was skipped. Models are trained on, and only score, the data they were
+trained on (models_ml.registry.data_identity of the warehouse and raw dir).
+"""
 
 import dataclasses
 import datetime as dt
@@ -7,10 +17,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from models_ml.lifetime_value import train_clv
-from models_ml.registry import ModelNotFound, ModelRegistry
-from models_ml.scoring import at_risk_reasons, record_model_run, score_customers, write_scores
-from models_ml.training import CHURN, PROPENSITY, InsufficientData, TaskConfig, TrainingConfig, train_task
+from models_ml.lifetime_value import TrainedCLV, train_clv
+from models_ml.registry import ModelRegistry, data_identity
+from models_ml.runs import TrainingOutcome, score_and_record, train_and_record
+from models_ml.training import CHURN, PROPENSITY, TaskConfig, TrainedModel, TrainingConfig, train_task
 from orchestration.metadata import shown_columns
 from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
 
@@ -30,17 +40,50 @@ def _md(df: pd.DataFrame, digits: int = 3) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.round(digits).to_markdown(index=False))
 
 
-def _not_trained(context: dg.AssetExecutionContext, key: dg.AssetKey, reason: str) -> Iterator:
-    """Too little data to train: say so (a warning), keep any earlier model, and let the run go on."""
-    context.log.warning("not trained: %s", reason)
-    yield dg.MaterializeResult(asset_key=key, metadata={"status": "not trained", "reason": reason})
+def _identity(warehouse: WarehouseResource, pipeline: PipelineSettings) -> dict[str, str]:
+    return data_identity(warehouse.path, pipeline.raw_dir)
+
+
+def _beats_baseline_spec(key: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
+    # not blocking: a missing or poor model only leaves its scores empty; nothing downstream waits on it
+    return dg.AssetCheckSpec("beats_baseline", asset=key, blocking=False, description=description)
+
+
+def _not_trained(context: dg.AssetExecutionContext, key: dg.AssetKey, outcome: TrainingOutcome) -> Iterator:
+    """The model could not be trained: say why (a warning, with the traceback when it was more than too
+    little data), keep any earlier model of this data, and let the run go on."""
+    context.log.warning(
+        "%s not trained: %s",
+        outcome.name,
+        outcome.reason,
+        exc_info=outcome.error if outcome.unexpected else None,
+    )
+    yield dg.MaterializeResult(asset_key=key, metadata={"status": "not trained", "reason": outcome.reason})
     yield dg.AssetCheckResult(
         asset_key=key,
         check_name="beats_baseline",
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"not trained: {reason}",
+        description=f"not trained: {outcome.reason}",
     )
+
+
+def _verdict(key: dg.AssetKey, beats: bool, reason: str | None, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name="beats_baseline",
+        passed=beats,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None if beats else f"not used: {reason}",
+    )
+
+
+def _dropped(dropped: dict[str, str]) -> dict:
+    if not dropped:
+        return {}
+    table = pd.DataFrame({"feature": list(dropped), "left out because": list(dropped.values())})
+    return {"dropped_features": dg.MetadataValue.md(table.to_markdown(index=False))}
 
 
 def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) -> dg.AssetsDefinition:
@@ -51,17 +94,20 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
         kinds={"scikitlearn"},
         pool="warehouse",
         description=f"Trains the {task.name} model on past cutoffs, checks it on a later held-out cutoff "
-        f"against a recency-only baseline, and saves a versioned artefact.",
+        f"against a recency-only baseline, and saves a versioned artefact. Empty or constant features are "
+        f"left out; with too little data it says 'not trained' and the run goes on.",
         check_specs=[
-            dg.AssetCheckSpec(
-                "beats_baseline",
-                asset=key,
-                blocking=True,
-                description="ROC AUC on the held-out cutoff is above the recency-only baseline's",
+            _beats_baseline_spec(
+                key, "ROC AUC on the held-out cutoff is above the recency-only baseline's (else not used)"
             )
         ],
     )
-    def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ml: MLSettings) -> Iterator:
+    def _train(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        pipeline: PipelineSettings,
+        ml: MLSettings,
+    ) -> Iterator:
         configured = dataclasses.replace(task, horizon_days=getattr(ml, horizon_field))
         config = TrainingConfig(
             training_cutoffs=ml.training_cutoffs,
@@ -69,15 +115,19 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
             max_training_rows=ml.max_training_rows,
             seed=ml.seed,
         )
-        with warehouse.connect(read_only=True) as con:
-            try:
-                trained = train_task(con, configured, config)
-            except InsufficientData as exc:
-                yield from _not_trained(context, key, str(exc))
-                return
-        saved = ModelRegistry(ml.models_dir).save(task.name, trained.model, trained.metadata())
         with warehouse.connect() as con:
-            record_model_run(con, saved)
+            outcome: TrainingOutcome[TrainedModel] = train_and_record(
+                con,
+                task.name,
+                lambda: train_task(con, configured, config),
+                lambda trained: trained.model,
+                ModelRegistry(ml.models_dir),
+                _identity(warehouse, pipeline),
+            )
+        if outcome.trained is None or outcome.saved is None:
+            yield from _not_trained(context, key, outcome)
+            return
+        trained, saved = outcome.trained, outcome.saved
         m, b = trained.metrics, trained.baseline_metrics
         context.log.info(
             "%s %s: ROC AUC %.3f (baseline %.3f), lift top decile %.2f",
@@ -96,6 +146,7 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
+                "status": "approved" if trained.beats_baseline else "not used",
                 "version": saved.version,
                 "roc_auc": dg.MetadataValue.float(round(m.roc_auc, 4)),
                 "pr_auc": dg.MetadataValue.float(round(m.pr_auc, 4)),
@@ -106,6 +157,8 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
                 "calibration": _md(trained.calibration),
                 "lift_by_decile": _md(trained.lift),
                 "feature_importance": _md(trained.importance.head(12), 4),
+                "features_used": len(trained.features),
+                **_dropped(trained.dropped_features),
                 "training_cutoffs": ", ".join(str(c) for c in trained.training_cutoffs),
                 "evaluation_cutoff": str(trained.evaluation_cutoff),
                 "training_rows": trained.training_rows,
@@ -114,15 +167,8 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
                 "seconds": round(trained.seconds, 1),
             },
         )
-        yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name="beats_baseline",
-            passed=trained.beats_baseline,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"roc_auc": m.roc_auc, "baseline_roc_auc": b.roc_auc},
-            description=None
-            if trained.beats_baseline
-            else "the model is no better than recency alone; not used",
+        yield _verdict(
+            key, trained.beats_baseline, trained.reason, {"roc_auc": m.roc_auc, "baseline_roc_auc": b.roc_auc}
         )
 
     return _train
@@ -138,30 +184,36 @@ propensity_model = _classifier_asset(PROPENSITY, PROPENSITY_KEY, "propensity_hor
     group_name="ml",
     kinds={"scipy"},
     pool="warehouse",
-    description="Fits BG/NBD (purchases, P(alive)) and Gamma-Gamma (spend) by maximum likelihood; checks "
-    "predicted purchases on a held-out window against the naive historical rate.",
+    description="Fits BG/NBD (purchases, P(alive)) and Gamma-Gamma (spend) by maximum likelihood on orders "
+    "with a positive amount; checks predicted purchases on a held-out window against the naive historical "
+    "rate. With too little data it says 'not trained' and the run goes on.",
     check_specs=[
-        dg.AssetCheckSpec(
-            "beats_baseline",
-            asset=CLV_KEY,
-            blocking=True,
-            description="held-out mean absolute error of purchases below the naive rate's",
-        )
+        _beats_baseline_spec(CLV_KEY, "held-out mean absolute error of purchases below the naive rate's")
     ],
 )
-def clv_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ml: MLSettings) -> Iterator:
-    with warehouse.connect(read_only=True) as con:
-        try:
-            trained = train_clv(con, horizon_days=ml.clv_horizon_days, holdout_days=ml.clv_holdout_days)
-        except InsufficientData as exc:
-            yield from _not_trained(context, CLV_KEY, str(exc))
-            return
-    saved = ModelRegistry(ml.models_dir).save("clv", trained.model(), trained.metadata())
+def clv_model(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
+    ml: MLSettings,
+) -> Iterator:
     with warehouse.connect() as con:
-        record_model_run(con, saved)
+        outcome: TrainingOutcome[TrainedCLV] = train_and_record(
+            con,
+            "clv",
+            lambda: train_clv(con, horizon_days=ml.clv_horizon_days, holdout_days=ml.clv_holdout_days),
+            lambda trained: trained.model(),
+            ModelRegistry(ml.models_dir),
+            _identity(warehouse, pipeline),
+        )
+    if outcome.trained is None or outcome.saved is None:
+        yield from _not_trained(context, CLV_KEY, outcome)
+        return
+    trained, saved = outcome.trained, outcome.saved
     yield dg.MaterializeResult(
         asset_key=CLV_KEY,
         metadata={
+            "status": "approved" if trained.beats_baseline else "not used",
             "version": saved.version,
             "purchase_model": trained.bg.variant,
             "bgnbd": dg.MetadataValue.json(
@@ -173,11 +225,11 @@ def clv_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, m
             "artefact": dg.MetadataValue.path(f"{ml.models_dir}/clv/{saved.version}"),
         },
     )
-    yield dg.AssetCheckResult(
-        asset_key=CLV_KEY,
-        check_name="beats_baseline",
-        passed=trained.beats_baseline,
-        metadata={"mae": trained.metrics["mae"], "baseline_mae": trained.metrics["baseline_mae"]},
+    yield _verdict(
+        CLV_KEY,
+        trained.beats_baseline,
+        trained.reason,
+        {"mae": trained.metrics["mae"], "baseline_mae": trained.metrics["baseline_mae"]},
     )
 
 
@@ -187,8 +239,9 @@ def clv_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, m
     group_name="ml",
     kinds={"duckdb", "scikitlearn"},
     pool="warehouse",
-    description="Scores every customer with the latest approved models and writes ml.customer_scores "
-    "(plus ml.customer_score_reasons for the at-risk list).",
+    description="Scores every customer with the latest approved models trained on this data and writes "
+    "ml.customer_scores (plus ml.customer_score_reasons for the at-risk list, and ml.score_models: which "
+    "model scored, or why it was skipped). A missing model leaves its columns null.",
     check_specs=[
         dg.AssetCheckSpec(
             "score_drift", asset=SCORES_KEY, description="churn-score distribution vs the previous run (PSI)"
@@ -201,44 +254,17 @@ def customer_scores(
     pipeline: PipelineSettings,
     ml: MLSettings,
 ) -> Iterator:
-    registry = ModelRegistry(ml.models_dir)
-    try:
-        churn, propensity, lifetime = (registry.load(n) for n in ("churn", "propensity", "clv"))
-    except ModelNotFound as exc:
-        context.log.warning("not scoring: %s", exc)
-        yield dg.MaterializeResult(
-            asset_key=SCORES_KEY, metadata={"status": "not scored", "reason": str(exc)}
-        )
-        yield dg.AssetCheckResult(
-            asset_key=SCORES_KEY, check_name="score_drift", passed=True, description=f"not scored: {exc}"
-        )
-        return
-    with warehouse.connect(read_only=True) as con:
-        as_of = dt.date.fromisoformat(pipeline.as_of) if pipeline.as_of else dt.date.today()
-        scores, features = score_customers(con, as_of, churn, propensity, lifetime)
-    reasons = at_risk_reasons(churn, features, scores, threshold=ml.at_risk_threshold)
+    as_of = dt.date.fromisoformat(pipeline.as_of) if pipeline.as_of else dt.date.today()
     with warehouse.connect() as con:
-        psi = write_scores(con, scores, reasons)
-    at_risk = scores["churn_probability"] >= ml.at_risk_threshold
-    preview = (
-        scores[at_risk]
-        .sort_values("predicted_clv", ascending=False)
-        .head(10)[["customer_id", "churn_probability", "purchase_propensity", "p_alive", "predicted_clv"]]
-    )
-    preview = preview[shown_columns(preview.columns)]  # previews show allow-listed columns only
+        outcome = score_and_record(
+            con, ModelRegistry(ml.models_dir), _identity(warehouse, pipeline), as_of, ml.at_risk_threshold
+        )
+    for row in outcome.models:
+        if row["status"] != "scored":
+            context.log.warning("%s: not scored: %s", row["model"], row["reason"])
+    scores, psi = outcome.scores, outcome.psi
     yield dg.MaterializeResult(
-        asset_key=SCORES_KEY,
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(scores)),
-            "as_of": str(as_of),
-            "models": scores["model_version"].iloc[0] if len(scores) else "",
-            "customers_with_churn_score": int(scores["churn_probability"].notna().sum()),
-            "at_risk": int(at_risk.sum()),
-            "mean_purchase_propensity": round(float(scores["purchase_propensity"].mean()), 4),
-            "predicted_clv_total": round(float(scores["predicted_clv"].sum()), 2),
-            "most_valuable_at_risk": _md(preview),
-            "reasons_rows": len(reasons),
-        },
+        asset_key=SCORES_KEY, metadata=_scores_metadata(scores, outcome.models, outcome.reasons, as_of, ml)
     )
     yield dg.AssetCheckResult(
         asset_key=SCORES_KEY,
@@ -246,8 +272,39 @@ def customer_scores(
         passed=psi is None or psi <= ml.drift_psi_warn,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"psi": -1.0 if psi is None else round(psi, 4), "threshold": ml.drift_psi_warn},
-        description="first scoring run: nothing to compare" if psi is None else None,
+        description="nothing to compare (first churn scores, or no churn model)" if psi is None else None,
     )
+
+
+def _scores_metadata(
+    scores: pd.DataFrame, used: list[dict], reasons: pd.DataFrame, as_of: dt.date, ml: MLSettings
+) -> dict:
+    """Counts, which model scored (or why not) and the most valuable at-risk customers (ids only)."""
+    at_risk = scores["churn_probability"] >= ml.at_risk_threshold
+    models = pd.DataFrame(used)[["model", "status", "version", "customers", "reason"]].fillna("")
+    metadata = {
+        "dagster/row_count": dg.MetadataValue.int(len(scores)),
+        "as_of": str(as_of),
+        "models": _md(models),
+        "customers_with_churn_score": int(scores["churn_probability"].notna().sum()),
+        "customers_with_propensity": int(scores["purchase_propensity"].notna().sum()),
+        "customers_with_clv": int(scores["predicted_clv"].notna().sum()),
+        "at_risk": int(at_risk.sum()),
+        "reasons_rows": len(reasons),
+    }
+    if scores["purchase_propensity"].notna().any():
+        metadata["mean_purchase_propensity"] = round(float(scores["purchase_propensity"].mean()), 4)
+    if scores["predicted_clv"].notna().any():
+        metadata["predicted_clv_total"] = round(float(scores["predicted_clv"].sum()), 2)
+    if at_risk.any():
+        preview = (
+            scores[at_risk]
+            .sort_values("predicted_clv", ascending=False)
+            .head(10)[["customer_id", "churn_probability", "purchase_propensity", "p_alive", "predicted_clv"]]
+        )
+        preview = preview[shown_columns(preview.columns)]  # previews show allow-listed columns only
+        metadata["most_valuable_at_risk"] = _md(preview)
+    return metadata
 
 
 ml_assets = [churn_model, propensity_model, clv_model, customer_scores]

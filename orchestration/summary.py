@@ -90,43 +90,113 @@ def build_summary(warehouse: Path | str, top_tags: int = 8, home: Path | str | N
 
 
 def _score_lines(con: duckdb.DuckDBPyConnection, as_of: str) -> list[str]:
-    """The predictive-scores section: who is at risk, who is worth most, how good the models are."""
+    """The predictive-scores section, true to what happened: which scores exist (who is at risk, who is
+    worth most, how good each model is) and which model was skipped and why."""
     if not table_exists(con, "ml", "customer_scores"):
         return []
     scored, at_risk, clv_total = _rows(
         con,
-        "select count(*), count(*) filter (where churn_probability >= 0.5), coalesce(sum(predicted_clv), 0) "
-        "from ml.customer_scores where as_of_date = cast(? as date)",
+        "select count(*) filter (where churn_probability is not null or purchase_propensity is not null "
+        "or predicted_clv is not null), count(*) filter (where churn_probability >= 0.5), "
+        "coalesce(sum(predicted_clv), 0) from ml.customer_scores where as_of_date = cast(? as date)",
         [as_of],
     )[0]
-    if not scored:
+    models = _score_models(con, as_of)
+    if not models:
         return []
-    high_value = _rows(con, "select count(*) from marts.customer_tags where tag = 'high_value_at_risk'")[0][0]
-    lines = [
-        "",
-        f"Predictive scores: {scored:,} customers scored; {at_risk:,} likely to churn (probability ≥ 50%), "
-        f"{high_value:,} of them high-value (top 20% predicted CLV)",
-        f"  predicted 12-month value of the base: {float(clv_total):,.2f}",
-    ]
-    if table_exists(con, "ml", "model_runs"):
-        runs = _rows(
-            con,
-            "select model, metrics, baseline_metrics from ml.model_runs "
-            "qualify row_number() over (partition by model order by trained_at desc, version desc) = 1 "
-            "order by model",
-        )
-        for model, metrics, baseline in runs:
-            m, b = json.loads(metrics), json.loads(baseline)
-            if "roc_auc" in m:
-                lines.append(
-                    f"  {model:<11} ROC AUC {m['roc_auc']:.3f} (baseline {b.get('roc_auc', float('nan')):.3f}), "
-                    f"lift in top decile {m['lift_top_decile']:.2f}"
-                )
-            elif "mae" in m:
-                lines.append(
-                    f"  {model:<11} held-out purchases MAE {m['mae']:.3f} (naive rate {m['baseline_mae']:.3f})"
-                )
+    used = {name: version for name, (status, version, _note) in models.items() if status == "scored"}
+    if not used:
+        lines = [
+            "",
+            "Predictive scores: none (no model could be used; tags and segments that need no score are built)",
+        ]
+    else:
+        headline = f"Predictive scores: {scored:,} customers scored"
+        if "churn" in used:
+            headline += f"; {at_risk:,} likely to churn (probability ≥ 50%)"
+            if "clv" in used and table_exists(con, "marts", "customer_tags"):
+                high_value = _rows(
+                    con, "select count(*) from marts.customer_tags where tag = 'high_value_at_risk'"
+                )[0][0]
+                headline += f", {high_value:,} of them high-value (top 20% predicted CLV)"
+        lines = ["", headline]
+        if "clv" in used:
+            lines.append(f"  predicted 12-month value of the base: {float(clv_total):,.2f}")
+    runs = _model_runs_by_version(con, list(used.values()))
+    for name in sorted(models):
+        status, version, note = models[name]
+        if status != "scored":
+            reason = note or "no model"
+            lines.append(f"  {name:<11} {reason if reason.startswith('not ') else 'not scored: ' + reason}")
+            continue
+        metrics, baseline, dropped = runs.get(version, ({}, {}, {}))
+        lines.append(f"  {name:<11} {_model_quality(metrics, baseline)}")
+        if dropped:
+            lines.append(f"  {'':<11} left out (empty or constant for everyone): {', '.join(dropped)}")
+        if note:
+            lines.append(f"  {'':<11} {note}")
     return lines
+
+
+def _score_models(
+    con: duckdb.DuckDBPyConnection, as_of: str
+) -> dict[str, tuple[str, str | None, str | None]]:
+    """Per model: (scored | skipped, version, reason or note) of the latest scoring run on the as-of date
+    (ml.score_models); for a warehouse scored before that table existed, the versions named in
+    ml.customer_scores.model_version."""
+    if table_exists(con, "ml", "score_models"):
+        rows = _rows(
+            con,
+            "select model, status, version, reason from ml.score_models where as_of_date = cast(? as date) "
+            "qualify scored_at = max(scored_at) over () order by model",
+            [as_of],
+        )
+        if rows:
+            return {model: (status, version, reason) for model, status, version, reason in rows}
+    labels = _rows(
+        con,
+        "select model_version from ml.customer_scores where as_of_date = cast(? as date) "
+        "and model_version is not null limit 1",
+        [as_of],
+    )
+    if not labels or not labels[0][0]:
+        return {}
+    found = dict(label.split(":", 1) for label in labels[0][0].split(";") if ":" in label)
+    return {name: ("scored", version, None) for name, version in found.items()}
+
+
+def _model_runs_by_version(
+    con: duckdb.DuckDBPyConnection, versions: list[str]
+) -> dict[str, tuple[dict, dict, list]]:
+    """(metrics, baseline metrics, features left out) of the given model versions, from ml.model_runs."""
+    if not versions or not table_exists(con, "ml", "model_runs"):
+        return {}
+    has_dropped = bool(
+        _rows(
+            con,
+            "select count(*) from information_schema.columns where table_schema = 'ml' "
+            "and table_name = 'model_runs' and column_name = 'dropped_features'",
+        )[0][0]
+    )
+    dropped = "dropped_features" if has_dropped else "'{}'"
+    rows = _rows(
+        con,
+        f"select version, metrics, baseline_metrics, {dropped} from ml.model_runs "
+        "where list_contains(?, version)",
+        [versions],
+    )
+    return {v: (json.loads(m), json.loads(b), list(json.loads(d or "{}"))) for v, m, b, d in rows}
+
+
+def _model_quality(metrics: dict, baseline: dict) -> str:
+    if "roc_auc" in metrics:
+        return (
+            f"ROC AUC {metrics['roc_auc']:.3f} (baseline {baseline.get('roc_auc', float('nan')):.3f}), "
+            f"lift in top decile {metrics['lift_top_decile']:.2f}"
+        )
+    if "mae" in metrics:
+        return f"held-out purchases MAE {metrics['mae']:.3f} (naive rate {metrics['baseline_mae']:.3f})"
+    return "scored (no metrics recorded)"
 
 
 def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -1,6 +1,6 @@
 """BG/NBD, MBG/NBD and Gamma-Gamma CLV models: recovery from their own generative processes, closed
-forms against independent computations, model selection, the RFM summary by hand, CLV arithmetic
-and input errors.
+forms against independent computations, model selection, the RFM summary by hand, CLV arithmetic,
+input errors, and the rule for zero and negative amounts in warehouse purchases.
 
 Reference values are computed here without the module's helpers: simulators written from the
 models' stories, the Gauss hypergeometric series summed in plain Python, and numerical
@@ -13,6 +13,7 @@ import datetime as dt
 import math
 from dataclasses import replace
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,6 +36,11 @@ from models_ml.clv import (
     select_beta_geo,
     spend_frequency_correlation,
 )
+from models_ml.features import FeatureSources
+from models_ml.lifetime_value import _require_finite_spend, train_clv, transactions
+from models_ml.registry import LoadedModel
+from models_ml.scoring import score_customers
+from models_ml.training import InsufficientData
 
 BG_TRUE = BetaGeoParams(r=0.8, alpha=40.0, a=0.8, b=2.5)  # time unit: days
 BG_A_ABOVE_1 = BetaGeoParams(r=2.0, alpha=10.0, a=3.0, b=8.0)
@@ -923,3 +929,99 @@ def test_rfm_summary_input_errors(orders) -> None:
         rfm_summary(bad, dt.date(2024, 3, 31))
     with pytest.raises(ValueError, match="time_unit_days"):
         rfm_summary(orders, dt.date(2024, 3, 31), time_unit_days=0)
+
+
+# --------------------------------------------------------------------------------------------
+# warehouse purchases: the rule for zero and negative amounts (models_ml.lifetime_value)
+# --------------------------------------------------------------------------------------------
+
+WAREHOUSE_END = dt.date(2025, 12, 31)
+
+
+@pytest.fixture(scope="module")
+def zero_amount_orders() -> duckdb.DuckDBPyConnection:
+    """500 customers buying as a BG/NBD process over two years (an orders table like
+    intermediate.int_orders_resolved), 10% of the orders with amount 0 (free items), plus customer
+    'free' whose orders are all free and 'refunded' with a negative amount on a later day."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(500):
+        rate, leave = rng.gamma(1.0, 1 / 30), rng.beta(1.0, 4.0)
+        t = rng.uniform(0, 700)
+        while t < 730:
+            amount = 0.0 if rng.uniform() < 0.1 else round(float(rng.gamma(2.0, 30.0)) + 1, 2)
+            rows.append((f"c{i}", dt.datetime(2024, 1, 1) + dt.timedelta(days=float(t)), amount, True, False))
+            if rng.uniform() < leave:
+                break
+            t += rng.exponential(1 / rate)
+    rows += [
+        ("free", dt.datetime(2025, 3, 1), 0.0, True, False),
+        ("free", dt.datetime(2025, 6, 1), 0.0, True, False),
+        ("refunded", dt.datetime(2025, 3, 1), 40.0, True, False),
+        ("refunded", dt.datetime(2025, 4, 1), -40.0, True, False),
+    ]
+    con = duckdb.connect()
+    con.execute(
+        "create table orders (customer_id varchar, ordered_at timestamp, amount double, is_purchase boolean, "
+        "used_coupon boolean)"
+    )
+    con.executemany("insert into orders values (?, ?, ?, ?, ?)", rows)
+    con.execute(
+        "create table customers as select distinct customer_id, null::timestamp as signed_up_at from orders"
+    )
+    con.execute(
+        "create table items (customer_id varchar, ordered_at timestamp, is_purchase boolean, category varchar)"
+    )
+    con.execute(
+        "create table events (customer_id varchar, event_type varchar, occurred_at timestamp, session_id varchar)"
+    )
+    return con
+
+
+ZERO_SOURCES = FeatureSources(orders="orders", items="items", events="events", customers="customers")
+
+
+def test_zero_amounts_would_break_gamma_gamma_as_given(zero_amount_orders) -> None:
+    """The shape is real: summed as given, some repeat buyers' repeat purchases are worth 0, which the
+    Gamma-Gamma model rejects (the CLV asset used to fail on exactly this)."""
+    given = zero_amount_orders.execute(
+        "select customer_id, ordered_at, amount from orders where amount >= 0"
+    ).df()
+    rfm = rfm_summary(given, WAREHOUSE_END)
+    assert ((rfm["frequency"] > 0) & (rfm["monetary_value"] <= 0)).sum() > 0
+    with pytest.raises(ValueError, match="monetary_value must be positive"):
+        fit_gamma_gamma(rfm["frequency"], rfm["monetary_value"])
+
+
+def test_clv_counts_only_orders_with_a_positive_amount(zero_amount_orders) -> None:
+    trained = train_clv(zero_amount_orders, sources=ZERO_SOURCES)
+    assert trained.gg.q > 1 and trained.customers > 400
+    used = transactions(zero_amount_orders, WAREHOUSE_END, ZERO_SOURCES)
+    assert (used["amount"] > 0).all() and "free" not in set(used["customer_id"])
+    rfm = rfm_summary(used, WAREHOUSE_END)
+    assert rfm.loc["refunded", "frequency"] == 0  # the refund day is not a purchase day
+    assert (rfm.loc[rfm["frequency"] > 0, "monetary_value"] > 0).all()
+    # the held-out check counts the same purchases: positive amounts, customers known before the window
+    cutoff = trained.evaluation_cutoff
+    by_hand = zero_amount_orders.execute(
+        "select count(*) from orders where amount > 0 and ordered_at >= ? and ordered_at < ? "
+        "and customer_id in (select customer_id from orders where amount > 0 and ordered_at < ?)",
+        [cutoff + dt.timedelta(days=1), cutoff + dt.timedelta(days=91), cutoff + dt.timedelta(days=1)],
+    ).fetchone()[0]
+    assert trained.metrics["actual_total"] == by_hand
+
+
+def test_a_customer_with_only_free_orders_gets_no_lifetime_value(zero_amount_orders) -> None:
+    trained = train_clv(zero_amount_orders, sources=ZERO_SOURCES)
+    model = LoadedModel("clv", "v1", trained.model(), trained.metadata())
+    scores, _ = score_customers(zero_amount_orders, WAREHOUSE_END, None, None, model, sources=ZERO_SOURCES)
+    scores = scores.set_index("customer_id")
+    assert np.isnan(scores.loc["free", "predicted_clv"]) and np.isnan(scores.loc["free", "p_alive"])
+    assert scores.loc["refunded", "predicted_clv"] > 0
+    assert scores["churn_probability"].isna().all()  # no churn model given: left empty, no error
+
+
+def test_a_spend_model_without_a_finite_mean_is_not_trained() -> None:
+    with pytest.raises(InsufficientData, match=r"q = 0\.9 \(it must exceed 1"):
+        _require_finite_spend(GammaGammaParams(p=2.0, q=0.9, v=10.0), repeat_buyers=25)
+    _require_finite_spend(GammaGammaParams(p=2.0, q=1.5, v=10.0), repeat_buyers=25)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models_ml.features import FEATURES, FeatureSources, build_features, build_labels
+from models_ml.features import FEATURES, FeatureSources, build_features, build_labels, usable_features
 
 SOURCES = FeatureSources(orders="orders", items="items", events="events", customers="customers")
 CUTOFF = dt.date(2025, 6, 30)
@@ -112,3 +112,48 @@ def test_no_feature_reads_data_after_its_cutoff(con) -> None:
     con.execute("insert into orders values ('b', '2025-06-30 23:59:59', 5, true, false)")
     changed = build_features(con, CUTOFF, SOURCES)
     assert changed.loc["b", "orders_total"] == 1 and before.loc["b", "orders_total"] == 0
+
+
+def test_usable_features_leave_out_empty_and_constant_columns() -> None:
+    x = pd.DataFrame(
+        {
+            "recency": [1.0, 5.0, np.nan, 9.0],  # varies, and missing for one: kept
+            "events": [np.nan] * 4,  # empty for everyone
+            "app_opens": [0.0] * 4,  # constant
+            "coupon_share": [0.0, np.nan, 0.0, 0.0],  # one value, but missing tells something: kept
+            "visits": [2.5] * 4,
+        }
+    )
+    kept, dropped = usable_features(x)
+    assert kept == ["recency", "coupon_share"]
+    assert dropped == {
+        "events": "empty for every customer",
+        "app_opens": "0 for every customer",
+        "visits": "2.5 for every customer",
+    }
+
+
+def test_orders_only_features_by_hand(con) -> None:
+    """No events and no order items (an orders-only landing zone): the event and category features are
+    0 or empty for everyone, which usable_features then leaves out."""
+    con.execute("delete from events")
+    con.execute("delete from items")
+    f = build_features(con, CUTOFF, SOURCES)
+    assert f["days_since_last_event"].isna().all()
+    assert (
+        (f[["visits_30d", "product_views_30d", "cart_adds_30d", "checkouts_30d", "app_opens_30d"]] == 0)
+        .all()
+        .all()
+    )
+    assert (f["category_breadth"] == 0).all()
+    kept, dropped = usable_features(f)
+    assert set(dropped) == {
+        "visits_30d",
+        "product_views_30d",
+        "cart_adds_30d",
+        "checkouts_30d",
+        "app_opens_30d",
+        "days_since_last_event",
+        "category_breadth",
+    }
+    assert kept == [c for c in FEATURES if c not in dropped]

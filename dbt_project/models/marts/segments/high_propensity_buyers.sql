@@ -1,4 +1,5 @@
 -- Grain: one row per customer in the top decile of purchase propensity (ML scores of the as-of date).
+-- Only scored customers rank: without a propensity model the scores are null and the segment is empty.
 with ranked as (
     select
         customer_id,
@@ -6,7 +7,7 @@ with ranked as (
         predicted_clv,
         percent_rank() over (order by purchase_propensity desc) as propensity_rank_share
     from {{ source('ml', 'customer_scores') }}
-    where as_of_date = {{ as_of_date() }}
+    where as_of_date = {{ as_of_date() }} and purchase_propensity is not null
 )
 
 select

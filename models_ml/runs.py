@@ -1,0 +1,131 @@
+"""Training and scoring as the pipeline runs them: every outcome recorded, no failure escapes.
+
+The Dagster assets (orchestration/ml.py) are thin wrappers around these two functions, and
+the tests call them directly on real warehouses:
+
+- `train_and_record` trains one model, saves the artefact with the data it was trained on
+  and appends the outcome to ml.model_runs: approved (used for scoring), not_used (no better
+  than its baseline) or not_trained with the reason. A model that cannot be trained is that
+  model's problem, never the run's: any error becomes "not trained: <reason>".
+- `score_and_record` scores every customer with the models it may use (approved, trained on
+  this data), leaves the columns of the others null, writes ml.customer_scores (empty when no
+  model can be used, so no earlier or foreign score survives), the at-risk reasons, and
+  ml.score_models: which version scored, or why a model was skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import duckdb
+import pandas as pd
+
+from models_ml.features import WAREHOUSE, FeatureSources
+from models_ml.registry import LoadedModel, ModelRegistry
+from models_ml.scoring import (
+    MODELS,
+    ModelChoice,
+    at_risk_reasons,
+    choose_models,
+    record_model_run,
+    record_not_trained,
+    record_score_models,
+    score_customers,
+    write_scores,
+)
+from models_ml.training import InsufficientData, not_trained_reason
+
+
+class Trained(Protocol):
+    """What models_ml.training.TrainedModel and models_ml.lifetime_value.TrainedCLV share."""
+
+    @property
+    def beats_baseline(self) -> bool: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    def metadata(self) -> dict: ...
+
+
+T = TypeVar("T", bound=Trained)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome(Generic[T]):
+    """approved / not_used with the saved version and the trained model, or not_trained with the reason
+    (and the error, so the caller can log its traceback when it was not just too little data)."""
+
+    name: str
+    status: str
+    reason: str | None
+    saved: LoadedModel | None = None
+    trained: T | None = None
+    error: Exception | None = None
+
+    @property
+    def unexpected(self) -> bool:
+        """A failure other than too little data (worth a traceback in the log)."""
+        return self.error is not None and not isinstance(self.error, InsufficientData)
+
+
+def train_and_record(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    train: Callable[[], T],
+    artefact: Callable[[T], Any],
+    registry: ModelRegistry,
+    trained_on: dict[str, str],
+) -> TrainingOutcome[T]:
+    """Train with `train()`, save `artefact(trained)` as a new version of `name` trained on `trained_on`,
+    and record the outcome in ml.model_runs. Never raises for a training failure: it is recorded as
+    not_trained with the reason."""
+    try:
+        trained = train()
+        saved = registry.save(name, artefact(trained), trained.metadata(), trained_on=trained_on)
+    except Exception as exc:  # every training failure is this model's, never the run's
+        reason = not_trained_reason(exc)
+        record_not_trained(con, name, reason, trained_on)
+        return TrainingOutcome(name, "not_trained", reason, error=exc)
+    record_model_run(con, saved)
+    return TrainingOutcome(name, trained.status, trained.reason, saved, trained)
+
+
+@dataclass(frozen=True)
+class ScoringOutcome:
+    scores: pd.DataFrame
+    reasons: pd.DataFrame
+    models: list[dict]  # the ml.score_models rows of this run
+    psi: float | None  # churn-score drift against the scores replaced (None without two churn scorings)
+
+
+def score_and_record(
+    con: duckdb.DuckDBPyConnection,
+    registry: ModelRegistry,
+    trained_on: dict[str, str],
+    as_of: dt.date,
+    at_risk_threshold: float = 0.5,
+    now: dt.datetime | None = None,
+    sources: FeatureSources = WAREHOUSE,
+) -> ScoringOutcome:
+    """Score every customer known on the as-of date with the usable models and write the results."""
+    now = now or dt.datetime.now(dt.UTC)
+    choices = choose_models(con, registry, trained_on)
+    failures: dict[str, str] = {}
+    scores, features = score_customers(
+        con, as_of, *(choices[n].model for n in MODELS), now=now, sources=sources, failures=failures
+    )
+    for name, reason in failures.items():
+        choices[name] = ModelChoice(name, None, reason)
+    if all(c.model is None for c in choices.values()):
+        scores = scores.iloc[0:0]  # no usable model: no scores, and none from an earlier run survive
+    reasons = at_risk_reasons(choices["churn"].model, features, scores, threshold=at_risk_threshold)
+    psi = write_scores(con, scores, reasons)
+    rows = record_score_models(con, choices, scores, as_of, now)
+    return ScoringOutcome(scores, reasons, rows, psi)
