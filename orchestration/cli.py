@@ -122,20 +122,20 @@ def _warehouse_free(settings: Settings) -> bool:
     return True
 
 
-def _print_summary(settings: Settings, warehouse: Path | None = None, note: str = "") -> None:
+def _print_summary(settings: Settings, read_from: Path | None = None, note: str = "") -> None:
     from orchestration.summary import build_summary
 
+    summary = build_summary(
+        settings.warehouse,
+        home=settings.state_dir,
+        bi_path=settings.bi_path,
+        ui_command=_ui_command(settings),
+        read_from=read_from,
+    )
     print()
     if note:
         print(note)
-    print(
-        build_summary(
-            warehouse or settings.warehouse,
-            home=settings.state_dir,
-            bi_path=settings.bi_path,
-            ui_command=_ui_command(settings),
-        )
-    )
+    print(summary)
 
 
 def _ui_command(settings: Settings) -> str:
@@ -144,6 +144,8 @@ def _ui_command(settings: Settings) -> str:
         return f"DAGSTER_HOME={settings.instance_dir} tideline ui --warehouse {settings.warehouse}"
     if settings.state_dir == DEFAULT_HOME:
         return "make ui"
+    if settings.state_dir == settings.home:  # the default warehouse of another home
+        return f"tideline ui --home {settings.home}"
     home = f" --home {settings.home}" if settings.home != DEFAULT_HOME else ""
     return f"tideline ui --warehouse {settings.warehouse}{home}"
 
@@ -324,7 +326,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
             f"(the warehouse is in use by PID {holder[0]}: this is the summary of the BI copy, "
             f"the last complete run)"
         )
-        _print_summary(settings, warehouse=settings.bi_path, note=note)
+        _print_summary(settings, read_from=settings.bi_path, note=note)
     return 0
 
 

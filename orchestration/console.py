@@ -173,6 +173,8 @@ class ConsoleReport:
             state.label = f"check {next(iter(state.check_names))}"
         mark = self._paint("✓", "32") if ok else self._paint("✗", "31")
         counts = self.describe(state)
+        if not ok and counts == "failed":  # a check's own step: its verdict says it
+            counts = ""
         verdict = "" if ok else self._paint("failed", "31") + ("; " if counts else "")
         self._close_open(f"  {mark} {state.label:<46} {verdict}{counts}  {at - state.started:.1f}s")
 
@@ -182,16 +184,23 @@ class ConsoleReport:
         if state.files:
             parts.append(f"{state.files:,} files, {state.rows or 0:,} rows")
         elif state.materialized > 1:
-            parts.append(f"{state.materialized:,} tables")
+            what = "models" if state.label.startswith("dbt build") else "tables"
+            parts.append(f"{state.materialized:,} {what}")
         elif state.rows is not None:
             parts.append(f"{state.rows:,} rows")
         parts += state.notes
         checks = state.checks_passed + state.checks_failed + state.checks_warned
-        if checks:
-            text = f"{state.checks_passed:,} of {checks:,} checks passed"
-            if state.checks_warned:
-                text += f", {state.checks_warned:,} warned"
-            parts.append(text)
+        if checks == state.checks_passed and checks:
+            plural = "check" if checks == 1 else "checks"
+            parts.append("passed" if state.label.startswith("check ") else f"{checks:,} {plural} passed")
+        elif checks:
+            outcomes = [
+                (state.checks_passed, "passed"),
+                (state.checks_warned, "warned"),
+                (state.checks_failed, "failed"),
+            ]
+            counts = ", ".join(f"{n:,} {word}" for n, word in outcomes if n)
+            parts.append(counts if state.label.startswith("check ") and checks == 1 else f"checks: {counts}")
         return "; ".join(parts)
 
 

@@ -26,11 +26,13 @@ def build_summary(
     home: Path | str | None = None,
     bi_path: Path | str | None = None,
     ui_command: str = "make ui",
+    read_from: Path | str | None = None,
 ) -> str:
     """Customers per lifecycle stage and RFM segment, top tags, campaign results, rejects and where
     to look next (the campaign report under `home`/reports when it is there; `home` is the
-    warehouse's state folder). The last line starts 'Open in BI:' with the BI copy's path."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    warehouse's state folder; `read_from` another copy of it, the BI copy while a run holds the
+    warehouse). The last line starts 'Open in BI:' with the BI copy's path."""
+    con = duckdb.connect(str(read_from or warehouse), read_only=True)
     try:
         as_of, customers, buyers, revenue = _rows(
             con,

@@ -8,7 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.definitions import build_definitions
-from orchestration.settings import TAG_AS_OF, TAG_RAW_DIR, TAG_WAREHOUSE, Settings, state_dir_for
+from orchestration.settings import Settings
+
+TAGS = ("tideline/raw_dir", "tideline/warehouse", "tideline/as_of")
 
 
 def _state_paths(defs: dg.Definitions) -> dict[str, str]:
@@ -16,8 +18,8 @@ def _state_paths(defs: dg.Definitions) -> dict[str, str]:
     return {
         "models": resources["ml"].models_dir,
         "reports": resources["reports"].reports_dir,
-        "bi": resources["serving"].bi_path,
-        "logs": resources["run_log"].logs_dir,
+        **({"bi": resources["serving"].bi_path} if "serving" in resources else {}),
+        **({"logs": resources["run_log"].logs_dir} if "run_log" in resources else {}),
     }
 
 
@@ -26,8 +28,8 @@ def test_two_warehouses_in_one_home_share_no_state(tmp_path: Path) -> None:
     first = Settings(home, home / "warehouse.duckdb", tmp_path / "demo", "2026-01-01")
     second = Settings(home, tmp_path / "mine" / "shop.duckdb", tmp_path / "mine-raw", "2026-01-31")
     a, b = _state_paths(build_definitions(first)), _state_paths(build_definitions(second))
-    for name in a:
-        assert a[name] != b[name], name
+    for name in ("models", "reports", "bi", "logs"):
+        assert a.get(name) is not None and a[name] != b[name], name
         assert not Path(b[name]).is_relative_to(Path(a[name])), name
     # the default warehouse keeps the paths the README shows; another one gets its own folder
     assert a["models"] == str(home / "models") and a["reports"] == str(home / "reports")
@@ -40,6 +42,8 @@ def test_two_warehouses_in_one_home_share_no_state(tmp_path: Path) -> None:
 
 
 def test_same_file_name_in_two_folders_still_gets_two_state_folders(tmp_path: Path) -> None:
+    from orchestration.settings import state_dir_for
+
     home = tmp_path / "home"
     one = state_dir_for(home, tmp_path / "a" / "warehouse.duckdb")
     two = state_dir_for(home, tmp_path / "b" / "warehouse.duckdb")
@@ -57,7 +61,7 @@ def test_an_explicit_dagster_home_is_shared_and_the_rest_stays_apart(tmp_path: P
 def test_every_job_and_every_schedule_and_sensor_run_carries_the_tags(tmp_path: Path) -> None:
     raw, warehouse = tmp_path / "raw", tmp_path / "w.duckdb"
     defs = build_definitions(Settings(tmp_path, warehouse, raw, "2026-02-28"))
-    expected = {TAG_RAW_DIR: str(raw), TAG_WAREHOUSE: str(warehouse), TAG_AS_OF: "2026-02-28"}
+    expected = dict(zip(TAGS, (str(raw), str(warehouse), "2026-02-28"), strict=True))
     jobs = [job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
     assert {"tideline_pipeline", "tideline_daily", "tideline_retrain"} <= set(jobs)
     for name in jobs:
@@ -75,16 +79,15 @@ def test_every_job_and_every_schedule_and_sensor_run_carries_the_tags(tmp_path: 
 
 def test_runs_as_of_today_are_tagged_so(tmp_path: Path) -> None:
     defs = build_definitions(Settings(tmp_path, tmp_path / "w.duckdb", tmp_path, ""))
-    assert defs.resolve_job_def("tideline_pipeline").run_tags[TAG_AS_OF] == "today"
+    assert defs.resolve_job_def("tideline_pipeline").run_tags.get("tideline/as_of") == "today"
 
 
 def test_the_bi_copy_is_published_last_after_every_other_asset(tmp_path: Path) -> None:
-    from orchestration.serving import BI_KEY
-
+    bi_key = dg.AssetKey(["serving", "bi_warehouse"])
     defs = build_definitions(Settings(tmp_path, tmp_path / "w.duckdb", tmp_path, ""))
     graph = defs.resolve_asset_graph()
-    upstream = graph.get(BI_KEY).parent_keys
-    everything = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable} - {BI_KEY}
+    upstream = graph.get(bi_key).parent_keys
+    everything = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable} - {bi_key}
     ancestors = set(upstream)
     frontier = list(upstream)
     while frontier:
@@ -94,4 +97,4 @@ def test_the_bi_copy_is_published_last_after_every_other_asset(tmp_path: Path) -
                 frontier.append(parent)
     assert everything <= ancestors  # nothing runs after it: it publishes a complete run
     for job in ("tideline_pipeline", "tideline_daily", "tideline_retrain"):
-        assert BI_KEY in defs.resolve_job_def(job).asset_layer.executable_asset_keys, job
+        assert bi_key in defs.resolve_job_def(job).asset_layer.executable_asset_keys, job
