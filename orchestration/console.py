@@ -18,6 +18,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,11 @@ import dagster as dg
 CONSOLE_LOGGER = "tideline_console"
 _PROGRESS = re.compile(r"^progress (\d+)/(\d+) (.*)$", re.DOTALL)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_RUN_ENDS = {
+    dg.DagsterEventType.RUN_SUCCESS,
+    dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.RUN_CANCELED,
+}
 _NOT_EXECUTING = re.compile(r"^Dependencies for step .* Not executing\.$", re.DOTALL)
 # multi-asset steps read better by what they do than by their op name
 STEP_LABELS = {
@@ -36,6 +43,7 @@ STEP_LABELS = {
     "tideline_dbt_scored_assets": "dbt build (score-based marts)",
 }
 NON_TTY_PROGRESS_SECONDS = 10.0  # without a terminal, at most one progress line per step this often
+HEARTBEAT_SECONDS = 30.0  # without a terminal, a step with nothing to report says it still runs this often
 
 
 def progress_message(done: int, total: int, what: str) -> str:
@@ -68,6 +76,7 @@ class StepState:
     checks_warned: int = 0
     check_names: set[str] = field(default_factory=set)
     last_progress: float = 0.0
+    open_text: str = ""  # what its in-place line says (terminal only)
 
 
 class ConsoleReport:
@@ -76,38 +85,59 @@ class ConsoleReport:
     def __init__(self, stream: IO[str], color: bool, tty: bool):
         self.stream, self.color, self.tty = stream, color, tty
         self.steps: dict[str, StepState] = {}
+        self.running: str | None = None  # the step key of the running step
         self._open_line = ""  # the in-place line of the running step (terminal only)
+        self._lock = threading.RLock()  # the heartbeat thread writes too
 
     # -- rendering --------------------------------------------------------------------------
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
 
     def _write(self, line: str) -> None:
-        if self.tty and self._open_line:
-            self.stream.write("\r\x1b[K")
-        self.stream.write(line + "\n")
-        if self.tty and self._open_line:
-            self.stream.write(self._open_line)
-        self.stream.flush()
+        with self._lock:
+            if self.tty and self._open_line:
+                self.stream.write("\r\x1b[K")
+            self.stream.write(line + "\n")
+            if self.tty and self._open_line:
+                self.stream.write(self._open_line)
+            self.stream.flush()
 
     def _set_open(self, line: str) -> None:
         if not self.tty:
             return
-        self._open_line = line
-        self.stream.write("\r\x1b[K" + line)
-        self.stream.flush()
+        with self._lock:
+            self._open_line = line
+            self.stream.write("\r\x1b[K" + line)
+            self.stream.flush()
 
     def _close_open(self, line: str) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-            self._open_line = ""
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[K")
+                self._open_line = ""
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     # -- events -----------------------------------------------------------------------------
     def step_started(self, step_key: str, at: float) -> None:
-        state = self.steps[step_key] = StepState(label=step_label(step_key), started=at)
+        label = step_label(step_key)
+        state = self.steps[step_key] = StepState(label=label, started=at, last_progress=at, open_text=label)
+        self.running = step_key
         self._set_open(f"  {self._paint('…', '2')} {state.label}")
+
+    def heartbeat(self, now: float) -> None:
+        """Called every second or so: on a terminal the running step's line shows its seconds;
+        otherwise a step that printed nothing for HEARTBEAT_SECONDS says it is still running."""
+        with self._lock:
+            state = self.steps.get(self.running) if self.running else None
+            if state is None:
+                return
+            elapsed = now - state.started
+            if self.tty:
+                self._set_open(f"  {self._paint('…', '2')} {state.open_text} ({elapsed:.0f}s)")
+            elif now - state.last_progress >= HEARTBEAT_SECONDS:
+                state.last_progress = now
+                self._write(f"  … {state.label}: still running ({elapsed:.0f}s)")
 
     def step_progress(self, step_key: str, done: int, total: int, what: str, at: float) -> None:
         state = self.steps.get(step_key)
@@ -115,6 +145,7 @@ class ConsoleReport:
             return
         text = f"{state.label}: {done:,} of {total:,} {what}"
         if self.tty:
+            state.open_text = text
             self._set_open(f"  {self._paint('…', '2')} {text}")
         elif at - state.last_progress >= NON_TTY_PROGRESS_SECONDS or done == total:
             state.last_progress = at
@@ -169,6 +200,8 @@ class ConsoleReport:
         state = self.steps.get(step_key)
         if state is None:
             return
+        if self.running == step_key:
+            self.running = None
         if state.materialized == 0 and len(state.check_names) == 1:  # a check's own step
             state.label = f"check {next(iter(state.check_names))}"
         mark = self._paint("✓", "32") if ok else self._paint("✗", "31")
@@ -215,6 +248,7 @@ class _ConsoleHandler(logging.Handler):
         super().__init__(level=logging.DEBUG)
         self.report = report
         self.log_file = log_file
+        self.finished = threading.Event()  # set when the run ends: stops the heartbeat
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
 
@@ -251,6 +285,8 @@ class _ConsoleHandler(logging.Handler):
                 report.step_warning(step, message)
             return
         kind = event.event_type_value
+        if event.event_type in _RUN_ENDS:
+            self.finished.set()
         if kind == "STEP_START":
             report.step_started(step, record.created)
         elif kind == "STEP_SUCCESS":
@@ -278,14 +314,24 @@ class _ConsoleHandler(logging.Handler):
 def tideline_console(init_context: dg.InitLoggerContext) -> logging.Logger:
     config = init_context.logger_config
     report = ConsoleReport(sys.stdout, color=config["color"], tty=config["tty"]) if config["lines"] else None
+    handler = _ConsoleHandler(report, Path(config["log_file"]) if config["log_file"] else None)
+    if report is not None:
+        threading.Thread(target=_tick, args=(report, handler.finished), name="console", daemon=True).start()
     logger = logging.Logger(CONSOLE_LOGGER, level=logging.DEBUG)
-    logger.addHandler(_ConsoleHandler(report, Path(config["log_file"]) if config["log_file"] else None))
+    logger.addHandler(handler)
     return logger
 
 
-def console_run_config(log_file: Path, verbose: bool, stream: IO[str] = sys.stdout) -> dict:
+def _tick(report: ConsoleReport, finished: threading.Event) -> None:
+    while not finished.wait(1.0):
+        report.heartbeat(time.time())
+
+
+def console_run_config(log_file: Path, verbose: bool, stream: IO[str] | None = None) -> dict:
     """The `loggers` run config of a `tideline run`: this console (or Dagster's with --verbose),
-    and every log line to `log_file` either way."""
+    and every log line to `log_file` either way. Colours and in-place lines when `stream` (the
+    console's stdout) is a terminal."""
+    stream = stream if stream is not None else sys.stdout
     level = os.environ.get("TIDELINE_LOG_LEVEL", "INFO" if verbose else "WARNING").upper()
     tty = bool(getattr(stream, "isatty", lambda: False)())
     ours = {"lines": not verbose, "color": use_color(stream), "tty": tty, "log_file": str(log_file)}

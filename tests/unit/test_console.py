@@ -152,3 +152,26 @@ def test_without_a_terminal_progress_is_printed_at_most_every_ten_seconds() -> N
         "25 of 25 models and tests done",
     ]
     assert lines[-1].startswith("  ✓ dbt build") and lines[-1].endswith("26.0s")
+
+
+def test_a_long_step_without_progress_says_it_is_still_running() -> None:
+    out = io.StringIO()
+    report = ConsoleReport(out, color=False, tty=False)
+    report.step_started("ml__churn_model", 100.0)
+    for second in range(101, 171):
+        report.heartbeat(float(second))
+    report.step_finished("ml__churn_model", True, 171.0)
+    report.heartbeat(200.0)  # nothing runs any more: nothing to say
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "  … ml/churn_model: still running (30s)",
+        "  … ml/churn_model: still running (60s)",
+        lines[-1],
+    ]
+    assert lines[-1].startswith("  ✓ ml/churn_model") and lines[-1].endswith("71.0s")
+
+    tty = _Tty()
+    report = ConsoleReport(tty, color=False, tty=True)
+    report.step_started("ml__churn_model", 0.0)
+    report.heartbeat(12.0)
+    assert tty.getvalue().endswith("\r\x1b[K  … ml/churn_model (12s)")
