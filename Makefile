@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CUSTOMERS ?= 2000
-HOME_DIR := $(CURDIR)/.tideline
-export DAGSTER_HOME ?= $(HOME_DIR)/dagster
+# Each warehouse keeps its runs in its own Dagster instance (.tideline/dagster for the default
+# one; see README "Keeping runs apart"); an exported DAGSTER_HOME is shared by all of them.
 
 .PHONY: install manifest run test ui lint bench clean
 
@@ -22,17 +22,16 @@ manifest: install
 
 ## demo data -> landing zone -> dbt marts -> checks, all through Dagster; prints the summary
 run: install
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/tideline demo --customers $(CUSTOMERS)
 
 ## the whole test suite
 test: install manifest
 	$(BIN)/pytest
 
-## the Dagster UI on http://127.0.0.1:3000 for this project (runs of `make run` included)
+## the Dagster UI on http://127.0.0.1:3000 for the default warehouse (runs of `make run` included);
+## another warehouse: .venv/bin/tideline ui --warehouse path/to/warehouse.duckdb
 ui: install manifest
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/tideline ui
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,13 +5,19 @@ and grouped by layer; dbt sources in the `landing` schema are the landing_zone
 asset's outputs; dbt data tests become asset checks, and error-severity tests are
 blocking, so a failing one stops everything downstream. After dbt finishes, every
 materialisation gets a row count and a preview (DuckDB allows no reader while dbt
-writes, so metadata is added once the dbt process has exited).
+writes, so metadata is added once the dbt process has exited). dbt's own output goes to the
+run's log file (RunLog), with a progress message every few seconds for the console.
 """
 
+import io
 import json
 import os
+import sys
+import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import IO, Any
 
 import dagster as dg
 from dagster_dbt import (
@@ -22,8 +28,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.console import ANSI, progress_message
 from orchestration.metadata import table_metadata
-from orchestration.resources import PipelineSettings, WarehouseResource
+from orchestration.resources import PipelineSettings, RunLog, WarehouseResource
 from orchestration.settings import DBT_PROJECT_DIR
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -77,6 +84,7 @@ def _run_dbt(
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
+    run_log: RunLog,
 ) -> Iterator[Any]:
     # The profile reads the warehouse path from the environment of the dbt process.
     os.environ["TIDELINE_WAREHOUSE"] = warehouse.path
@@ -84,17 +92,100 @@ def _run_dbt(
     variables = dbt_vars(pipeline)
     if variables:
         args += ["--vars", json.dumps(variables)]
+    warehouse.wait_until_free()  # dbt opens the file itself: a BI tool holding it would fail the build
+    log_path = run_log.path(context.run_id)
+    total = len(context.selected_asset_keys) + len(context.selected_asset_check_keys)
     invocation = dbt.cli(args, context=context, raise_on_error=False)
-    events = list(invocation.stream())
+    # dagster-dbt prints each of dbt's log lines to stdout (about 1,200 per run): they go to the
+    # run log, and to stdout as well only when asked (the UI's captured stdout, `--verbose`)
+    with _dbt_output(log_path, context.op_def.name, echo=run_log.echo) as out:
+        events = []
+        progress = _Progress(context, total)
+        for event in invocation.stream():
+            events.append(event)
+            progress.update(event)
+        out.flush()
     manifest = invocation.manifest
     with warehouse.connect(read_only=True) as con:
         for event in events:
             yield _with_table_metadata(event, manifest, con)
     if not invocation.is_successful():
         raise dg.Failure(
-            description="dbt build failed: see the failed models and error-severity checks above",
-            metadata={"dbt_log": dg.MetadataValue.path(str(invocation.target_path / "dbt.log"))},
+            description=f"dbt build failed: {_failed_nodes(invocation)}",
+            metadata={
+                "run_log": dg.MetadataValue.path(str(log_path)),
+                "dbt_log": dg.MetadataValue.path(str(invocation.target_path / "dbt.log")),
+            },
         )
+
+
+class _Progress:
+    """Logs 'progress n/total models and tests done' every few seconds while dbt runs (the console
+    shows it)."""
+
+    EVERY_SECONDS = 5.0
+
+    def __init__(self, context: dg.AssetExecutionContext, total: int):
+        self.context, self.total, self.done = context, total, 0
+        self.last = time.monotonic()
+
+    def update(self, event: Any) -> None:
+        if not isinstance(event, dg.Output | dg.AssetMaterialization | dg.AssetCheckResult):
+            return
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= self.EVERY_SECONDS or self.done == self.total:
+            self.last = now
+            self.context.log.info(progress_message(self.done, self.total, "models and tests done"))
+
+
+class _Tee(io.TextIOBase):
+    """stdout for the dbt invocation: every line to the run log without colour codes, and to the
+    real stdout when echoing."""
+
+    def __init__(self, log: IO[str], echo: IO[str] | None):
+        self.log, self.echo = log, echo
+
+    def write(self, text: str) -> int:
+        self.log.write(ANSI.sub("", text))
+        if self.echo is not None:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        if self.echo is not None:
+            self.echo.flush()
+
+
+@contextmanager
+def _dbt_output(log_path: Path, name: str, echo: bool) -> Iterator[IO[str]]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"---- dbt output of {name} ----\n")
+        tee = _Tee(log, sys.stdout if echo else None)
+        with redirect_stdout(tee):
+            yield tee
+        log.write(f"---- end of dbt output of {name} ----\n")
+
+
+def _failed_nodes(invocation: Any, limit: int = 3) -> str:
+    """'model marts.x: <dbt message>; test y: Got 3 results ...' from run_results.json."""
+    try:
+        results = invocation.get_artifact("run_results.json").get("results", [])
+    except Exception:  # no artefact when dbt failed before running anything
+        results = []
+    failed = [r for r in results if r.get("status") in ("error", "fail", "runtime error")]
+    if not failed:
+        return "dbt stopped before building (see the run log for dbt's error)"
+    parts = []
+    for r in failed[:limit]:
+        node = r.get("unique_id", "?").split(".", 2)
+        kind, name = node[0], node[-1]
+        message = " ".join(str(r.get("message") or r.get("status")).split())[:300]
+        parts.append(f"{kind} {name}: {message}")
+    more = f" (and {len(failed) - limit} more)" if len(failed) > limit else ""
+    return "; ".join(parts) + more
 
 
 @dbt_assets(
@@ -109,9 +200,10 @@ def tideline_dbt_assets(
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
+    run_log: RunLog,
 ) -> Iterator[Any]:
     """Staging, intermediate and marts that do not need the ML scores."""
-    yield from _run_dbt(context, dbt, warehouse, pipeline)
+    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log)
 
 
 @dbt_assets(
@@ -127,9 +219,10 @@ def tideline_dbt_scored_assets(
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
+    run_log: RunLog,
 ) -> Iterator[Any]:
     """Marts that read the ML scores (customer_tags, tag_health)."""
-    yield from _run_dbt(context, dbt, warehouse, pipeline)
+    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log)
 
 
 def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> Any:

@@ -1,20 +1,36 @@
-"""The one Dagster code location: `dagster dev -m orchestration.definitions` (see `make ui`)."""
+"""The one Dagster code location: `dagster dev -m orchestration.definitions` (see `tideline ui`, `make ui`).
+
+Everything a run generates goes to the warehouse's state folder (Settings.state_dir: models,
+reports, outbox, run logs, the BI copy), and every run of every job (CLI, UI, schedule, sensor)
+carries the run tags tideline/raw_dir, tideline/warehouse and tideline/as_of.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, Sequence
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
+from dagster_shared.record import replace
 
 from orchestration.activation import build_activation
 from orchestration.alerts import campaign_performance_alerts
 from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
+from orchestration.console import CONSOLE_LOGGER, tideline_console
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
 from orchestration.landing.assets import landing_zone
 from orchestration.manifest import dbt_executable
 from orchestration.ml import ml_assets
 from orchestration.report_assets import ReportSettings, campaign_report
-from orchestration.resources import ActivationSettings, MLSettings, PipelineSettings, WarehouseResource
+from orchestration.resources import (
+    ActivationSettings,
+    MLSettings,
+    PipelineSettings,
+    RunLog,
+    WarehouseResource,
+)
 from orchestration.schedules import (
     daily_refresh,
     daily_scoring_job,
@@ -22,38 +38,92 @@ from orchestration.schedules import (
     retrain_job,
     weekly_retrain,
 )
+from orchestration.serving import ServingSettings, bi_warehouse_asset
 from orchestration.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
+    assets = [
+        landing_zone,
+        tideline_dbt_assets,
+        *ml_assets,
+        channel_removal_effects,
+        tideline_dbt_scored_assets,
+        *sync_assets,
+        campaign_report,
+    ]
+    assets.append(bi_warehouse_asset(_leaves(assets)))
+    jobs, schedules, sensors = with_run_tags(
+        [pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
+        [daily_refresh, weekly_retrain, *sync_schedules],
+        sync_sensors,
+        settings.run_tags(),
+    )
     return dg.Definitions(
-        assets=[
-            landing_zone,
-            tideline_dbt_assets,
-            *ml_assets,
-            channel_removal_effects,
-            tideline_dbt_scored_assets,
-            *sync_assets,
-            campaign_report,
-        ],
+        assets=assets,
         asset_checks=[rejects_reported, orders_present, campaign_performance_alerts],
-        jobs=[pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
-        schedules=[daily_refresh, weekly_retrain, *sync_schedules],
-        sensors=sync_sensors,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        # `console` is Dagster's default (the UI's runs); `tideline run` configures its own
+        loggers={"console": dg.colored_console_logger, CONSOLE_LOGGER: tideline_console},
         resources={
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
                 profiles_dir=str(dbt_project.profiles_dir),
                 dbt_executable=dbt_executable(),
+                global_config_flags=["--no-use-colors"],  # dbt's detail goes to a log file
             ),
-            "warehouse": WarehouseResource(path=str(settings.warehouse)),
+            "warehouse": WarehouseResource(
+                path=str(settings.warehouse),
+                lock_wait_seconds=settings.lock_wait_seconds,
+                bi_path=str(settings.bi_path),
+            ),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
-            "ml": MLSettings(models_dir=str(settings.home / "models")),
+            "ml": MLSettings(models_dir=str(settings.models_dir)),
             "activation": ActivationSettings(),
-            "reports": ReportSettings(reports_dir=str(settings.home / "reports")),
+            "reports": ReportSettings(reports_dir=str(settings.reports_dir)),
+            "serving": ServingSettings(bi_path=str(settings.bi_path)),
+            "run_log": RunLog(logs_dir=str(settings.logs_dir)),
         },
     )
 
 
-defs = build_definitions(Settings.from_env())
+def _leaves(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetKey]:
+    """The asset keys nothing else depends on: once they are done, the run is."""
+    keys = {key for a in assets for key in a.keys}
+    parents = {dep.asset_key for a in assets for spec in a.specs for dep in spec.deps}
+    return sorted(keys - parents, key=lambda k: k.to_user_string())
+
+
+def with_run_tags(
+    jobs: Sequence[dg.UnresolvedAssetJobDefinition],
+    schedules: Sequence[dg.ScheduleDefinition],
+    sensors: Sequence[dg.SensorDefinition],
+    tags: Mapping[str, str],
+) -> tuple[list, list, list]:
+    """The jobs with `tags` added to their run tags (every run of them carries those tags, whoever
+    launches it), and the schedules and sensors pointed at the tagged jobs."""
+    tagged = {job.name: replace(job, run_tags={**(job.run_tags or {}), **tags}) for job in jobs}
+
+    def retarget_schedule(schedule: dg.ScheduleDefinition) -> dg.ScheduleDefinition:
+        job = tagged.get(schedule.job_name)
+        return schedule.with_updated_job(job) if job is not None else schedule
+
+    def retarget_sensor(sensor: dg.SensorDefinition) -> dg.SensorDefinition:
+        if not sensor.has_jobs:
+            return sensor
+        with warnings.catch_warnings():  # copying a sensor passes its (beta) `owners` on
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return sensor.with_updated_jobs([tagged.get(job.name, job) for job in sensor.jobs])
+
+    return (
+        list(tagged.values()),
+        [retarget_schedule(s) for s in schedules],
+        [retarget_sensor(s) for s in sensors],
+    )
+
+
+settings = Settings.from_env()
+defs = build_definitions(settings)

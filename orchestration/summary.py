@@ -20,10 +20,19 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     return con.execute(sql, params or []).fetchall()
 
 
-def build_summary(warehouse: Path | str, top_tags: int = 8, home: Path | str | None = None) -> str:
+def build_summary(
+    warehouse: Path | str,
+    top_tags: int = 8,
+    home: Path | str | None = None,
+    bi_path: Path | str | None = None,
+    ui_command: str = "make ui",
+    read_from: Path | str | None = None,
+) -> str:
     """Customers per lifecycle stage and RFM segment, top tags, campaign results, rejects and where
-    to look next (the campaign report under `home`/reports when it is there)."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    to look next (the campaign report under `home`/reports when it is there; `home` is the
+    warehouse's state folder; `read_from` another copy of it, the BI copy while a run holds the
+    warehouse). The last line starts 'Open in BI:' with the BI copy's path."""
+    con = duckdb.connect(str(read_from or warehouse), read_only=True)
     try:
         as_of, customers, buyers, revenue = _rows(
             con,
@@ -83,9 +92,13 @@ def build_summary(warehouse: Path | str, top_tags: int = 8, home: Path | str | N
         + (" — by entity: " + ", ".join(f"{e} {n:,}" for e, n in reject_entities) if reject_entities else ""),
         "  details with file, row, field and reason: table marts.rejects",
         "",
-        f"Warehouse: {Path(warehouse).resolve()}  (DuckDB; schemas landing, staging, intermediate, marts)",
-        "Dagster UI: make ui  → http://127.0.0.1:3000 (runs, assets, checks and metadata of this run)",
+        f"Warehouse: {Path(warehouse).resolve()}  (DuckDB, the pipeline's own file; schemas landing, "
+        "staging, intermediate, marts)",
+        f"Dagster UI: {ui_command}  → http://127.0.0.1:3000 (runs, assets, checks and metadata of this run)",
     ]
+    if bi_path is not None:
+        published = "" if Path(bi_path).exists() else "  (published by the next successful run)"
+        lines.append(f"Open in BI: {Path(bi_path).resolve()}{published}")
     return "\n".join(lines)
 
 

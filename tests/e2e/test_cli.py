@@ -8,8 +8,19 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from orchestration.settings import Settings
 from tests.helpers import write_csv
+
+HOLDER = (
+    "import sys, duckdb, time; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDELINE_", "DAGSTER_HOME", "NO_COLOR"))}
+    return {**env, **extra}
 
 
 def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
@@ -79,7 +90,10 @@ def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
         ("y", 60, 1, 500.0, 2, 1, 4, "At Risk"),
         ("z", 90, 3, 30.0, 1, 4, 1, "At Risk"),
     ]
-    assert (home / "dagster" / "dagster.yaml").exists()  # the run is recorded in the Dagster instance
+    # the run is recorded in the Dagster instance of that warehouse's own state folder
+    state = Settings(home, warehouse, raw, "2025-03-31").state_dir
+    assert state.parent == home / "warehouses" and (state / "dagster" / "dagster.yaml").exists()
+    assert done.stdout.rstrip().splitlines()[-1] == f"Open in BI: {state / 'bi' / 'my.duckdb'}"
 
 
 def test_bad_as_of_is_a_clear_error(tmp_path: Path) -> None:
@@ -100,3 +114,75 @@ def test_bad_as_of_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "as-of date '31/03/2025' is not a date like 2026-01-31" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_run_says_what_why_where_and_what_to_do_in_one_paragraph(tmp_path: Path) -> None:
+    """No orders at all: the blocking check stops the run; no traceback, no cascade, no escape codes."""
+    raw = tmp_path / "export"
+    write_csv(raw / "crm/contacts/contacts.csv", [{"customer_id": "c1", "email": "a@example.com"}])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestration.cli",
+            "run",
+            "--raw-dir",
+            str(raw),
+            "--home",
+            str(tmp_path / "h"),
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=900,
+    )
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    for noise in ("Traceback", "Not executing", "failed: None", "\x1b", "dagster - ERROR"):
+        assert noise not in output, noise
+    paragraphs = [line for line in done.stderr.splitlines() if line.startswith("Tideline stopped: ")]
+    assert len(paragraphs) == 1, done.stderr
+    paragraph = paragraphs[0]
+    assert "the check orders_present on landing/commerce_orders failed: no order rows" in paragraph
+    log = Path(paragraph.split("Full log: ")[1].split(". What to do: ")[0])
+    assert log.exists() and log.parent == tmp_path / "h" / "logs"
+    assert (
+        f"What to do: put at least one orders file (CSV, Parquet or JSON Lines) under {raw / 'commerce' / 'orders'}"
+        in (paragraph)
+    )
+    assert [line for line in done.stdout.splitlines() if line.startswith("  ✗ ")] == [
+        line for line in done.stdout.splitlines() if "check orders_present on landing/commerce_orders" in line
+    ]
+
+
+def test_a_warehouse_locked_by_another_process_fails_in_one_sentence_after_the_wait(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    warehouse = home / "warehouse.duckdb"
+    raw = tmp_path / "export"
+    raw.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(warehouse)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestration.cli", "run", "--raw-dir", str(raw), "--home", str(home)],
+            capture_output=True,
+            text=True,
+            env=clean_env(TIDELINE_LOCK_WAIT_SECONDS="2"),
+            timeout=300,
+        )
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "Could not set lock" not in done.stderr
+    assert f"Waiting: the warehouse {warehouse} is locked by another process, PID {holder.pid}" in done.stdout
+    assert done.stderr.strip() == (
+        f"tideline: The warehouse {warehouse} is locked by another process, PID {holder.pid} "
+        f"({Path(sys.executable).resolve().name}), and was still locked after 2s: close that program's "
+        f"connection to it (BI tools should open {home / 'bi' / 'warehouse.duckdb'}, the copy after "
+        "'Open in BI:') and run again, or wait longer with TIDELINE_LOCK_WAIT_SECONDS."
+    )

@@ -264,4 +264,6 @@ def test_the_code_location_writes_reports_under_tideline_home(tmp_path: Path) ->
     assert (
         REPORT_KEY in defs.resolve_job_def("tideline_pipeline").asset_layer.asset_graph.get_all_asset_keys()
     )
-    assert defs.resources["reports"].reports_dir == str(tmp_path / "reports")
+    # the warehouse's own state folder under TIDELINE_HOME (w.duckdb is not the home's default warehouse)
+    assert defs.resources["reports"].reports_dir == str(settings.state_dir / "reports")
+    assert settings.state_dir.is_relative_to(tmp_path)
