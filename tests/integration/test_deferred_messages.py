@@ -29,6 +29,7 @@ from activation.ledger import due_deferrals
 from activation.sinks.http_sink import HttpSink
 from orchestration.activation import _sync_asset, deferred_messages_sensor
 from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
+from tests.conftest import TEST_TRACKING_SECRET
 from tests.integration.test_receiver import Receiver
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)  # UTC: 21:00 in Tokyo (quiet), 12:00 in London, 07:00 in New York
@@ -116,7 +117,7 @@ def test_the_sensor_requests_a_run_of_the_sync_with_due_deferrals(warehouse: Pat
 
 # --- unsubscribes reach the deferred rerun without a dbt build ---------------------------------------
 
-TRACKING_SECRET = b"intake-test-secret"
+TRACKING_SECRET = TEST_TRACKING_SECRET.encode()
 SINK_SECRET = "intake-sink-secret"
 CAMPAIGN_CUSTOMERS = [f"u{i:02d}" for i in range(40)]
 UNSUBSCRIBERS = CAMPAIGN_CUSTOMERS[:30]
@@ -207,7 +208,7 @@ def test_unsubscribes_through_the_receiver_stop_the_deferred_rerun(
         con.close()
         assert sorted(keys) == CAMPAIGN_CUSTOMERS
 
-        receiver = Receiver(raw, tracking_secret=TRACKING_SECRET, webhook_secret="unused")
+        receiver = Receiver(raw, tracking_secret=TRACKING_SECRET, webhook_secret="unused-webhook-secret-for-this-test-0123456789")
         try:
             for customer in UNSUBSCRIBERS:
                 _unsubscribe(receiver, keys[customer], customer)
