@@ -73,7 +73,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext
+from activation.destinations.base import (
+    ConfigError,
+    DestinationDefaults,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+)
 
 IDENTIFIERS = ("email", "phone")
 PHONE_FORMATS = ("digits", "e164")
@@ -212,8 +218,10 @@ class _IdentityStore:
                 con.close()
 
 
-class AudienceFilesDestination:
+class AudienceFilesDestination(DestinationDefaults):
     kind = "audience_files"
+    idempotent_delivery = True  # a resent batch rewrites its own part; rows are deduplicated
+    encoded_batches = False
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         self.name = name
