@@ -3,20 +3,28 @@
     result = SyncEngine(con, destination, binding, policies).run(dry_run=False)
 
 1. Resolve what a crashed run left in flight: for destinations whose delivery is
-   idempotent (HTTP with Idempotency-Key, table upserts, audience files) nothing was
-   recorded, so those records are planned again and resent under the same key; for the
-   rest (SMTP) the in_flight markers become `unknown` and are never resent, so nobody
-   gets a message twice.
-2. Plan (activation.planner) and apply policies (activation.policies) in the warehouse.
-3. Record every decision in the ledger: skipped with a reason, holdout, deferred,
-   dead letters for records that failed `max_attempts` times.
-4. Stream the send list from the warehouse in Arrow windows (bounded memory), send
+   idempotent (per-record keys the receiver dedupes on, table upserts, audience files)
+   nothing was recorded, so those records are planned again and resent under the same key;
+   for the rest (SMTP) the delivery journal decides, and what it cannot becomes `unknown`,
+   never resent, so nobody gets a message twice.
+2. Settle `unknown` records of earlier runs with whatever can answer (activation.reconcile:
+   the destination's delivery evidence, provider webhooks): confirmed ones become `sent`,
+   undelivered ones `released` (planned again); the rest stay unknown and are reported.
+3. Plan (activation.planner) and apply policies (activation.policies) in the warehouse.
+4. Record every decision in the ledger: skipped with a reason, holdout, deferred,
+   dead letters for records that failed `max_attempts` times. If the destination's last
+   answer in an earlier run asked to wait (Retry-After), the run waits (up to
+   `max_backoff_wait_seconds`) or defers its sends until then (reason `retry_after`).
+5. Stream the send list from the warehouse in Arrow windows (bounded memory), send
    batches concurrently through the destination under a token bucket shared by all
-   workers, and record sent / failed per record, one ledger insert per window (see _send).
-5. Fold delivered upserts and deletes into synced_state and write the run record.
+   workers, and record sent / failed / unknown per record as each batch comes back
+   (group commit by a writer thread, see _send), so a crash resends at most the batches in
+   flight or waiting for the writer.
+6. Fold delivered upserts and deletes into synced_state, finalize the destination (for
+   audience files also what a crashed run left unfinalised) and write the run record.
 
 The calling thread owns the warehouse connection; a writer thread appends outcomes on a
-second connection (a cursor of the same database); workers only send.
+second connection (a cursor of the same database); workers send and queue outcomes.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +52,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from activation import planner
+from activation import planner, reconcile
 from activation.config import PolicyConfig, SyncBinding, resolve_content
 from activation.destinations.base import BatchResults, Destination, EncodedBatch, OutboundRecord, SyncContext
 from activation.ledger import SCHEMA, ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
+from activation.reconcile import DeliveryEvidence
 
 log = logging.getLogger(__name__)
 
-WINDOW_RECORDS = 32_768  # records per ledger write for idempotent destinations
+WINDOW_RECORDS = 32_768  # records read from the warehouse at a time for idempotent destinations
+MAX_BACKOFF_SECONDS = 86_400  # a Retry-After longer than a day is taken as a day
 
 LOG_COLUMNS = (
     "idempotency_key",
@@ -83,7 +94,11 @@ class SyncResult:
     sent: int = 0
     failed: int = 0
     dead_letters: int = 0
-    unknown: int = 0
+    unknown: int = 0  # records this run left (or found, after a crash) possibly delivered
+    confirmed: int = 0  # unknown records of earlier runs confirmed delivered (now sent)
+    released: int = 0  # unknown records of earlier runs found undelivered (planned again)
+    unknown_outstanding: int = 0  # the sync's records still unknown after the run: a person decides
+    backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
     duration_seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,7 +108,7 @@ class SyncResult:
 
     @property
     def failure_share(self) -> float:
-        attempted = self.sent + self.failed + self.dead_letters
+        attempted = self.sent + self.failed + self.dead_letters + self.unknown
         return (self.failed + self.dead_letters) / attempted if attempted else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +123,10 @@ class SyncResult:
             "failed": self.failed,
             "dead_letters": self.dead_letters,
             "unknown": self.unknown,
+            "confirmed": self.confirmed,
+            "released": self.released,
+            "unknown_outstanding": self.unknown_outstanding,
+            "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
             "duration_seconds": round(self.duration_seconds, 3),
         }
 
@@ -126,7 +145,14 @@ class SyncEngine:
         customers: str = "marts.dim_customers",
         key_column: str = "customer_id",
         journal_dir: Path | None = None,
+        evidence: Sequence[DeliveryEvidence] = (),
+        max_backoff_wait_seconds: float = 120.0,
     ):
+        """`journal_dir`: where the delivery journal and the destination's "not before" file live
+        (default: next to the warehouse file). `evidence`: more sources for settling unknown
+        records, after the destination's own (e.g. reconcile.ProviderEvents(landing_dir)).
+        `max_backoff_wait_seconds`: a Retry-After from an earlier run shorter than this is
+        waited out; a longer one defers the run's sends."""
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
         self.journal_dir = journal_dir
         self._journal: DeliveryJournal | None = None
@@ -134,7 +160,11 @@ class SyncEngine:
         self.bucket = TokenBucket(rate_per_second, capacity=max(rate_per_second, destination.max_batch_size))
         self.now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
         self.customers, self.key_column = customers, key_column
-        self.idempotent = bool(getattr(destination, "idempotent_delivery", True))
+        self.idempotent = destination.idempotent_delivery
+        self.evidence = [*destination.delivery_evidence(), *evidence]
+        self.max_backoff_wait_seconds = max_backoff_wait_seconds
+        self._not_before = 0.0  # unix time the destination's last Retry-After of this run points at
+        self._not_before_lock = threading.Lock()
 
     # ---- ledger helpers -------------------------------------------------------------------------
     def _insert_outcomes(self, con: duckdb.DuckDBPyConnection, events: pa.Table) -> None:
@@ -198,6 +228,10 @@ class SyncEngine:
         ensure_schema(self.con)
         if not dry_run:
             result.unknown = self._resolve_interrupted()
+            settled = reconcile.reconcile(
+                self.con, b.sync_key, self.evidence, sync_id=self.sync_id, now=self.now
+            )
+            result.confirmed, result.released = settled.confirmed, settled.released
         planner.plan(self.con, b, self.key_column)
         apply_policies(self.con, b, self.policies, self.now, self.customers)
         result.counts = planner.counts(self.con, b)
@@ -206,6 +240,9 @@ class SyncEngine:
             f"""update _decided set decision = 'dead', reason = 'failed {max_attempts} times'
                 where decision = 'send' and ledger_status = 'failed' and attempts >= {max_attempts}"""
         )
+        wait = 0.0
+        if not dry_run:
+            wait, result.backoff_until = self._hold_for_backoff()
         decided = dict(self.con.execute("select decision, count(*) from _decided group by 1").fetchall())
         reasons = dict(
             self.con.execute(
@@ -237,7 +274,7 @@ class SyncEngine:
         if decided.get("skip"):
             self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
         if decided.get("defer"):
-            self.con.execute(  # with when quiet hours end for the customer
+            self.con.execute(  # with when quiet hours end for the customer (or the Retry-After)
                 f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)}, not_before)
                     {self._events_sql("decision = 'defer'", "'deferred'", "reason", extra=", not_before")}"""
             )
@@ -251,31 +288,86 @@ class SyncEngine:
             self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
         result.dead_letters = int(decided.get("dead", 0))
         if decided.get("send", 0):
-            sent, failed, dead = self._send()
-            result.sent, result.failed = sent, failed
-            result.dead_letters += dead
-        self._fold_state(send_failures=result.failed + result.dead_letters)
-        finalize = getattr(self.destination, "finalize", None)
-        if callable(finalize):
-            finalize(self._context(None))
+            if wait > 0:
+                log.info("%s: waiting %.1fs: the destination asked for it (Retry-After)", b.sync_key, wait)
+                time.sleep(wait)
+            outcomes = self._send()
+            result.sent, result.failed = outcomes["sent"], outcomes["failed"]
+            result.dead_letters += outcomes["dead_letter"]
+            result.unknown += outcomes["unknown"]
+        self._fold_state(not_sent=result.failed + result.dead_letters + result.unknown)
+        self.destination.finalize(self._context(None))
+        result.unknown_outstanding = reconcile.outstanding(self.con, b.sync_key)[0]
         result.duration_seconds = time.monotonic() - started
         self._write_run(result, started)
         return result
 
+    # ---- the destination's Retry-After, across runs ----------------------------------------------
+    def _state_dir(self) -> Path:
+        """Where this warehouse's sync journals and backoff files live: next to the warehouse file
+        (so a rerun on the same warehouse finds them), or in the temp directory for an in-memory
+        warehouse; `journal_dir` overrides it."""
+        if self.journal_dir is not None:
+            return self.journal_dir
+        row = self.con.execute(
+            "select path from duckdb_databases() where database_name = current_database()"
+        ).fetchone()
+        if row and row[0]:
+            return Path(row[0] + ".sync-journal")
+        return Path(tempfile.gettempdir()) / "tideline-sync-journal"
+
+    def _backoff_path(self) -> Path:
+        """The destination's "not before" file: one per destination, whatever the sync."""
+        return self._state_dir() / (_file_stem(self.binding.destination) + ".not-before")
+
+    def _hold_for_backoff(self) -> tuple[float, dt.datetime | None]:
+        """(seconds to wait before sending, when sends are held until) from the Retry-After the
+        destination gave on the last try of an earlier run. A short wait is waited out; a longer
+        one defers this run's sends (`deferred`, reason `retry_after`, not_before that time)."""
+        path = self._backoff_path()
+        try:
+            until = float(path.read_text().strip())
+        except (OSError, ValueError):  # none, or unreadable: nothing to wait for
+            return 0.0, None
+        wait = until - time.time()
+        if wait <= 0:
+            path.unlink(missing_ok=True)
+            return 0.0, None
+        when = dt.datetime.fromtimestamp(until, dt.UTC).replace(tzinfo=None)
+        if wait <= self.max_backoff_wait_seconds:
+            return wait, when
+        held = self.con.execute(
+            """update _decided set decision = 'defer', reason = 'retry_after', not_before = ?
+               where decision = 'send'""",
+            [when],
+        ).fetchone()
+        log.warning(
+            "%s: %s sends deferred until %s UTC: the destination asked to wait (Retry-After)",
+            self.binding.sync_key,
+            held[0] if held else 0,
+            f"{when:%Y-%m-%d %H:%M:%S}",
+        )
+        return 0.0, when
+
+    def _note_retry_after(self, seconds: float) -> None:
+        with self._not_before_lock:
+            self._not_before = max(self._not_before, time.time() + min(seconds, MAX_BACKOFF_SECONDS))
+
+    def _save_backoff(self) -> None:
+        """Keep the latest Retry-After of this run's last tries for the next run."""
+        with self._not_before_lock:
+            until = self._not_before
+        if until <= time.time():
+            return
+        path = self._backoff_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{until:.3f}\n")
+        os.replace(tmp, path)
+
     def _journal_path(self) -> Path:
-        """The delivery journal of this sync: next to the warehouse file (so a rerun on the same
-        warehouse finds it), or in the temp directory for an in-memory warehouse."""
-        base = self.journal_dir
-        if base is None:
-            row = self.con.execute(
-                "select path from duckdb_databases() where database_name = current_database()"
-            ).fetchone()
-            base = (
-                Path(row[0] + ".sync-journal")
-                if row and row[0]
-                else Path(tempfile.gettempdir()) / "tideline-sync-journal"
-            )
-        return base / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.binding.sync_key) + ".journal")
+        """The delivery journal of this sync (see _state_dir)."""
+        return self._state_dir() / (_file_stem(self.binding.sync_key) + ".journal")
 
     def _resolve_interrupted(self) -> int:
         """In-flight records of an earlier run that died. Idempotent destinations left none (their
@@ -360,18 +452,22 @@ class SyncEngine:
         )
 
     # ---- sending --------------------------------------------------------------------------------
-    def _send(self) -> tuple[int, int, int]:
-        """Stream the send list from the warehouse window by window and send it.
+    def _send(self) -> Counter[str]:
+        """Stream the send list from the warehouse window by window and send it; returns the
+        number of records per outcome (sent, failed, dead_letter, unknown).
 
-        A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise)
-        is read as an Arrow batch, split into destination batches for the worker pool, and its
-        outcomes are written to the ledger in one insert once all its batches are back. Two
-        windows (or enough for every worker) are in flight at once and ledger inserts run on
-        their own connection in a writer thread, so workers do not wait for the ledger and memory
-        stays bounded by the window size, whatever the segment size. For a destination whose
-        delivery is not idempotent, each window is marked in_flight (committed) before it is sent.
+        A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise) is
+        read as an Arrow batch and split into destination batches for the worker pool. Each
+        worker queues its batch's outcomes for the ledger writer as soon as the batch is back;
+        the writer thread inserts whatever has queued up in one statement (group commit), on its
+        own connection, so workers do not wait for the ledger and the number of inserts adapts to
+        the load. A crash therefore resends at most the batches in flight, queued for the writer
+        or being inserted (the queue holds two batches per worker), never a whole window. Two
+        windows (or enough for every worker) are in flight at once, so memory stays bounded by
+        the window size, whatever the segment size. For a destination whose delivery is not
+        idempotent, each window is marked in_flight (committed) before it is sent.
         """
-        self._encoded = callable(getattr(self.destination, "send_encoded", None))
+        self._encoded = self.destination.encoded_batches
         record_json = (
             """, '{"customer_id":' || to_json(customer_id) || ',"idempotency_key":"'
                   || cast(idempotency_key as varchar) || '","action":"' || action || '","fields":'
@@ -383,16 +479,15 @@ class SyncEngine:
         window = size if not self.idempotent else max(size, (WINDOW_RECORDS // size) * size)
         depth = max(2, -(-self.workers * 2 * size // window))
         self._contexts: dict[str, SyncContext] = {}
-        totals = [0, 0, 0]
-        pending: deque[tuple[pa.Table, list[Future]]] = deque()
-        writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes)
+        totals: Counter[str] = Counter()
+        pending: deque[list[Future]] = deque()
+        writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes, capacity=2 * self.workers)
         if not self.idempotent:
             self._journal = DeliveryJournal(self._journal_path())
 
         def finish() -> None:
-            part, futures = pending.popleft()
-            for i, n in enumerate(self._finish_window(part, [f.result() for f in futures], writer)):
-                totals[i] += n
+            for future in pending.popleft():
+                totals.update(future.result())
 
         order = "order by variant" if self.binding.variants else ""
         reader = self.con.execute(
@@ -406,17 +501,19 @@ class SyncEngine:
                     part = pa.Table.from_batches([batch])
                     if not self.idempotent:
                         writer.write_now(self._outcomes(part, ["in_flight"] * part.num_rows))
-                    futures = [
-                        pool.submit(self._deliver, chunk, variant)
-                        for chunk, variant in self._chunks(part, size)
-                    ]
-                    pending.append((part, futures))
+                    pending.append(
+                        [
+                            pool.submit(self._deliver_and_record, chunk, variant, writer)
+                            for chunk, variant in self._chunks(part, size)
+                        ]
+                    )
                     while len(pending) >= depth:
                         finish()
                 while pending:
                     finish()
         finally:
             reader.close()
+            self._save_backoff()
             try:
                 writer.close()
             finally:
@@ -427,7 +524,16 @@ class SyncEngine:
         # the next run resolves this run's in_flight records from it
         if journal is not None:
             journal.path.unlink(missing_ok=True)
-        return totals[0], totals[1], totals[2]
+        return totals
+
+    def _deliver_and_record(self, chunk: pa.Table, variant: str, writer: _LedgerWriter) -> Counter[str]:
+        """Send one batch (in a worker) and queue its outcomes for the ledger writer."""
+        results = self._deliver(chunk, variant)
+        if results.retry_after is not None:
+            self._note_retry_after(results.retry_after)
+        outcomes, counts = self._batch_outcomes(chunk, results)
+        writer.write(outcomes)
+        return counts
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
         """Split a window into batches of at most `size` records, each of one variant."""
@@ -485,27 +591,21 @@ class SyncEngine:
             log.warning("%s: batch of %s failed: %s", self.binding.sync_key, n, message)
             return BatchResults.uniform(n, "failed", retryable=True, error=message)
 
-    def _finish_window(
-        self, part: pa.Table, results: list[BatchResults], writer: _LedgerWriter
-    ) -> tuple[int, int, int]:
-        status, error, remote = [], [], []
-        counts: Counter[str] = Counter()
-        for r in results:  # in the order of the window's chunks, which is the window's row order
-            n = len(r)
-            if r.status.count("sent") == n:  # the common case, without a loop over records
-                status.append(pa.repeat(pa.scalar("sent"), n))
-                counts["sent"] += n
-            else:
-                mapped = [
-                    "sent" if s == "sent" else "failed" if retry else "dead_letter"
-                    for s, retry in zip(r.status, r.retryable, strict=True)
-                ]
-                counts.update(mapped)
-                status.append(pa.array(mapped, pa.string()))
-            error.append(_strings(r.error))
-            remote.append(_strings(r.remote_id))
-        writer.write(self._outcomes(part, _concat(status), _concat(error), _concat(remote)))
-        return counts["sent"], counts["failed"], counts["dead_letter"]
+    def _batch_outcomes(self, chunk: pa.Table, r: BatchResults) -> tuple[pa.Table, Counter[str]]:
+        """The ledger events of one batch, and their count per status: sent, unknown (it went out
+        and may have arrived: never resent), failed (retryable) or dead_letter (not retryable)."""
+        n = len(r)
+        if r.status.count("sent") == n:  # the common case, without a loop over records
+            status: pa.Array = pa.repeat(pa.scalar("sent"), n)
+            counts = Counter({"sent": n})
+        else:
+            mapped = [
+                s if s in ("sent", "unknown") else "failed" if retry else "dead_letter"
+                for s, retry in zip(r.status, r.retryable, strict=True)
+            ]
+            counts = Counter(mapped)
+            status = pa.array(mapped, pa.string())
+        return self._outcomes(chunk, status, _strings(r.error), _strings(r.remote_id)), counts
 
     @staticmethod
     def _outcomes(part: pa.Table, status, error=None, remote=None) -> pa.Table:
@@ -526,19 +626,20 @@ class SyncEngine:
         )
 
     # ---- state ----------------------------------------------------------------------------------
-    def _fold_state(self, send_failures: int = 0) -> None:
-        """Delivered upserts and deletes → synced_state: this run's sends that did not fail, and
-        those an earlier run sent but died before folding (`sent` in the ledger, not in the state)."""
+    def _fold_state(self, not_sent: int = 0) -> None:
+        """Delivered upserts and deletes → synced_state: this run's sends that were not failed or
+        unknown, and those an earlier run sent (or that were confirmed since) but not folded yet
+        (`sent` in the ledger, not in the state)."""
         if self.binding.mode == "message":
             return
         b = self.binding
         fields = "fields_json" if b.mode == "mirror" else "null as fields_json"
-        failed = (  # only looked up when something failed: the common run skips a scan of the log
+        failed = (  # only looked up when something was not sent: the common run skips a scan of the log
             f"""and idempotency_key not in (
                     select idempotency_key from {SCHEMA}.delivery_log
                     where sync_key = {_lit(b.sync_key)} and sync_id = {_lit(self.sync_id)}
-                      and status in ('failed', 'dead_letter'))"""
-            if send_failures
+                      and status in ('failed', 'dead_letter', 'unknown'))"""
+            if not_sent
             else ""
         )
         self.con.execute(
@@ -608,14 +709,15 @@ def _joined(column: pa.ChunkedArray | pa.Array, separator: str, sort: bool = Fal
     return pc.binary_join(pa.ListArray.from_arrays(offsets, values), separator)[0].as_buffer().to_pybytes()
 
 
+def _file_stem(name: str) -> str:
+    """A name made safe as a file name (sync keys and destination names are mostly safe already)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def _strings(values: list[str | None]) -> pa.Array:
     if values.count(None) == len(values):
         return pa.nulls(len(values), pa.string())
     return pa.array(values, pa.string())
-
-
-def _concat(arrays: list[pa.Array]) -> pa.Array:
-    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
 
 
 class DeliveryJournal:
@@ -673,29 +775,44 @@ class DeliveryJournal:
 class _LedgerWriter:
     """Writes outcome tables to the ledger in order, on its own connection, in a background thread.
 
-    `write` queues (at most two tables wait, so memory stays bounded); `write_now` waits for the
-    queue to drain and writes synchronously (in_flight markers must be committed before sending).
-    `close` drains the queue and raises the first error a write met."""
+    `write` queues a table (at most `capacity` wait, so memory and what a crash can lose stay
+    bounded; a full queue makes the workers wait). The thread inserts everything that has queued
+    up in one statement (group commit): under load few large inserts, when idle one per batch.
+    `write_now` queues a table and waits until it is committed (in_flight markers must be in the
+    ledger before sending). `close` drains the queue and raises the first error a write met."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, insert):
+    def __init__(self, con: duckdb.DuckDBPyConnection, insert, capacity: int = 4):
         self.con, self.insert = con, insert
-        self.queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self.queue: queue.Queue[tuple[pa.Table, threading.Event | None] | None] = queue.Queue(
+            maxsize=max(2, capacity)
+        )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while True:
-            table = self.queue.get()
+            items = [self.queue.get()]
+            while items[-1] is not None:  # group commit: whatever else is waiting goes along
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            entries = [item for item in items if item is not None]
             try:
-                if table is None:
-                    return
-                if self.error is None:
-                    self.insert(self.con, table)
-            except BaseException as exc:  # surfaced by close(); later tables are not written
+                if entries and self.error is None:
+                    tables = [table for table, _ in entries]
+                    self.insert(self.con, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+            except BaseException as exc:  # surfaced by write/close; later tables are not written
                 self.error = exc
             finally:
-                self.queue.task_done()
+                for _, done in entries:
+                    if done is not None:
+                        done.set()
+                for _ in items:
+                    self.queue.task_done()
+            if items[-1] is None:
+                return
 
     def _check(self) -> None:
         if self.error is not None:
@@ -703,12 +820,14 @@ class _LedgerWriter:
 
     def write(self, table: pa.Table) -> None:
         self._check()
-        self.queue.put(table)
+        self.queue.put((table, None))
 
     def write_now(self, table: pa.Table) -> None:
-        self.queue.join()
         self._check()
-        self.insert(self.con, table)
+        done = threading.Event()
+        self.queue.put((table, done))
+        done.wait()
+        self._check()
 
     def close(self) -> None:
         self.queue.put(None)
