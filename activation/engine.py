@@ -776,28 +776,40 @@ class _LedgerWriter:
     """Writes outcome tables to the ledger in order, on its own connection, in a background thread.
 
     `write` queues a table (at most `capacity` wait, so memory and what a crash can lose stay
-    bounded; a full queue makes the workers wait). The thread inserts everything that has queued
-    up in one statement (group commit): under load few large inserts, when idle one per batch.
-    `write_now` queues a table and waits until it is committed (in_flight markers must be in the
-    ledger before sending). `close` drains the queue and raises the first error a write met."""
+    bounded; a full queue makes the workers wait). The thread inserts what has queued up in one
+    statement (group commit): it takes the first table, then waits up to `linger` seconds for
+    more, until `capacity` tables are there, so under load inserts stay few and large (each has
+    a fixed cost) and when idle a batch is in the ledger within `linger`. `write_now` queues a
+    table and waits until it is committed (in_flight markers must be in the ledger before
+    sending; it is inserted at once). `close` drains the queue and raises the first error a
+    write met."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, insert, capacity: int = 4):
+    def __init__(self, con: duckdb.DuckDBPyConnection, insert, capacity: int = 4, linger: float = 0.05):
         self.con, self.insert = con, insert
+        self.capacity, self.linger = max(2, capacity), linger
         self.queue: queue.Queue[tuple[pa.Table, threading.Event | None] | None] = queue.Queue(
-            maxsize=max(2, capacity)
+            maxsize=self.capacity
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.thread.start()
 
+    def _gather(self) -> list[tuple[pa.Table, threading.Event | None] | None]:
+        """The next group to insert: up to `capacity` queued items, gathered for at most `linger`
+        seconds after the first; a write_now item or the end (None) closes the group at once."""
+        items = [self.queue.get()]
+        deadline = time.monotonic() + self.linger
+        while len(items) < self.capacity and items[-1] is not None and items[-1][1] is None:
+            remaining = deadline - time.monotonic()
+            try:
+                items.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
     def _run(self) -> None:
         while True:
-            items = [self.queue.get()]
-            while items[-1] is not None:  # group commit: whatever else is waiting goes along
-                try:
-                    items.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._gather()
             entries = [item for item in items if item is not None]
             try:
                 if entries and self.error is None:
