@@ -20,15 +20,23 @@ Layout, one folder per sync run:
     {directory}/{audience}/{sync_id}/manifest.json                 parts, row counts, normalisation (finalize)
 
 CSV header: `customer_id,email_sha256,phone_sha256` (customer_id only with include_customer_id; only
-the configured identifiers); an identifier that is missing or unusable is an empty cell.
+the configured identifiers); an identifier that is missing or unusable is an empty cell. Lines
+end with CRLF (RFC 4180), so a cell holding a line break is quoted, never split. A
+customer id starting with = + - @, a tab or a carriage return is written with a leading
+apostrophe (`'=1+2`), so a spreadsheet opening the file shows it as text instead of running it as
+a formula (CSV injection); hashes never start with those.
 
 Each part is written to a temp file in the same folder, fsynced, then moved into place with
 os.replace, so a reader never sees half a batch. The batch hash is a SHA-256 of the batch's sorted
 idempotency keys: a retried batch overwrites its own part instead of adding rows twice.
-`finalize(context)` is called by the sync engine at the end of a sync (it also works standalone,
-e.g. after a crash: it only reads the parts): it writes add.csv, remove.csv and manifest.json the
-same way (temp file + os.replace) and returns the manifest; with no parts it writes nothing and
-returns None.
+`finalize(context)` is called by the sync engine at the end of every sync run (it also works
+standalone: it only reads the parts): it writes add.csv, remove.csv and manifest.json the same way
+(temp file + os.replace) and returns the manifest; with no parts it writes nothing and returns
+None. The manifest is written last, so a folder without one is unfinished: a run killed after its
+sends (in the ledger write, the state fold or finalize itself) leaves one behind, and the next
+run's finalize, even one with nothing to send, finishes every such folder of the audience too
+(its manifest then says `recovered_by` with the finishing run's id). So do not let two syncs that
+run at the same time share one audience folder.
 
 Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
 
@@ -63,12 +71,14 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +90,8 @@ from activation.destinations.base import (
     RecordResult,
     SyncContext,
 )
+
+log = logging.getLogger(__name__)
 
 IDENTIFIERS = ("email", "phone")
 PHONE_FORMATS = ("digits", "e164")
@@ -159,9 +171,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    """`value` made inert for spreadsheets: a leading apostrophe when it starts like a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def _csv_bytes(header: list[str], rows: Sequence[Sequence[str]]) -> bytes:
+    """RFC 4180 CSV: CRLF line ends, so a cell holding a line break of either kind is quoted."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")
@@ -363,7 +384,7 @@ class AudienceFilesDestination(DestinationDefaults):
             if not hashes:
                 results.append(_failed(record, missing))
                 continue
-            row = ([customer] if self.include_customer_id else []) + [
+            row = ([csv_safe(customer)] if self.include_customer_id else []) + [
                 hashes.get(i, "") for i in self.identifiers
             ]
             if record.action == "delete":
@@ -395,48 +416,78 @@ class AudienceFilesDestination(DestinationDefaults):
     # ------------------------------------------------------------------ end of sync
 
     def finalize(self, context: SyncContext) -> dict[str, Any] | None:
-        """Merge the sync's parts into add.csv and remove.csv and write manifest.json; returns the manifest."""
+        """Merge the sync's parts into add.csv and remove.csv and write manifest.json; returns the
+        manifest. Folders of the same audience that a killed run left without a manifest are
+        finished too."""
         target = self.sync_dir(context)
-        if not target.is_dir():
-            return None
         with self._lock:
-            files: dict[str, Any] = {}
-            any_parts = False
-            for kind in ("add", "remove"):
-                rows: dict[tuple[str, ...], None] = {}
-                part_info = []
-                for part in sorted(target.glob(f"{kind}-part-*.csv")):
-                    with part.open(newline="", encoding="utf-8") as fh:
-                        reader = csv.reader(fh)
-                        next(reader, None)  # header
-                        part_rows = [tuple(r) for r in reader if r]
-                    part_info.append({"file": part.name, "rows": len(part_rows)})
-                    rows.update(dict.fromkeys(part_rows))
-                any_parts = any_parts or bool(part_info)
-                files[kind] = {"file": f"{kind}.csv", "rows": len(rows), "parts": part_info, "_rows": rows}
-            if not any_parts:
-                return None
-            for info in files.values():
-                _atomic_write(target / info["file"], _csv_bytes(self.header, list(info.pop("_rows"))))
-            manifest = {
-                "audience": target.parent.name,
-                "sync_id": context.sync_id,
-                "segment": context.segment,
-                "destination": self.name,
-                "mode": context.mode,
-                "columns": self.header,
-                "hash": "sha256",
-                "normalisation": {
-                    "email": "trimmed, lower-cased (gmail dots kept)",
-                    "phone": (
-                        "E.164 with the +" if self.phone_format == "e164" else "E.164 digits without the +"
-                    ),
-                },
-                "files": files,
-                "finalized_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            _atomic_write(target / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-            return manifest
+            for folder in self._unfinished(target):
+                recovered = replace(context, sync_id=folder.name)
+                if self._finalize(folder, recovered, recovered_by=context.sync_id) is not None:
+                    log.warning(
+                        "audience %s: finished the files of sync %s, which stopped before finalising",
+                        folder.parent.name,
+                        folder.name,
+                    )
+            return self._finalize(target, context) if target.is_dir() else None
+
+    @staticmethod
+    def _unfinished(target: Path) -> list[Path]:
+        """The audience's other sync folders with parts and no manifest (the runs that wrote them died)."""
+        if not target.parent.is_dir():
+            return []
+        return [
+            folder
+            for folder in sorted(target.parent.iterdir())
+            if folder != target
+            and folder.is_dir()
+            and not folder.name.startswith(".")
+            and not (folder / "manifest.json").exists()
+            and any(folder.glob("*-part-*.csv"))
+        ]
+
+    def _finalize(
+        self, target: Path, context: SyncContext, recovered_by: str | None = None
+    ) -> dict[str, Any] | None:
+        files: dict[str, Any] = {}
+        any_parts = False
+        for kind in ("add", "remove"):
+            rows: dict[tuple[str, ...], None] = {}
+            part_info = []
+            for part in sorted(target.glob(f"{kind}-part-*.csv")):
+                with part.open(newline="", encoding="utf-8") as fh:
+                    reader = csv.reader(fh)
+                    next(reader, None)  # header
+                    part_rows = [tuple(r) for r in reader if r]
+                part_info.append({"file": part.name, "rows": len(part_rows)})
+                rows.update(dict.fromkeys(part_rows))
+            any_parts = any_parts or bool(part_info)
+            files[kind] = {"file": f"{kind}.csv", "rows": len(rows), "parts": part_info, "_rows": rows}
+        if not any_parts:
+            return None
+        for info in files.values():
+            _atomic_write(target / info["file"], _csv_bytes(self.header, list(info.pop("_rows"))))
+        manifest = {
+            "audience": target.parent.name,
+            "sync_id": context.sync_id,
+            "segment": context.segment,
+            "destination": self.name,
+            "mode": context.mode,
+            "columns": self.header,
+            "hash": "sha256",
+            "normalisation": {
+                "email": "trimmed, lower-cased (gmail dots kept)",
+                "phone": (
+                    "E.164 with the +" if self.phone_format == "e164" else "E.164 digits without the +"
+                ),
+            },
+            "files": files,
+            "finalized_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if recovered_by is not None:
+            manifest["recovered_by"] = recovered_by
+        _atomic_write(target / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        return manifest
 
 
 def _failed(record: OutboundRecord, error: str, *, retryable: bool = False) -> RecordResult:

@@ -790,3 +790,55 @@ def test_a_kill_resends_only_the_batches_in_flight_and_a_consent_change_delivers
     assert resent <= bound, f"{resent} records resent after the kill (at most {bound} expected)"
     assert len(processed) == 2000 and set(processed.values()) == {1}  # nobody lost, nobody twice
     assert _statuses(con) == {"sent": 2000}
+
+
+def test_an_audience_sync_killed_after_its_sends_is_finalised_by_the_next_run(tmp_path) -> None:
+    """SIGKILL after the ledger write, in the fold: the parts are on disk and every record is
+    `sent`, but no add.csv or manifest was written. The rerun has nothing to send and still
+    finalises the killed run's folder."""
+    import csv
+    import json
+
+    from activation.destinations.audience_files import AudienceFilesDestination
+
+    db, audiences = tmp_path / "aud.duckdb", tmp_path / "audiences"
+    con = duckdb.connect(str(db))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.segment as select 'c' || i as customer_id, 'u' || i || '@example.com' as email "
+        "from range(300) t(i)"
+    )
+    con.close()
+    script = textwrap.dedent(f"""
+        import datetime as dt, duckdb, os, signal
+        from activation.config import PolicyConfig, SyncBinding
+        from activation.destinations.audience_files import AudienceFilesDestination
+        from activation.engine import SyncEngine
+
+        class DiesInFold(SyncEngine):
+            def _fold_state(self, not_sent=0):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        d = AudienceFilesDestination.from_config("ads", {{"directory": {str(audiences)!r}, "identifiers": ["email"],
+                                                          "max_batch_size": 50}})
+        b = SyncBinding("segment", "marts.segment", "ads", "mirror", None, {{"email": "email"}}, "ads")
+        DiesInFold(duckdb.connect({str(db)!r}), d, b, PolicyConfig(), now=dt.datetime(2026, 3, 2, 12)).run()
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL
+    (killed,) = (audiences / "segment").iterdir()
+    assert len(list(killed.glob("add-part-*.csv"))) == 6 and not (killed / "manifest.json").exists()
+
+    con = duckdb.connect(str(db))
+    destination = AudienceFilesDestination.from_config(
+        "ads", {"directory": str(audiences), "identifiers": ["email"], "max_batch_size": 50}
+    )
+    binding = SyncBinding("segment", "marts.segment", "ads", "mirror", None, {"email": "email"}, "ads")
+    rerun = SyncEngine(con, destination, binding, POLICIES, now=NOON).run()
+    assert rerun.sent == 0 and rerun.counts["planned"] == 0
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["files"]["add"]["rows"] == 300 and manifest["recovered_by"] == rerun.sync_id
+    assert len(list(csv.DictReader((killed / "add.csv").open()))) == 300
+    assert [p.name for p in (audiences / "segment").iterdir()] == [killed.name]  # no empty folder
