@@ -98,6 +98,7 @@ class SyncResult:
     confirmed: int = 0  # unknown records of earlier runs confirmed delivered (now sent)
     released: int = 0  # unknown records of earlier runs found undelivered (planned again)
     unknown_outstanding: int = 0  # the sync's records still unknown after the run: a person decides
+    oldest_unknown: dt.datetime | None = None  # when the oldest of them became unknown
     backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
     duration_seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -266,6 +267,7 @@ class SyncEngine:
                 ).fetchall()
             ]
             result.counts["would_send"] = int(decided.get("send", 0))
+            result.unknown_outstanding, result.oldest_unknown = reconcile.outstanding(self.con, b.sync_key)
             result.duration_seconds = time.monotonic() - started
             self._write_run(result, started)
             return result
@@ -297,7 +299,7 @@ class SyncEngine:
             result.unknown += outcomes["unknown"]
         self._fold_state(not_sent=result.failed + result.dead_letters + result.unknown)
         self.destination.finalize(self._context(None))
-        result.unknown_outstanding = reconcile.outstanding(self.con, b.sync_key)[0]
+        result.unknown_outstanding, result.oldest_unknown = reconcile.outstanding(self.con, b.sync_key)
         result.duration_seconds = time.monotonic() - started
         self._write_run(result, started)
         return result
