@@ -86,7 +86,7 @@ class SmtpOutbox:
     def __init__(self, directory: Path | str, message_id: Callable[[str], str]):
         self.directory = Path(directory)
         self.message_id = message_id
-        self.name = f"the SMTP outbox {self.directory.name}"
+        self.name = "the SMTP server's outbox"
 
     def lookup(self, records: Sequence[Unknown]) -> dict[str, bool]:
         if not self.directory.is_dir():  # no outbox at all: it cannot answer
@@ -106,7 +106,7 @@ class AcceptedKeysLog:
 
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
-        self.name = f"the receiver's accepted-keys log {self.directory.name}"
+        self.name = "the receiver's accepted-keys log"
 
     def lookup(self, records: Sequence[Unknown]) -> dict[str, bool]:
         files = sorted(self.directory.glob("*.accepted")) if self.directory.is_dir() else []
@@ -124,7 +124,8 @@ class AcceptedKeysLog:
 
 
 class ProviderEvents:
-    """Provider webhooks and tracking events in the landing zone (engagement/events/**/*.jsonl)."""
+    """Provider webhooks and tracking events in the landing zone (engagement/events/**/*.jsonl).
+    Every file is read when there is something to settle (never when nothing is unknown)."""
 
     authoritative = False
 

@@ -126,8 +126,8 @@ def test_unknown_emails_are_confirmed_or_released_from_the_smtp_outbox(
         ).fetchall()
     )
     assert reasons == {
-        "confirmed delivered by the SMTP outbox outbox after an unknown outcome": 2,
-        "not delivered according to the SMTP outbox outbox; planned again": 2,
+        "confirmed delivered by the SMTP server's outbox after an unknown outcome": 2,
+        "not delivered according to the SMTP server's outbox; planned again": 2,
     }
 
 
