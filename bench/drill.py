@@ -20,8 +20,8 @@ Per destination it prints and records:
     kills       SIGKILLs that landed while the sync was running
     duplicates  records delivered more than once: for the HTTP sink, records it processed twice
                 (it dedupes per record key) or customers given two keys for one message; for SMTP,
-                Message-IDs received twice; for audience files, the same row added by two
-                finalised files (ad platforms dedupe on the hash, but it counts here)
+                Message-IDs received twice; for audience files, the same row in two finalised
+                add files
     resent      records that reached the receiver again (retries after a timeout within a run,
                 resends after a kill) and were recognised by their key
     lost        records the ledger says were sent that the receiver never got, plus audience
@@ -314,10 +314,10 @@ def _run_child(drill: Drill, spec: dict[str, Any], kill: bool) -> dict[str, Any]
 
 def _round(drill: Drill, sink: Any, n: int, kills: int, finishing: int) -> None:
     """A new campaign or new field values, `kills` runs killed mid-run (a run that finishes first
-    does not count; at most 3 tries per kill), then runs to the end."""
+    does not count; at most 5 tries per kill), then runs to the end."""
     _new_round(drill, n)
     target, tries = drill.kills + kills, 0
-    while drill.kills < target and tries < 3 * kills:
+    while drill.kills < target and tries < 5 * kills:
         tries += 1
         _run_child(drill, _spec(drill, sink, n), kill=True)
         if drill.rng.random() < 0.5:

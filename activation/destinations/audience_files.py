@@ -52,12 +52,19 @@ Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
   is unusable, because hashing it without its country code would never match. Letters make a
   number unusable; extensions ("x123", "ext 123") are dropped. The result must have 7 to 15 digits.
 
+Resends: a run killed after writing a part but before the ledger recorded its records leaves them
+to be sent again by the next run. Until a sync run's files are finalised, the destination
+remembers the record keys it wrote to its parts (SQLite, below), and answers a record written by
+another, unfinished run as sent without writing it again: that run's folder, which the next
+finalize finishes, has it. So every record is in the audience's files once. (A crash between the
+part and that note costs a duplicate row, never a lost one.)
+
 Deletes: the sync engine sends a mirror-mode delete with the fields it last delivered for that
 customer (kept in tideline_sync.synced_state), and their hashes go to remove.csv. As a fallback for
 deletes without fields (state synced before the engine kept fields, or records sent by other
 callers), the destination also remembers, per audience, the hashes it last added for each
-customer_id in SQLite (`{state_dir}/{audience}.sqlite3`: customer ids and hashes only, outside
-the audience folder; do not upload it); a removed customer is forgotten.
+customer_id in SQLite (`{state_dir}/{audience}.sqlite3`: customer ids, hashes and record keys
+only, outside the audience folder; do not upload it); a removed customer is forgotten.
 
 A record with no usable identifier (for a delete: none given and none remembered) fails, not
 retryable ("no email or phone to hash"). Raw emails and phones are never written, logged or put
@@ -189,7 +196,9 @@ def _csv_bytes(header: list[str], rows: Sequence[Sequence[str]]) -> bytes:
 
 
 class _IdentityStore:
-    """customer_id -> the hashes last added, in SQLite: deletes (which carry no fields) need them."""
+    """Per audience, in SQLite: customer_id -> the hashes last added (deletes, which may carry no
+    fields, need them), and the record keys written to the parts of sync runs not finalised yet
+    (a record resent after a crash is not written twice)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -202,7 +211,52 @@ class _IdentityStore:
             "create table if not exists identities (customer_id text primary key, hashes text not null, "
             "updated_at text not null)"
         )
+        con.execute(
+            "create table if not exists written_keys (idempotency_key text primary key, sync_id text not null, "
+            "written_at text not null)"
+        )
         return con
+
+    def written_elsewhere(self, keys: Sequence[str], sync_id: str) -> set[str]:
+        """The keys already written to a part by another sync run (one that died before recording it)."""
+        if not self.path.exists():
+            return set()
+        out: set[str] = set()
+        with self._lock:
+            con = self._connect()
+            try:
+                for start in range(0, len(keys), 500):
+                    chunk = list(keys[start : start + 500])
+                    marks = ", ".join("?" * len(chunk))
+                    out.update(
+                        k
+                        for (k,) in con.execute(
+                            f"select idempotency_key from written_keys where idempotency_key in ({marks}) "
+                            "and sync_id <> ?",
+                            [*chunk, sync_id],
+                        )
+                    )
+            finally:
+                con.close()
+        return out
+
+    def forget_sync(self, sync_id: str) -> None:
+        """A sync's files are final: its record keys are no longer needed (housekeeping: a failure
+        is logged, and only means a later full resync might leave those records out)."""
+        if not self.path.exists():
+            return
+        with self._lock:
+            try:
+                con = self._connect()
+                try:
+                    with con:
+                        con.execute("delete from written_keys where sync_id = ?", [sync_id])
+                finally:
+                    con.close()
+            except (OSError, sqlite3.Error) as exc:
+                log.warning(
+                    "audience state %s: could not forget the keys of sync %s: %s", self.path, sync_id, exc
+                )
 
     def lookup(self, customer_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         if not self.path.exists():
@@ -222,8 +276,15 @@ class _IdentityStore:
                 con.close()
         return out
 
-    def update(self, remember: Mapping[str, Mapping[str, str]], forget: set[str]) -> None:
-        if not remember and not forget:
+    def update(
+        self,
+        remember: Mapping[str, Mapping[str, str]],
+        forget: set[str],
+        written: Sequence[str] = (),
+        sync_id: str = "",
+    ) -> None:
+        """In one transaction: identities added and removed, and the record keys just written."""
+        if not remember and not forget and not written:
             return
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._lock:
@@ -235,6 +296,10 @@ class _IdentityStore:
                         [(c, json.dumps(h, sort_keys=True), now) for c, h in remember.items()],
                     )
                     con.executemany("delete from identities where customer_id = ?", [(c,) for c in forget])
+                    con.executemany(
+                        "insert or replace into written_keys values (?, ?, ?)",
+                        [(k, sync_id, now) for k in written],
+                    )
             finally:
                 con.close()
 
@@ -368,12 +433,18 @@ class AudienceFilesDestination(DestinationDefaults):
             # deletes from the planner carry no fields: use the hashes remembered when the customer was added
             wanted = [str(r.customer_id) for r in records if r.action == "delete"]
             known = store.lookup(wanted) if wanted else {}
+            # a run that died after writing a part but before the ledger recorded it: the rerun
+            # resends those records; they are in that run's (unfinished) files, so not written again
+            done = store.written_elsewhere([r.idempotency_key for r in records], target.name)
         except (OSError, sqlite3.Error) as exc:
             error = (
                 f"could not read the identity state: {getattr(exc, 'strerror', None) or type(exc).__name__}"
             )
             return [_failed(r, error, retryable=True) for r in records]
         for record in records:
+            if record.idempotency_key in done:
+                results.append(RecordResult(record.idempotency_key, "sent"))
+                continue
             if record.action not in ("upsert", "send", "delete"):
                 results.append(_failed(record, f"unsupported action {record.action!r}"))
                 continue
@@ -406,7 +477,8 @@ class AudienceFilesDestination(DestinationDefaults):
             for kind, rows in parts.items():
                 if rows:
                     _atomic_write(target / f"{kind}-part-{batch_hash}.csv", _csv_bytes(self.header, rows))
-            store.update(remember, forget)
+            # after the parts: a crash in between costs a duplicate row on the resend, never a lost one
+            store.update(remember, forget, [results[i].idempotency_key for i in written], target.name)
         except (OSError, sqlite3.Error) as exc:
             error = f"could not write audience file: {getattr(exc, 'strerror', None) or type(exc).__name__}"
             for i in written:
@@ -420,6 +492,7 @@ class AudienceFilesDestination(DestinationDefaults):
         manifest. Folders of the same audience that a killed run left without a manifest are
         finished too."""
         target = self.sync_dir(context)
+        store = self._store(target.parent.name)
         with self._lock:
             for folder in self._unfinished(target):
                 recovered = replace(context, sync_id=folder.name)
@@ -429,7 +502,10 @@ class AudienceFilesDestination(DestinationDefaults):
                         folder.parent.name,
                         folder.name,
                     )
-            return self._finalize(target, context) if target.is_dir() else None
+                    store.forget_sync(folder.name)
+            manifest = self._finalize(target, context) if target.is_dir() else None
+            store.forget_sync(target.name)
+            return manifest
 
     @staticmethod
     def _unfinished(target: Path) -> list[Path]:

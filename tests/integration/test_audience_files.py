@@ -249,6 +249,31 @@ def test_the_next_run_finalises_what_a_crashed_run_left_in_parts(tmp_path):
     assert not (tmp_path / "audiences" / "high_propensity_buyers" / "sync-rerun").exists()
 
 
+def test_a_record_resent_after_a_crash_is_written_once(tmp_path):
+    """A run wrote a part and died before the ledger recorded it; the rerun resends those records,
+    cut into other batches. They are answered as sent without a second row: the killed run's
+    folder, finished by the rerun's finalize, holds them. Once a run's files are final its keys
+    are forgotten, so a later full resync writes every row again."""
+    d = make(tmp_path)
+    crashed = SyncContext(sync_id="sync-crashed", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    batch = [rec(f"c{i}", email=f"user{i}@example.com") for i in range(4)]
+    d.send_batch(batch, crashed)
+    rerun = SyncContext(sync_id="sync-rerun", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again = make(tmp_path)  # a new process
+    results = again.send_batch([batch[1], batch[3], rec("c9", email="user9@example.com")], rerun)
+    assert [r.status for r in results] == ["sent"] * 3
+    again.finalize(rerun)
+    assert [r["email_sha256"] for r in read_csv(again.sync_dir(rerun) / "add.csv")] == [
+        sha("user9@example.com")
+    ]
+    assert len(read_csv(again.sync_dir(crashed) / "add.csv")) == 4
+
+    later = SyncContext(sync_id="sync-later", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.send_batch([batch[0]], later)
+    again.finalize(later)
+    assert len(read_csv(again.sync_dir(later) / "add.csv")) == 1
+
+
 def test_customer_ids_cannot_smuggle_spreadsheet_formulas(tmp_path):
     """A customer id that starts with = + - @ or a tab or carriage return would run as a formula
     when the file is opened in a spreadsheet: it is written with a leading apostrophe."""
