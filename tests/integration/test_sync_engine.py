@@ -663,13 +663,13 @@ def test_an_email_without_a_reply_to_data_is_unknown_never_dead_lettered_or_rese
     from activation.sinks.smtp_sink import SmtpSink
 
     with SmtpSink() as smtp:
-        smtp.late_ack_next(1, 2.0)
+        smtp.late_ack_next(1, 1.2)
         destination = _smtp_destination(smtp, timeout_seconds=0.3, data_timeout_seconds=0.6)
         first = SyncEngine(warehouse, destination, EMAIL, ALL_DAY, now=NOON, workers=1).run()
         assert (first.unknown, first.failed, first.dead_letters) == (1, 0, 0)
         assert first.sent == 179  # 180 with consent, one of them unknown
         second = SyncEngine(warehouse, destination, EMAIL, ALL_DAY, now=NOON, workers=1).run()
-        time.sleep(2.0)  # the late acknowledgement is over
+        time.sleep(0.6)  # the late acknowledgement is over
         counts = smtp.message_id_counts()
     assert second.sent == 0 and second.unknown == 0  # the unknown one is not planned again
     assert len(counts) == 180 and set(counts.values()) == {1}
