@@ -53,11 +53,11 @@ Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
   number unusable; extensions ("x123", "ext 123") are dropped. The result must have 7 to 15 digits.
 
 Resends: a run killed after writing a part but before the ledger recorded its records leaves them
-to be sent again by the next run. Until a sync run's files are finalised, the destination
-remembers the record keys it wrote to its parts (SQLite, below), and answers a record written by
-another, unfinished run as sent without writing it again: that run's folder, which the next
-finalize finishes, has it. So every record is in the audience's files once. (A crash between the
-part and that note costs a duplicate row, never a lost one.)
+to be sent again by the next run. Until a sync run's files are finalised, the destination notes
+each record key with the part it goes to (SQLite, below) just before writing the part, and
+answers a record that another, unfinished run wrote to a part that is there as sent without
+writing it again: that run's folder, which the next finalize finishes, has it. A crash between
+the note and the part leaves no part, so the record is written again: never hidden, never twice.
 
 Deletes: the sync engine sends a mirror-mode delete with the fields it last delivered for that
 customer (kept in tideline_sync.synced_state), and their hashes go to remove.csv. As a fallback for
@@ -197,7 +197,7 @@ def _csv_bytes(header: list[str], rows: Sequence[Sequence[str]]) -> bytes:
 
 class _IdentityStore:
     """Per audience, in SQLite: customer_id -> the hashes last added (deletes, which may carry no
-    fields, need them), and the record keys written to the parts of sync runs not finalised yet
+    fields, need them), and the record keys noted with their part for sync runs not finalised yet
     (a record resent after a crash is not written twice)."""
 
     def __init__(self, path: Path):
@@ -212,33 +212,48 @@ class _IdentityStore:
             "updated_at text not null)"
         )
         con.execute(
-            "create table if not exists written_keys (idempotency_key text primary key, sync_id text not null, "
-            "written_at text not null)"
+            "create table if not exists part_keys (idempotency_key text primary key, sync_id text not null, "
+            "part text not null, noted_at text not null)"
         )
         return con
 
-    def written_elsewhere(self, keys: Sequence[str], sync_id: str) -> set[str]:
-        """The keys already written to a part by another sync run (one that died before recording it)."""
+    def written_elsewhere(self, keys: Sequence[str], folder: Path) -> set[str]:
+        """The keys another sync run of the audience wrote to one of its parts (a run that died before
+        the ledger recorded them): noted with their part before it was written, and found only if
+        that part is there, so a crash between the note and the part never hides a record."""
         if not self.path.exists():
             return set()
-        out: set[str] = set()
+        found: list[tuple[str, str, str]] = []
         with self._lock:
             con = self._connect()
             try:
                 for start in range(0, len(keys), 500):
                     chunk = list(keys[start : start + 500])
                     marks = ", ".join("?" * len(chunk))
-                    out.update(
-                        k
-                        for (k,) in con.execute(
-                            f"select idempotency_key from written_keys where idempotency_key in ({marks}) "
-                            "and sync_id <> ?",
-                            [*chunk, sync_id],
-                        )
+                    found += con.execute(
+                        f"select idempotency_key, sync_id, part from part_keys where idempotency_key in ({marks}) "
+                        "and sync_id <> ?",
+                        [*chunk, folder.name],
+                    ).fetchall()
+            finally:
+                con.close()
+        return {key for key, sync_id, part in found if (folder.parent / sync_id / part).exists()}
+
+    def note_parts(self, keys: Mapping[str, str], sync_id: str) -> None:
+        """Record key -> the part file it is about to be written to (before the part is written)."""
+        if not keys:
+            return
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._lock:
+            con = self._connect()
+            try:
+                with con:
+                    con.executemany(
+                        "insert or replace into part_keys values (?, ?, ?, ?)",
+                        [(k, sync_id, part, now) for k, part in keys.items()],
                     )
             finally:
                 con.close()
-        return out
 
     def forget_sync(self, sync_id: str) -> None:
         """A sync's files are final: its record keys are no longer needed (housekeeping: a failure
@@ -250,7 +265,7 @@ class _IdentityStore:
                 con = self._connect()
                 try:
                     with con:
-                        con.execute("delete from written_keys where sync_id = ?", [sync_id])
+                        con.execute("delete from part_keys where sync_id = ?", [sync_id])
                 finally:
                     con.close()
             except (OSError, sqlite3.Error) as exc:
@@ -276,15 +291,8 @@ class _IdentityStore:
                 con.close()
         return out
 
-    def update(
-        self,
-        remember: Mapping[str, Mapping[str, str]],
-        forget: set[str],
-        written: Sequence[str] = (),
-        sync_id: str = "",
-    ) -> None:
-        """In one transaction: identities added and removed, and the record keys just written."""
-        if not remember and not forget and not written:
+    def update(self, remember: Mapping[str, Mapping[str, str]], forget: set[str]) -> None:
+        if not remember and not forget:
             return
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._lock:
@@ -296,10 +304,6 @@ class _IdentityStore:
                         [(c, json.dumps(h, sort_keys=True), now) for c, h in remember.items()],
                     )
                     con.executemany("delete from identities where customer_id = ?", [(c,) for c in forget])
-                    con.executemany(
-                        "insert or replace into written_keys values (?, ?, ?)",
-                        [(k, sync_id, now) for k in written],
-                    )
             finally:
                 con.close()
 
@@ -435,16 +439,15 @@ class AudienceFilesDestination(DestinationDefaults):
             known = store.lookup(wanted) if wanted else {}
             # a run that died after writing a part but before the ledger recorded it: the rerun
             # resends those records; they are in that run's (unfinished) files, so not written again
-            done = store.written_elsewhere([r.idempotency_key for r in records], target.name)
+            done = store.written_elsewhere([r.idempotency_key for r in records], target)
         except (OSError, sqlite3.Error) as exc:
             error = (
                 f"could not read the identity state: {getattr(exc, 'strerror', None) or type(exc).__name__}"
             )
             return [_failed(r, error, retryable=True) for r in records]
+        batch_hash = sha256_hex("\n".join(sorted(r.idempotency_key for r in records)))[:16]
+        noted: dict[str, str] = {}  # record key -> the part it goes to
         for record in records:
-            if record.idempotency_key in done:
-                results.append(RecordResult(record.idempotency_key, "sent"))
-                continue
             if record.action not in ("upsert", "send", "delete"):
                 results.append(_failed(record, f"unsupported action {record.action!r}"))
                 continue
@@ -458,27 +461,28 @@ class AudienceFilesDestination(DestinationDefaults):
             row = ([csv_safe(customer)] if self.include_customer_id else []) + [
                 hashes.get(i, "") for i in self.identifiers
             ]
+            kind = "remove" if record.action == "delete" else "add"
             if record.action == "delete":
-                parts["remove"].append(row)
                 remember.pop(customer, None)
                 forget.add(customer)
             else:
-                parts["add"].append(row)
                 remember[customer] = hashes
                 forget.discard(customer)
+            if record.idempotency_key not in done:  # else it is in a killed run's part already
+                parts[kind].append(row)
+                noted[record.idempotency_key] = f"{kind}-part-{batch_hash}.csv"
             written.append(len(results))
             results.append(RecordResult(record.idempotency_key, "sent"))
         if not written:
             return results
 
-        batch_hash = sha256_hex("\n".join(sorted(r.idempotency_key for r in records)))[:16]
         try:
+            store.note_parts(noted, target.name)  # before the parts, see written_elsewhere
             target.mkdir(parents=True, exist_ok=True)
             for kind, rows in parts.items():
                 if rows:
                     _atomic_write(target / f"{kind}-part-{batch_hash}.csv", _csv_bytes(self.header, rows))
-            # after the parts: a crash in between costs a duplicate row on the resend, never a lost one
-            store.update(remember, forget, [results[i].idempotency_key for i in written], target.name)
+            store.update(remember, forget)
         except (OSError, sqlite3.Error) as exc:
             error = f"could not write audience file: {getattr(exc, 'strerror', None) or type(exc).__name__}"
             for i in written:

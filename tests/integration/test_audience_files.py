@@ -273,6 +273,17 @@ def test_a_record_resent_after_a_crash_is_written_once(tmp_path):
     again.finalize(later)
     assert len(read_csv(again.sync_dir(later) / "add.csv")) == 1
 
+    # a run whose part could not be written (killed between noting its keys and writing it):
+    # its records are not hidden from the next run, which writes them
+    new = [rec(f"n{i}", email=f"new{i}@example.com") for i in range(2)]
+    broken = SyncContext(sync_id="sync-broken", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.sync_dir(broken).write_text("not a folder")
+    assert [r.status for r in again.send_batch(new, broken)] == ["failed", "failed"]
+    last = SyncContext(sync_id="sync-last", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.send_batch(new, last)
+    rows = [row for part in again.sync_dir(last).glob("add-part-*.csv") for row in read_csv(part)]
+    assert sorted(r["email_sha256"] for r in rows) == sorted(sha(f"new{i}@example.com") for i in range(2))
+
 
 def test_customer_ids_cannot_smuggle_spreadsheet_formulas(tmp_path):
     """A customer id that starts with = + - @ or a tab or carriage return would run as a formula
