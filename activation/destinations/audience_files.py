@@ -53,11 +53,13 @@ Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
   number unusable; extensions ("x123", "ext 123") are dropped. The result must have 7 to 15 digits.
 
 Resends: a run killed after writing a part but before the ledger recorded its records leaves them
-to be sent again by the next run. Until a sync run's files are finalised, the destination notes
-each record key with the part it goes to (SQLite, below) just before writing the part, and
-answers a record that another, unfinished run wrote to a part that is there as sent without
-writing it again: that run's folder, which the next finalize finishes, has it. A crash between
-the note and the part leaves no part, so the record is written again: never hidden, never twice.
+to be sent again by a later run. The destination notes each record key with the part it goes to
+(SQLite, below) just before writing the part, and answers a record that another run wrote to a
+part that is there as sent without writing it again: that run's folder (finished by the next
+finalize) has it. A crash between the note and the part leaves no part, so the record is written
+again: never hidden, never twice. A run that finalises normally recorded all it wrote, so its
+notes are dropped then; a killed run's notes are kept KEEP_NOTES_DAYS (7) days. (So a full resync
+within that week, e.g. into a new warehouse, leaves out the rows a killed run already wrote.)
 
 Deletes: the sync engine sends a mirror-mode delete with the fields it last delivered for that
 customer (kept in tideline_sync.synced_state), and their hashes go to remove.csv. As a fallback for
@@ -86,7 +88,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,7 @@ from activation.destinations.base import (
 log = logging.getLogger(__name__)
 
 IDENTIFIERS = ("email", "phone")
+KEEP_NOTES_DAYS = 7  # how long a killed run's record keys are kept (its records may be resent later)
 PHONE_FORMATS = ("digits", "e164")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _EXTENSION = re.compile(r"\s*(?:ext\.?|extension|x|#)\s*\d+\s*$", re.IGNORECASE)
@@ -255,17 +258,20 @@ class _IdentityStore:
             finally:
                 con.close()
 
-    def forget_sync(self, sync_id: str) -> None:
-        """A sync's files are final: its record keys are no longer needed (housekeeping: a failure
-        is logged, and only means a later full resync might leave those records out)."""
+    def forget_sync(self, sync_id: str, older_than_days: int) -> None:
+        """A finished sync's notes, and every note older than `older_than_days` (housekeeping: a
+        failure is logged, and only means a later full resync might leave those records out)."""
         if not self.path.exists():
             return
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat(timespec="seconds")
         with self._lock:
             try:
                 con = self._connect()
                 try:
                     with con:
-                        con.execute("delete from part_keys where sync_id = ?", [sync_id])
+                        con.execute(
+                            "delete from part_keys where sync_id = ? or noted_at < ?", [sync_id, cutoff]
+                        )
                 finally:
                     con.close()
             except (OSError, sqlite3.Error) as exc:
@@ -506,9 +512,10 @@ class AudienceFilesDestination(DestinationDefaults):
                         folder.parent.name,
                         folder.name,
                     )
-                    store.forget_sync(folder.name)
             manifest = self._finalize(target, context) if target.is_dir() else None
-            store.forget_sync(target.name)
+            # this run recorded every record it wrote; a killed run's unrecorded ones may be resent
+            # by any later run (when this run's resend failed), so its notes stay until they expire
+            store.forget_sync(target.name, older_than_days=KEEP_NOTES_DAYS)
             return manifest
 
     @staticmethod

@@ -252,8 +252,9 @@ def test_the_next_run_finalises_what_a_crashed_run_left_in_parts(tmp_path):
 def test_a_record_resent_after_a_crash_is_written_once(tmp_path):
     """A run wrote a part and died before the ledger recorded it; the rerun resends those records,
     cut into other batches. They are answered as sent without a second row: the killed run's
-    folder, finished by the rerun's finalize, holds them. Once a run's files are final its keys
-    are forgotten, so a later full resync writes every row again."""
+    folder, finished by the rerun's finalize, holds them, also for a later run that resends the
+    rest. A run that finalised normally had recorded everything, so a later full resync writes
+    its rows again."""
     d = make(tmp_path)
     crashed = SyncContext(sync_id="sync-crashed", segment=CONTEXT.segment, destination="ads", mode="mirror")
     batch = [rec(f"c{i}", email=f"user{i}@example.com") for i in range(4)]
@@ -269,9 +270,11 @@ def test_a_record_resent_after_a_crash_is_written_once(tmp_path):
     assert len(read_csv(again.sync_dir(crashed) / "add.csv")) == 4
 
     later = SyncContext(sync_id="sync-later", segment=CONTEXT.segment, destination="ads", mode="mirror")
-    again.send_batch([batch[0]], later)
+    again.send_batch([batch[0], rec("c9", email="user9@example.com")], later)  # e.g. the rerun's try failed
     again.finalize(later)
-    assert len(read_csv(again.sync_dir(later) / "add.csv")) == 1
+    assert [r["email_sha256"] for r in read_csv(again.sync_dir(later) / "add.csv")] == [
+        sha("user9@example.com")
+    ]
 
     # a run whose part could not be written (killed between noting its keys and writing it):
     # its records are not hidden from the next run, which writes them
