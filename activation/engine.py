@@ -17,14 +17,14 @@
    `max_backoff_wait_seconds`) or defers its sends until then (reason `retry_after`).
 5. Stream the send list from the warehouse in Arrow windows (bounded memory), send
    batches concurrently through the destination under a token bucket shared by all
-   workers, and record sent / failed / unknown per record as each batch comes back
-   (group commit by a writer thread, see _send), so a crash resends at most the batches in
-   flight or waiting for the writer.
+   workers, and record sent / failed / unknown per record, one ledger insert per window
+   (see _send). For idempotent destinations each batch's deliveries also go to an outcome
+   journal as soon as the batch is back, so a crash resends only the batches in flight.
 6. Fold delivered upserts and deletes into synced_state, finalize the destination (for
    audience files also what a crashed run left unfinalised) and write the run record.
 
 The calling thread owns the warehouse connection; a writer thread appends outcomes on a
-second connection (a cursor of the same database); workers send and queue outcomes.
+second connection (a cursor of the same database); workers send (and journal).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from activation.reconcile import DeliveryEvidence
 
 log = logging.getLogger(__name__)
 
-WINDOW_RECORDS = 32_768  # records read from the warehouse at a time for idempotent destinations
+WINDOW_RECORDS = 32_768  # records per ledger write for idempotent destinations
 MAX_BACKOFF_SECONDS = 86_400  # a Retry-After longer than a day is taken as a day
 
 LOG_COLUMNS = (
@@ -372,12 +372,14 @@ class SyncEngine:
         return self._state_dir() / (_file_stem(self.binding.sync_key) + ".journal")
 
     def _resolve_interrupted(self) -> int:
-        """In-flight records of an earlier run that died. Idempotent destinations left none (their
-        records are simply planned and sent again under the same key). For the others the delivery
-        journal decides per record (see DeliveryJournal): accepted → `sent`, never handed over →
-        `released` (planned again), the rest → `unknown`, never resent, so nobody gets a message
-        twice. Returns the number of unknown records."""
+        """What an earlier run that died left unrecorded. Idempotent destinations: the batches its
+        outcome journal holds (see OutcomeJournal) are recorded `sent`, so only the batches that
+        were in flight are planned and sent again (under the same keys). The others (SMTP): the
+        delivery journal decides per in_flight record (see DeliveryJournal): accepted → `sent`,
+        never handed over → `released` (planned again), the rest → `unknown`, never resent, so
+        nobody gets a message twice. Returns the number of unknown records."""
         if self.idempotent:
+            self._resolve_outcome_journal()
             return 0
         b = self.binding
         in_flight = f"""select * from {SCHEMA}.delivery_ledger where sync_key = {_lit(b.sync_key)}
@@ -434,6 +436,45 @@ class SyncEngine:
             )
         return int(n)
 
+    def _outcome_journal_path(self) -> Path:
+        return self._state_dir() / (_file_stem(self.binding.sync_key) + ".outcomes")
+
+    def _resolve_outcome_journal(self) -> None:
+        """Record as `sent` what a run that died had delivered but not yet written to the ledger."""
+        path = self._outcome_journal_path()
+        if not path.exists():
+            return
+        sent, meta = OutcomeJournal.read(path)
+        if sent.num_rows:
+            self.con.register("_journal", sent)
+            try:
+                self.con.execute(
+                    f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)})
+                        select cast(j.idempotency_key as uuid), ?, ?, j.customer_id, j.action, 'sent',
+                               'delivered before an interrupted run died (outcome journal)', null, j.attempt,
+                               j.remote_id, ?, ?, nullif(j.variant, ''), ?, ?
+                        from _journal as j
+                        where cast(j.idempotency_key as uuid) not in (
+                            select idempotency_key from {SCHEMA}.delivery_log where sync_id = ?)""",
+                    [
+                        self.binding.sync_key,
+                        meta["sync_id"],
+                        meta["channel"] or None,
+                        meta["campaign"],
+                        meta["content_version"],
+                        dt.datetime.fromisoformat(meta["recorded_at"]),
+                        meta["sync_id"],
+                    ],
+                )
+            finally:
+                self.con.unregister("_journal")
+            log.info(
+                "%s: %s records an interrupted run delivered are recorded as sent",
+                self.binding.sync_key,
+                sent.num_rows,
+            )
+        path.unlink()
+
     def _context(self, variant: str | None) -> SyncContext:
         b = self.binding
         content = dict(b.content)
@@ -458,16 +499,18 @@ class SyncEngine:
         """Stream the send list from the warehouse window by window and send it; returns the
         number of records per outcome (sent, failed, dead_letter, unknown).
 
-        A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise) is
-        read as an Arrow batch and split into destination batches for the worker pool. Each
-        worker queues its batch's outcomes for the ledger writer as soon as the batch is back;
-        the writer thread inserts whatever has queued up in one statement (group commit), on its
-        own connection, so workers do not wait for the ledger and the number of inserts adapts to
-        the load. A crash therefore resends at most the batches in flight, queued for the writer
-        or being inserted (the queue holds two batches per worker), never a whole window. Two
-        windows (or enough for every worker) are in flight at once, so memory stays bounded by
-        the window size, whatever the segment size. For a destination whose delivery is not
-        idempotent, each window is marked in_flight (committed) before it is sent.
+        A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise)
+        is read as an Arrow batch, split into destination batches for the worker pool, and its
+        outcomes are written to the ledger in one insert once all its batches are back. Two
+        windows (or enough for every worker) are in flight at once and ledger inserts run on
+        their own connection in a writer thread, so workers do not wait for the ledger and memory
+        stays bounded by the window size, whatever the segment size. For idempotent destinations
+        each worker also appends its batch's deliveries to the outcome journal as soon as the
+        batch is back (no fsync: it has to survive the process, not the machine), so a crash
+        resends only the batches in flight, never the rest of the window; the journal goes once
+        the ledger holds everything. For a destination whose delivery is not idempotent, each
+        window is marked in_flight (committed) before it is sent, and the delivery journal
+        follows each record.
         """
         self._encoded = self.destination.encoded_batches
         record_json = (
@@ -482,14 +525,17 @@ class SyncEngine:
         depth = max(2, -(-self.workers * 2 * size // window))
         self._contexts: dict[str, SyncContext] = {}
         totals: Counter[str] = Counter()
-        pending: deque[list[Future]] = deque()
-        writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes, capacity=2 * self.workers)
-        if not self.idempotent:
+        pending: deque[tuple[pa.Table, list[Future]]] = deque()
+        writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes)
+        outcomes: OutcomeJournal | None = None
+        if self.idempotent:
+            outcomes = OutcomeJournal(self._outcome_journal_path(), self._journal_meta())
+        else:
             self._journal = DeliveryJournal(self._journal_path())
 
         def finish() -> None:
-            for future in pending.popleft():
-                totals.update(future.result())
+            part, futures = pending.popleft()
+            totals.update(self._finish_window(part, [f.result() for f in futures], writer))
 
         order = "order by variant" if self.binding.variants else ""
         reader = self.con.execute(
@@ -503,12 +549,11 @@ class SyncEngine:
                     part = pa.Table.from_batches([batch])
                     if not self.idempotent:
                         writer.write_now(self._outcomes(part, ["in_flight"] * part.num_rows))
-                    pending.append(
-                        [
-                            pool.submit(self._deliver_and_record, chunk, variant, writer)
-                            for chunk, variant in self._chunks(part, size)
-                        ]
-                    )
+                    futures = [
+                        pool.submit(self._deliver_and_journal, chunk, variant, outcomes)
+                        for chunk, variant in self._chunks(part, size)
+                    ]
+                    pending.append((part, futures))
                     while len(pending) >= depth:
                         finish()
                 while pending:
@@ -520,22 +565,37 @@ class SyncEngine:
                 writer.close()
             finally:
                 journal, self._journal = self._journal, None
-                if journal is not None:
-                    journal.close()
-        # every outcome is in the ledger now, so the journal is spent; on an error it stays, and
-        # the next run resolves this run's in_flight records from it
-        if journal is not None:
-            journal.path.unlink(missing_ok=True)
+                for open_journal in (journal, outcomes):
+                    if open_journal is not None:
+                        open_journal.close()
+        # every outcome is in the ledger now, so the journals are spent; on an error they stay, and
+        # the next run resolves this run's records from them
+        for spent in (journal, outcomes):
+            if spent is not None:
+                spent.path.unlink(missing_ok=True)
         return totals
 
-    def _deliver_and_record(self, chunk: pa.Table, variant: str, writer: _LedgerWriter) -> Counter[str]:
-        """Send one batch (in a worker) and queue its outcomes for the ledger writer."""
+    def _journal_meta(self) -> dict[str, str]:
+        """The run's constants, which the outcome journal carries for the run that resolves it."""
+        b = self.binding
+        return {
+            "sync_id": self.sync_id,
+            "channel": b.channel or "",
+            "campaign": b.campaign,
+            "content_version": b.content_version,
+            "recorded_at": self.now.isoformat(),
+        }
+
+    def _deliver_and_journal(
+        self, chunk: pa.Table, variant: str, outcomes: OutcomeJournal | None
+    ) -> BatchResults:
+        """Send one batch (in a worker); journal what was delivered; note a Retry-After."""
         results = self._deliver(chunk, variant)
         if results.retry_after is not None:
             self._note_retry_after(results.retry_after)
-        outcomes, counts = self._batch_outcomes(chunk, results)
-        writer.write(outcomes)
-        return counts
+        if outcomes is not None:
+            outcomes.delivered(chunk, results)
+        return results
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
         """Split a window into batches of at most `size` records, each of one variant."""
@@ -593,21 +653,29 @@ class SyncEngine:
             log.warning("%s: batch of %s failed: %s", self.binding.sync_key, n, message)
             return BatchResults.uniform(n, "failed", retryable=True, error=message)
 
-    def _batch_outcomes(self, chunk: pa.Table, r: BatchResults) -> tuple[pa.Table, Counter[str]]:
-        """The ledger events of one batch, and their count per status: sent, unknown (it went out
-        and may have arrived: never resent), failed (retryable) or dead_letter (not retryable)."""
-        n = len(r)
-        if r.status.count("sent") == n:  # the common case, without a loop over records
-            status: pa.Array = pa.repeat(pa.scalar("sent"), n)
-            counts = Counter({"sent": n})
-        else:
-            mapped = [
-                s if s in ("sent", "unknown") else "failed" if retry else "dead_letter"
-                for s, retry in zip(r.status, r.retryable, strict=True)
-            ]
-            counts = Counter(mapped)
-            status = pa.array(mapped, pa.string())
-        return self._outcomes(chunk, status, _strings(r.error), _strings(r.remote_id)), counts
+    def _finish_window(
+        self, part: pa.Table, results: list[BatchResults], writer: _LedgerWriter
+    ) -> Counter[str]:
+        """Queue the window's ledger events: sent, unknown (it went out and may have arrived: never
+        resent), failed (retryable) or dead_letter (not retryable); returns their counts."""
+        status, error, remote = [], [], []
+        counts: Counter[str] = Counter()
+        for r in results:  # in the order of the window's chunks, which is the window's row order
+            n = len(r)
+            if r.status.count("sent") == n:  # the common case, without a loop over records
+                status.append(pa.repeat(pa.scalar("sent"), n))
+                counts["sent"] += n
+            else:
+                mapped = [
+                    s if s in ("sent", "unknown") else "failed" if retry else "dead_letter"
+                    for s, retry in zip(r.status, r.retryable, strict=True)
+                ]
+                counts.update(mapped)
+                status.append(pa.array(mapped, pa.string()))
+            error.append(_strings(r.error))
+            remote.append(_strings(r.remote_id))
+        writer.write(self._outcomes(part, _concat(status), _concat(error), _concat(remote)))
+        return counts
 
     @staticmethod
     def _outcomes(part: pa.Table, status, error=None, remote=None) -> pa.Table:
@@ -711,6 +779,10 @@ def _joined(column: pa.ChunkedArray | pa.Array, separator: str, sort: bool = Fal
     return pc.binary_join(pa.ListArray.from_arrays(offsets, values), separator)[0].as_buffer().to_pybytes()
 
 
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
 def _file_stem(name: str) -> str:
     """A name made safe as a file name (sync keys and destination names are mostly safe already)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -720,6 +792,81 @@ def _strings(values: list[str | None]) -> pa.Array:
     if values.count(None) == len(values):
         return pa.nulls(len(values), pa.string())
     return pa.array(values, pa.string())
+
+
+class OutcomeJournal:
+    """An append-only Arrow IPC stream of the records an idempotent destination accepted in the
+    current run: one record batch (idempotency_key, customer_id, action, variant, attempt,
+    remote_id) per destination batch, written as soon as the batch is back; the run's constants
+    (sync_id, channel, campaign, content_version, recorded_at) are in the schema's metadata.
+
+    Outcomes reach the ledger a window at a time; a run that dies in between leaves the journal
+    behind, and the next run records its batches as `sent` instead of sending them again, so a
+    crash costs a resend of the batches in flight only. Written without fsync: a killed process
+    loses nothing the OS already has, and a lost journal (a machine crash) only means a resend,
+    which the receiver deduplicates. A torn last batch is ignored."""
+
+    SCHEMA = pa.schema(
+        [
+            ("idempotency_key", pa.string()),
+            ("customer_id", pa.string()),
+            ("action", pa.string()),
+            ("variant", pa.string()),
+            ("attempt", pa.int32()),
+            ("remote_id", pa.string()),
+        ]
+    )
+
+    def __init__(self, path: Path, meta: dict[str, str]):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("wb", buffering=0)
+        self._lock = threading.Lock()
+        self._writer = pa.ipc.new_stream(self._fh, self.SCHEMA.with_metadata(meta))
+
+    def delivered(self, chunk: pa.Table, results: BatchResults) -> None:
+        """Append the batch's records that were delivered (sent)."""
+        n = len(results)
+        sent = results.status.count("sent")
+        if not sent:
+            return
+        table = pa.table(
+            {
+                "idempotency_key": chunk.column("idempotency_key"),
+                "customer_id": chunk.column("customer_id"),
+                "action": chunk.column("action"),
+                "variant": chunk.column("variant"),
+                "attempt": pc.add(chunk.column("attempts"), 1).cast(pa.int32()),
+                "remote_id": _strings(results.remote_id),
+            },
+            schema=self.SCHEMA,
+        )
+        if sent < n:
+            table = table.filter(pa.array([s == "sent" for s in results.status]))
+        with self._lock:
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+            self._fh.close()
+
+    @staticmethod
+    def read(path: Path) -> tuple[pa.Table, dict[str, str]]:
+        """(the records journaled as delivered, the run's constants); a torn last batch is ignored."""
+        batches: list[pa.RecordBatch] = []
+        with path.open("rb") as fh:
+            try:
+                reader = pa.ipc.open_stream(fh)
+            except (pa.ArrowInvalid, OSError):  # killed before the schema was written
+                return OutcomeJournal.SCHEMA.empty_table(), {}
+            meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
+            try:
+                for batch in reader:
+                    batches.append(batch)
+            except (pa.ArrowInvalid, OSError):  # a batch torn by the kill: never acknowledged as journaled
+                pass
+        return pa.Table.from_batches(batches, schema=OutcomeJournal.SCHEMA), meta
 
 
 class DeliveryJournal:
@@ -777,56 +924,29 @@ class DeliveryJournal:
 class _LedgerWriter:
     """Writes outcome tables to the ledger in order, on its own connection, in a background thread.
 
-    `write` queues a table (at most `capacity` wait, so memory and what a crash can lose stay
-    bounded; a full queue makes the workers wait). The thread inserts what has queued up in one
-    statement (group commit): it takes the first table, then waits up to `linger` seconds for
-    more, until `capacity` tables are there, so under load inserts stay few and large (each has
-    a fixed cost) and when idle a batch is in the ledger within `linger`. `write_now` queues a
-    table and waits until it is committed (in_flight markers must be in the ledger before
-    sending; it is inserted at once). `close` drains the queue and raises the first error a
-    write met."""
+    `write` queues (at most two tables wait, so memory stays bounded); `write_now` waits for the
+    queue to drain and writes synchronously (in_flight markers must be committed before sending).
+    `close` drains the queue and raises the first error a write met."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, insert, capacity: int = 4, linger: float = 0.05):
+    def __init__(self, con: duckdb.DuckDBPyConnection, insert):
         self.con, self.insert = con, insert
-        self.capacity, self.linger = max(2, capacity), linger
-        self.queue: queue.Queue[tuple[pa.Table, threading.Event | None] | None] = queue.Queue(
-            maxsize=self.capacity
-        )
+        self.queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.thread.start()
 
-    def _gather(self) -> list[tuple[pa.Table, threading.Event | None] | None]:
-        """The next group to insert: up to `capacity` queued items, gathered for at most `linger`
-        seconds after the first; a write_now item or the end (None) closes the group at once."""
-        items = [self.queue.get()]
-        deadline = time.monotonic() + self.linger
-        while len(items) < self.capacity and items[-1] is not None and items[-1][1] is None:
-            remaining = deadline - time.monotonic()
-            try:
-                items.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
-
     def _run(self) -> None:
         while True:
-            items = self._gather()
-            entries = [item for item in items if item is not None]
+            table = self.queue.get()
             try:
-                if entries and self.error is None:
-                    tables = [table for table, _ in entries]
-                    self.insert(self.con, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
-            except BaseException as exc:  # surfaced by write/close; later tables are not written
+                if table is None:
+                    return
+                if self.error is None:
+                    self.insert(self.con, table)
+            except BaseException as exc:  # surfaced by close(); later tables are not written
                 self.error = exc
             finally:
-                for _, done in entries:
-                    if done is not None:
-                        done.set()
-                for _ in items:
-                    self.queue.task_done()
-            if items[-1] is None:
-                return
+                self.queue.task_done()
 
     def _check(self) -> None:
         if self.error is not None:
@@ -834,14 +954,12 @@ class _LedgerWriter:
 
     def write(self, table: pa.Table) -> None:
         self._check()
-        self.queue.put((table, None))
+        self.queue.put(table)
 
     def write_now(self, table: pa.Table) -> None:
+        self.queue.join()
         self._check()
-        done = threading.Event()
-        self.queue.put((table, done))
-        done.wait()
-        self._check()
+        self.insert(self.con, table)
 
     def close(self) -> None:
         self.queue.put(None)
