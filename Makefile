@@ -6,7 +6,7 @@ CUSTOMERS ?= 2000
 # Each warehouse keeps its runs in its own Dagster instance (.tideline/dagster for the default
 # one; see README "Keeping runs apart"); an exported DAGSTER_HOME is shared by all of them.
 
-.PHONY: install manifest run test ui lint bench clean
+.PHONY: install manifest run test ui lint bench drill clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sync
+
+## kill syncs at random points under a fault storm, per destination type (minutes; not in make test)
+drill: install
+	nice $(BIN)/python -m bench.drill
 
 clean:
 	rm -rf .tideline dbt_project/target dbt_project/logs

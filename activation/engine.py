@@ -3,20 +3,28 @@
     result = SyncEngine(con, destination, binding, policies).run(dry_run=False)
 
 1. Resolve what a crashed run left in flight: for destinations whose delivery is
-   idempotent (HTTP with Idempotency-Key, table upserts, audience files) nothing was
-   recorded, so those records are planned again and resent under the same key; for the
-   rest (SMTP) the in_flight markers become `unknown` and are never resent, so nobody
-   gets a message twice.
-2. Plan (activation.planner) and apply policies (activation.policies) in the warehouse.
-3. Record every decision in the ledger: skipped with a reason, holdout, deferred,
-   dead letters for records that failed `max_attempts` times.
-4. Stream the send list from the warehouse in Arrow windows (bounded memory), send
+   idempotent (per-record keys the receiver dedupes on, table upserts, audience files)
+   nothing was recorded, so those records are planned again and resent under the same key;
+   for the rest (SMTP) the delivery journal decides, and what it cannot becomes `unknown`,
+   never resent, so nobody gets a message twice.
+2. Settle `unknown` records of earlier runs with whatever can answer (activation.reconcile:
+   the destination's delivery evidence, provider webhooks): confirmed ones become `sent`,
+   undelivered ones `released` (planned again); the rest stay unknown and are reported.
+3. Plan (activation.planner) and apply policies (activation.policies) in the warehouse.
+4. Record every decision in the ledger: skipped with a reason, holdout, deferred,
+   dead letters for records that failed `max_attempts` times. If the destination's last
+   answer in an earlier run asked to wait (Retry-After), the run waits (up to
+   `max_backoff_wait_seconds`) or defers its sends until then (reason `retry_after`).
+5. Stream the send list from the warehouse in Arrow windows (bounded memory), send
    batches concurrently through the destination under a token bucket shared by all
-   workers, and record sent / failed per record, one ledger insert per window (see _send).
-5. Fold delivered upserts and deletes into synced_state and write the run record.
+   workers, and record sent / failed / unknown per record, one ledger insert per window
+   (see _send). For idempotent destinations each batch's deliveries also go to an outcome
+   journal as soon as the batch is back, so a crash resends only the batches in flight.
+6. Fold delivered upserts and deletes into synced_state, finalize the destination (for
+   audience files also what a crashed run left unfinalised) and write the run record.
 
 The calling thread owns the warehouse connection; a writer thread appends outcomes on a
-second connection (a cursor of the same database); workers only send.
+second connection (a cursor of the same database); workers send (and journal).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +52,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from activation import planner
+from activation import planner, reconcile
 from activation.config import PolicyConfig, SyncBinding, resolve_content
 from activation.destinations.base import BatchResults, Destination, EncodedBatch, OutboundRecord, SyncContext
 from activation.ledger import SCHEMA, ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
+from activation.reconcile import DeliveryEvidence
 
 log = logging.getLogger(__name__)
 
 WINDOW_RECORDS = 32_768  # records per ledger write for idempotent destinations
+MAX_BACKOFF_SECONDS = 86_400  # a Retry-After longer than a day is taken as a day
 
 LOG_COLUMNS = (
     "idempotency_key",
@@ -83,7 +94,12 @@ class SyncResult:
     sent: int = 0
     failed: int = 0
     dead_letters: int = 0
-    unknown: int = 0
+    unknown: int = 0  # records this run left (or found, after a crash) possibly delivered
+    confirmed: int = 0  # unknown records of earlier runs confirmed delivered (now sent)
+    released: int = 0  # unknown records of earlier runs found undelivered (planned again)
+    unknown_outstanding: int = 0  # the sync's records still unknown after the run: a person decides
+    oldest_unknown: dt.datetime | None = None  # when the oldest of them became unknown
+    backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
     duration_seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,7 +109,7 @@ class SyncResult:
 
     @property
     def failure_share(self) -> float:
-        attempted = self.sent + self.failed + self.dead_letters
+        attempted = self.sent + self.failed + self.dead_letters + self.unknown
         return (self.failed + self.dead_letters) / attempted if attempted else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +124,10 @@ class SyncResult:
             "failed": self.failed,
             "dead_letters": self.dead_letters,
             "unknown": self.unknown,
+            "confirmed": self.confirmed,
+            "released": self.released,
+            "unknown_outstanding": self.unknown_outstanding,
+            "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
             "duration_seconds": round(self.duration_seconds, 3),
         }
 
@@ -126,7 +146,14 @@ class SyncEngine:
         customers: str = "marts.dim_customers",
         key_column: str = "customer_id",
         journal_dir: Path | None = None,
+        evidence: Sequence[DeliveryEvidence] = (),
+        max_backoff_wait_seconds: float = 120.0,
     ):
+        """`journal_dir`: where the delivery journal and the destination's "not before" file live
+        (default: next to the warehouse file). `evidence`: more sources for settling unknown
+        records, after the destination's own (e.g. reconcile.ProviderEvents(landing_dir)).
+        `max_backoff_wait_seconds`: a Retry-After from an earlier run shorter than this is
+        waited out; a longer one defers the run's sends."""
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
         self.journal_dir = journal_dir
         self._journal: DeliveryJournal | None = None
@@ -134,7 +161,11 @@ class SyncEngine:
         self.bucket = TokenBucket(rate_per_second, capacity=max(rate_per_second, destination.max_batch_size))
         self.now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
         self.customers, self.key_column = customers, key_column
-        self.idempotent = bool(getattr(destination, "idempotent_delivery", True))
+        self.idempotent = destination.idempotent_delivery
+        self.evidence = [*destination.delivery_evidence(), *evidence]
+        self.max_backoff_wait_seconds = max_backoff_wait_seconds
+        self._not_before = 0.0  # unix time the destination's last Retry-After of this run points at
+        self._not_before_lock = threading.Lock()
 
     # ---- ledger helpers -------------------------------------------------------------------------
     def _insert_outcomes(self, con: duckdb.DuckDBPyConnection, events: pa.Table) -> None:
@@ -198,6 +229,10 @@ class SyncEngine:
         ensure_schema(self.con)
         if not dry_run:
             result.unknown = self._resolve_interrupted()
+            settled = reconcile.reconcile(
+                self.con, b.sync_key, self.evidence, sync_id=self.sync_id, now=self.now
+            )
+            result.confirmed, result.released = settled.confirmed, settled.released
         planner.plan(self.con, b, self.key_column)
         apply_policies(self.con, b, self.policies, self.now, self.customers)
         result.counts = planner.counts(self.con, b)
@@ -206,6 +241,9 @@ class SyncEngine:
             f"""update _decided set decision = 'dead', reason = 'failed {max_attempts} times'
                 where decision = 'send' and ledger_status = 'failed' and attempts >= {max_attempts}"""
         )
+        wait = 0.0
+        if not dry_run:
+            wait, result.backoff_until = self._hold_for_backoff()
         decided = dict(self.con.execute("select decision, count(*) from _decided group by 1").fetchall())
         reasons = dict(
             self.con.execute(
@@ -229,6 +267,7 @@ class SyncEngine:
                 ).fetchall()
             ]
             result.counts["would_send"] = int(decided.get("send", 0))
+            result.unknown_outstanding, result.oldest_unknown = reconcile.outstanding(self.con, b.sync_key)
             result.duration_seconds = time.monotonic() - started
             self._write_run(result, started)
             return result
@@ -237,7 +276,7 @@ class SyncEngine:
         if decided.get("skip"):
             self._append_from_sql(self._events_sql("decision = 'skip'", "'skipped'", "reason"))
         if decided.get("defer"):
-            self.con.execute(  # with when quiet hours end for the customer
+            self.con.execute(  # with when quiet hours end for the customer (or the Retry-After)
                 f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)}, not_before)
                     {self._events_sql("decision = 'defer'", "'deferred'", "reason", extra=", not_before")}"""
             )
@@ -251,39 +290,96 @@ class SyncEngine:
             self._append_from_sql(self._events_sql("decision = 'dead'", "'dead_letter'", "reason"))
         result.dead_letters = int(decided.get("dead", 0))
         if decided.get("send", 0):
-            sent, failed, dead = self._send()
-            result.sent, result.failed = sent, failed
-            result.dead_letters += dead
-        self._fold_state(send_failures=result.failed + result.dead_letters)
-        finalize = getattr(self.destination, "finalize", None)
-        if callable(finalize):
-            finalize(self._context(None))
+            if wait > 0:
+                log.info("%s: waiting %.1fs: the destination asked for it (Retry-After)", b.sync_key, wait)
+                time.sleep(wait)
+            outcomes = self._send()
+            result.sent, result.failed = outcomes["sent"], outcomes["failed"]
+            result.dead_letters += outcomes["dead_letter"]
+            result.unknown += outcomes["unknown"]
+        self._fold_state(not_sent=result.failed + result.dead_letters + result.unknown)
+        self.destination.finalize(self._context(None))
+        result.unknown_outstanding, result.oldest_unknown = reconcile.outstanding(self.con, b.sync_key)
         result.duration_seconds = time.monotonic() - started
         self._write_run(result, started)
         return result
 
+    # ---- the destination's Retry-After, across runs ----------------------------------------------
+    def _state_dir(self) -> Path:
+        """Where this warehouse's sync journals and backoff files live: next to the warehouse file
+        (so a rerun on the same warehouse finds them), or in the temp directory for an in-memory
+        warehouse; `journal_dir` overrides it."""
+        if self.journal_dir is not None:
+            return self.journal_dir
+        row = self.con.execute(
+            "select path from duckdb_databases() where database_name = current_database()"
+        ).fetchone()
+        if row and row[0]:
+            return Path(row[0] + ".sync-journal")
+        return Path(tempfile.gettempdir()) / "tideline-sync-journal"
+
+    def _backoff_path(self) -> Path:
+        """The destination's "not before" file: one per destination, whatever the sync."""
+        return self._state_dir() / (_file_stem(self.binding.destination) + ".not-before")
+
+    def _hold_for_backoff(self) -> tuple[float, dt.datetime | None]:
+        """(seconds to wait before sending, when sends are held until) from the Retry-After the
+        destination gave on the last try of an earlier run. A short wait is waited out; a longer
+        one defers this run's sends (`deferred`, reason `retry_after`, not_before that time)."""
+        path = self._backoff_path()
+        try:
+            until = float(path.read_text().strip())
+        except (OSError, ValueError):  # none, or unreadable: nothing to wait for
+            return 0.0, None
+        wait = until - time.time()
+        if wait <= 0:
+            path.unlink(missing_ok=True)
+            return 0.0, None
+        when = dt.datetime.fromtimestamp(until, dt.UTC).replace(tzinfo=None)
+        if wait <= self.max_backoff_wait_seconds:
+            return wait, when
+        held = self.con.execute(
+            """update _decided set decision = 'defer', reason = 'retry_after', not_before = ?
+               where decision = 'send'""",
+            [when],
+        ).fetchone()
+        log.warning(
+            "%s: %s sends deferred until %s UTC: the destination asked to wait (Retry-After)",
+            self.binding.sync_key,
+            held[0] if held else 0,
+            f"{when:%Y-%m-%d %H:%M:%S}",
+        )
+        return 0.0, when
+
+    def _note_retry_after(self, seconds: float) -> None:
+        with self._not_before_lock:
+            self._not_before = max(self._not_before, time.time() + min(seconds, MAX_BACKOFF_SECONDS))
+
+    def _save_backoff(self) -> None:
+        """Keep the latest Retry-After of this run's last tries for the next run."""
+        with self._not_before_lock:
+            until = self._not_before
+        if until <= time.time():
+            return
+        path = self._backoff_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{until:.3f}\n")
+        os.replace(tmp, path)
+
     def _journal_path(self) -> Path:
-        """The delivery journal of this sync: next to the warehouse file (so a rerun on the same
-        warehouse finds it), or in the temp directory for an in-memory warehouse."""
-        base = self.journal_dir
-        if base is None:
-            row = self.con.execute(
-                "select path from duckdb_databases() where database_name = current_database()"
-            ).fetchone()
-            base = (
-                Path(row[0] + ".sync-journal")
-                if row and row[0]
-                else Path(tempfile.gettempdir()) / "tideline-sync-journal"
-            )
-        return base / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.binding.sync_key) + ".journal")
+        """The delivery journal of this sync (see _state_dir)."""
+        return self._state_dir() / (_file_stem(self.binding.sync_key) + ".journal")
 
     def _resolve_interrupted(self) -> int:
-        """In-flight records of an earlier run that died. Idempotent destinations left none (their
-        records are simply planned and sent again under the same key). For the others the delivery
-        journal decides per record (see DeliveryJournal): accepted → `sent`, never handed over →
-        `released` (planned again), the rest → `unknown`, never resent, so nobody gets a message
-        twice. Returns the number of unknown records."""
+        """What an earlier run that died left unrecorded. Idempotent destinations: the batches its
+        outcome journal holds (see OutcomeJournal) are recorded `sent`, so only the batches that
+        were in flight are planned and sent again (under the same keys). The others (SMTP): the
+        delivery journal decides per in_flight record (see DeliveryJournal): accepted → `sent`,
+        never handed over → `released` (planned again), the rest → `unknown`, never resent, so
+        nobody gets a message twice. Returns the number of unknown records."""
         if self.idempotent:
+            self._resolve_outcome_journal()
             return 0
         b = self.binding
         in_flight = f"""select * from {SCHEMA}.delivery_ledger where sync_key = {_lit(b.sync_key)}
@@ -340,6 +436,45 @@ class SyncEngine:
             )
         return int(n)
 
+    def _outcome_journal_path(self) -> Path:
+        return self._state_dir() / (_file_stem(self.binding.sync_key) + ".outcomes")
+
+    def _resolve_outcome_journal(self) -> None:
+        """Record as `sent` what a run that died had delivered but not yet written to the ledger."""
+        path = self._outcome_journal_path()
+        if not path.exists():
+            return
+        sent, meta = OutcomeJournal.read(path)
+        if sent.num_rows:
+            self.con.register("_journal", sent)
+            try:
+                self.con.execute(
+                    f"""insert into {SCHEMA}.delivery_log ({", ".join(LOG_COLUMNS)})
+                        select cast(j.idempotency_key as uuid), ?, ?, j.customer_id, j.action, 'sent',
+                               'delivered before an interrupted run died (outcome journal)', null, j.attempt,
+                               j.remote_id, ?, ?, nullif(j.variant, ''), ?, ?
+                        from _journal as j
+                        where cast(j.idempotency_key as uuid) not in (
+                            select idempotency_key from {SCHEMA}.delivery_log where sync_id = ?)""",
+                    [
+                        self.binding.sync_key,
+                        meta["sync_id"],
+                        meta["channel"] or None,
+                        meta["campaign"],
+                        meta["content_version"],
+                        dt.datetime.fromisoformat(meta["recorded_at"]),
+                        meta["sync_id"],
+                    ],
+                )
+            finally:
+                self.con.unregister("_journal")
+            log.info(
+                "%s: %s records an interrupted run delivered are recorded as sent",
+                self.binding.sync_key,
+                sent.num_rows,
+            )
+        path.unlink()
+
     def _context(self, variant: str | None) -> SyncContext:
         b = self.binding
         content = dict(b.content)
@@ -360,18 +495,24 @@ class SyncEngine:
         )
 
     # ---- sending --------------------------------------------------------------------------------
-    def _send(self) -> tuple[int, int, int]:
-        """Stream the send list from the warehouse window by window and send it.
+    def _send(self) -> Counter[str]:
+        """Stream the send list from the warehouse window by window and send it; returns the
+        number of records per outcome (sent, failed, dead_letter, unknown).
 
         A window (WINDOW_RECORDS records for idempotent destinations, one batch otherwise)
         is read as an Arrow batch, split into destination batches for the worker pool, and its
         outcomes are written to the ledger in one insert once all its batches are back. Two
         windows (or enough for every worker) are in flight at once and ledger inserts run on
         their own connection in a writer thread, so workers do not wait for the ledger and memory
-        stays bounded by the window size, whatever the segment size. For a destination whose
-        delivery is not idempotent, each window is marked in_flight (committed) before it is sent.
+        stays bounded by the window size, whatever the segment size. For idempotent destinations
+        each worker also appends its batch's deliveries to the outcome journal as soon as the
+        batch is back (no fsync: it has to survive the process, not the machine), so a crash
+        resends only the batches in flight, never the rest of the window; the journal goes once
+        the ledger holds everything. For a destination whose delivery is not idempotent, each
+        window is marked in_flight (committed) before it is sent, and the delivery journal
+        follows each record.
         """
-        self._encoded = callable(getattr(self.destination, "send_encoded", None))
+        self._encoded = self.destination.encoded_batches
         record_json = (
             """, '{"customer_id":' || to_json(customer_id) || ',"idempotency_key":"'
                   || cast(idempotency_key as varchar) || '","action":"' || action || '","fields":'
@@ -383,16 +524,18 @@ class SyncEngine:
         window = size if not self.idempotent else max(size, (WINDOW_RECORDS // size) * size)
         depth = max(2, -(-self.workers * 2 * size // window))
         self._contexts: dict[str, SyncContext] = {}
-        totals = [0, 0, 0]
+        totals: Counter[str] = Counter()
         pending: deque[tuple[pa.Table, list[Future]]] = deque()
         writer = _LedgerWriter(self.con.cursor(), self._insert_outcomes)
-        if not self.idempotent:
+        outcomes: OutcomeJournal | None = None
+        if self.idempotent:
+            outcomes = OutcomeJournal(self._outcome_journal_path(), self._journal_meta())
+        else:
             self._journal = DeliveryJournal(self._journal_path())
 
         def finish() -> None:
             part, futures = pending.popleft()
-            for i, n in enumerate(self._finish_window(part, [f.result() for f in futures], writer)):
-                totals[i] += n
+            totals.update(self._finish_window(part, [f.result() for f in futures], writer))
 
         order = "order by variant" if self.binding.variants else ""
         reader = self.con.execute(
@@ -407,7 +550,7 @@ class SyncEngine:
                     if not self.idempotent:
                         writer.write_now(self._outcomes(part, ["in_flight"] * part.num_rows))
                     futures = [
-                        pool.submit(self._deliver, chunk, variant)
+                        pool.submit(self._deliver_and_journal, chunk, variant, outcomes)
                         for chunk, variant in self._chunks(part, size)
                     ]
                     pending.append((part, futures))
@@ -417,17 +560,42 @@ class SyncEngine:
                     finish()
         finally:
             reader.close()
+            self._save_backoff()
             try:
                 writer.close()
             finally:
                 journal, self._journal = self._journal, None
-                if journal is not None:
-                    journal.close()
-        # every outcome is in the ledger now, so the journal is spent; on an error it stays, and
-        # the next run resolves this run's in_flight records from it
-        if journal is not None:
-            journal.path.unlink(missing_ok=True)
-        return totals[0], totals[1], totals[2]
+                for open_journal in (journal, outcomes):
+                    if open_journal is not None:
+                        open_journal.close()
+        # every outcome is in the ledger now, so the journals are spent; on an error they stay, and
+        # the next run resolves this run's records from them
+        for spent in (journal, outcomes):
+            if spent is not None:
+                spent.path.unlink(missing_ok=True)
+        return totals
+
+    def _journal_meta(self) -> dict[str, str]:
+        """The run's constants, which the outcome journal carries for the run that resolves it."""
+        b = self.binding
+        return {
+            "sync_id": self.sync_id,
+            "channel": b.channel or "",
+            "campaign": b.campaign,
+            "content_version": b.content_version,
+            "recorded_at": self.now.isoformat(),
+        }
+
+    def _deliver_and_journal(
+        self, chunk: pa.Table, variant: str, outcomes: OutcomeJournal | None
+    ) -> BatchResults:
+        """Send one batch (in a worker); journal what was delivered; note a Retry-After."""
+        results = self._deliver(chunk, variant)
+        if results.retry_after is not None:
+            self._note_retry_after(results.retry_after)
+        if outcomes is not None:
+            outcomes.delivered(chunk, results)
+        return results
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
         """Split a window into batches of at most `size` records, each of one variant."""
@@ -487,7 +655,9 @@ class SyncEngine:
 
     def _finish_window(
         self, part: pa.Table, results: list[BatchResults], writer: _LedgerWriter
-    ) -> tuple[int, int, int]:
+    ) -> Counter[str]:
+        """Queue the window's ledger events: sent, unknown (it went out and may have arrived: never
+        resent), failed (retryable) or dead_letter (not retryable); returns their counts."""
         status, error, remote = [], [], []
         counts: Counter[str] = Counter()
         for r in results:  # in the order of the window's chunks, which is the window's row order
@@ -497,7 +667,7 @@ class SyncEngine:
                 counts["sent"] += n
             else:
                 mapped = [
-                    "sent" if s == "sent" else "failed" if retry else "dead_letter"
+                    s if s in ("sent", "unknown") else "failed" if retry else "dead_letter"
                     for s, retry in zip(r.status, r.retryable, strict=True)
                 ]
                 counts.update(mapped)
@@ -505,7 +675,7 @@ class SyncEngine:
             error.append(_strings(r.error))
             remote.append(_strings(r.remote_id))
         writer.write(self._outcomes(part, _concat(status), _concat(error), _concat(remote)))
-        return counts["sent"], counts["failed"], counts["dead_letter"]
+        return counts
 
     @staticmethod
     def _outcomes(part: pa.Table, status, error=None, remote=None) -> pa.Table:
@@ -526,19 +696,20 @@ class SyncEngine:
         )
 
     # ---- state ----------------------------------------------------------------------------------
-    def _fold_state(self, send_failures: int = 0) -> None:
-        """Delivered upserts and deletes → synced_state: this run's sends that did not fail, and
-        those an earlier run sent but died before folding (`sent` in the ledger, not in the state)."""
+    def _fold_state(self, not_sent: int = 0) -> None:
+        """Delivered upserts and deletes → synced_state: this run's sends that were not failed or
+        unknown, and those an earlier run sent (or that were confirmed since) but not folded yet
+        (`sent` in the ledger, not in the state)."""
         if self.binding.mode == "message":
             return
         b = self.binding
         fields = "fields_json" if b.mode == "mirror" else "null as fields_json"
-        failed = (  # only looked up when something failed: the common run skips a scan of the log
+        failed = (  # only looked up when something was not sent: the common run skips a scan of the log
             f"""and idempotency_key not in (
                     select idempotency_key from {SCHEMA}.delivery_log
                     where sync_key = {_lit(b.sync_key)} and sync_id = {_lit(self.sync_id)}
-                      and status in ('failed', 'dead_letter'))"""
-            if send_failures
+                      and status in ('failed', 'dead_letter', 'unknown'))"""
+            if not_sent
             else ""
         )
         self.con.execute(
@@ -608,14 +779,94 @@ def _joined(column: pa.ChunkedArray | pa.Array, separator: str, sort: bool = Fal
     return pc.binary_join(pa.ListArray.from_arrays(offsets, values), separator)[0].as_buffer().to_pybytes()
 
 
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+def _file_stem(name: str) -> str:
+    """A name made safe as a file name (sync keys and destination names are mostly safe already)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def _strings(values: list[str | None]) -> pa.Array:
     if values.count(None) == len(values):
         return pa.nulls(len(values), pa.string())
     return pa.array(values, pa.string())
 
 
-def _concat(arrays: list[pa.Array]) -> pa.Array:
-    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+class OutcomeJournal:
+    """An append-only Arrow IPC stream of the records an idempotent destination accepted in the
+    current run: one record batch (idempotency_key, customer_id, action, variant, attempt,
+    remote_id) per destination batch, written as soon as the batch is back; the run's constants
+    (sync_id, channel, campaign, content_version, recorded_at) are in the schema's metadata.
+
+    Outcomes reach the ledger a window at a time; a run that dies in between leaves the journal
+    behind, and the next run records its batches as `sent` instead of sending them again, so a
+    crash costs a resend of the batches in flight only. Written without fsync: a killed process
+    loses nothing the OS already has, and a lost journal (a machine crash) only means a resend,
+    which the receiver deduplicates. A torn last batch is ignored."""
+
+    SCHEMA = pa.schema(
+        [
+            ("idempotency_key", pa.string()),
+            ("customer_id", pa.string()),
+            ("action", pa.string()),
+            ("variant", pa.string()),
+            ("attempt", pa.int32()),
+            ("remote_id", pa.string()),
+        ]
+    )
+
+    def __init__(self, path: Path, meta: dict[str, str]):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("wb", buffering=0)
+        self._lock = threading.Lock()
+        self._writer = pa.ipc.new_stream(self._fh, self.SCHEMA.with_metadata(meta))
+
+    def delivered(self, chunk: pa.Table, results: BatchResults) -> None:
+        """Append the batch's records that were delivered (sent)."""
+        n = len(results)
+        sent = results.status.count("sent")
+        if not sent:
+            return
+        table = pa.table(
+            {
+                "idempotency_key": chunk.column("idempotency_key"),
+                "customer_id": chunk.column("customer_id"),
+                "action": chunk.column("action"),
+                "variant": chunk.column("variant"),
+                "attempt": pc.add(chunk.column("attempts"), 1).cast(pa.int32()),
+                "remote_id": _strings(results.remote_id),
+            },
+            schema=self.SCHEMA,
+        )
+        if sent < n:
+            table = table.filter(pa.array([s == "sent" for s in results.status]))
+        with self._lock:
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+            self._fh.close()
+
+    @staticmethod
+    def read(path: Path) -> tuple[pa.Table, dict[str, str]]:
+        """(the records journaled as delivered, the run's constants); a torn last batch is ignored."""
+        batches: list[pa.RecordBatch] = []
+        with path.open("rb") as fh:
+            try:
+                reader = pa.ipc.open_stream(fh)
+            except (pa.ArrowInvalid, OSError):  # killed before the schema was written
+                return OutcomeJournal.SCHEMA.empty_table(), {}
+            meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
+            try:
+                for batch in reader:
+                    batches.append(batch)
+            except (pa.ArrowInvalid, OSError):  # a batch torn by the kill: never acknowledged as journaled
+                pass
+        return pa.Table.from_batches(batches, schema=OutcomeJournal.SCHEMA), meta
 
 
 class DeliveryJournal:

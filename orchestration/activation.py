@@ -21,9 +21,10 @@ import duckdb
 
 from activation.config import SyncBinding, bindings_from_manifest, load_config
 from activation.destinations import create
-from activation.engine import SyncEngine
+from activation.engine import SyncEngine, SyncResult
 from activation.intake import take_in_revocations
 from activation.ledger import due_deferrals
+from activation.reconcile import ProviderEvents
 from activation.warehouse import limited
 from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
 
@@ -57,7 +58,8 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
                 "failure_share",
                 asset=key,
                 description="share of attempted records that failed stays under the limit",
-            )
+            ),
+            dg.AssetCheckSpec(UNKNOWN_DELIVERIES, asset=key, description=UNKNOWN_DELIVERIES_DESCRIPTION),
         ],
     )
     def _sync(
@@ -82,6 +84,7 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
                     settings.policies,
                     workers=activation.workers,
                     rate_per_second=float(destination_config.get("rate_limit_per_second", 0)),
+                    evidence=[ProviderEvents(pipeline.raw_dir)],  # provider webhooks settle unknown sends
                 ).run(dry_run=config.dry_run)
         finally:
             destination.close()
@@ -110,8 +113,40 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"failure_share": round(result.failure_share, 4), "limit": limit},
         )
+        yield unknown_deliveries_check(key, result)
 
     return _sync
+
+
+# --- records whose delivery is unknown (activation.reconcile) ---------------------------------------
+
+
+UNKNOWN_DELIVERIES = "unknown_deliveries"
+UNKNOWN_DELIVERIES_DESCRIPTION = (
+    "no record of this sync is left `unknown` (sent, but no answer came back: it may or may not have "
+    "arrived). Each run settles what the destination's delivery log or the provider's webhooks can "
+    "answer; the rest waits for a person (activation.reconcile.settle)."
+)
+
+
+def unknown_deliveries_check(key: dg.AssetKey, result: SyncResult) -> dg.AssetCheckResult:
+    """Warn while the sync has unknown records: how many, since when, what this run settled."""
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=UNKNOWN_DELIVERIES,
+        passed=result.unknown_outstanding == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unknown_outstanding": result.unknown_outstanding,
+            "oldest_unknown": str(result.oldest_unknown or ""),
+            "confirmed_this_run": result.confirmed,
+            "released_this_run": result.released,
+            "what_to_do": (
+                "ask the provider whether these messages arrived, then record it with "
+                "activation.reconcile.settle(con, sync_key, 'sent' or 'released')"
+            ),
+        },
+    )
 
 
 def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefinition:

@@ -20,15 +20,23 @@ Layout, one folder per sync run:
     {directory}/{audience}/{sync_id}/manifest.json                 parts, row counts, normalisation (finalize)
 
 CSV header: `customer_id,email_sha256,phone_sha256` (customer_id only with include_customer_id; only
-the configured identifiers); an identifier that is missing or unusable is an empty cell.
+the configured identifiers); an identifier that is missing or unusable is an empty cell. Lines
+end with CRLF (RFC 4180), so a cell holding a line break is quoted, never split. A
+customer id starting with = + - @, a tab or a carriage return is written with a leading
+apostrophe (`'=1+2`), so a spreadsheet opening the file shows it as text instead of running it as
+a formula (CSV injection); hashes never start with those.
 
 Each part is written to a temp file in the same folder, fsynced, then moved into place with
 os.replace, so a reader never sees half a batch. The batch hash is a SHA-256 of the batch's sorted
 idempotency keys: a retried batch overwrites its own part instead of adding rows twice.
-`finalize(context)` is called by the sync engine at the end of a sync (it also works standalone,
-e.g. after a crash: it only reads the parts): it writes add.csv, remove.csv and manifest.json the
-same way (temp file + os.replace) and returns the manifest; with no parts it writes nothing and
-returns None.
+`finalize(context)` is called by the sync engine at the end of every sync run (it also works
+standalone: it only reads the parts): it writes add.csv, remove.csv and manifest.json the same way
+(temp file + os.replace) and returns the manifest; with no parts it writes nothing and returns
+None. The manifest is written last, so a folder without one is unfinished: a run killed after its
+sends (in the ledger write, the state fold or finalize itself) leaves one behind, and the next
+run's finalize, even one with nothing to send, finishes every such folder of the audience too
+(its manifest then says `recovered_by` with the finishing run's id). So do not let two syncs that
+run at the same time share one audience folder.
 
 Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
 
@@ -44,12 +52,21 @@ Normalisation before hashing (SHA-256, lower-case hex of the UTF-8 bytes):
   is unusable, because hashing it without its country code would never match. Letters make a
   number unusable; extensions ("x123", "ext 123") are dropped. The result must have 7 to 15 digits.
 
+Resends: a run killed after writing a part but before the ledger recorded its records leaves them
+to be sent again by a later run. The destination notes each record key with the part it goes to
+(SQLite, below) just before writing the part, and answers a record that another run wrote to a
+part that is there as sent without writing it again: that run's folder (finished by the next
+finalize) has it. A crash between the note and the part leaves no part, so the record is written
+again: never hidden, never twice. A run that finalises normally recorded all it wrote, so its
+notes are dropped then; a killed run's notes are kept KEEP_NOTES_DAYS (7) days. (So a full resync
+within that week, e.g. into a new warehouse, leaves out the rows a killed run already wrote.)
+
 Deletes: the sync engine sends a mirror-mode delete with the fields it last delivered for that
 customer (kept in tideline_sync.synced_state), and their hashes go to remove.csv. As a fallback for
 deletes without fields (state synced before the engine kept fields, or records sent by other
 callers), the destination also remembers, per audience, the hashes it last added for each
-customer_id in SQLite (`{state_dir}/{audience}.sqlite3`: customer ids and hashes only, outside
-the audience folder; do not upload it); a removed customer is forgotten.
+customer_id in SQLite (`{state_dir}/{audience}.sqlite3`: customer ids, hashes and record keys
+only, outside the audience folder; do not upload it); a removed customer is forgotten.
 
 A record with no usable identifier (for a delete: none given and none remembered) fails, not
 retryable ("no email or phone to hash"). Raw emails and phones are never written, logged or put
@@ -63,19 +80,30 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext
+from activation.destinations.base import (
+    ConfigError,
+    DestinationDefaults,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+)
+
+log = logging.getLogger(__name__)
 
 IDENTIFIERS = ("email", "phone")
+KEEP_NOTES_DAYS = 7  # how long a killed run's record keys are kept (its records may be resent later)
 PHONE_FORMATS = ("digits", "e164")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _EXTENSION = re.compile(r"\s*(?:ext\.?|extension|x|#)\s*\d+\s*$", re.IGNORECASE)
@@ -153,16 +181,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    """`value` made inert for spreadsheets: a leading apostrophe when it starts like a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def _csv_bytes(header: list[str], rows: Sequence[Sequence[str]]) -> bytes:
+    """RFC 4180 CSV: CRLF line ends, so a cell holding a line break of either kind is quoted."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")
 
 
 class _IdentityStore:
-    """customer_id -> the hashes last added, in SQLite: deletes (which carry no fields) need them."""
+    """Per audience, in SQLite: customer_id -> the hashes last added (deletes, which may carry no
+    fields, need them), and the record keys noted with their part for sync runs not finalised yet
+    (a record resent after a crash is not written twice)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -175,7 +214,70 @@ class _IdentityStore:
             "create table if not exists identities (customer_id text primary key, hashes text not null, "
             "updated_at text not null)"
         )
+        con.execute(
+            "create table if not exists part_keys (idempotency_key text primary key, sync_id text not null, "
+            "part text not null, noted_at text not null)"
+        )
         return con
+
+    def written_elsewhere(self, keys: Sequence[str], folder: Path) -> set[str]:
+        """The keys another sync run of the audience wrote to one of its parts (a run that died before
+        the ledger recorded them): noted with their part before it was written, and found only if
+        that part is there, so a crash between the note and the part never hides a record."""
+        if not self.path.exists():
+            return set()
+        found: list[tuple[str, str, str]] = []
+        with self._lock:
+            con = self._connect()
+            try:
+                for start in range(0, len(keys), 500):
+                    chunk = list(keys[start : start + 500])
+                    marks = ", ".join("?" * len(chunk))
+                    found += con.execute(
+                        f"select idempotency_key, sync_id, part from part_keys where idempotency_key in ({marks}) "
+                        "and sync_id <> ?",
+                        [*chunk, folder.name],
+                    ).fetchall()
+            finally:
+                con.close()
+        return {key for key, sync_id, part in found if (folder.parent / sync_id / part).exists()}
+
+    def note_parts(self, keys: Mapping[str, str], sync_id: str) -> None:
+        """Record key -> the part file it is about to be written to (before the part is written)."""
+        if not keys:
+            return
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._lock:
+            con = self._connect()
+            try:
+                with con:
+                    con.executemany(
+                        "insert or replace into part_keys values (?, ?, ?, ?)",
+                        [(k, sync_id, part, now) for k, part in keys.items()],
+                    )
+            finally:
+                con.close()
+
+    def forget_sync(self, sync_id: str, older_than_days: int) -> None:
+        """A finished sync's notes, and every note older than `older_than_days` (housekeeping: a
+        failure is logged, and only means a later full resync might leave those records out)."""
+        if not self.path.exists():
+            return
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat(timespec="seconds")
+        with self._lock:
+            try:
+                con = self._connect()
+                try:
+                    with con:
+                        con.execute(
+                            "delete from part_keys where sync_id = ? or noted_at < ?", [sync_id, cutoff]
+                        )
+                finally:
+                    con.close()
+            except (OSError, sqlite3.Error) as exc:
+                log.warning(
+                    "audience state %s: could not forget the keys of sync %s: %s", self.path, sync_id, exc
+                )
 
     def lookup(self, customer_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         if not self.path.exists():
@@ -212,8 +314,10 @@ class _IdentityStore:
                 con.close()
 
 
-class AudienceFilesDestination:
+class AudienceFilesDestination(DestinationDefaults):
     kind = "audience_files"
+    idempotent_delivery = True  # a resent batch rewrites its own part; rows are deduplicated
+    encoded_batches = False
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         self.name = name
@@ -339,11 +443,16 @@ class AudienceFilesDestination:
             # deletes from the planner carry no fields: use the hashes remembered when the customer was added
             wanted = [str(r.customer_id) for r in records if r.action == "delete"]
             known = store.lookup(wanted) if wanted else {}
+            # a run that died after writing a part but before the ledger recorded it: the rerun
+            # resends those records; they are in that run's (unfinished) files, so not written again
+            done = store.written_elsewhere([r.idempotency_key for r in records], target)
         except (OSError, sqlite3.Error) as exc:
             error = (
                 f"could not read the identity state: {getattr(exc, 'strerror', None) or type(exc).__name__}"
             )
             return [_failed(r, error, retryable=True) for r in records]
+        batch_hash = sha256_hex("\n".join(sorted(r.idempotency_key for r in records)))[:16]
+        noted: dict[str, str] = {}  # record key -> the part it goes to
         for record in records:
             if record.action not in ("upsert", "send", "delete"):
                 results.append(_failed(record, f"unsupported action {record.action!r}"))
@@ -355,24 +464,26 @@ class AudienceFilesDestination:
             if not hashes:
                 results.append(_failed(record, missing))
                 continue
-            row = ([customer] if self.include_customer_id else []) + [
+            row = ([csv_safe(customer)] if self.include_customer_id else []) + [
                 hashes.get(i, "") for i in self.identifiers
             ]
+            kind = "remove" if record.action == "delete" else "add"
             if record.action == "delete":
-                parts["remove"].append(row)
                 remember.pop(customer, None)
                 forget.add(customer)
             else:
-                parts["add"].append(row)
                 remember[customer] = hashes
                 forget.discard(customer)
+            if record.idempotency_key not in done:  # else it is in a killed run's part already
+                parts[kind].append(row)
+                noted[record.idempotency_key] = f"{kind}-part-{batch_hash}.csv"
             written.append(len(results))
             results.append(RecordResult(record.idempotency_key, "sent"))
         if not written:
             return results
 
-        batch_hash = sha256_hex("\n".join(sorted(r.idempotency_key for r in records)))[:16]
         try:
+            store.note_parts(noted, target.name)  # before the parts, see written_elsewhere
             target.mkdir(parents=True, exist_ok=True)
             for kind, rows in parts.items():
                 if rows:
@@ -387,48 +498,83 @@ class AudienceFilesDestination:
     # ------------------------------------------------------------------ end of sync
 
     def finalize(self, context: SyncContext) -> dict[str, Any] | None:
-        """Merge the sync's parts into add.csv and remove.csv and write manifest.json; returns the manifest."""
+        """Merge the sync's parts into add.csv and remove.csv and write manifest.json; returns the
+        manifest. Folders of the same audience that a killed run left without a manifest are
+        finished too."""
         target = self.sync_dir(context)
-        if not target.is_dir():
-            return None
+        store = self._store(target.parent.name)
         with self._lock:
-            files: dict[str, Any] = {}
-            any_parts = False
-            for kind in ("add", "remove"):
-                rows: dict[tuple[str, ...], None] = {}
-                part_info = []
-                for part in sorted(target.glob(f"{kind}-part-*.csv")):
-                    with part.open(newline="", encoding="utf-8") as fh:
-                        reader = csv.reader(fh)
-                        next(reader, None)  # header
-                        part_rows = [tuple(r) for r in reader if r]
-                    part_info.append({"file": part.name, "rows": len(part_rows)})
-                    rows.update(dict.fromkeys(part_rows))
-                any_parts = any_parts or bool(part_info)
-                files[kind] = {"file": f"{kind}.csv", "rows": len(rows), "parts": part_info, "_rows": rows}
-            if not any_parts:
-                return None
-            for info in files.values():
-                _atomic_write(target / info["file"], _csv_bytes(self.header, list(info.pop("_rows"))))
-            manifest = {
-                "audience": target.parent.name,
-                "sync_id": context.sync_id,
-                "segment": context.segment,
-                "destination": self.name,
-                "mode": context.mode,
-                "columns": self.header,
-                "hash": "sha256",
-                "normalisation": {
-                    "email": "trimmed, lower-cased (gmail dots kept)",
-                    "phone": (
-                        "E.164 with the +" if self.phone_format == "e164" else "E.164 digits without the +"
-                    ),
-                },
-                "files": files,
-                "finalized_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            _atomic_write(target / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+            for folder in self._unfinished(target):
+                recovered = replace(context, sync_id=folder.name)
+                if self._finalize(folder, recovered, recovered_by=context.sync_id) is not None:
+                    log.warning(
+                        "audience %s: finished the files of sync %s, which stopped before finalising",
+                        folder.parent.name,
+                        folder.name,
+                    )
+            manifest = self._finalize(target, context) if target.is_dir() else None
+            # this run recorded every record it wrote; a killed run's unrecorded ones may be resent
+            # by any later run (when this run's resend failed), so its notes stay until they expire
+            store.forget_sync(target.name, older_than_days=KEEP_NOTES_DAYS)
             return manifest
+
+    @staticmethod
+    def _unfinished(target: Path) -> list[Path]:
+        """The audience's other sync folders with parts and no manifest (the runs that wrote them died)."""
+        if not target.parent.is_dir():
+            return []
+        return [
+            folder
+            for folder in sorted(target.parent.iterdir())
+            if folder != target
+            and folder.is_dir()
+            and not folder.name.startswith(".")
+            and not (folder / "manifest.json").exists()
+            and any(folder.glob("*-part-*.csv"))
+        ]
+
+    def _finalize(
+        self, target: Path, context: SyncContext, recovered_by: str | None = None
+    ) -> dict[str, Any] | None:
+        files: dict[str, Any] = {}
+        any_parts = False
+        for kind in ("add", "remove"):
+            rows: dict[tuple[str, ...], None] = {}
+            part_info = []
+            for part in sorted(target.glob(f"{kind}-part-*.csv")):
+                with part.open(newline="", encoding="utf-8") as fh:
+                    reader = csv.reader(fh)
+                    next(reader, None)  # header
+                    part_rows = [tuple(r) for r in reader if r]
+                part_info.append({"file": part.name, "rows": len(part_rows)})
+                rows.update(dict.fromkeys(part_rows))
+            any_parts = any_parts or bool(part_info)
+            files[kind] = {"file": f"{kind}.csv", "rows": len(rows), "parts": part_info, "_rows": rows}
+        if not any_parts:
+            return None
+        for info in files.values():
+            _atomic_write(target / info["file"], _csv_bytes(self.header, list(info.pop("_rows"))))
+        manifest = {
+            "audience": target.parent.name,
+            "sync_id": context.sync_id,
+            "segment": context.segment,
+            "destination": self.name,
+            "mode": context.mode,
+            "columns": self.header,
+            "hash": "sha256",
+            "normalisation": {
+                "email": "trimmed, lower-cased (gmail dots kept)",
+                "phone": (
+                    "E.164 with the +" if self.phone_format == "e164" else "E.164 digits without the +"
+                ),
+            },
+            "files": files,
+            "finalized_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if recovered_by is not None:
+            manifest["recovered_by"] = recovered_by
+        _atomic_write(target / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        return manifest
 
 
 def _failed(record: OutboundRecord, error: str, *, retryable: bool = False) -> RecordResult:

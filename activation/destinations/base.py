@@ -15,19 +15,34 @@ carries on with the others; it raises only when the whole destination is unusabl
 
 Transient errors (HTTP 429/5xx, timeouts, SMTP 4xx) are retried inside send_batch
 with exponential backoff and jitter (activation.retry), honouring Retry-After;
-what still fails is returned as failed with retryable=True, and the engine tries
-those records again on later runs, up to a limit, then dead-letters them.
+what still fails is returned as failed with retryable=True (and the Retry-After of
+the last try, which the engine keeps so the next run waits), and the engine tries
+those records again on later runs, up to a limit, then dead-letters them. A record
+that went out but got no answer (a timeout after the request or the end of DATA) may
+have arrived: it is returned `unknown`, which the engine records and never resends
+(activation.reconcile settles it later).
 
-Fast path (optional): a destination whose wire format is the canonical record JSON
-({"customer_id", "idempotency_key", "action", "fields"}) may also implement
-`send_encoded(batch: EncodedBatch, context) -> BatchResults`. The engine then has the
-warehouse encode the records and hands over one JSON array per batch, and results come
-back as columns: no Python object per record on either side (the webhook does this).
+Capabilities are declared, never probed (DestinationDefaults holds the defaults):
+
+    idempotent_delivery  True when a record resent under the same key is deduplicated by the
+                         destination (HTTP with per-record keys, table upserts, audience files):
+                         a crash then costs a resend. False (SMTP): records are marked in_flight
+                         before sending and what a crash leaves unresolved is never resent.
+    encoded_batches      True when the destination implements the fast path
+                         `send_encoded(batch: EncodedBatch, context) -> BatchResults`: its wire
+                         format is the canonical record JSON ({"customer_id", "idempotency_key",
+                         "action", "fields"}), so the warehouse encodes the records and results
+                         come back as columns, no Python object per record (the webhook does this).
+    finalize(context)    called at the end of every sync run (audience files merge their parts;
+                         most destinations do nothing).
+    delivery_evidence()  what can say, after the fact, whether a record arrived (see
+                         activation.reconcile): e.g. the SMTP server's outbox.
 
 Idempotency: every record carries an idempotency key (destination, segment,
-customer, content version). HTTP destinations send it as the `Idempotency-Key`
-header (per batch: a hash of the batch's record keys); email uses it to build a
-deterministic Message-ID. Never log personal data (emails, phones): log ids and counts.
+customer, content version). HTTP destinations send it with each record (the receiver
+dedupes on it) and, per batch, a hash of the batch's record keys as the
+`Idempotency-Key` header; email uses it to build a deterministic Message-ID. Never log
+personal data (emails, phones): log ids and counts.
 """
 
 from __future__ import annotations
@@ -36,10 +51,14 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from activation.reconcile import DeliveryEvidence
 
 ACTIONS = ("upsert", "delete", "send")
-STATUSES = ("sent", "failed")
+# unknown: the record may have reached the destination (no reply after it went out): never resent
+STATUSES = ("sent", "failed", "unknown")
 
 
 class ConfigError(ValueError):
@@ -59,10 +78,11 @@ class OutboundRecord:
 @dataclass(frozen=True)
 class RecordResult:
     idempotency_key: str
-    status: str  # sent | failed
+    status: str  # sent | failed | unknown (it went out, no reply came back: it may have arrived)
     retryable: bool = False
     error: str | None = None  # the destination's error, without personal data
     remote_id: str | None = None  # e.g. the Message-ID or the CRM's id
+    retry_after: float | None = None  # seconds the destination asked to wait, on the last try
 
 
 @dataclass(frozen=True)
@@ -78,19 +98,26 @@ class EncodedBatch:
 class BatchResults:
     """The per-record results of one batch as columns, in the batch's record order."""
 
-    status: list[str]  # sent | failed
+    status: list[str]  # sent | failed | unknown
     retryable: list[bool]
     error: list[str | None]
     remote_id: list[str | None]
+    retry_after: float | None = None  # seconds the destination asked to wait, on the last try
 
     def __len__(self) -> int:
         return len(self.status)
 
     @classmethod
     def uniform(
-        cls, n: int, status: str, *, retryable: bool = False, error: str | None = None
+        cls,
+        n: int,
+        status: str,
+        *,
+        retryable: bool = False,
+        error: str | None = None,
+        retry_after: float | None = None,
     ) -> BatchResults:
-        return cls([status] * n, [retryable] * n, [error] * n, [None] * n)
+        return cls([status] * n, [retryable] * n, [error] * n, [None] * n, retry_after)
 
     @classmethod
     def from_records(cls, keys: Sequence[str], results: Sequence[RecordResult]) -> BatchResults:
@@ -98,11 +125,13 @@ class BatchResults:
         by_key = {r.idempotency_key: r for r in results}
         missing = RecordResult("", "failed", retryable=True, error="destination returned no result")
         ordered = [by_key.get(k, missing) for k in keys]
+        waits = [r.retry_after for r in results if r.retry_after is not None]
         return cls(
             [r.status for r in ordered],
             [r.retryable for r in ordered],
             [r.error for r in ordered],
             [r.remote_id for r in ordered],
+            max(waits) if waits else None,
         )
 
 
@@ -129,12 +158,37 @@ class Destination(Protocol):
     name: str
     kind: str
     max_batch_size: int
+    idempotent_delivery: bool  # declared capabilities: see the module docstring
+    encoded_batches: bool
 
     def validate(self) -> None: ...
 
     def send_batch(self, records: Sequence[OutboundRecord], context: SyncContext) -> list[RecordResult]: ...
 
+    def send_encoded(self, batch: EncodedBatch, context: SyncContext) -> BatchResults: ...
+
+    def finalize(self, context: SyncContext) -> Any: ...
+
+    def delivery_evidence(self) -> Sequence[DeliveryEvidence]: ...
+
     def close(self) -> None: ...
+
+
+class DestinationDefaults:
+    """The capabilities a destination has unless it declares otherwise: idempotent delivery, no
+    pre-encoded fast path, nothing to finalise, no evidence of delivery to reconcile with."""
+
+    idempotent_delivery = True
+    encoded_batches = False
+
+    def send_encoded(self, batch: EncodedBatch, context: SyncContext) -> BatchResults:
+        raise NotImplementedError(f"{type(self).__name__} declares encoded_batches = False")
+
+    def finalize(self, context: SyncContext) -> Any:
+        return None
+
+    def delivery_evidence(self) -> Sequence[DeliveryEvidence]:
+        return ()
 
 
 _ENV = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")

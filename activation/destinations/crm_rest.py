@@ -11,22 +11,30 @@ Config (destinations.yml):
     retry_attempts: 5
     retry_base_seconds: 0.5
     headers: {}                                        # extra static headers (optional)
+    delivery_log_dir: .tideline/outbox/http            # optional: the receiver's accepted-keys log
 
 Requests (a batch may mix actions; it is split into at most two calls, each with its own
 Idempotency-Key = sha256 hex of that call's sorted record keys, and Authorization: Bearer <token>):
 
     action upsert -> POST {base_url}/{object}/batch/upsert
-                     {"inputs": [{"id": customer_id, "idProperty": id_field, "properties": fields}]}
+                     {"inputs": [{"id": customer_id, "idProperty": id_field,
+                                  "idempotency_key": record key, "properties": fields}]}
     action delete -> POST {base_url}/{object}/batch/archive
-                     {"inputs": [{"id": customer_id, "idProperty": id_field}]}
+                     {"inputs": [{"id": customer_id, "idProperty": id_field, "idempotency_key": record key}]}
+
+Every input carries its record's own idempotency key: a batch resent after a crash may be cut
+differently (so its Idempotency-Key differs), and the receiver should dedupe on the record key
+(docs/activation.md, "For gateway authors").
 
 Any other action ("send") fails that record, not retryable.
 
 Response contract: 2xx (200/201/207) with {"results": [{"id", "status": "ok"|"error", "message"?,
 "retryable"?}]} and/or {"errors": [{"id", "message", "retryable"?}]} gives per-record results,
 matched on id == customer_id (remote_id = id); records not mentioned count as sent; any other 2xx
-body: all sent. 429/5xx/timeouts still failing after the retries: failed, retryable; other
-statuses (401, 403, 400, ...): failed, not retryable ("HTTP 401: Unauthorized").
+body: all sent. 429/5xx/connection errors still failing after the retries: failed, retryable
+(a Retry-After on the last try is reported); a try that timed out after the request went out,
+with no success after it: unknown (never resent automatically); other statuses (401, 403, 400,
+...): failed, not retryable ("HTTP 401: Unauthorized").
 """
 
 from __future__ import annotations
@@ -36,15 +44,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from activation.destinations import http_common as hc
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext, secret
+from activation.destinations.base import (
+    ConfigError,
+    DestinationDefaults,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+    secret,
+)
+from activation.reconcile import AcceptedKeysLog
 from activation.retry import RetryPolicy
 
 RESERVED_HEADERS = ("Content-Type", "Content-Length", "Host", "Idempotency-Key", "Authorization")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-class CrmRestDestination:
+class CrmRestDestination(DestinationDefaults):
     kind = "crm"
+    idempotent_delivery = True  # receivers dedupe each input on its idempotency_key
+    encoded_batches = False
 
     def __init__(
         self,
@@ -60,6 +78,7 @@ class CrmRestDestination:
         retry_attempts: int = 5,
         retry_base_seconds: float = 0.5,
         headers: Mapping[str, str] | None = None,
+        delivery_log_dir: str | None = None,
     ):
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -71,6 +90,7 @@ class CrmRestDestination:
         self.timeout_seconds = timeout_seconds
         self.retry_policy = RetryPolicy(attempts=retry_attempts, base_seconds=retry_base_seconds)
         self.headers = dict(headers or {})
+        self.delivery_log_dir = delivery_log_dir
         self._session = hc.make_session(url=self.base_url)
 
     def __repr__(self) -> str:  # never shows the token
@@ -160,10 +180,19 @@ class CrmRestDestination:
     def _call(self, operation: str, records: list[OutboundRecord]) -> list[RecordResult]:
         if operation == "upsert":
             inputs = [
-                {"id": r.customer_id, "idProperty": self.id_field, "properties": r.fields} for r in records
+                {
+                    "id": r.customer_id,
+                    "idProperty": self.id_field,
+                    "idempotency_key": r.idempotency_key,
+                    "properties": r.fields,
+                }
+                for r in records
             ]
         else:
-            inputs = [{"id": r.customer_id, "idProperty": self.id_field} for r in records]
+            inputs = [
+                {"id": r.customer_id, "idProperty": self.id_field, "idempotency_key": r.idempotency_key}
+                for r in records
+            ]
         try:
             body = hc.dumps({"inputs": inputs})
         except TypeError as exc:
@@ -184,7 +213,7 @@ class CrmRestDestination:
             destination=self.name,
         )
         if not outcome.ok:
-            return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
+            return hc.not_delivered(records, outcome)
         return self._results(records, outcome.payload)
 
     @staticmethod
@@ -216,6 +245,10 @@ class CrmRestDestination:
             remote_id = hc.optional_str(entry.get("id")) if entry is not None else None
             out.append(RecordResult(r.idempotency_key, "sent", remote_id=remote_id))
         return out
+
+    def delivery_evidence(self) -> tuple[AcceptedKeysLog, ...]:
+        """The receiver's accepted-keys log, when delivery_log_dir names one."""
+        return hc.accepted_keys_evidence(self.delivery_log_dir)
 
     def close(self) -> None:
         self._session.close()

@@ -9,6 +9,13 @@ with exponential backoff and full jitter (activation.retry.RetryPolicy); a Retry
 429/503 is honoured. Other 4xx are never retried. Redirects are not followed (a 3xx is a
 non-retryable failure: a POST must not silently turn into a GET).
 
+A try that timed out waiting for the response (a read timeout: the request had gone out) may
+have been processed. When no later try succeeds, the outcome is `unknown` (Delivery.unknown):
+the records are counted as possibly delivered and never resent automatically, rather than
+failed, retried on later runs and finally dead-lettered. A connect timeout or a refused
+connection sent nothing and stays a retryable failure. A Retry-After on the last try is passed
+on (Delivery.retry_after) so the engine can make the next run wait.
+
 Errors are recorded as the status code and a short reason (the HTTP reason phrase or the
 exception class), never a request body or header; remote per-record messages go through
 `scrub` (emails and phone-like numbers masked, truncated).
@@ -35,6 +42,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from activation.destinations.base import ConfigError, OutboundRecord, RecordResult
+from activation.reconcile import AcceptedKeysLog
 from activation.retry import RetryPolicy, parse_retry_after
 
 try:  # orjson is faster; the stdlib is the fallback
@@ -183,6 +191,16 @@ def headers_option(
     return out
 
 
+def path_option(name: str, config: Mapping[str, Any], field: str) -> str | None:
+    """An optional folder path (unset or empty: None)."""
+    value = config.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "\x00" in value:
+        raise ConfigError(f"destination {name}: {field} must be a folder path")
+    return value
+
+
 def transport_options(
     name: str, config: Mapping[str, Any], reserved: Sequence[str], *, max_batch_size: int
 ) -> dict[str, Any]:
@@ -193,7 +211,14 @@ def transport_options(
         "retry_attempts": int_option(name, config, "retry_attempts", 5),
         "retry_base_seconds": float_option(name, config, "retry_base_seconds", 0.5, positive=False),
         "headers": headers_option(name, config, "headers", reserved),
+        # where the receiver lists the record keys it accepted (the project's HTTP sink writes
+        # *.accepted files): activation.reconcile settles unknown records with it
+        "delivery_log_dir": path_option(name, config, "delivery_log_dir"),
     }
+
+
+def accepted_keys_evidence(delivery_log_dir: str | None) -> tuple[AcceptedKeysLog, ...]:
+    return (AcceptedKeysLog(delivery_log_dir),) if delivery_log_dir else ()
 
 
 def check_transport(
@@ -252,11 +277,12 @@ def make_session(pool_maxsize: int = 16, url: str | None = None) -> requests.Ses
 class TransportError(Exception):
     """No HTTP response at all (timeout, connection error) after the retries, or an unusable request."""
 
-    def __init__(self, reason: str, *, retryable: bool, attempts: int):
+    def __init__(self, reason: str, *, retryable: bool, attempts: int, maybe_delivered: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.attempts = attempts
+        self.maybe_delivered = maybe_delivered  # a try timed out after the request went out
 
 
 def is_retryable_status(status: int) -> bool:
@@ -282,10 +308,12 @@ def post_json(
     `headers` may be a callable, called once per attempt (so a signature can carry a fresh
     timestamp). Returns the final response: a success, a non-retryable status (other 4xx,
     3xx), or the last 429/5xx once the attempts ran out (`response.attempts` says how many
-    tries were made). Raises TransportError when the last try got no response.
+    tries were made, `response.maybe_delivered` whether one of them timed out after the request
+    went out). Raises TransportError when the last try got no response.
     """
     attempts = max(1, retry_policy.attempts)
     reason = ""
+    maybe_delivered = False
     for attempt in range(1, attempts + 1):
         request_headers = dict(headers() if callable(headers) else headers)
         request_headers.setdefault("Content-Type", "application/json")
@@ -294,8 +322,10 @@ def post_json(
             response = session.post(
                 url, data=body, headers=request_headers, timeout=timeout, allow_redirects=False
             )
-        except requests.Timeout:
-            response, reason = None, "timeout"
+        except requests.ConnectTimeout:  # nothing was sent
+            response, reason = None, "connect timeout"
+        except requests.Timeout:  # the request went out, the answer did not come: it may have been processed
+            response, reason, maybe_delivered = None, "timeout", True
         except requests.ConnectionError:
             response, reason = None, "connection error"
         except requests.RequestException as exc:  # invalid URL, invalid header, ...: retrying cannot help
@@ -304,6 +334,7 @@ def post_json(
             ) from None
         else:
             response.attempts = attempt  # type: ignore[attr-defined]
+            response.maybe_delivered = maybe_delivered  # type: ignore[attr-defined]
             if not is_retryable_status(response.status_code) or attempt == attempts:
                 return response
             reason = f"HTTP {response.status_code}"
@@ -322,7 +353,7 @@ def post_json(
             delay,
         )
         sleep(delay)
-    raise TransportError(reason, retryable=True, attempts=attempts)
+    raise TransportError(reason, retryable=True, attempts=attempts, maybe_delivered=maybe_delivered)
 
 
 def http_error(response: requests.Response) -> str:
@@ -331,9 +362,13 @@ def http_error(response: requests.Response) -> str:
     return f"HTTP {response.status_code}: {phrase}" if phrase else f"HTTP {response.status_code}"
 
 
+MAYBE_DELIVERED = "the receiver may have processed it"
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """What became of one POST: ok (2xx, with the parsed JSON body if any) or a whole-request failure."""
+    """What became of one POST: ok (2xx, with the parsed JSON body if any) or a whole-request
+    failure; `unknown` when a try timed out after the request went out and none succeeded."""
 
     ok: bool
     status: int | None = None
@@ -341,6 +376,8 @@ class Delivery:
     error: str | None = None
     retryable: bool = False
     attempts: int = 1
+    unknown: bool = False
+    retry_after: float | None = None  # seconds the receiver asked to wait, on the last try
 
 
 def deliver(
@@ -354,15 +391,24 @@ def deliver(
     destination: str = "",
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """post_json, classified: 2xx -> ok; 429/5xx/timeouts after the retries -> retryable; else not."""
+    """post_json, classified: 2xx -> ok; 429/5xx/timeouts after the retries -> retryable, or
+    unknown when a try timed out after the request went out; anything else -> not retryable."""
     try:
         response = post_json(
             session, url, body, headers, timeout, retry_policy, destination=destination, sleep=sleep
         )
     except TransportError as exc:
         error = f"{exc.reason} after {exc.attempts} tries" if exc.retryable else exc.reason
+        if exc.maybe_delivered:
+            error = f"{error}: {MAYBE_DELIVERED}"
         log.warning("destination %s: request failed: %s", destination, error)
-        return Delivery(ok=False, error=error, retryable=exc.retryable, attempts=exc.attempts)
+        return Delivery(
+            ok=False,
+            error=error,
+            retryable=exc.retryable and not exc.maybe_delivered,
+            attempts=exc.attempts,
+            unknown=exc.maybe_delivered,
+        )
     attempts = getattr(response, "attempts", 1)
     status = response.status_code
     if 200 <= status <= 299:
@@ -376,10 +422,24 @@ def deliver(
         return Delivery(ok=True, status=status, payload=payload, attempts=attempts)
     retryable = is_retryable_status(status)
     error = http_error(response)
+    retry_after = (
+        parse_retry_after(response.headers.get("Retry-After")) if status in RETRY_AFTER_STATUSES else None
+    )
+    unknown = retryable and getattr(response, "maybe_delivered", False)
     if retryable:
         error = f"{error} after {attempts} tries"
+    if unknown:
+        error = f"{error}; an earlier try timed out: {MAYBE_DELIVERED}"
     log.warning("destination %s: request failed: %s", destination, error)
-    return Delivery(ok=False, status=status, error=error, retryable=retryable, attempts=attempts)
+    return Delivery(
+        ok=False,
+        status=status,
+        error=error,
+        retryable=retryable and not unknown,
+        attempts=attempts,
+        unknown=unknown,
+        retry_after=retry_after,
+    )
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -389,8 +449,20 @@ def all_sent(records: Sequence[OutboundRecord]) -> list[RecordResult]:
     return [RecordResult(r.idempotency_key, "sent") for r in records]
 
 
-def all_failed(records: Sequence[OutboundRecord], error: str, retryable: bool) -> list[RecordResult]:
-    return [RecordResult(r.idempotency_key, "failed", retryable=retryable, error=error) for r in records]
+def all_failed(
+    records: Sequence[OutboundRecord], error: str, retryable: bool, retry_after: float | None = None
+) -> list[RecordResult]:
+    return [
+        RecordResult(r.idempotency_key, "failed", retryable=retryable, error=error, retry_after=retry_after)
+        for r in records
+    ]
+
+
+def not_delivered(records: Sequence[OutboundRecord], outcome: Delivery) -> list[RecordResult]:
+    """The results of a whole request that did not succeed: unknown or failed."""
+    if outcome.unknown:
+        return [RecordResult(r.idempotency_key, "unknown", error=outcome.error) for r in records]
+    return all_failed(records, outcome.error or "failed", outcome.retryable, outcome.retry_after)
 
 
 def entry_failed(entry: Mapping[str, Any]) -> bool:

@@ -66,7 +66,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext
+from activation.destinations.base import (
+    ConfigError,
+    DestinationDefaults,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+)
 from activation.retry import RetryPolicy
 
 SYNCED_AT = "_tideline_synced_at"
@@ -150,7 +156,7 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
-class PostgresTableDestination:
+class PostgresTableDestination(DestinationDefaults):
     kind = "postgres"
 
     def __init__(self, name: str, config: Mapping[str, Any], *, retry: RetryPolicy | None = None):

@@ -15,17 +15,29 @@ Config (destinations.yml):
     unsubscribe_mailto: unsubscribe@tideline.example # optional second List-Unsubscribe entry
     tracking_base_url: http://127.0.0.1:8090/t       # optional: clicks {base}/c/{token}, opens {base}/o/{token}.gif
     local_hostname: tideline.example                 # optional EHLO name (default: the sender's domain)
-    timeout_seconds: 10
+    timeout_seconds: 10         # every command but the end of DATA
+    data_timeout_seconds: 600   # the reply to the end of DATA (RFC 5321 4.5.3.2.6: 10 minutes)
     max_batch_size: 100
     retry_attempts: 3          # tries per record for SMTP 4xx / connection errors, the first included
     retry_base_seconds: 0.5
     retry_max_seconds: 5
+    delivery_log_dir: .tideline/outbox/email         # optional: the server's outbox (see below)
 
 Content (SyncContext.content): `subject` (Jinja2 template string), `html` and/or `text`
 (Jinja2 template strings), or `template_dir` with `html_template` / `text_template` file
 names, and `variables` (campaign-wide values). Templates see the record's fields, the
 variables, `customer_id`, `campaign`, `variant` and `unsubscribe_url`; they render in a
 sandbox with StrictUndefined, so a missing personalisation variable fails that record only.
+
+Once the whole message, end of DATA included, has gone out, the server may have accepted it
+whatever happens next: a missing reply (timeout, dropped connection) makes the record `unknown`,
+never retried (a retry would be a duplicate); the engine records it as such and
+activation.reconcile settles it later. A failure before that point (connection refused, 4xx to
+MAIL, RCPT or DATA, a reply to the end of DATA) is retried or failed as usual. Slow servers
+answer the end of DATA late, so its timeout is separate and generous. With `delivery_log_dir`
+(an outbox holding one `<sha256(Message-ID)[:32]>.eml` per accepted message, as the project's
+SMTP sink writes), activation.reconcile settles unknown messages: in the outbox → sent, not in
+it → released and sent by the next run.
 
 Tokens (activation.tokens, signed with tracking_secret()) carry ids only:
 unsubscribe {"m": key, "c": customer, "k": "unsubscribe", "s": segment}; click
@@ -57,7 +69,15 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from activation import tokens
-from activation.destinations.base import ConfigError, OutboundRecord, RecordResult, SyncContext, secret
+from activation.destinations.base import (
+    ConfigError,
+    DestinationDefaults,
+    OutboundRecord,
+    RecordResult,
+    SyncContext,
+    secret,
+)
+from activation.reconcile import SmtpOutbox
 from activation.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -202,11 +222,40 @@ class _ContentError(Exception):
     """The campaign content cannot be used at all: every record of the batch fails, not retryable."""
 
 
-class SmtpEmailDestination:
+class _Smtp(smtplib.SMTP):
+    """smtplib.SMTP that knows when the end of DATA has gone out (`data_sent`: from then on the
+    server may have accepted the message) and waits `data_timeout` for the reply to it."""
+
+    data_timeout: float = 600.0
+    data_sent: bool = False
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        if isinstance(msg, str):  # send_message hands over bytes with CRLF line ends already
+            msg = re.sub(r"\r\n|\r|\n", "\r\n", msg).encode("ascii")
+        body = re.sub(rb"(?m)^\.", b"..", msg)  # dot-stuffing (RFC 5321 4.5.2)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.send(body + b".\r\n")
+        self.data_sent = True
+        if self.sock is not None:
+            self.sock.settimeout(self.data_timeout)
+        try:
+            return self.getreply()
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+
+
+class SmtpEmailDestination(DestinationDefaults):
     kind = "smtp"
     # An accepted SMTP message cannot be recalled or deduplicated: after a crash, records whose outcome
     # is unknown are marked unknown by the engine, never resent.
     idempotent_delivery = False
+    encoded_batches = False
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         self.name = name
@@ -225,10 +274,12 @@ class SmtpEmailDestination:
         self.unsubscribe_mailto = c.get("unsubscribe_mailto") or None
         self.tracking_base_url = c.get("tracking_base_url") or None
         self.timeout_seconds = _as_number(c.get("timeout_seconds", 10), float)
+        self.data_timeout_seconds = _as_number(c.get("data_timeout_seconds", 600), float)
         self.max_batch_size = _as_number(c.get("max_batch_size", 100), int)
         self.retry_attempts = _as_number(c.get("retry_attempts", 3), int)
         self.retry_base_seconds = _as_number(c.get("retry_base_seconds", 0.5), float)
         self.retry_max_seconds = _as_number(c.get("retry_max_seconds", 5), float)
+        self.delivery_log_dir = c.get("delivery_log_dir") or None
         domain = self.from_address.rsplit("@", 1)[-1] if isinstance(self.from_address, str) else "localhost"
         self.domain = domain.strip().lower() or "localhost"
         self.local_hostname = c.get("local_hostname") or self.domain
@@ -280,10 +331,13 @@ class SmtpEmailDestination:
             tokens.tracking_secret()
         except tokens.SecretError as exc:
             p.append(f"cannot sign links: {exc}")
+        if self.delivery_log_dir is not None and not isinstance(self.delivery_log_dir, str):
+            p.append("delivery_log_dir must be a folder path")
         if not isinstance(self.local_hostname, str) or not re.match(r"^[A-Za-z0-9.-]+$", self.local_hostname):
             p.append("local_hostname must be a host name")
         for key, value, positive in (
             ("timeout_seconds", self.timeout_seconds, True),
+            ("data_timeout_seconds", self.data_timeout_seconds, True),
             ("retry_base_seconds", self.retry_base_seconds, False),
             ("retry_max_seconds", self.retry_max_seconds, False),
         ):
@@ -310,6 +364,11 @@ class SmtpEmailDestination:
 
     def close(self) -> None:
         """Nothing to release: every send_batch opens and closes its own SMTP connection."""
+
+    def delivery_evidence(self) -> tuple[SmtpOutbox, ...]:
+        """The server's outbox, when delivery_log_dir names one: unknown messages are looked up
+        there by their (deterministic) Message-ID."""
+        return (SmtpOutbox(self.delivery_log_dir, self._message_id),) if self.delivery_log_dir else ()
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -510,10 +569,9 @@ class SmtpEmailDestination:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def _connect(self) -> smtplib.SMTP:
-        conn = smtplib.SMTP(
-            self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout_seconds
-        )
+    def _connect(self) -> _Smtp:
+        conn = _Smtp(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout_seconds)
+        conn.data_timeout = self.data_timeout_seconds
         try:
             conn.ehlo()
             if self.starttls:
@@ -543,9 +601,21 @@ class SmtpEmailDestination:
         return conn
 
     @staticmethod
-    def _send(conn: smtplib.SMTP, out: _Outgoing, sender: str) -> None:
+    def _send(conn: _Smtp, out: _Outgoing, sender: str) -> None:
         # smtplib asks for SMTPUTF8 itself for non-ASCII addresses (SMTPNotSupportedError if not offered)
+        conn.data_sent = False
         conn.send_message(out.message, from_addr=sender, to_addrs=[out.address])
+
+    def _unknown(self, conn: _Smtp, exc: Exception) -> str | None:
+        """Why the outcome is unknown when the whole message went out and no reply came back
+        (timeout, dropped connection); None when the failure is a clear answer or came before."""
+        if not conn.data_sent or isinstance(exc, smtplib.SMTPResponseException):
+            return None
+        cause = "timeout" if "timed out" in str(exc) else type(exc).__name__
+        return (
+            f"no reply to the end of DATA ({cause}, data_timeout_seconds {self.data_timeout_seconds:g}): "
+            "the server may have accepted it; not resent"
+        )
 
     @staticmethod
     def _classify(exc: Exception, out: _Outgoing) -> tuple[str, bool, bool]:
@@ -573,6 +643,8 @@ class SmtpEmailDestination:
         return error, False, False
 
     def send_batch(self, records: Sequence[OutboundRecord], context: SyncContext) -> list[RecordResult]:
+        """One message per record on one connection (reconnecting when it breaks); transient
+        failures are retried inside the call, a message that may have been accepted is `unknown`."""
         self.validate()
         results: list[RecordResult | None] = [None] * len(records)
         secret_key = tokens.tracking_secret()
@@ -630,6 +702,15 @@ class SmtpEmailDestination:
                             context.on_attempt(out.key)
                         self._send(conn, out, self.from_address)
                     except (OSError, smtplib.SMTPException) as exc:
+                        unknown = self._unknown(conn, exc)
+                        if unknown is not None:  # never retried: it may already be in the inbox
+                            _quit(conn)
+                            conn = None
+                            results[out.index] = RecordResult(
+                                out.key, "unknown", error=unknown, remote_id=out.message_id
+                            )
+                            log.warning("smtp %s: record %s: %s", self.name, out.key, unknown)
+                            continue
                         error, retryable, broken = self._classify(exc, out)
                         if broken:
                             _quit(conn)
@@ -658,14 +739,16 @@ class SmtpEmailDestination:
         final = [r for r in results if r is not None]
         assert len(final) == len(records)
         sent = sum(r.status == "sent" for r in final)
+        unknown = sum(r.status == "unknown" for r in final)
         retryable = sum(r.status == "failed" and r.retryable for r in final)
         log.info(
-            "smtp %s: sync %s batch of %d: %d sent, %d failed (%d retryable)",
+            "smtp %s: sync %s batch of %d: %d sent, %d unknown, %d failed (%d retryable)",
             self.name,
             context.sync_id,
             len(final),
             sent,
-            len(final) - sent,
+            unknown,
+            len(final) - sent - unknown,
             retryable,
         )
         return final

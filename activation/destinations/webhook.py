@@ -10,6 +10,7 @@ Config (destinations.yml):
     retry_attempts: 5          # tries in all, the first included
     retry_base_seconds: 0.5
     headers: {X-Team: growth}  # extra static headers (cannot override the ones below)
+    delivery_log_dir: .tideline/outbox/http   # optional: the receiver's accepted-keys log (see below)
 
 One POST per batch, body:
 
@@ -21,10 +22,19 @@ keys; X-Tideline-Timestamp: unix seconds; X-Tideline-Signature: sha256=<hex HMAC
 timestamp + "." + body)> (re-signed with a fresh timestamp on each retry; the key stays the same).
 Receivers check it with `verify_signature`.
 
+With `delivery_log_dir` (a folder of `*.accepted` files listing the record keys the receiver
+accepted, as the project's HTTP sink writes), records whose delivery is unknown are settled by
+activation.reconcile at the start of the next run.
+
+Receivers dedupe on each record's `idempotency_key`, not only on the batch's Idempotency-Key:
+a batch resent after a crash may be cut differently (docs/activation.md, "For gateway authors").
+
 Response contract: 2xx with JSON {"results": [{"idempotency_key", "status": "ok"|"error", "error"?,
 "retryable"?, "id"?}]} gives per-record results (records the response does not mention count as
-sent; "id" becomes remote_id); 2xx with any other body: all sent; 429/5xx/timeouts still failing
-after the retries: all failed, retryable; any other status: all failed, not retryable ("HTTP 400:
+sent; "id" becomes remote_id); 2xx with any other body: all sent; 429/5xx/connection errors still
+failing after the retries: all failed, retryable (a Retry-After on the last try is reported); a try
+that timed out after the request went out, with no success after it: all unknown (possibly
+delivered, never resent automatically); any other status: all failed, not retryable ("HTTP 400:
 Bad Request").
 """
 
@@ -40,12 +50,14 @@ from activation.destinations import http_common as hc
 from activation.destinations.base import (
     BatchResults,
     ConfigError,
+    DestinationDefaults,
     EncodedBatch,
     OutboundRecord,
     RecordResult,
     SyncContext,
     secret,
 )
+from activation.reconcile import AcceptedKeysLog
 from activation.retry import RetryPolicy
 
 SIGNATURE_HEADER = "X-Tideline-Signature"
@@ -98,8 +110,10 @@ def verify_signature(
     return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
 
 
-class WebhookDestination:
+class WebhookDestination(DestinationDefaults):
     kind = "webhook"
+    idempotent_delivery = True  # receivers dedupe each record on its idempotency_key
+    encoded_batches = True  # send_encoded: the body is the canonical record JSON
 
     def __init__(
         self,
@@ -113,6 +127,7 @@ class WebhookDestination:
         retry_attempts: int = 5,
         retry_base_seconds: float = 0.5,
         headers: Mapping[str, str] | None = None,
+        delivery_log_dir: str | None = None,
         secret_env: str | None = None,
     ):
         self.name = name
@@ -124,6 +139,7 @@ class WebhookDestination:
         self.timeout_seconds = timeout_seconds
         self.retry_policy = RetryPolicy(attempts=retry_attempts, base_seconds=retry_base_seconds)
         self.headers = dict(headers or {})
+        self.delivery_log_dir = delivery_log_dir
         self._session = hc.make_session(url=url)
 
     def __repr__(self) -> str:  # never shows the secret
@@ -236,7 +252,7 @@ class WebhookDestination:
         key = hc.batch_idempotency_key(r.idempotency_key for r in records)
         outcome = self._post(body, key)
         if not outcome.ok:
-            return hc.all_failed(records, outcome.error or "failed", outcome.retryable)
+            return hc.not_delivered(records, outcome)
         return self._results([r.idempotency_key for r in records], outcome.payload)
 
     def _post(self, body: bytes, batch_key: str) -> hc.Delivery:
@@ -261,8 +277,14 @@ class WebhookDestination:
         key = batch.batch_key or hc.batch_idempotency_key(batch.keys)
         outcome = self._post(body, key)
         if not outcome.ok:
+            if outcome.unknown:
+                return BatchResults.uniform(n, "unknown", error=outcome.error)
             return BatchResults.uniform(
-                n, "failed", retryable=outcome.retryable, error=outcome.error or "failed"
+                n,
+                "failed",
+                retryable=outcome.retryable,
+                error=outcome.error or "failed",
+                retry_after=outcome.retry_after,
             )
         entries = outcome.payload.get("results") if isinstance(outcome.payload, Mapping) else None
         if not isinstance(entries, list):
@@ -307,6 +329,10 @@ class WebhookDestination:
             else:
                 results.append(RecordResult(k, "sent", remote_id=hc.optional_str(entry.get("id"))))
         return results
+
+    def delivery_evidence(self) -> tuple[AcceptedKeysLog, ...]:
+        """The receiver's accepted-keys log, when delivery_log_dir names one."""
+        return hc.accepted_keys_evidence(self.delivery_log_dir)
 
     def close(self) -> None:
         self._session.close()

@@ -15,15 +15,28 @@ Auth: with `secret`, webhook requests (any body but a CRM-shaped one) need a val
 X-Tideline-Signature, else 401; with `token`, CRM-shaped requests need `Authorization: Bearer
 <token>`, else 401. So one sink can serve signed webhooks and bearer-auth CRM calls at once.
 
-Order of handling for a POST: injected failure (fail_next, fail_every) -> auth -> dedupe by
-(path, Idempotency-Key) -> process -> injected delay (delay_next: the work is done, the response
-is late, as when a client times out).
+Order of handling for a POST: injected failure (fail_next, fail_every, storm) -> auth -> dedupe
+by (path, Idempotency-Key) -> process, deduplicating each record by (path, its idempotency_key)
+-> injected delay (delay_next: the work is done, the response is late, as when a client times out).
 
-Only processed requests count as deliveries: count_records() and received_keys() cover them
-(a deduplicated repeat is counted in `duplicates` instead; without dedupe a repeat is processed
-again and its keys appear twice). `requests` holds every request received, whatever its fate.
-With `out_dir`, each request is appended as one JSON line to out_dir/<path-slug>.jsonl (the
-Authorization header is masked there). `lean=True` keeps no requests or keys in memory, only counts.
+Records are deduplicated one by one, as docs/activation.md asks of every gateway: a record whose
+`idempotency_key` (webhook records and CRM inputs carry one) was accepted before on that path is
+answered "ok" with the same id, as already processed, and not processed again (counted in
+`record_duplicates`, its key in received_key_counts() but not in received_keys()). So a batch
+resent after a crash, cut differently around a consent change, still delivers each record once.
+
+Only processed requests and records count as deliveries: count_records() and received_keys()
+cover them (a deduplicated repeat is counted in `duplicates` or `record_duplicates` instead;
+without dedupe a repeat is processed again and its keys appear twice). `requests` holds every
+request received, whatever its fate. With `out_dir`, each request is appended as one JSON line to
+out_dir/<path-slug>.jsonl (the Authorization header is masked there) and every accepted record key
+to out_dir/<path-slug>.accepted, before the response goes out (the log activation.reconcile reads
+to settle records whose delivery is unknown). `lean=True` keeps no requests or keys in memory,
+only counts, and so does not deduplicate records one by one.
+
+Fault storm (drills, `storm(rate)`): each request is, with probability `rate`, answered 429 with
+Retry-After, 500 or 503 unprocessed, hangs past the client's timeout unprocessed (then 503), or is
+processed and acknowledged late (past the client's timeout).
 
 Run standalone: python -m activation.sinks.http_sink --port 8787 --out-dir .tideline/sink
 """
@@ -33,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import re
 import socket
 import threading
@@ -228,11 +242,15 @@ class HttpSink:
         with self._lock:
             self._requests: list[SinkRequest] = []
             self._keys: list[str] = []
+            self._received: Counter[str] = Counter()
             self._seen: dict[tuple[str, str], tuple[int, bytes]] = {}
+            self._accepted: dict[tuple[str, str], str] = {}  # (path, record key) -> the id answered
             self.request_count = 0  # every request received
             self.processed = 0  # requests processed (deliveries)
-            self.records = 0  # records in processed requests
-            self.duplicates = 0  # repeats answered from the dedupe memory
+            self.records = 0  # records processed (a record deduplicated by its key is not counted)
+            self.duplicates = 0  # repeated requests answered from the dedupe memory
+            self.record_duplicates = 0  # records answered as already processed, by their key
+            self._storm: tuple[float, random.Random, float, float, int] | None = None
             self.unauthorized = 0
             self.injected_failures = 0
             self._fail_next: list[tuple[int, float | None]] = []
@@ -256,6 +274,23 @@ class HttpSink:
         """The next n requests are processed, then answered `seconds` late."""
         with self._lock:
             self._delay_next.extend([seconds] * n)
+
+    def storm(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        hang_seconds: float = 3.0,
+        late_seconds: float = 3.0,
+        retry_after: int = 1,
+    ) -> None:
+        """From now on each request is, with probability `rate`, one fault drawn evenly from: 429
+        with Retry-After, 500, 503 (unprocessed), a hang of `hang_seconds` then 503 (unprocessed),
+        or processed and answered `late_seconds` late. A rate of 0 turns the storm off."""
+        with self._lock:
+            self._storm = (
+                (rate, random.Random(seed), hang_seconds, late_seconds, retry_after) if rate > 0 else None
+            )
 
     def reject_ids(self, ids: Iterable[str], message: str = "rejected", retryable: bool = False) -> None:
         """Per-record errors for these customer ids / CRM ids / idempotency keys."""
@@ -287,7 +322,16 @@ class HttpSink:
             return list(self._keys)
 
     def key_counts(self) -> Counter:
+        """Times each record key was processed (1 each when nothing was delivered twice)."""
         return Counter(self.received_keys())
+
+    def received_key_counts(self) -> Counter:
+        """Times each record key arrived in an accepted request, repeats answered from the dedupe
+        memory included (not in lean mode)."""
+        if self.lean:
+            raise RuntimeError("HttpSink(lean=True) keeps no keys")
+        with self._lock:
+            return Counter(self._received)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -296,6 +340,7 @@ class HttpSink:
                 "processed": self.processed,
                 "records": self.records,
                 "duplicates": self.duplicates,
+                "record_duplicates": self.record_duplicates,
                 "unauthorized": self.unauthorized,
                 "injected_failures": self.injected_failures,
             }
@@ -326,18 +371,13 @@ class HttpSink:
         extra: dict[str, str] = {}
         duplicate = False
         delay = 0.0
+        accepted: list[str] = []
         with self._lock:
             self.request_count += 1
             if self._delay_next:
                 delay = self._delay_next.pop(0)
-            failure: tuple[int, float | None] | None = None
-            if self._fail_next:
-                failure = self._fail_next.pop(0)
-            elif self._fail_every is not None:
-                self._fail_every_count += 1
-                k, status, retry_after = self._fail_every
-                if self._fail_every_count % k == 0:
-                    failure = (status, retry_after)
+            failure, storm_delay = self._injected_failure()
+            delay = max(delay, storm_delay)
             key = headers.get("Idempotency-Key")
             if failure is not None:
                 self.injected_failures += 1
@@ -356,25 +396,80 @@ class HttpSink:
                 self.duplicates += 1
                 duplicate = True
                 status, payload = self._seen[(path, key)]
+                self._count_received(body)
             else:
-                status, payload = self._process(body)
+                status, payload = self._process(path, body, accepted)
                 if self.dedupe and key:
                     self._seen[(path, key)] = (status, payload)
             request = SinkRequest(method, path, headers, body, raw, status, duplicate)
             if not self.lean:
                 self._requests.append(request)
         if self.out_dir is not None:
-            self._write(request)
+            self._write(request, accepted)
         return status, payload, extra, delay
 
-    def _process(self, body: Any) -> tuple[int, bytes]:
-        """Count a delivery and build its response (called with the lock held)."""
+    def _injected_failure(self) -> tuple[tuple[int, float | None] | None, float]:
+        """(status and Retry-After of an injected failure or None, seconds to hold the answer);
+        called with the lock held."""
+        if self._fail_next:
+            return self._fail_next.pop(0), 0.0
+        if self._fail_every is not None:
+            self._fail_every_count += 1
+            k, status, retry_after = self._fail_every
+            if self._fail_every_count % k == 0:
+                return (status, retry_after), 0.0
+        if self._storm is not None:
+            rate, rng, hang, late, retry_after = self._storm
+            if rng.random() < rate:
+                kind = rng.choice(("429", "500", "503", "hang", "late"))
+                if kind == "429":
+                    return (429, retry_after), 0.0
+                if kind == "hang":
+                    return (503, None), hang
+                if kind == "late":
+                    return None, late
+                return (int(kind), None), 0.0
+        return None, 0.0
+
+    @staticmethod
+    def _items(body: Any) -> tuple[str, list[Any]]:
+        """("records", webhook records) or ("inputs", CRM inputs) or ("", [])."""
+        for name in ("records", "inputs"):
+            if isinstance(body, dict) and isinstance(body.get(name), list):
+                return name, body[name]
+        return "", []
+
+    def _count_received(self, body: Any) -> None:
+        if self.lean:
+            return
+        for item in self._items(body)[1]:
+            key = item.get("idempotency_key") if isinstance(item, dict) else None
+            if key:
+                self._received[str(key)] += 1
+
+    def _already(self, path: str, key: str) -> str | None:
+        """The id answered when this record key was accepted on this path before (per-record dedupe)."""
+        if not self.dedupe or self.lean or not key:
+            return None
+        return self._accepted.get((path, key))
+
+    def _process(self, path: str, body: Any, accepted: list[str]) -> tuple[int, bytes]:
+        """Count a delivery and build its response (called with the lock held); the keys of the
+        records accepted now are appended to `accepted`."""
         self.processed += 1
-        if isinstance(body, dict) and isinstance(body.get("records"), list):
+        self._count_received(body)
+        kind, items = self._items(body)
+        if kind == "records":
             results = []
-            for rec in body["records"]:
+            for rec in items:
                 rec = rec if isinstance(rec, dict) else {}
                 key = str(rec.get("idempotency_key", ""))
+                known = self._already(path, key)
+                if known is not None:
+                    self.record_duplicates += 1
+                    results.append({"idempotency_key": key, "status": "ok", "id": known})
+                    continue
+                self.records += 1
                 if not self.lean:
                     self._keys.append(key)
                 reject = self._reject.get(str(rec.get("customer_id"))) or self._reject.get(key)
@@ -388,25 +483,42 @@ class HttpSink:
                         }
                     )
                 else:
-                    results.append({"idempotency_key": key, "status": "ok", "id": "wh-" + key[:12]})
-            self.records += len(body["records"])
+                    remote_id = "wh-" + key[:12]
+                    self._accept(path, key, remote_id, accepted)
+                    results.append({"idempotency_key": key, "status": "ok", "id": remote_id})
             return 200, dumps({"results": results})
-        if isinstance(body, dict) and isinstance(body.get("inputs"), list):
+        if kind == "inputs":
             results, errors = [], []
-            for item in body["inputs"]:
-                item_id = item.get("id") if isinstance(item, dict) else None
-                reject = self._reject.get(str(item_id))
+            for item in items:
+                item = item if isinstance(item, dict) else {}
+                item_id = item.get("id")
+                key = str(item.get("idempotency_key") or "")
+                if self._already(path, key) is not None:
+                    self.record_duplicates += 1
+                    results.append({"id": item_id, "status": "ok"})
+                    continue
+                self.records += 1
+                if not self.lean and key:
+                    self._keys.append(key)
+                reject = self._reject.get(str(item_id)) or self._reject.get(key)
                 if reject:
                     errors.append({"id": item_id, "message": reject[0], "retryable": reject[1]})
                 else:
+                    self._accept(path, key, str(item_id), accepted)
                     results.append({"id": item_id, "status": "ok"})
-            self.records += len(body["inputs"])
             if errors:
                 return 207, dumps({"results": results, "errors": errors})
             return 200, dumps({"results": results})
         return 200, dumps({"status": "ok"})
 
-    def _write(self, request: SinkRequest) -> None:
+    def _accept(self, path: str, key: str, remote_id: str, accepted: list[str]) -> None:
+        if not key:
+            return
+        if self.dedupe and not self.lean:
+            self._accepted[(path, key)] = remote_id
+        accepted.append(key)
+
+    def _write(self, request: SinkRequest, accepted: list[str]) -> None:
         headers = {k: (_mask(v) if k.lower() == "authorization" else v) for k, v in request.headers.items()}
         line = dumps(
             {
@@ -421,12 +533,18 @@ class HttpSink:
         )
         slug = path_slug(request.path)
         with self._file_lock:
-            fh = self._files.get(slug)
-            if fh is None:
-                assert self.out_dir is not None
-                fh = self._files[slug] = (self.out_dir / f"{slug}.jsonl").open("ab")
-            fh.write(line + b"\n")
-            fh.flush()
+            self._append(f"{slug}.jsonl", line + b"\n")
+            if accepted:  # the accepted-keys log activation.reconcile reads (AcceptedKeysLog)
+                self._append(f"{slug}.accepted", "".join(k + "\n" for k in accepted).encode())
+
+    def _append(self, name: str, data: bytes) -> None:
+        """Append to out_dir/name and flush (called with the file lock held)."""
+        fh = self._files.get(name)
+        if fh is None:
+            assert self.out_dir is not None
+            fh = self._files[name] = (self.out_dir / name).open("ab")
+        fh.write(data)
+        fh.flush()
 
 
 def main(argv: list[str] | None = None) -> None:

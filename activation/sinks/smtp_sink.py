@@ -7,10 +7,22 @@
 
     python -m activation.sinks.smtp_sink --port 1025 --out-dir .tideline/outbox
 
+A message is stored before it is acknowledged, as a real server queues it before its 250:
+with `out_dir`, as `<sha256(Message-ID)[:32]>.eml` (activation.reconcile.outbox_file_name),
+written to a temp file and renamed into place. That folder is the outbox activation.reconcile
+reads (SmtpOutbox) to settle messages whose delivery is unknown. A message whose Message-ID
+was received before is stored again (SMTP cannot deduplicate) and counted in `duplicates`;
+`message_id_counts()` says how often each arrived.
+
 Faults for tests: `fail_next(n, code=451)` makes the next n RCPT or DATA commands fail
-with that code; `reject_address(addr, code=550)` refuses one recipient for good.
-Optional AUTH (LOGIN/PLAIN, without TLS: loopback only) with `credentials={"user": "password"}`.
-The server runs its own asyncio loop in a daemon thread; every method is thread-safe.
+with that code; `reject_address(addr, code=550)` refuses one recipient for good;
+`late_ack_next(n, seconds)` stores the next n messages and acknowledges them `seconds` late;
+`hang_next(n, seconds)` holds the next n DATA commands `seconds`, then answers 451 without
+storing (a server that lost the message); `data_delay` holds every acknowledgement (stored
+first); `storm(rate)` draws one of 451 at DATA, a late acknowledgement or a hang for a share of
+the messages (drills). Optional AUTH (LOGIN/PLAIN, without TLS: loopback only) with
+`credentials={"user": "password"}`. The server runs its own asyncio loop in a daemon thread;
+every method is thread-safe.
 """
 
 from __future__ import annotations
@@ -21,14 +33,20 @@ import email
 import email.policy
 import hashlib
 import logging
+import os
+import random
 import signal
+import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from activation.reconcile import outbox_file_name
 
 log = logging.getLogger(__name__)
 _aiosmtpd_log = logging.getLogger("mail.log")
@@ -56,12 +74,18 @@ class _Handler:
         fault = self._sink._take_fault("data")
         if fault is not None:
             return fault
-        if self._sink.data_delay:
-            await asyncio.sleep(self._sink.data_delay)  # a slow server: tests kill a sync mid-batch
+        behaviour, seconds = self._sink._data_behaviour()
+        if behaviour == "fail":
+            return "451 try again later"
+        if behaviour == "hang":  # the message is lost: held past the client's timeout, never stored
+            await asyncio.sleep(seconds)
+            return "451 timed out"
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
         self._sink._store(content, envelope.mail_from, list(envelope.rcpt_tos))
+        if seconds:  # stored, acknowledged late (a slow server; tests kill a sync mid-batch)
+            await asyncio.sleep(seconds)
         return "250 OK: queued"
 
 
@@ -88,7 +112,12 @@ class SmtpSink:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None
-        self.data_delay = 0.0  # seconds to wait before accepting each message
+        self.data_delay = 0.0  # seconds every acknowledgement is held (the message is stored first)
+        self._late: list[float] = []
+        self._hangs: list[float] = []
+        self._storm: tuple[float, random.Random, float, float] | None = None
+        self._message_ids: Counter[str] = Counter()
+        self.duplicates = 0  # messages whose Message-ID arrived before
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -184,19 +213,30 @@ class SmtpSink:
             self._received.wait_for(lambda: len(self._messages) >= count, timeout=timeout)
             return list(self._messages)
 
+    def message_id_counts(self) -> Counter[str]:
+        """How many times each Message-ID was received (more than 1: a duplicate)."""
+        with self._lock:
+            return Counter(self._message_ids)
+
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
             self._envelopes.clear()
+            self._message_ids.clear()
+            self.duplicates = 0
 
     def _store(self, content: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
         message = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        ident = str(message.get("Message-ID", "")).strip()
         if self.out_dir:
-            ident = str(message.get("Message-ID", "")).strip() or hashlib.sha256(content).hexdigest()
-            name = hashlib.sha256(ident.encode("utf-8", "replace")).hexdigest()[:32] + ".eml"
-            (self.out_dir / name).write_bytes(content)
+            _write_atomically(
+                self.out_dir / outbox_file_name(ident or hashlib.sha256(content).hexdigest()), content
+            )
         with self._received:
+            if ident:
+                self.duplicates += 1 if self._message_ids[ident] else 0
+                self._message_ids[ident] += 1
             self._messages.append(message)
             self._envelopes.append((mail_from, rcpt_tos))
             self._received.notify_all()
@@ -226,10 +266,51 @@ class SmtpSink:
         with self._lock:
             self._rejected[addr.strip().lower()] = f"{code} {message}: <{addr}>"
 
+    def late_ack_next(self, n: int, seconds: float) -> None:
+        """Store the next n messages, then acknowledge each `seconds` late."""
+        with self._lock:
+            self._late.extend([seconds] * n)
+
+    def hang_next(self, n: int, seconds: float) -> None:
+        """Hold the next n DATA commands `seconds`, then answer 451 without storing the message."""
+        with self._lock:
+            self._hangs.extend([seconds] * n)
+
+    def storm(
+        self, rate: float, *, seed: int = 0, late_seconds: float = 2.0, hang_seconds: float = 4.0
+    ) -> None:
+        """From now on each message is, with probability `rate`, one fault drawn evenly from: 451
+        at DATA, stored and acknowledged `late_seconds` late, or held `hang_seconds` and lost."""
+        with self._lock:
+            self._storm = (rate, random.Random(seed), late_seconds, hang_seconds) if rate > 0 else None
+
     def reset_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._rejected.clear()
+            self._late.clear()
+            self._hangs.clear()
+            self._storm = None
+
+    def _data_behaviour(self) -> tuple[str, float]:
+        """("store", seconds to hold the acknowledgement), ("hang", seconds) or ("fail", 0)."""
+        with self._lock:
+            if self._hangs:
+                return "hang", self._hangs.pop(0)
+            if self._late:
+                return "store", self._late.pop(0)
+            if self._storm is not None:
+                rate, rng, late, hang = self._storm
+                if rng.random() < rate:
+                    kind = rng.choice(("fail", "late", "hang"))
+                    return (
+                        (kind, hang)
+                        if kind == "hang"
+                        else ("store", late)
+                        if kind == "late"
+                        else ("fail", 0.0)
+                    )
+            return "store", self.data_delay
 
     def _take_fault(self, stage: str) -> str | None:
         with self._lock:
@@ -247,6 +328,18 @@ class SmtpSink:
             return fault
         with self._lock:
             return self._rejected.get(address.strip().lower())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: a reader never sees half a message."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,6 +224,93 @@ def test_finalize_without_parts_writes_nothing_and_works_standalone(tmp_path):
     assert manifest["files"]["add"]["rows"] == 1
 
 
+def test_the_next_run_finalises_what_a_crashed_run_left_in_parts(tmp_path):
+    """A run that died after writing its parts (before or during finalize) left no add.csv and no
+    manifest. The next run's finalize finishes that folder too, even when it sent nothing itself,
+    and leaves finished folders alone."""
+    d = make(tmp_path)
+    done = SyncContext(sync_id="sync-done", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    d.send_batch([rec("d1", email="d1@example.com")], done)
+    first = d.finalize(done)
+    written = (d.sync_dir(done) / "manifest.json").stat().st_mtime_ns
+    crashed = SyncContext(sync_id="sync-crashed", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    d.send_batch([rec(f"c{i}", email=f"user{i}@example.com") for i in range(3)], crashed)
+    d.send_batch([rec("r1", action="delete", email="r1@example.com")], crashed)
+
+    rerun = SyncContext(sync_id="sync-rerun", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    assert make(tmp_path).finalize(rerun) is None  # the rerun sent nothing: no folder of its own
+    folder = d.sync_dir(crashed)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["sync_id"] == "sync-crashed" and manifest["recovered_by"] == "sync-rerun"
+    assert (manifest["files"]["add"]["rows"], manifest["files"]["remove"]["rows"]) == (3, 1)
+    assert len(read_csv(folder / "add.csv")) == 3 and len(read_csv(folder / "remove.csv")) == 1
+    assert first["sync_id"] == "sync-done"
+    assert (d.sync_dir(done) / "manifest.json").stat().st_mtime_ns == written  # untouched
+    assert not (tmp_path / "audiences" / "high_propensity_buyers" / "sync-rerun").exists()
+
+
+def test_a_record_resent_after_a_crash_is_written_once(tmp_path):
+    """A run wrote a part and died before the ledger recorded it; the rerun resends those records,
+    cut into other batches. They are answered as sent without a second row: the killed run's
+    folder, finished by the rerun's finalize, holds them, also for a later run that resends the
+    rest. A run that finalised normally had recorded everything, so a later full resync writes
+    its rows again."""
+    d = make(tmp_path)
+    crashed = SyncContext(sync_id="sync-crashed", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    batch = [rec(f"c{i}", email=f"user{i}@example.com") for i in range(4)]
+    d.send_batch(batch, crashed)
+    rerun = SyncContext(sync_id="sync-rerun", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again = make(tmp_path)  # a new process
+    results = again.send_batch([batch[1], batch[3], rec("c9", email="user9@example.com")], rerun)
+    assert [r.status for r in results] == ["sent"] * 3
+    again.finalize(rerun)
+    assert [r["email_sha256"] for r in read_csv(again.sync_dir(rerun) / "add.csv")] == [
+        sha("user9@example.com")
+    ]
+    assert len(read_csv(again.sync_dir(crashed) / "add.csv")) == 4
+
+    later = SyncContext(sync_id="sync-later", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.send_batch([batch[0], rec("c9", email="user9@example.com")], later)  # e.g. the rerun's try failed
+    again.finalize(later)
+    assert [r["email_sha256"] for r in read_csv(again.sync_dir(later) / "add.csv")] == [
+        sha("user9@example.com")
+    ]
+
+    # a run whose part could not be written (killed between noting its keys and writing it):
+    # its records are not hidden from the next run, which writes them
+    new = [rec(f"n{i}", email=f"new{i}@example.com") for i in range(2)]
+    broken = SyncContext(sync_id="sync-broken", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.sync_dir(broken).write_text("not a folder")
+    assert [r.status for r in again.send_batch(new, broken)] == ["failed", "failed"]
+    last = SyncContext(sync_id="sync-last", segment=CONTEXT.segment, destination="ads", mode="mirror")
+    again.send_batch(new, last)
+    rows = [row for part in again.sync_dir(last).glob("add-part-*.csv") for row in read_csv(part)]
+    assert sorted(r["email_sha256"] for r in rows) == sorted(sha(f"new{i}@example.com") for i in range(2))
+
+
+def test_customer_ids_cannot_smuggle_spreadsheet_formulas(tmp_path):
+    """A customer id that starts with = + - @ or a tab or carriage return would run as a formula
+    when the file is opened in a spreadsheet: it is written with a leading apostrophe."""
+    d = make(tmp_path, include_customer_id=True)
+    ids = ['=HYPERLINK("http://x.example","y")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcr", "c-7", "plain"]
+    d.send_batch([rec(c, email=f"u{i}@example.com") for i, c in enumerate(ids)], CONTEXT)
+    d.finalize(CONTEXT)
+    for name in ("add.csv", *(p.name for p in d.sync_dir(CONTEXT).glob("add-part-*.csv"))):
+        cells = [row["customer_id"] for row in read_csv(d.sync_dir(CONTEXT) / name)]
+        assert sorted(cells) == sorted(
+            [
+                '\'=HYPERLINK("http://x.example","y")',
+                "'+1",
+                "'-2",
+                "'@SUM(A1)",
+                "'\tcmd",
+                "'\rcr",
+                "c-7",
+                "plain",
+            ]
+        ), name
+
+
 def test_threads_write_their_own_parts(tmp_path):
     d = make(tmp_path)
 

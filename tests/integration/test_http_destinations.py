@@ -132,13 +132,18 @@ def test_webhook_idempotency_key_is_stable_and_receiver_dedupes(sink: HttpSink, 
     destination = webhook()
     first = destination.send_batch([rec(1), rec(2)], CTX)
     again = destination.send_batch([rec(2), rec(1)], CTX)  # same batch, other order
-    other = destination.send_batch([rec(1), rec(3)], CTX)
+    other = destination.send_batch([rec(1), rec(3)], CTX)  # another batch holding record 1 again
 
     assert all(r.status == "sent" for r in first + again + other)
     k1, k2, k3 = (r.headers["Idempotency-Key"] for r in sink.requests)
     assert k1 == k2 != k3
     assert sink.duplicates == 1
-    assert Counter(sink.received_keys()) == Counter({key(1): 2, key(2): 1, key(3): 1})
+    # the sink dedupes each record by its own key, whatever batch it comes in: record 1 is
+    # answered as already processed (same id) and delivered once
+    assert sink.record_duplicates == 1
+    assert Counter(sink.received_keys()) == Counter({key(1): 1, key(2): 1, key(3): 1})
+    assert sink.received_key_counts() == Counter({key(1): 3, key(2): 2, key(3): 1})
+    assert other[0].remote_id == first[0].remote_id == "wh-" + key(1)[:12]
 
 
 def test_webhook_waits_for_retry_after_on_429(sink: HttpSink, webhook) -> None:
@@ -211,12 +216,36 @@ def test_webhook_slow_response_times_out_and_is_retried(sink: HttpSink, webhook)
     assert sorted(sink.received_keys()) == sorted([key(1), key(2)])
 
 
-def test_webhook_persistent_timeouts_fail_retryable(sink: HttpSink, webhook) -> None:
+def test_webhook_persistent_timeouts_are_unknown_not_failed(sink: HttpSink, webhook) -> None:
+    """Every try timed out after the request had gone out: the receiver may well have processed
+    it (here it did). The records are `unknown` (counted as possibly delivered, never resent
+    automatically), not failures to retry and finally dead-letter."""
     destination = webhook(timeout_seconds=0.2, retry_attempts=2)
     sink.delay_next(2, 1.0)
     results = destination.send_batch([rec(1)], CTX)
-    assert results[0].status == "failed" and results[0].retryable
-    assert results[0].error == "timeout after 2 tries"
+    assert results[0].status == "unknown" and not results[0].retryable
+    assert results[0].error == "timeout after 2 tries: the receiver may have processed it"
+    assert sink.received_keys() == [key(1)]
+
+
+def test_a_timeout_followed_by_errors_is_still_unknown(sink: HttpSink, webhook) -> None:
+    """The first try timed out (processed, answered late), the last got a 500: the first may have
+    been delivered, so the outcome is unknown rather than a failure."""
+    destination = webhook(timeout_seconds=0.2, retry_attempts=2)
+    sink.delay_next(1, 1.0)
+    sink.fail_every(2, status=500, retry_after=None)  # the second request fails
+    results = destination.send_batch([rec(1), rec(2)], CTX)
+    assert [r.status for r in results] == ["unknown", "unknown"]
+    assert [r.status for r in sink.requests] == [200, 500]
+
+
+def test_a_retry_after_on_the_last_try_is_reported_with_the_failure(sink: HttpSink, webhook) -> None:
+    """The receiver asked to wait on the last try: the results say how long, so the engine can
+    make the next run wait (it used to be forgotten with the run)."""
+    destination = webhook(retry_attempts=1)
+    sink.fail_next(1, status=429, retry_after=30)
+    results = destination.send_batch([rec(1), rec(2)], CTX)
+    assert all(r.status == "failed" and r.retryable and r.retry_after == 30 for r in results)
 
 
 def test_webhook_per_record_errors_map_to_their_records(sink: HttpSink, webhook) -> None:
@@ -303,16 +332,27 @@ def test_crm_splits_upserts_and_archives(crm_sink: HttpSink, crm, tmp_path, capl
     upsert = crm_sink.requests_for("/crm/v3/contacts/batch/upsert")
     archive = crm_sink.requests_for("/crm/v3/contacts/batch/archive")
     assert len(upsert) == 1 and len(archive) == 1 and len(crm_sink.requests) == 2
+    # every input carries its record's own idempotency key, for receivers to dedupe on
     assert upsert[0].body == {
         "inputs": [
-            {"id": "C00001", "idProperty": "tideline_id", "properties": dict(rec(1).fields)},
-            {"id": "C00003", "idProperty": "tideline_id", "properties": dict(rec(3).fields)},
+            {
+                "id": "C00001",
+                "idProperty": "tideline_id",
+                "idempotency_key": key(1),
+                "properties": dict(rec(1).fields),
+            },
+            {
+                "id": "C00003",
+                "idProperty": "tideline_id",
+                "idempotency_key": key(3),
+                "properties": dict(rec(3).fields),
+            },
         ]
     }
     assert archive[0].body == {
         "inputs": [
-            {"id": "C00002", "idProperty": "tideline_id"},
-            {"id": "C00005", "idProperty": "tideline_id"},
+            {"id": "C00002", "idProperty": "tideline_id", "idempotency_key": key(2)},
+            {"id": "C00005", "idProperty": "tideline_id", "idempotency_key": key(5)},
         ]
     }
     assert upsert[0].headers["Idempotency-Key"] == batch_idempotency_key([key(1), key(3)])
@@ -320,8 +360,10 @@ def test_crm_splits_upserts_and_archives(crm_sink: HttpSink, crm, tmp_path, capl
     assert upsert[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
     # the token never lands in logs, results, repr or the sink's files
-    files = sorted(p.name for p in (tmp_path / "sink").iterdir())
+    files = sorted(p.name for p in (tmp_path / "sink").glob("*.jsonl"))
     assert files == ["crm_v3_contacts_batch_archive.jsonl", "crm_v3_contacts_batch_upsert.jsonl"]
+    accepted = (tmp_path / "sink" / "crm_v3_contacts_batch_upsert.accepted").read_text().split()
+    assert accepted == [key(1), key(3)]  # the sink's log of accepted record keys
     line = json.loads((tmp_path / "sink" / files[1]).read_text().splitlines()[0])
     assert line["headers"]["Authorization"] == "Bearer ***" and line["body"]["inputs"][0]["id"] == "C00001"
     for text in (caplog.text, repr(destination), repr(results), (tmp_path / "sink" / files[1]).read_text()):
@@ -339,6 +381,24 @@ def test_crm_per_record_errors(crm_sink: HttpSink, crm) -> None:
     assert results[1].status == "failed" and not results[1].retryable
     assert results[1].error == "property email is invalid: <email>"
     assert results[2] == RecordResult(key(3), "failed", retryable=True, error="lock contention")
+
+
+def test_crm_resent_records_are_answered_as_already_processed(crm_sink: HttpSink, crm) -> None:
+    """A resend after a crash may cut batches differently: the receiver dedupes each input by its
+    idempotency key, so an upsert is applied once."""
+    destination = crm()
+    destination.send_batch([rec(1, "upsert"), rec(2, "upsert")], CRM_CTX)
+    again = destination.send_batch([rec(2, "upsert"), rec(3, "upsert")], CRM_CTX)
+    assert [r.status for r in again] == ["sent", "sent"]
+    assert crm_sink.record_duplicates == 1
+    assert crm_sink.key_counts() == Counter({key(1): 1, key(2): 1, key(3): 1})
+
+
+def test_crm_timeouts_are_unknown(crm_sink: HttpSink, crm) -> None:
+    destination = crm(timeout_seconds=0.2, retry_attempts=1)
+    crm_sink.delay_next(1, 1.0)
+    results = destination.send_batch([rec(1, "upsert"), rec(2, "upsert")], CRM_CTX)
+    assert [r.status for r in results] == ["unknown", "unknown"]
 
 
 def test_crm_bad_token_fails_without_retry(crm_sink: HttpSink, crm, monkeypatch) -> None:

@@ -283,6 +283,43 @@ def test_550_fails_that_record_only_and_not_retryable(sink: SmtpSink):
     assert sorted(by_recipient(sink)) == ["ada@example.com", "cy@example.com"]
 
 
+def test_a_late_acknowledgement_of_data_is_awaited_and_never_resent(sink: SmtpSink):
+    """The server stores the message, then answers the end of DATA after the client's command
+    timeout (a slow queue). The message was accepted: the client waits for the reply with its
+    own, generous DATA timeout, and sends every message once (it used to take the timeout for a
+    lost connection and send the message again)."""
+    sink.late_ack_next(2, 1.0)
+    dest = destination(sink, timeout_seconds=0.3, data_timeout_seconds=10)
+    batch = [record(f"C{i}", f"user{i}@example.com", first_name=f"U{i}") for i in range(4)]
+    results = dest.send_batch(batch, context())
+
+    assert [r.status for r in results] == ["sent"] * 4
+    assert sink.duplicates == 0
+    assert sink.message_id_counts() == Counter({r.remote_id: 1 for r in results})
+
+
+def test_no_reply_to_the_end_of_data_is_unknown_not_resent(sink: SmtpSink):
+    """Past the DATA timeout the client cannot tell whether the server kept the message: the
+    record is `unknown` (never sent again automatically), not a failure to retry. A server that
+    refuses DATA (451) never got the message: that record is still retried, and delivered once."""
+    sink.fail_next(1, code=451, stages=("data",))  # the first message is refused once
+    sink.late_ack_next(1, 2.5)  # the next one is stored at once and answered after the client gave up
+    dest = destination(sink, timeout_seconds=0.3, data_timeout_seconds=0.8)
+    batch = [record(f"C{i}", f"user{i}@example.com", first_name=f"U{i}") for i in range(3)]
+    results = dest.send_batch(batch, context())
+
+    assert [r.status for r in results] == ["sent", "unknown", "sent"]
+    assert not results[1].retryable and "may have accepted" in results[1].error
+    assert results[1].remote_id == f"<{batch[1].idempotency_key[:32]}@tideline.example>"
+    assert sink.message_id_counts() == Counter({r.remote_id: 1 for r in results})
+
+
+def test_data_timeout_defaults_to_the_rfc_5321_ten_minutes():
+    assert destination().data_timeout_seconds == 600.0
+    with pytest.raises(ConfigError, match="data_timeout_seconds"):
+        destination(data_timeout_seconds=0)
+
+
 def test_server_down_fails_all_retryable_without_raising():
     with SmtpSink() as gone:
         address = gone.address
