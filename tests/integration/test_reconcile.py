@@ -31,6 +31,7 @@ from activation.sinks.smtp_sink import SmtpSink
 NOON = dt.datetime(2026, 3, 2, 12, 0)
 ALL_DAY = PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)
 SECRET = "reconcile-secret"
+RECEIVER_WEBHOOK_SECRET = "reconcile-test-receiver-webhook-secret-0123456789"
 
 
 @pytest.fixture
@@ -80,7 +81,6 @@ def test_unknown_emails_are_confirmed_or_released_from_the_smtp_outbox(
     and kept two (acknowledged too late). The next run looks them up in the server's outbox by
     Message-ID: the kept ones become `sent`, the lost ones `released` and go out once; every
     customer ends with exactly one message and nothing is left unknown."""
-    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", "s")
     outbox = tmp_path / "outbox"
     binding = SyncBinding(
         "segment",
@@ -156,7 +156,7 @@ def _post_provider_events(base_url: str, events: list[dict]) -> None:
         headers={
             "Content-Type": "application/json",
             "X-Tideline-Timestamp": timestamp,
-            "X-Tideline-Signature": sign("receiver-secret", timestamp, body),
+            "X-Tideline-Signature": sign(RECEIVER_WEBHOOK_SECRET, timestamp, body),
         },
         timeout=10,
     )
@@ -171,8 +171,7 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
     outstanding, and are never resent until a person settles them."""
     from orchestration.local_destinations import running_receiver
 
-    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", "receiver-secret")
-    monkeypatch.setenv("TIDELINE_TRACKING_SECRET", "tracking-secret")
+    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", RECEIVER_WEBHOOK_SECRET)
     landing = tmp_path / "landing"
     with HttpSink(secret=SECRET) as sink:
         sink.delay_next(2, 1.0)  # two batches processed, answered after the timeout

@@ -627,7 +627,6 @@ def _statuses(con: duckdb.DuckDBPyConnection, sync_key: str | None = None) -> Co
 def _smtp_destination(smtp, **overrides):
     from activation.destinations.smtp_email import SmtpEmailDestination
 
-    os.environ["TIDELINE_TRACKING_SECRET"] = "s"
     host, port = smtp.address
     config = {
         "host": host,
