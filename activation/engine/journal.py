@@ -217,6 +217,12 @@ class DeliveryJournal:
         return attempted, sent
 
 
+# the SMTP records a run left in flight, and what the delivery journal says became of each
+_IN_FLIGHT = f"select * from {SCHEMA}.delivery_ledger where sync_key = $sync_key and status = 'in_flight'"
+_JOURNALED = """case when j.accepted then 'sent' when j.idempotency_key is null then 'released'
+                     else 'unknown' end"""
+
+
 def resolve_interrupted(
     con: duckdb.DuckDBPyConnection, files: SyncFiles, stamp: RunStamp, idempotent: bool
 ) -> int:
@@ -251,11 +257,6 @@ def resolve_interrupted(
             "%s: %s records were being handed over when a run died; marked unknown", stamp.sync_key, n
         )
     return int(n)
-
-
-_IN_FLIGHT = f"select * from {SCHEMA}.delivery_ledger where sync_key = $sync_key and status = 'in_flight'"
-_JOURNALED = """case when j.accepted then 'sent' when j.idempotency_key is null then 'released'
-                     else 'unknown' end"""
 
 
 def _resolve_delivery_journal(con: duckdb.DuckDBPyConnection, path: Path, stamp: RunStamp) -> None:
