@@ -18,7 +18,7 @@ import datetime as dt
 import queue
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
@@ -78,15 +78,8 @@ class RunStamp:
         return cls(binding.sync_key, sync_id, binding.channel, binding.campaign, binding.content_version, now)
 
     def params(self) -> dict[str, Any]:
-        """The stamp as named SQL parameters ($sync_key, $sync_id, ...)."""
-        return {
-            "sync_key": self.sync_key,
-            "sync_id": self.sync_id,
-            "channel": self.channel,
-            "campaign": self.campaign,
-            "content_version": self.content_version,
-            "recorded_at": self.recorded_at,
-        }
+        """The stamp as named SQL parameters ($sync_key, $sync_id, ...), one per field."""
+        return asdict(self)
 
 
 def record_decisions(con: duckdb.DuckDBPyConnection, stamp: RunStamp, decided: Mapping[str, int]) -> None:
