@@ -5,7 +5,7 @@
     results = destination.send_batch(records, context)              # one RecordResult per record
     destination.close()
 
-The sync engine (activation/engine.py) plans, applies policies, writes the delivery
+The sync engine (activation/engine/) plans, applies policies, writes the delivery
 ledger, rate-limits (one token bucket per destination, shared by all workers) and
 calls send_batch with at most `max_batch_size` records, from several threads at
 once, so send_batch must be thread-safe. A destination never raises for a bad

@@ -19,11 +19,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from activation import engine as engine_module
 from activation.config import FrequencyCap, PolicyConfig, SyncBinding
 from activation.destinations.base import DestinationDefaults
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
+from activation.engine import sending as engine_module
 from activation.ledger import suppress
 from activation.policies import stable_unit
 from activation.sinks.http_sink import HttpSink

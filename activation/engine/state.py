@@ -1,0 +1,139 @@
+"""What a sync run leaves behind besides the ledger: the synced state and the run record.
+
+- `fold_state`: delivered upserts and deletes go into `tideline_sync.synced_state`, which the
+  next run's planner diffs against (so only what changed is sent again);
+- `SyncResult`: the run's figures, returned to the caller (Dagster metadata, checks, the CLI);
+- `write_run`: the same figures as one row of `tideline_sync.sync_runs`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from activation.config import SyncBinding
+from activation.ledger import SCHEMA
+
+
+@dataclass
+class SyncResult:
+    sync_id: str
+    sync_key: str
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+    dead_letters: int = 0
+    unknown: int = 0  # records this run left (or found, after a crash) possibly delivered
+    confirmed: int = 0  # unknown records of earlier runs confirmed delivered (now sent)
+    released: int = 0  # unknown records of earlier runs found undelivered (planned again)
+    unknown_outstanding: int = 0  # the sync's records still unknown after the run: a person decides
+    oldest_unknown: dt.datetime | None = None  # when the oldest of them became unknown
+    backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
+    duration_seconds: float = 0.0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skipped_by_reason.values())
+
+    @property
+    def failure_share(self) -> float:
+        attempted = self.sent + self.failed + self.dead_letters + self.unknown
+        return (self.failed + self.dead_letters) / attempted if attempted else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync_id": self.sync_id,
+            "sync_key": self.sync_key,
+            "dry_run": self.dry_run,
+            **self.counts,
+            "sent": self.sent,
+            "skipped": self.skipped,
+            "skipped_by_reason": self.skipped_by_reason,
+            "failed": self.failed,
+            "dead_letters": self.dead_letters,
+            "unknown": self.unknown,
+            "confirmed": self.confirmed,
+            "released": self.released,
+            "unknown_outstanding": self.unknown_outstanding,
+            "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+
+
+def fold_state(
+    con: duckdb.DuckDBPyConnection, binding: SyncBinding, sync_id: str, now: dt.datetime, not_sent: int = 0
+) -> None:
+    """Delivered upserts and deletes → synced_state: this run's sends that were not failed or
+    unknown (`not_sent` of them were: only then is the ledger looked up), and those an earlier
+    run sent (or that were confirmed since) but not folded yet (`sent` in the ledger, not in the
+    state). Message syncs keep no state."""
+    if binding.mode == "message":
+        return
+    fields = "fields_json" if binding.mode == "mirror" else "null as fields_json"
+    failed = (  # only looked up when something was not sent: the common run skips a scan of the log
+        f"""and idempotency_key not in (
+                select idempotency_key from {SCHEMA}.delivery_log
+                where sync_key = ? and sync_id = ? and status in ('failed', 'dead_letter', 'unknown'))"""
+        if not_sent
+        else ""
+    )
+    con.execute(
+        f"""create or replace temp table _delivered as
+            select customer_id, action, change, field_hash, {fields} from _cand where ledger_status = 'sent'
+            union all
+            select customer_id, action, change, field_hash, {fields} from _decided
+            where decision = 'send' {failed}""",
+        [binding.sync_key, sync_id] if not_sent else [],
+    )
+    con.execute(
+        f"""delete from {SCHEMA}.synced_state where sync_key = ? and customer_id in
+            (select customer_id from _delivered where change <> 'added')""",
+        [binding.sync_key],
+    )
+    con.execute(
+        f"""insert into {SCHEMA}.synced_state (sync_key, customer_id, field_hash, synced_at, fields_json)
+            select ?, customer_id, field_hash, ?, fields_json from _delivered where action = 'upsert'""",
+        [binding.sync_key, now],
+    )
+
+
+def write_run(
+    con: duckdb.DuckDBPyConnection, result: SyncResult, binding: SyncBinding, now: dt.datetime, started: float
+) -> None:
+    """The run record: one row of sync_runs (`started`: the run's time.monotonic() at its start)."""
+    c = result.counts
+    con.execute(
+        f"""insert into {SCHEMA}.sync_runs values
+            (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            result.sync_id,
+            binding.sync_key,
+            binding.segment,
+            binding.destination,
+            binding.mode,
+            result.dry_run,
+            now,
+            c.get("segment_rows", 0),
+            c.get("rejected_keys", 0),
+            c.get("planned", 0),
+            c.get("added", 0),
+            c.get("changed", 0),
+            c.get("removed", 0),
+            result.sent,
+            result.skipped,
+            json.dumps(result.skipped_by_reason),
+            result.failed,
+            result.dead_letters,
+            result.unknown,
+            time.monotonic() - started,
+            "dry_run" if result.dry_run else "done",
+        ],
+    )
