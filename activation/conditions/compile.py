@@ -310,7 +310,7 @@ class _Compiler:
             order = "desc" if cmp.op == "top_share" else "asc"
             ranked = (
                 f"select customer_id, percent_rank() over (order by {column.name} {order}) as share_rank "
-                f"from {relation} where {column.name} is not null"
+                f"from {relation} {self.alias('v')} where {column.name} is not null"
             )
             share = self.bind(cmp.value, cmp.loc.key(cmp.op))
             return (
