@@ -49,6 +49,21 @@ def known(names: Iterable[str]) -> str:
 def unknown_name(what: str, name: object, names: Iterable[str]) -> str:
     """'unknown attribute 'contry' (did you mean 'country'? known: ...)'."""
     pool = sorted(names)
-    close = difflib.get_close_matches(str(name), pool, n=1, cutoff=0.6) if isinstance(name, str) else []
+    close = _closest(name, pool) if isinstance(name, str) else []
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown {what} {name!r} ({hint}known: {', '.join(pool)})"
+
+
+def _closest(name: str, pool: list[str]) -> list[str]:
+    """A name one is the start of the other (recency -> recency_days, equals -> eq), else the
+    most similar by difflib."""
+    lowered = name.lower()
+    prefixed = [
+        p
+        for p in pool
+        if len(min(p, lowered, key=len)) >= 2
+        and (p.lower().startswith(lowered) or lowered.startswith(p.lower()))
+    ]
+    if prefixed:
+        return [max(prefixed, key=lambda p: difflib.SequenceMatcher(None, lowered, p.lower()).ratio())]
+    return difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
