@@ -219,17 +219,16 @@ class _Compiler:
             or (kind == BOOLEAN and isinstance(value, bool))
         )
         if kind == TIMESTAMP:
-            if isinstance(value, dt.date):
-                return value
             if isinstance(value, str):
                 try:
-                    return (
-                        dt.datetime.fromisoformat(value.strip())
-                        if len(value.strip()) > 10
-                        else dt.date.fromisoformat(value.strip())
-                    )
+                    text = value.strip()
+                    value = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
                 except ValueError:
                     pass
+            if isinstance(value, dt.datetime) and value.tzinfo is not None:
+                return value.astimezone(dt.UTC).replace(tzinfo=None)  # the warehouse keeps UTC
+            if isinstance(value, dt.date):
+                return value
             raise loc.error(f"{label} is a timestamp: compare it with a date like 2026-01-31 (got {value!r})")
         if not ok:
             hint = " (quote it in YAML to make it text)" if kind == TEXT else ""

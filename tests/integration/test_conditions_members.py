@@ -511,3 +511,14 @@ def test_dbt_target_runs_through_dbt_on_duckdb(tmp_path: Path) -> None:
         if got[name] != expected
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_an_instant_with_a_zone_is_compared_in_utc(duck: tuple) -> None:
+    """The warehouse keeps UTC: 23:30+01:00 is 22:30 UTC, before c11's signup at 23:00 UTC."""
+    con, _ = duck
+    for text, expected in [
+        ("attribute: {name: signed_up_at, gte: '2026-03-10T23:30:00+01:00'}", {"c11"}),  # 22:30 UTC <= 23:00
+        ("attribute: {name: signed_up_at, gte: '2026-03-10T23:30:00+00:00'}", set()),
+    ]:
+        sql, params = compiled(text, "duckdb")
+        assert {r[0] for r in con.execute(members_query(sql), params).fetchall()} == expected, text
