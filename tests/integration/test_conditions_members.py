@@ -282,6 +282,9 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("ts_gte", "attribute: {name: signed_up_at, gte: 2026-01-20}", {"c01", "c02", "c05", "c11", "c19"}),
     ("ts_gt", "attribute: {name: signed_up_at, gt: 2026-01-20}", {"c01", "c02", "c05", "c11"}),
     ("ts_lte", "attribute: {name: signed_up_at, lte: 2025-02-02}", {"c04", "c06", "c13", "c14"}),
+    ("ts_lte_edge", "attribute: {name: signed_up_at, lte: 2026-01-19}",  # c19 at 2026-01-20 00:00: out
+     ALL - {"c01", "c02", "c05", "c11", "c19", "c20"}),
+    ("ts_between_edge", "attribute: {name: signed_up_at, between: [2025-12-12, 2026-01-19]}", {"c18"}),
     ("ts_lt", "attribute: {name: signed_up_at, lt: '2025-02-02'}", {"c04", "c06", "c14"}),
     ("ts_between", "attribute: {name: signed_up_at, between: [2025-07-07, 2025-09-09]}", {"c15", "c16", "c09"}),
     ("ts_gte_instant", "attribute: {name: signed_up_at, gte: '2026-03-10 22:00:00'}", {"c11"}),
