@@ -83,7 +83,8 @@ class CompileContext:
     """target: dbt, duckdb or postgres. now: the instant windows end at (naive UTC or aware);
     default the end of the as-of day. as_of: the as-of date (runtime targets; the dbt target
     reads the dbt var `as_of`); default the day of `now`, else today (UTC). anchor: a SQL
-    expression of a per-row timestamp (a journey's `j.entered_at`) for `since: entry`."""
+    expression of a per-row timestamp (a journey's `j.entered_at`) for `since: entry`; it is
+    written into the SQL as given, so it comes from code, never from a condition file."""
 
     target: str = "duckdb"
     now: dt.datetime | None = None
