@@ -56,7 +56,7 @@ periods as (
 ),
 
 models as (
-    {%- for model in attribution_models() %}
+    {%- for model in attribution_models() | map(attribute='model') %}
         select '{{ model }}' as model{% if not loop.last %}
             union all{% endif %}
     {%- endfor %}
