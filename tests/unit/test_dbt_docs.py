@@ -148,6 +148,20 @@ def test_mart_names_follow_the_rule(manifest: dict) -> None:
     assert {"dim_customers", "fct_messages", "customer_rfm", "channel_roi"} <= names  # names users read
 
 
+def test_the_naming_rule_is_written_with_every_fact_and_dimension(manifest: dict) -> None:
+    """docs/architecture.md "Conventions" states the rule and lists the fct_/dim_ marts it names."""
+    text = (REPO_ROOT / "docs/architecture.md").read_text()
+    assert "\n## Conventions\n" in text, "docs/architecture.md has no Conventions section"
+    section = text.split("\n## Conventions\n", 1)[1].split("\n## ", 1)[0]
+    assert "plain business nouns" in section
+    unlisted = [
+        n["name"]
+        for n in _marts(manifest)
+        if n["name"].startswith(("fct_", "dim_")) and f"`{n['name']}`" not in section
+    ]
+    assert not unlisted, f"facts and dimensions the Conventions section does not name: {unlisted}"
+
+
 def test_dimension_keys_are_unique(manifest: dict) -> None:
     tested = {
         (n["test_metadata"]["name"], n["attached_node"], n.get("column_name"))
