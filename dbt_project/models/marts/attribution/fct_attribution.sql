@@ -2,10 +2,7 @@
 -- fct_attribution_paths (which holds the path rules). Models: attribution_models(); one row per
 -- order × touch × model; weights sum to 1 per order and model. Orders without a touch on their
 -- path get no rows (channel_roi counts them as unattributed).
-{%- set half_life = var('attribution_half_life_days') | float %}
-{%- if half_life <= 0 %}
-    {{ exceptions.raise_compiler_error("attribution_half_life_days must be positive, got " ~ half_life) }}
-{%- endif %}
+{%- set half_life = positive_var('attribution_half_life_days', whole=false) %}
 with paths as (
     select
         order_id,

@@ -7,10 +7,7 @@
 -- the last completed order, or all of them for a customer who never ordered), within
 -- `attribution_lookback_days` before the last of them. Touches whose next order is more than
 -- the lookback away are on no path. Touches are ordered by time, then touchpoint_id.
-{%- set lookback = var('attribution_lookback_days') | int %}
-{%- if lookback <= 0 %}
-    {{ exceptions.raise_compiler_error("attribution_lookback_days must be positive, got " ~ lookback) }}
-{%- endif %}
+{%- set lookback = positive_var('attribution_lookback_days') %}
 with orders as (
     select
         order_id,
@@ -117,18 +114,4 @@ final as (
     from path_touches
 )
 
-select
-    path_id,
-    is_converting,
-    customer_id,
-    order_id,
-    ordered_at,
-    order_amount,
-    touchpoint_id,
-    touched_at,
-    channel,
-    campaign,
-    touch_type,
-    touch_position,
-    path_length
-from final
+select * from final

@@ -5,13 +5,8 @@
 -- together, against the trailing rate: all unsubscribes over all delivered of the
 -- `alert_trailing_days` days before the window (0 without any). Python compares these columns
 -- with the thresholds of config/activation.yml and computes no rate itself.
-{%- set window_days = var('alert_window_days') | int %}
-{%- set trailing_days = var('alert_trailing_days') | int %}
-{%- if window_days < 1 or trailing_days < 1 %}
-    {{ exceptions.raise_compiler_error(
-        "alert_window_days and alert_trailing_days must be whole numbers >= 1, got "
-        ~ window_days ~ " and " ~ trailing_days) }}
-{%- endif %}
+{%- set window_days = positive_var('alert_window_days') %}
+{%- set trailing_days = positive_var('alert_trailing_days') %}
 with performance as (
     select
         campaign,
@@ -155,31 +150,4 @@ final as (
         on variant_rates.campaign = before_window_rates.campaign and variant_rates.channel = before_window_rates.channel
 )
 
-select
-    campaign,
-    channel,
-    variant,
-    window_start,
-    window_end,
-    window_days,
-    trailing_days,
-    sent,
-    failed,
-    attempted,
-    delivered,
-    bounced,
-    failed_or_bounced,
-    unique_opens,
-    unsubscribes,
-    complaints,
-    delivery_failure_rate,
-    open_rate,
-    unsubscribe_rate,
-    complaint_rate,
-    all_variants_unsubscribes,
-    all_variants_delivered,
-    all_variants_unsubscribe_rate,
-    trailing_unsubscribes,
-    trailing_delivered,
-    trailing_unsubscribe_rate
-from final
+select * from final
