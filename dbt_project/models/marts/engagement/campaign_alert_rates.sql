@@ -68,50 +68,28 @@ variant_rates as (
     from per_variant
 ),
 
--- every variant of a campaign × channel together
-all_variants as (
-    select
-        campaign,
-        channel,
-        cast(sum(unsubscribes) as {{ dbt.type_bigint() }}) as unsubscribes,
-        cast(sum(delivered) as {{ dbt.type_bigint() }}) as delivered
-    from in_window
-    group by campaign, channel
-),
-
-all_variant_rates as (
-    select
-        campaign,
-        channel,
-        unsubscribes,
-        delivered,
-        {{ campaign_rate('unsubscribe_rate') }} as unsubscribe_rate
-    from all_variants
-),
-
--- the days before the window, every variant together
-before_window as (
+-- every variant of a campaign × channel together, in the window and in the days before it
+channel_totals as (
     select
         performance.campaign,
         performance.channel,
+        case when performance.send_date >= bounds.window_start then 'window' else 'trailing' end as period,
         cast(sum(performance.unsubscribes) as {{ dbt.type_bigint() }}) as unsubscribes,
         cast(sum(performance.delivered) as {{ dbt.type_bigint() }}) as delivered
     from performance
-    inner join bounds
-        on
-            performance.send_date >= bounds.trailing_start
-            and performance.send_date < bounds.window_start
-    group by performance.campaign, performance.channel
+    inner join bounds on performance.send_date between bounds.trailing_start and bounds.window_end
+    group by performance.campaign, performance.channel, period
 ),
 
-before_window_rates as (
+channel_rates as (
     select
         campaign,
         channel,
+        period,
         unsubscribes,
         delivered,
         {{ campaign_rate('unsubscribe_rate') }} as unsubscribe_rate
-    from before_window
+    from channel_totals
 ),
 
 final as (
@@ -144,10 +122,16 @@ final as (
         coalesce(before_window_rates.unsubscribe_rate, 0) as trailing_unsubscribe_rate
     from variant_rates
     cross join bounds
-    inner join all_variant_rates
-        on variant_rates.campaign = all_variant_rates.campaign and variant_rates.channel = all_variant_rates.channel
-    left join before_window_rates
-        on variant_rates.campaign = before_window_rates.campaign and variant_rates.channel = before_window_rates.channel
+    inner join channel_rates as all_variant_rates
+        on
+            variant_rates.campaign = all_variant_rates.campaign
+            and variant_rates.channel = all_variant_rates.channel
+            and all_variant_rates.period = 'window'
+    left join channel_rates as before_window_rates
+        on
+            variant_rates.campaign = before_window_rates.campaign
+            and variant_rates.channel = before_window_rates.channel
+            and before_window_rates.period = 'trailing'
 )
 
 select * from final
