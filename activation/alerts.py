@@ -1,25 +1,25 @@
-"""Staff alerts on campaign performance: thresholds over marts.fct_campaign_performance, sent once.
+"""Staff alerts on campaign performance: a table of checks over marts.campaign_alert_rates, sent once.
 
-    rows = read_performance(con, config.alerts)          # None when the mart does not exist yet
-    alerts = evaluate(rows, config.alerts)               # plain data in, list[Alert] out
-    report = notify(con, alerts, config)                 # new alerts through the webhook, recorded
+    rows = read_rates(con)                              # None when the mart does not exist yet
+    alerts = evaluate(rows, alert_checks(config.alerts))  # plain data in, list[Alert] out
+    report = notify(con, alerts, config)                # new alerts through the webhook, recorded
 
-What is judged (thresholds in the `alerts:` section of config/activation.yml, docs/alerts.md):
-the window is the last `window_days` send days of the mart, ending with its latest send day
-(default 1: the latest send day only). Counts are summed per campaign × channel × variant over
-the window and the rates recomputed from them, with the mart's denominators:
+Every rate is computed in SQL, by the dbt model campaign_alert_rates (over the alert window,
+with the rate definitions of fct_campaign_performance; docs/alerts.md); this module computes
+none. A check is one row of a table: the rate column it reads, the column it is judged on
+(its denominator, compared with `min_sample`), the direction that alerts and the threshold,
+both from the `alerts:` section of config/activation.yml:
 
-    delivery_failure_rate  (failed + bounced) / (sent + failed)   alert above `max`
-    open_rate              unique_opens / delivered               alert below `min` (email only:
-                                                                  the only channel with an open pixel)
-    complaint_rate         complaints / delivered                 alert above `max`
-    unsubscribe_spike      unsubscribes / delivered, per campaign × channel (variant 'all': every
-                           variant together), alert above max(floor, factor × trailing rate), the
-                           trailing rate being all unsubscribes / all delivered of the
-                           `trailing_days` days before the window (0 without history)
+    check                  column                          sample                   alerts
+    delivery_failure_rate  delivery_failure_rate           attempted                above `max`
+    open_rate              open_rate (null but for email)  delivered                below `min`
+    unsubscribe_spike      all_variants_unsubscribe_rate   all_variants_delivered   above max(`floor`,
+                           (per campaign × channel)                                 `factor` × trailing_unsubscribe_rate)
+    complaint_rate         complaint_rate                  delivered                above `max`
 
-A rate is judged only when its denominator is > 0 and >= `min_sample`; limits are strict (a
-failure rate of exactly 5% does not alert at max 0.05). An alert's day is the window's last day.
+A rate is judged only when it is not null and its sample is > 0 and >= `min_sample`; limits
+are strict (a failure rate of exactly 5% does not alert at max 0.05). An alert's day is the
+window's last day.
 
 Dedup: each alert has an idempotency key, a UUID from sha256(check|campaign|channel|variant|day).
 Alerts the destination accepted are recorded in tideline_sync.alerts_sent and never sent again;
@@ -33,22 +33,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from activation.config import ActivationConfig, AlertsConfig
+from activation.config import ActivationConfig, AlertsConfig, SpikeThreshold
 from activation.destinations import create
 from activation.destinations.base import ConfigError, Destination, OutboundRecord, SyncContext
 from activation.warehouse import table_exists
 
-MART = "marts.fct_campaign_performance"
+MART = "marts.campaign_alert_rates"
 SENT_TABLE = "tideline_sync.alerts_sent"
-CHECKS = ("delivery_failure_rate", "open_rate", "unsubscribe_spike", "complaint_rate")
-COUNTS = ("sent", "failed", "delivered", "bounced", "unique_opens", "unsubscribes", "complaints")
 ALL_VARIANTS = "all"
 
 DDL = f"""
@@ -71,7 +68,7 @@ create table if not exists {SENT_TABLE} (
 
 @dataclass(frozen=True)
 class Alert:
-    check: str  # one of CHECKS
+    check: str  # one of CHECKS (RULES)
     campaign: str
     channel: str
     variant: str  # 'all' for the unsubscribe spike (every variant together)
@@ -107,6 +104,113 @@ def alert_key(check: str, campaign: str, channel: str, variant: str, day: dt.dat
     return str(uuid.UUID(hex=digest[:32]))
 
 
+# --- the checks table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a check reads marts.campaign_alert_rates (the part of a check that is not configured)."""
+
+    check: str
+    column: str  # the rate judged
+    count: str  # its numerator, quoted in the message
+    sample: str  # its denominator: judged only when > 0 and >= min_sample
+    direction: str  # "above" or "below": which side of the limit alerts
+    described: str  # the rate in words, for the message and the Dagster check
+    counted: str  # the counts in words; fields: count, sample and the row's columns
+    per_variant: bool = True  # False: once per campaign × channel (variant 'all')
+    relative_to: str | None = None  # a column: the limit is max(threshold, factor × it)
+
+    @property
+    def summary(self) -> str:
+        """The check in one sentence (the Dagster check's description)."""
+        limit = f"max(threshold, factor × {self.relative_to})" if self.relative_to else "the threshold"
+        return (
+            f"{self.described.capitalize()} ({self.column} of {MART}) {self.direction} {limit}, "
+            f"judged when {self.sample} >= min_sample."
+        )
+
+
+RULES = (
+    Rule(
+        "delivery_failure_rate",
+        "delivery_failure_rate",
+        "failed_or_bounced",
+        "attempted",
+        "above",
+        "delivery failure rate",
+        "{count} of {sample} attempted messages failed or bounced",
+    ),
+    Rule(
+        "open_rate",
+        "open_rate",
+        "unique_opens",
+        "delivered",
+        "below",
+        "open rate",
+        "{count} human unique opens of {sample} delivered",
+    ),
+    Rule(
+        "unsubscribe_spike",
+        "all_variants_unsubscribe_rate",
+        "all_variants_unsubscribes",
+        "all_variants_delivered",
+        "above",
+        "unsubscribe rate",
+        "{count} unsubscribes of {sample} delivered; the previous {trailing_days} days: {relative}, "
+        "limit max({threshold}, {factor} x {relative})",
+        per_variant=False,
+        relative_to="trailing_unsubscribe_rate",
+    ),
+    Rule(
+        "complaint_rate",
+        "complaint_rate",
+        "complaints",
+        "delivered",
+        "above",
+        "complaint rate",
+        "{count} spam complaints of {sample} delivered",
+    ),
+)
+CHECKS = tuple(rule.check for rule in RULES)
+
+
+@dataclass(frozen=True)
+class AlertCheck:
+    """One row of the checks table: a rule with its threshold and min_sample from the alerts config."""
+
+    rule: Rule
+    threshold: float
+    min_sample: int
+    factor: float = 0.0  # relative rules: times the relative_to column
+
+    def limit(self, row: Mapping[str, Any]) -> float:
+        if self.rule.relative_to is None:
+            return self.threshold
+        return max(self.threshold, self.factor * float(row[self.rule.relative_to] or 0.0))
+
+    def judged(self, row: Mapping[str, Any]) -> bool:
+        sample = row[self.rule.sample] or 0
+        return row[self.rule.column] is not None and sample > 0 and sample >= self.min_sample
+
+    def crossed(self, value: float, limit: float) -> bool:
+        return value > limit if self.rule.direction == "above" else value < limit
+
+
+def alert_checks(config: AlertsConfig) -> list[AlertCheck]:
+    """The enabled checks, in the order of RULES, with their thresholds from the config."""
+    checks = []
+    for rule in RULES:
+        configured = getattr(config, rule.check)
+        if not configured.enabled:
+            continue
+        if isinstance(configured, SpikeThreshold):
+            checks.append(AlertCheck(rule, configured.floor, configured.min_sample, configured.factor))
+        else:
+            checks.append(AlertCheck(rule, configured.limit, configured.min_sample))
+    return checks
+
+
 # --- evaluation (plain data) ------------------------------------------------------------------------
 
 
@@ -122,123 +226,55 @@ def _pct(value: float) -> str:
     return f"{value * 100:.2f}%"
 
 
-def evaluate(rows: Iterable[Mapping[str, Any]], config: AlertsConfig) -> list[Alert]:
-    """Alerts for the rows of marts.fct_campaign_performance (campaign, variant, channel, send_date
-    and the counts in COUNTS; other columns are ignored), ordered by check, campaign, channel, variant."""
-    rows = [r for r in rows if r.get("send_date") is not None]
-    if not rows:
-        return []
-    latest = max(_day(r["send_date"]) for r in rows)
-    window_start = latest - dt.timedelta(days=config.window_days - 1)
-    where = f"on {latest.isoformat()}" if config.window_days == 1 else f"from {window_start} to {latest}"
+def _window(row: Mapping[str, Any]) -> str:
+    end = _day(row["window_end"])
+    return f"on {end}" if int(row["window_days"]) == 1 else f"from {_day(row['window_start'])} to {end}"
 
-    groups: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
-    spike_now: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # unsubscribes, delivered
-    spike_before: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    trailing_start = window_start - dt.timedelta(days=config.unsubscribe_spike.trailing_days)
-    for r in rows:
-        day = _day(r["send_date"])
-        campaign, channel = str(r["campaign"]), str(r["channel"])
-        variant = ALL_VARIANTS if r.get("variant") is None else str(r["variant"])
-        unsubscribes, delivered = int(r.get("unsubscribes") or 0), int(r.get("delivered") or 0)
-        if window_start <= day <= latest:
-            totals = groups[(campaign, channel, variant)]
-            for c in COUNTS:
-                totals[c] += int(r.get(c) or 0)
-            bucket = spike_now[(campaign, channel)]
-        elif trailing_start <= day < window_start:
-            bucket = spike_before[(campaign, channel)]
-        else:
-            continue
-        bucket[0] += unsubscribes
-        bucket[1] += delivered
 
+def _alert(check: AlertCheck, row: Mapping[str, Any]) -> Alert | None:
+    """The check's alert for one row of the mart, or None when the row is not judged or within the limit."""
+    if not check.judged(row):
+        return None
+    rule, value, limit = check.rule, float(row[check.rule.column]), check.limit(row)
+    if not check.crossed(value, limit):
+        return None
+    campaign, channel = str(row["campaign"]), str(row["channel"])
+    variant = str(row["variant"]) if rule.per_variant else ALL_VARIANTS
+    scope = f"variant {variant}" if rule.per_variant else "(all variants)"
+    counted = rule.counted.format_map(
+        dict(row)
+        | dict(
+            count=row[rule.count],
+            sample=row[rule.sample],
+            relative=_pct(float(row[rule.relative_to] or 0.0)) if rule.relative_to else "",
+            threshold=_pct(check.threshold),
+            factor=f"{check.factor:g}",
+        )
+    )
+    message = (
+        f"{rule.described} {_pct(value)} is {rule.direction} {_pct(limit)} for campaign {campaign}, "
+        f"channel {channel}{',' if rule.per_variant else ''} {scope} {_window(row)} ({counted})"
+    )
+    return Alert(rule.check, campaign, channel, variant, _day(row["window_end"]), value, limit, message)
+
+
+def evaluate(rows: Iterable[Mapping[str, Any]], checks: Sequence[AlertCheck]) -> list[Alert]:
+    """Alerts for the rows of marts.campaign_alert_rates under the checks table, ordered by check,
+    campaign, channel, variant. A check per campaign × channel judges each pair once."""
+    rows = list(rows)
     alerts: list[Alert] = []
-
-    def judged(denominator: int, min_sample: int) -> bool:
-        return denominator > 0 and denominator >= min_sample
-
-    for (campaign, channel, variant), t in sorted(groups.items()):
-        label = f"campaign {campaign}, channel {channel}, variant {variant} {where}"
-        fail = config.delivery_failure_rate
-        attempted = t["sent"] + t["failed"]
-        if fail.enabled and judged(attempted, fail.min_sample):
-            rate = (t["failed"] + t["bounced"]) / attempted
-            if rate > fail.limit:
-                alerts.append(
-                    Alert(
-                        "delivery_failure_rate",
-                        campaign,
-                        channel,
-                        variant,
-                        latest,
-                        rate,
-                        fail.limit,
-                        f"delivery failure rate {_pct(rate)} is above {_pct(fail.limit)} for {label} "
-                        f"({t['failed'] + t['bounced']} of {attempted} attempted messages failed or bounced)",
-                    )
-                )
-        opens = config.open_rate
-        # only email has an open pixel: an SMS or push "open" is its click, judged by nothing here
-        if opens.enabled and channel == "email" and judged(t["delivered"], opens.min_sample):
-            rate = t["unique_opens"] / t["delivered"]
-            if rate < opens.limit:
-                alerts.append(
-                    Alert(
-                        "open_rate",
-                        campaign,
-                        channel,
-                        variant,
-                        latest,
-                        rate,
-                        opens.limit,
-                        f"open rate {_pct(rate)} is below {_pct(opens.limit)} for {label} "
-                        f"({t['unique_opens']} human unique opens of {t['delivered']} delivered)",
-                    )
-                )
-        complaints = config.complaint_rate
-        if complaints.enabled and judged(t["delivered"], complaints.min_sample):
-            rate = t["complaints"] / t["delivered"]
-            if rate > complaints.limit:
-                alerts.append(
-                    Alert(
-                        "complaint_rate",
-                        campaign,
-                        channel,
-                        variant,
-                        latest,
-                        rate,
-                        complaints.limit,
-                        f"complaint rate {_pct(rate)} is above {_pct(complaints.limit)} for {label} "
-                        f"({t['complaints']} spam complaints of {t['delivered']} delivered)",
-                    )
-                )
-
-    spike = config.unsubscribe_spike
-    if spike.enabled:
-        for (campaign, channel), (unsubscribes, delivered) in sorted(spike_now.items()):
-            if not judged(delivered, spike.min_sample):
-                continue
-            rate = unsubscribes / delivered
-            before_unsubscribes, before_delivered = spike_before.get((campaign, channel), (0, 0))
-            trailing = before_unsubscribes / before_delivered if before_delivered else 0.0
-            threshold = max(spike.floor, spike.factor * trailing)
-            if rate > threshold:
-                alerts.append(
-                    Alert(
-                        "unsubscribe_spike",
-                        campaign,
-                        channel,
-                        ALL_VARIANTS,
-                        latest,
-                        rate,
-                        threshold,
-                        f"unsubscribe rate {_pct(rate)} is above {_pct(threshold)} for campaign {campaign}, "
-                        f"channel {channel} (all variants) {where} ({unsubscribes} unsubscribes of {delivered} "
-                        f"delivered; the previous {spike.trailing_days} days: {_pct(trailing)}, limit "
-                        f"max({_pct(spike.floor)}, {spike.factor:g} x {_pct(trailing)}))",
-                    )
-                )
+    for check in checks:
+        seen: set[tuple[str, str, str]] = set()
+        for row in rows:
+            key = (
+                row["campaign"],
+                row["channel"],
+                row["variant"] if check.rule.per_variant else ALL_VARIANTS,
+            )
+            if key not in seen:
+                seen.add(key)
+                if (alert := _alert(check, row)) is not None:
+                    alerts.append(alert)
     order = {c: i for i, c in enumerate(CHECKS)}
     return sorted(alerts, key=lambda a: (order[a.check], a.campaign, a.channel, a.variant))
 
@@ -246,21 +282,12 @@ def evaluate(rows: Iterable[Mapping[str, Any]], config: AlertsConfig) -> list[Al
 # --- the warehouse ------------------------------------------------------------------------------------
 
 
-def read_performance(con: duckdb.DuckDBPyConnection, config: AlertsConfig) -> list[dict[str, Any]] | None:
-    """The mart's rows that evaluate() looks at (window plus trailing days), or None without the mart."""
+def read_rates(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]] | None:
+    """The rows of marts.campaign_alert_rates (the alert window only: a few per campaign), or None
+    without the mart."""
     if not table_exists(con, *MART.split(".")):
         return None
-    days_back = config.window_days - 1 + config.unsubscribe_spike.trailing_days
-    cur = con.execute(
-        f"""
-        with latest as (select max(send_date) as day from {MART})
-        select campaign, variant, channel, send_date, {", ".join(COUNTS)}
-        from {MART}
-        where send_date >= (select day from latest) - cast(? as integer)
-        order by send_date, campaign, channel, variant
-        """,
-        [days_back],
-    )
+    cur = con.execute(f"select * from {MART} order by campaign, channel, variant")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

@@ -84,21 +84,20 @@ class RateThreshold:
 
 @dataclass(frozen=True)
 class SpikeThreshold:
-    """Unsubscribe spike: the day's rate above max(floor, factor × the trailing rate)."""
+    """Unsubscribe spike: the window's rate above max(floor, factor × the trailing rate)."""
 
     floor: float = 0.005  # absolute floor (share)
-    factor: float = 3.0  # times the rate of the previous `trailing_days` days
-    trailing_days: int = 7
-    min_sample: int = 100  # delivered on the day
+    factor: float = 3.0  # times the rate of the days before the window (dbt var alert_trailing_days)
+    min_sample: int = 100  # delivered in the window
     enabled: bool = True
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """The `alerts:` section: thresholds the campaign-performance checks alert on (docs/alerts.md)."""
+    """The `alerts:` section: thresholds the campaign-performance checks alert on (docs/alerts.md).
+    The window the rates cover is dbt's (vars alert_window_days, alert_trailing_days)."""
 
     destination: str = "staff_alerts"  # a webhook destination
-    window_days: int = 1  # send days evaluated, ending with the latest send day in the mart
     delivery_failure_rate: RateThreshold = RateThreshold(0.05)  # alert above
     open_rate: RateThreshold = RateThreshold(0.10, min_sample=100)  # alert below
     unsubscribe_spike: SpikeThreshold = SpikeThreshold()
@@ -236,16 +235,38 @@ def _enabled(where: str, key: str, section: dict[str, Any]) -> bool:
     return value
 
 
+# keys of the alerts section that became dbt vars: the window defines the rates SQL computes
+MOVED_TO_DBT = {
+    "alerts.window_days": "alert_window_days",
+    "alerts.unsubscribe_spike.trailing_days": "alert_trailing_days",
+}
+
+
+def _moved(where: str, key: str, section: Any) -> None:
+    name = key.rsplit(".", 1)[1]
+    if isinstance(section, dict) and name in section:
+        raise ConfigError(
+            f"{where}: {key} is no longer read here: the rates the alerts judge are computed in dbt "
+            f"(marts.campaign_alert_rates), over the days of the dbt var {MOVED_TO_DBT[key]}; set it in "
+            f"dbt_project/dbt_project.yml (vars:) and remove {key} from this file"
+        )
+
+
 def alerts_from_raw(raw: Any, destinations: dict[str, dict[str, Any]], where: str = "alerts") -> AlertsConfig:
     """The `alerts:` section, validated: ConfigError naming the key and what is wrong."""
     defaults = AlertsConfig()
+    _moved(where, "alerts.window_days", raw)
+    _moved(
+        where,
+        "alerts.unsubscribe_spike.trailing_days",
+        raw.get("unsubscribe_spike") if isinstance(raw, dict) else None,
+    )
     section = _section(
         where,
         "alerts",
         raw,
         (
             "destination",
-            "window_days",
             "delivery_failure_rate",
             "open_rate",
             "unsubscribe_spike",
@@ -278,20 +299,16 @@ def alerts_from_raw(raw: Any, destinations: dict[str, dict[str, Any]], where: st
         where,
         key,
         section.get("unsubscribe_spike"),
-        ("floor", "factor", "trailing_days", "min_sample", "enabled"),
+        ("floor", "factor", "min_sample", "enabled"),
     )
     d = defaults.unsubscribe_spike
     return AlertsConfig(
         destination=destination,
-        window_days=_whole(where, "alerts.window_days", section.get("window_days", defaults.window_days), 1),
         delivery_failure_rate=rate("delivery_failure_rate", "max", defaults.delivery_failure_rate),
         open_rate=rate("open_rate", "min", defaults.open_rate),
         unsubscribe_spike=SpikeThreshold(
             floor=_number(where, f"{key}.floor", spike.get("floor", d.floor), share=True),
             factor=_number(where, f"{key}.factor", spike.get("factor", d.factor), minimum=1.0),
-            trailing_days=_whole(
-                where, f"{key}.trailing_days", spike.get("trailing_days", d.trailing_days), 1
-            ),
             min_sample=_whole(where, f"{key}.min_sample", spike.get("min_sample", d.min_sample), 0),
             enabled=_enabled(where, key, spike),
         ),

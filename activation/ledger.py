@@ -40,6 +40,9 @@ from activation.warehouse import table_exists
 SCHEMA = "tideline_sync"
 FINAL = ("sent", "dead_letter", "unknown")  # never sent again for the same idempotency key
 
+# The tables dbt reads (delivery_log, sync_runs) are declared again, for a warehouse without them yet,
+# by the macro sync_ledger_columns() (dbt_project/macros/sync_ledger.sql); tests/dbt/test_sync_ledger.py
+# holds the two to the same columns and types: change both.
 DDL = f"""
 create schema if not exists {SCHEMA};
 create sequence if not exists {SCHEMA}.log_seq;

@@ -1,11 +1,15 @@
 """Data-driven attribution: the removal effect of each channel in a first-order Markov chain.
 
-A path is the ordered channels of one customer journey, ending in a conversion or not
-(see `build_paths`). The chain's states are `start`, one state per channel and two
-absorbing states, conversion and null; transition probabilities are the observed
-transition counts normalised per state. P(conversion) is the probability of being
-absorbed in conversion from `start`, solved exactly: with Q the transient-to-transient
-and R the transient-to-absorbing probabilities, B = (I − Q)⁻¹ R.
+A path is the ordered channels of one customer journey, ending in a conversion or not. The
+paths are the dbt model marts.fct_attribution_paths, which holds the path rules (lookback,
+not before the previous order, non-converting journeys) for fct_attribution and this module
+alike: Python only groups its rows into paths (`load_paths`) and fits the chain.
+
+The chain's states are `start`, one state per channel and two absorbing states, conversion
+and null; transition probabilities are the observed transition counts normalised per state.
+P(conversion) is the probability of being absorbed in conversion from `start`, solved
+exactly: with Q the transient-to-transient and R the transient-to-absorbing probabilities,
+B = (I − Q)⁻¹ R.
 
 Removing a channel sends every transition into it to null instead. Its removal effect is
 1 − P(conversion without it) / P(conversion), and its removal_share is its effect over
@@ -15,8 +19,10 @@ the sum of all effects (the data_driven model of fct_attribution uses the shares
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 import duckdb
 import numpy as np
@@ -41,47 +47,14 @@ class Path:
     converted: bool
 
 
-def build_paths(touches: pd.DataFrame, orders: pd.DataFrame, lookback_days: int) -> list[Path]:
-    """Converting and non-converting paths from touches and completed orders.
+PATHS_RELATION = "marts.fct_attribution_paths"
 
-    touches: customer_id, touchpoint_id, touched_at, channel (fct_touchpoints).
-    orders: customer_id, order_id, ordered_at (completed orders only).
 
-    A converting path is an order's touches: those before it, within `lookback_days`, and
-    not before the customer's previous order (the rule of fct_attribution). A
-    non-converting path is a customer's touches after their last order (all of them
-    without an order), within `lookback_days` before the last of those touches. Touches
-    followed by an order more than `lookback_days` later are on no path.
-    """
-    if touches.empty:
-        return []
-    lookback = pd.Timedelta(days=lookback_days)
-    t = touches[["customer_id", "touchpoint_id", "touched_at", "channel"]].copy()
-    t["touched_at"] = pd.to_datetime(t["touched_at"]).astype("datetime64[ns]")
-    t = t.sort_values(["touched_at", "touchpoint_id"], kind="stable")
-    o = orders[["customer_id", "order_id", "ordered_at"]].copy()
-    o["ordered_at"] = pd.to_datetime(o["ordered_at"]).astype("datetime64[ns]")
-    o = o.sort_values(["ordered_at", "order_id"], kind="stable")
-    # the first order strictly after each touch (a touch at an order's exact time counts
-    # for the next order, as in fct_attribution)
-    merged = pd.merge_asof(
-        t,
-        o,
-        left_on="touched_at",
-        right_on="ordered_at",
-        by="customer_id",
-        direction="forward",
-        allow_exact_matches=False,
-    )
-    in_window = merged["touched_at"] >= merged["ordered_at"] - lookback
-    converting = merged[merged["order_id"].notna() & in_window]
-    trailing = merged[merged["order_id"].isna()]
-    last_touch = trailing.groupby("customer_id")["touched_at"].transform("max")
-    trailing = trailing[trailing["touched_at"] >= last_touch - lookback]
-    # groupby keeps the rows' (time) order within each group
+def paths_from_rows(rows: Iterable[tuple[str, bool, str]]) -> list[Path]:
+    """Paths from (path_id, is_converting, channel) rows ordered by path_id, then touch position."""
     return [
-        *(Path(c, True) for c in converting.groupby("order_id", sort=True)["channel"].agg(tuple)),
-        *(Path(c, False) for c in trailing.groupby("customer_id", sort=True)["channel"].agg(tuple)),
+        Path(tuple(channel for _, _, channel in touches), bool(converting))
+        for (_, converting), touches in groupby(rows, key=itemgetter(0, 1))
     ]
 
 
@@ -151,15 +124,18 @@ def removal_effects(paths: Sequence[Path]) -> pd.DataFrame:
     return df[columns]
 
 
-def load_paths(con: duckdb.DuckDBPyConnection, lookback_days: int) -> list[Path]:
-    """Paths from marts.fct_touchpoints and the completed orders (both already as-of filtered)."""
-    touches = con.execute(
-        "select customer_id, touchpoint_id, touched_at, channel from marts.fct_touchpoints"
-    ).df()
-    orders = con.execute(
-        "select customer_id, order_id, ordered_at from intermediate.int_orders_resolved where is_purchase"
-    ).df()
-    return build_paths(touches, orders, lookback_days)
+def load_paths(con: duckdb.DuckDBPyConnection, batch_rows: int = 50_000) -> list[Path]:
+    """Every path of marts.fct_attribution_paths (as dbt built it, with the vars it ran with),
+    its rows streamed in batches."""
+    cursor = con.execute(
+        f"select path_id, is_converting, channel from {PATHS_RELATION} order by path_id, touch_position"
+    )
+
+    def rows() -> Iterator[tuple[str, bool, str]]:
+        while batch := cursor.fetchmany(batch_rows):
+            yield from batch
+
+    return paths_from_rows(rows())
 
 
 def write_removal_effects(

@@ -1,13 +1,14 @@
-"""Campaign-performance alerts as Dagster asset checks on marts/fct_campaign_performance.
+"""Campaign-performance alerts as Dagster asset checks on marts/campaign_alert_rates.
 
-One multi-check evaluates the thresholds of the `alerts:` section of the activation config
-(activation/alerts.py does the work) and reports one check per kind, severity WARN:
-delivery_failure_rate_alert, open_rate_alert, unsubscribe_spike_alert, complaint_rate_alert.
-A failing check sends its new alerts to the staff webhook (once per check, campaign, channel,
-variant and day); its metadata holds the offending rows and whether an alert went out. The
-checks run whenever a job materialises the mart (the pipeline job) and pass with a 'no data'
-description while the mart does not exist yet. They write tideline_sync.alerts_sent, so they
-are in the `warehouse` pool like every other writer.
+A thin wrapper: one multi-check runs the checks table of activation/alerts.py (each check one
+rate column of the mart, computed by dbt, against a threshold of the `alerts:` section of the
+activation config) and reports one check per row, severity WARN: delivery_failure_rate_alert,
+open_rate_alert, unsubscribe_spike_alert, complaint_rate_alert. A failing check sends its new
+alerts to the staff webhook (once per check, campaign, channel, variant and day); its metadata
+holds the offending rows and whether an alert went out. The checks run whenever a job
+materialises the mart (the pipeline and daily jobs) and pass with a 'no data' description while
+the mart does not exist yet. They write tideline_sync.alerts_sent, so they are in the
+`warehouse` pool like every other writer.
 """
 
 from collections.abc import Iterator, Sequence
@@ -16,18 +17,21 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from activation.alerts import CHECKS, MART, Alert, SendReport, evaluate, notify, read_performance
+from activation.alerts import (
+    MART,
+    RULES,
+    Alert,
+    SendReport,
+    alert_checks,
+    evaluate,
+    notify,
+    read_rates,
+)
 from activation.config import load_config
 from orchestration.resources import ActivationSettings, WarehouseResource
 
-PERFORMANCE_KEY = dg.AssetKey(["marts", "fct_campaign_performance"])
-CHECK_NAMES = {check: f"{check}_alert" for check in CHECKS}
-DESCRIPTIONS = {
-    "delivery_failure_rate": "Delivery failure rate ((failed + bounced) / (sent + failed)) above the limit.",
-    "open_rate": "Open rate (human unique opens / delivered) below the limit, given enough delivered.",
-    "unsubscribe_spike": "Unsubscribe rate on the latest send day above max(floor, factor × trailing rate).",
-    "complaint_rate": "Complaint rate (spam complaints / delivered) above the limit.",
-}
+RATES_KEY = dg.AssetKey(["marts", "campaign_alert_rates"])
+CHECK_NAMES = {rule.check: f"{rule.check}_alert" for rule in RULES}
 
 
 def _offenders(alerts: Sequence[Alert], report: SendReport) -> str:
@@ -55,10 +59,10 @@ def _offenders(alerts: Sequence[Alert], report: SendReport) -> str:
 
 
 def _results(description: str, passed: bool = True) -> Iterator[dg.AssetCheckResult]:
-    for check in CHECKS:
+    for check in CHECK_NAMES.values():
         yield dg.AssetCheckResult(
-            asset_key=PERFORMANCE_KEY,
-            check_name=CHECK_NAMES[check],
+            asset_key=RATES_KEY,
+            check_name=check,
             passed=passed,
             severity=dg.AssetCheckSeverity.WARN,
             description=description,
@@ -68,7 +72,8 @@ def _results(description: str, passed: bool = True) -> Iterator[dg.AssetCheckRes
 @dg.multi_asset_check(
     name="campaign_performance_alerts",
     specs=[
-        dg.AssetCheckSpec(CHECK_NAMES[c], asset=PERFORMANCE_KEY, description=DESCRIPTIONS[c]) for c in CHECKS
+        dg.AssetCheckSpec(CHECK_NAMES[rule.check], asset=RATES_KEY, description=rule.summary)
+        for rule in RULES
     ],
     description="Marketers' thresholds on campaign performance; a failing check alerts the staff webhook.",
     pool="warehouse",
@@ -80,24 +85,25 @@ def campaign_performance_alerts(
     if not Path(warehouse.path).exists():
         yield from _results(f"no data: the warehouse {warehouse.path} does not exist yet")
         return
+    checks = alert_checks(config.alerts)
     with warehouse.connect() as con:
-        rows = read_performance(con, config.alerts)
+        rows = read_rates(con)
         if not rows:
             what = "does not exist yet" if rows is None else "has no rows"
             yield from _results(f"no data: {MART} {what}")
             return
-        alerts = evaluate(rows, config.alerts)
+        alerts = evaluate(rows, checks)
         report = notify(con, alerts, config) if alerts else SendReport()
     for alert, error in report.failed:
         context.log.warning("alert %s for campaign %s not sent: %s", alert.check, alert.campaign, error)
-    latest = max(str(r["send_date"])[:10] for r in rows)
-    for check in CHECKS:
-        threshold = getattr(config.alerts, check)
+    latest = str(rows[0]["window_end"])[:10]
+    enabled = {c.rule.check for c in checks}
+    for check in CHECK_NAMES:
         found = [a for a in alerts if a.check == check]
         sent = [a for a in report.sent if a.check == check]
         metadata: dict = {
             "latest_send_day": latest,
-            "window_days": config.alerts.window_days,
+            "window_days": int(rows[0]["window_days"]),
             "offenders": dg.MetadataValue.int(len(found)),
             "alert_sent": dg.MetadataValue.bool(bool(sent)),
             "alerts_sent_now": dg.MetadataValue.int(len(sent)),
@@ -106,7 +112,7 @@ def campaign_performance_alerts(
         }
         if found:
             metadata["offending_rows"] = dg.MetadataValue.md(_offenders(found, report))
-        if not threshold.enabled:
+        if check not in enabled:
             description = "disabled in the alerts config"
         elif found:
             description = f"{len(found)} offender(s): " + "; ".join(a.message for a in found[:3])
@@ -116,7 +122,7 @@ def campaign_performance_alerts(
         else:
             description = f"every campaign × channel × variant within the limits (latest send day {latest})"
         yield dg.AssetCheckResult(
-            asset_key=PERFORMANCE_KEY,
+            asset_key=RATES_KEY,
             check_name=CHECK_NAMES[check],
             passed=not found,
             severity=dg.AssetCheckSeverity.WARN,

@@ -1,6 +1,7 @@
 """The data-driven attribution asset: Markov removal effects per channel (models_ml/attribution.py).
 
-It reads marts.fct_touchpoints and the completed orders, writes ml.channel_removal_effects,
+It fits the chain on the paths of marts.fct_attribution_paths (built by the first dbt
+invocation, which holds the path rules and the lookback), writes ml.channel_removal_effects,
 and the second dbt invocation (models downstream of source:ml) builds fct_attribution and
 channel_roi from it.
 """
@@ -8,38 +9,29 @@ channel_roi from it.
 import datetime as dt
 
 import dagster as dg
-import yaml
 
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
 from orchestration.resources import PipelineSettings, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
 
 REMOVAL_EFFECTS_KEY = dg.AssetKey(["ml", "channel_removal_effects"])
-TOUCHPOINTS_KEY = dg.AssetKey(["marts", "fct_touchpoints"])
-ORDERS_KEY = dg.AssetKey(["intermediate", "int_orders_resolved"])
-
-
-def lookback_days() -> int:
-    """The dbt var attribution_lookback_days (dbt_project.yml), so paths here match fct_attribution's."""
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    return int(project["vars"]["attribution_lookback_days"])
+PATHS_KEY = dg.AssetKey(["marts", "fct_attribution_paths"])
 
 
 @dg.asset(
     key=REMOVAL_EFFECTS_KEY,
-    deps=[TOUCHPOINTS_KEY, ORDERS_KEY],
+    deps=[PATHS_KEY],
     group_name="ml",
     kinds={"duckdb", "numpy"},
     pool="warehouse",
-    description="Markov-chain removal effect per channel from the touch paths (converting and not), "
-    "solved exactly; fct_attribution's data_driven model splits credit by these shares.",
+    description="Markov-chain removal effect per channel from the paths of marts.fct_attribution_paths "
+    "(converting and not), solved exactly; fct_attribution's data_driven model splits credit by these shares.",
 )
 def channel_removal_effects(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:
     as_of = dt.date.fromisoformat(pipeline.as_of) if pipeline.as_of else dt.date.today()
     with warehouse.connect(read_only=True) as con:
-        paths = load_paths(con, lookback_days())
+        paths = load_paths(con)
     effects = removal_effects(paths)
     with warehouse.connect() as con:
         write_removal_effects(con, effects, as_of, dt.datetime.now(dt.UTC).replace(tzinfo=None))

@@ -25,7 +25,17 @@
     'facebook', 'fb', 'instagram', 'meta', 'tiktok', 'linkedin', 'twitter', 'x', 'pinterest', 'snapchat'
 {%- endmacro %}
 
-{#- The attribution models fct_attribution computes, in display order. -#}
+{#- The attribution models: their one declaration (name and label), in display order.
+    fct_attribution computes one weight column w_<model> per entry and emits the models in
+    this list; channel_roi and the weights test loop over it; marts.attribution_models
+    publishes it (model, label, display_order) for the report and BI tools. -#}
 {% macro attribution_models() -%}
-    {{ return(['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based', 'data_driven']) }}
+    {{ return([
+        {'model': 'first_touch', 'label': 'First touch'},
+        {'model': 'last_touch', 'label': 'Last touch'},
+        {'model': 'linear', 'label': 'Linear'},
+        {'model': 'time_decay', 'label': 'Time decay'},
+        {'model': 'position_based', 'label': 'Position based (40/20/40)'},
+        {'model': 'data_driven', 'label': 'Data-driven (Markov)'},
+    ]) }}
 {%- endmacro %}

@@ -2,7 +2,10 @@
     sync, never by dbt (its DDL has a sequence, defaults and a migration check). Models read it
     through `sync_ledger_relation(table)`: the source itself when it exists at execution time,
     else an empty select with the same columns and types, so a fresh warehouse builds. source()
-    is called either way, so lineage shows the dependency. -#}
+    is called either way, so lineage shows the dependency.
+    sync_ledger_columns() repeats the DDL's columns of every table dbt reads, all of them, in
+    order and with the same types: tests/dbt/test_sync_ledger.py compares the two, so a column
+    added to one fails it until the other follows. -#}
 
 {% macro sync_ledger_columns(table) -%}
     {%- set columns = {
@@ -34,6 +37,19 @@
             ('dry_run', dbt.type_boolean()),
             ('started_at', dbt.type_timestamp()),
             ('finished_at', dbt.type_timestamp()),
+            ('segment_rows', dbt.type_bigint()),
+            ('rejected_keys', dbt.type_bigint()),
+            ('planned', dbt.type_bigint()),
+            ('added', dbt.type_bigint()),
+            ('changed', dbt.type_bigint()),
+            ('removed', dbt.type_bigint()),
+            ('sent', dbt.type_bigint()),
+            ('skipped', dbt.type_bigint()),
+            ('skipped_by_reason', dbt.type_string()),
+            ('failed', dbt.type_bigint()),
+            ('dead_letters', dbt.type_bigint()),
+            ('unknown', dbt.type_bigint()),
+            ('duration_seconds', 'double precision'),
             ('status', dbt.type_string()),
         ],
     } -%}

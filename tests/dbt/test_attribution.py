@@ -29,11 +29,14 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
 from activation.ledger import ensure_schema
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
+from orchestration.attribution import channel_removal_effects
+from orchestration.resources import PipelineSettings, WarehouseResource
 from orchestration.settings import DBT_PROJECT_DIR
 from tests.helpers import Warehouse, build_warehouse, dbt_build, write_csv, write_jsonl
 
@@ -183,6 +186,31 @@ def write_ledger(warehouse: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+def short_lookback(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """The same landing zone built with `--vars attribution_lookback_days: 10`, the Markov asset run
+    as the pipeline runs it (Dagster, on the warehouse dbt built), then the second dbt invocation
+    with the same vars."""
+    base = tmp_path_factory.mktemp("attribution_lookback")
+    write_landing_zone(base / "raw")
+    path = base / "warehouse.duckdb"
+    write_ledger(path)
+    short = {"attribution_lookback_days": 10}
+    built = build_warehouse(base / "raw", path, AS_OF, short)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [channel_removal_effects],
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(path=str(path)),
+                "pipeline": PipelineSettings(raw_dir=str(base / "raw"), as_of=AS_OF),
+            },
+        )
+    assert result.success
+    dbt_build(path, AS_OF, short, select="source:ml+")
+    return built
+
+
+@pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     """The pipeline's order: dbt build, the Markov asset's functions, then the models downstream of
     source ml again (what the second dbt asset does)."""
@@ -193,7 +221,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     built = build_warehouse(base / "raw", path, AS_OF)
     con = duckdb.connect(str(path))
     try:
-        effects = removal_effects(load_paths(con, lookback_days=30))
+        effects = removal_effects(load_paths(con))
         write_removal_effects(con, effects, dt.date(2025, 6, 30), dt.datetime(2025, 6, 30, 6, 0))
     finally:
         con.close()
@@ -468,3 +496,66 @@ def test_removal_effects_placeholder_matches_what_the_asset_writes(warehouse: Wa
         )
     ]
     assert columns == list(REMOVAL_EFFECT_COLUMNS)
+
+
+def test_paths_by_hand(warehouse: Warehouse) -> None:
+    """fct_attribution_paths: o1's and o2's converting paths, c4's non-converting one; o0 and o3
+    had no touch; the bot-opened m3 and the direct session s3 are no touches at all."""
+    rows = warehouse.query(
+        "select path_id, is_converting, touchpoint_id, touch_position, path_length "
+        "from marts.fct_attribution_paths order by path_id, touch_position"
+    )
+    assert rows == [
+        ("customer:c4", False, "session:s4", 1, 1),
+        ("order:o1", True, "session:s1", 1, 3),
+        ("order:o1", True, "session:s2", 2, 3),
+        ("order:o1", True, f"message:{M1}", 3, 3),
+        ("order:o2", True, f"message:{M2}", 1, 1),
+    ]
+
+
+def test_a_lookback_override_changes_the_paths_of_both_the_credit_and_the_markov_chain(
+    short_lookback: Warehouse,
+) -> None:
+    """With a 10-day lookback s1 (18 days before o1) leaves o1's path, for fct_attribution and for
+    the Markov asset alike. Paths [paid_social, email] and [email] convert, [social] does not:
+    start -> paid_social, email, social 1/3 each; P(conversion) = 2/3; without paid_social 1/3
+    (effect 1/2), without email 0 (effect 1), without social 2/3 (effect 0): shares 1/3, 2/3, 0.
+    (With the project's 30 days paid_search is on o1's path and gets a quarter: test_removal_effects_by_hand.)"""
+    effects = {
+        r[0]: r[1:]
+        for r in short_lookback.query(
+            "select channel, removal_effect, removal_share, paths, converting_paths from ml.channel_removal_effects"
+        )
+    }
+    expected = {
+        "paid_social": (0.5, 1 / 3, 1, 1),
+        "email": (1.0, 2 / 3, 2, 2),
+        "social": (0.0, 0.0, 1, 0),
+    }
+    assert set(effects) == set(expected)
+    for channel, (effect, share, paths, converting) in expected.items():
+        assert effects[channel][:2] == pytest.approx((effect, share), abs=1e-12), channel
+        assert effects[channel][2:] == (paths, converting), channel
+    credit = {
+        (r[0], r[1]): r[2:]
+        for r in short_lookback.query(
+            "select touchpoint_id, model, touch_position, path_length, weight from marts.fct_attribution "
+            "where order_id = 'o1'"
+        )
+    }
+    assert {t for t, _ in credit} == {"session:s2", f"message:{M1}"}
+    assert credit[("session:s2", "first_touch")] == (1, 2, 1.0)
+    assert credit[("session:s2", "data_driven")][2] == pytest.approx(1 / 3, abs=1e-9)
+    assert credit[(f"message:{M1}", "data_driven")][2] == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_the_attribution_models_table_lists_the_models_credited(warehouse: Warehouse) -> None:
+    """marts.attribution_models publishes the macro's one list: the models fct_attribution and
+    channel_roi credit by, each with a label, in display order 1..n."""
+    models = warehouse.query("select model, label, display_order from marts.attribution_models order by 3")
+    assert [order for *_, order in models] == list(range(1, len(models) + 1))
+    assert all(label and label != model for model, label, _ in models)
+    listed = {model for model, _, _ in models}
+    assert listed == {m for (m,) in warehouse.query("select distinct model from marts.fct_attribution")}
+    assert listed == {m for (m,) in warehouse.query("select distinct model from marts.channel_roi")}

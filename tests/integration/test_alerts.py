@@ -1,10 +1,13 @@
-"""Campaign-performance alerts end to end: the Dagster checks on the mart post signed alerts to a
-real HTTP endpoint (HttpSink on loopback, HMAC checked), once per alert, and nothing when all is well."""
+"""Campaign-performance alerts end to end: fct_campaign_performance rows, the real dbt model
+campaign_alert_rates built from them, and the Dagster checks on it posting signed alerts to a real
+HTTP endpoint (HttpSink on loopback, HMAC checked), once per alert, and nothing when all is well."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +16,10 @@ import pytest
 
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from activation.sinks.http_sink import HttpSink
-from orchestration.alerts import PERFORMANCE_KEY, campaign_performance_alerts
+from orchestration.alerts import RATES_KEY, campaign_performance_alerts
+from orchestration.manifest import dbt_executable
 from orchestration.resources import ActivationSettings, WarehouseResource
+from orchestration.settings import DBT_PROJECT_DIR
 
 SECRET = "alert-s3cret"
 DAY = dt.date(2026, 3, 10)
@@ -29,8 +34,10 @@ COLUMNS = {
         for c in [
             "sent",
             "failed",
+            "attempted",
             "delivered",
             "bounced",
+            "failed_or_bounced",
             "hard_bounced",
             "unique_opens",
             "bot_opens",
@@ -70,8 +77,10 @@ def _row(campaign: str, variant: str, *, sent: int, failed: int, bounced: int, o
         "send_date": DAY,
         "sent": sent,
         "failed": failed,
+        "attempted": sent + failed,
         "delivered": delivered,
         "bounced": bounced,
+        "failed_or_bounced": failed + bounced,
         "unique_opens": opens,
         "unique_clicks": opens // 3,
         "unsubscribes": 0,
@@ -86,14 +95,39 @@ BAD = [
     _row("win_back", "a", sent=197, failed=3, bounced=3, opens=60),
     _row("win_back", "b", sent=196, failed=4, bounced=8, opens=60),
 ]
-GOOD = [BAD[0], _row("win_back", "b", sent=198, failed=2, bounced=3, opens=60)]  # (2 + 3) / 200 = 0.025
+# b: (2 + 3) / 200 = 0.025; c: (2 + 8) / (198 + 2) = 0.05 exactly, not above 0.05 (a 4-byte float
+# rate would be 0.0500000007 and alert)
+GOOD = [
+    BAD[0],
+    _row("win_back", "b", sent=198, failed=2, bounced=3, opens=60),
+    _row("win_back", "c", sent=198, failed=2, bounced=8, opens=60),
+]
 
 
-def _mart_asset(rows: list[dict] | None) -> dg.AssetsDefinition:
-    """A stand-in for the dbt model: writes marts.fct_campaign_performance (or nothing, for None)."""
+@pytest.fixture(scope="module")
+def rates_sql(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The SQL of the dbt model campaign_alert_rates as dbt compiles it for a warehouse file named
+    warehouse.duckdb (the relations it names are "warehouse"."marts"...), compiled once."""
+    base = tmp_path_factory.mktemp("alert_rates_sql")
+    env = {
+        **os.environ,
+        "TIDELINE_WAREHOUSE": str(base / "warehouse.duckdb"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    command = [dbt_executable(), "compile", "--quiet", "--select", "campaign_alert_rates"]
+    command += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(base / "target")]
+    done = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return (base / "target/compiled/tideline/models/marts/engagement/campaign_alert_rates.sql").read_text()
 
-    @dg.asset(key=PERFORMANCE_KEY)
-    def fct_campaign_performance(warehouse: WarehouseResource) -> None:
+
+def _mart_asset(rows: list[dict] | None, rates_sql: str) -> dg.AssetsDefinition:
+    """The rates mart as the pipeline builds it, from these fct_campaign_performance rows: the rows
+    written as the upstream mart, then the compiled SQL of the dbt model campaign_alert_rates over
+    them. None: nothing, so the mart does not exist."""
+
+    @dg.asset(key=RATES_KEY)
+    def campaign_alert_rates(warehouse: WarehouseResource) -> None:
         if rows is None:
             return
         with warehouse.connect() as con:
@@ -107,8 +141,9 @@ def _mart_asset(rows: list[dict] | None) -> dg.AssetsDefinition:
                     f"values ({', '.join('?' for _ in names)})",
                     [r[n] for n in names],
                 )
+            con.execute(f"create or replace table marts.campaign_alert_rates as {rates_sql}")
 
-    return fct_campaign_performance
+    return campaign_alert_rates
 
 
 @pytest.fixture
@@ -120,11 +155,11 @@ def sink(monkeypatch: pytest.MonkeyPatch):
         yield server
 
 
-def _run(tmp_path: Path, rows: list[dict] | None) -> dict[str, dg.AssetCheckEvaluation]:
+def _run(tmp_path: Path, rows: list[dict] | None, rates_sql: str) -> dict[str, dg.AssetCheckEvaluation]:
     """Materialise the mart and, with it, the alert checks on it (the shipped config/activation.yml)."""
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [_mart_asset(rows), campaign_performance_alerts],
+            [_mart_asset(rows, rates_sql), campaign_performance_alerts],
             instance=instance,
             resources={
                 "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
@@ -143,8 +178,10 @@ def _run(tmp_path: Path, rows: list[dict] | None) -> dict[str, dg.AssetCheckEval
     return evaluations
 
 
-def test_a_failing_check_posts_one_signed_alert_and_never_the_same_one_twice(tmp_path: Path, sink) -> None:
-    first = _run(tmp_path, BAD)
+def test_a_failing_check_posts_one_signed_alert_and_never_the_same_one_twice(
+    tmp_path: Path, sink, rates_sql: str
+) -> None:
+    first = _run(tmp_path, BAD, rates_sql)
 
     failing = first["delivery_failure_rate_alert"]
     assert failing.passed is False
@@ -183,7 +220,7 @@ def test_a_failing_check_posts_one_signed_alert_and_never_the_same_one_twice(tmp
     assert fields["value"] == pytest.approx(0.06)
     assert "@" not in json.dumps(body)  # aggregates only
 
-    second = _run(tmp_path, BAD)  # the same data evaluated again: still failing, nothing new sent
+    second = _run(tmp_path, BAD, rates_sql)  # the same data evaluated again: still failing, nothing new sent
     again = second["delivery_failure_rate_alert"]
     assert again.passed is False
     assert again.metadata["alert_sent"].value is False
@@ -201,36 +238,36 @@ def test_a_failing_check_posts_one_signed_alert_and_never_the_same_one_twice(tmp
     assert logged == [(record["idempotency_key"], "delivery_failure_rate", "b", DAY)]
 
 
-def test_a_passing_check_sends_nothing(tmp_path: Path, sink) -> None:
-    evaluations = _run(tmp_path, GOOD)
+def test_a_passing_check_sends_nothing(tmp_path: Path, sink, rates_sql: str) -> None:
+    evaluations = _run(tmp_path, GOOD, rates_sql)
     assert all(e.passed for e in evaluations.values())
     assert "within the limits" in evaluations["delivery_failure_rate_alert"].description
     assert sink.requests == []
 
 
-def test_no_mart_yet_passes_with_no_data(tmp_path: Path, sink) -> None:
-    evaluations = _run(tmp_path, None)  # the warehouse file does not even exist
+def test_no_mart_yet_passes_with_no_data(tmp_path: Path, sink, rates_sql: str) -> None:
+    evaluations = _run(tmp_path, None, rates_sql)  # the warehouse file does not even exist
     assert all(e.passed and e.description.startswith("no data") for e in evaluations.values())
     duckdb.connect(str(tmp_path / "warehouse.duckdb")).close()  # a warehouse without the mart
-    evaluations = _run(tmp_path, None)
+    evaluations = _run(tmp_path, None, rates_sql)
     assert all(
-        e.passed and e.description == "no data: marts.fct_campaign_performance does not exist yet"
+        e.passed and e.description == "no data: marts.campaign_alert_rates does not exist yet"
         for e in evaluations.values()
     )
     assert sink.requests == []
 
 
 def test_an_unreachable_secret_reports_the_alert_as_not_sent_and_retries_next_time(
-    tmp_path: Path, sink, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sink, rates_sql: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TIDELINE_WEBHOOK_SECRET")
-    failing = _run(tmp_path, BAD)["delivery_failure_rate_alert"]
+    failing = _run(tmp_path, BAD, rates_sql)["delivery_failure_rate_alert"]
     assert failing.passed is False and failing.metadata["alert_sent"].value is False
     assert failing.metadata["alerts_failed"].value == 1
     assert "environment variable TIDELINE_WEBHOOK_SECRET is not set" in failing.description
     assert sink.requests == []
     monkeypatch.setenv("TIDELINE_WEBHOOK_SECRET", SECRET)
-    assert _run(tmp_path, BAD)["delivery_failure_rate_alert"].metadata["alert_sent"].value is True
+    assert _run(tmp_path, BAD, rates_sql)["delivery_failure_rate_alert"].metadata["alert_sent"].value is True
     assert len(sink.requests_for("/alerts")) == 1
 
 
@@ -242,10 +279,7 @@ def test_the_jobs_that_build_the_mart_run_the_alert_checks(tmp_path: Path) -> No
         Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="")
     )
     graph = defs.resolve_asset_graph()  # without the dbt model the check's target is only a placeholder
-    if PERFORMANCE_KEY not in graph.get_all_asset_keys() or not graph.get(PERFORMANCE_KEY).is_materializable:
-        pytest.skip(
-            "marts/fct_campaign_performance is not in the dbt project yet (built by part 2 of issue #5)"
-        )
+    assert graph.get(RATES_KEY).is_materializable  # the dbt model, not a placeholder for the check
     for job in ("tideline_pipeline", "tideline_daily"):  # they materialise the mart, so they run its checks
         assert "campaign_performance_alerts" in defs.resolve_job_def(job).graph.node_dict, job
     assert "campaign_performance_alerts" not in defs.resolve_job_def("tideline_retrain").graph.node_dict

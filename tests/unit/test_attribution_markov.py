@@ -6,14 +6,14 @@ import datetime as dt
 from collections import Counter, defaultdict
 
 import duckdb
-import pandas as pd
 import pytest
 
 from models_ml.attribution import (
     REMOVAL_EFFECT_COLUMNS,
     MarkovChain,
     Path,
-    build_paths,
+    load_paths,
+    paths_from_rows,
     removal_effects,
     write_removal_effects,
 )
@@ -114,37 +114,36 @@ def test_exact_solution_equals_enumeration_of_walks() -> None:
     assert chain.conversion_probability() == pytest.approx(0.5, abs=1e-12)
 
 
-def test_build_paths_follows_the_attribution_windows() -> None:
-    ts = pd.Timestamp
-    touches = pd.DataFrame(
-        [
-            ("c1", "x1", ts("2025-05-01"), "email"),  # 45 days before o1: outside the 30-day lookback
-            ("c1", "x2", ts("2025-06-10"), "paid_search"),
-            ("c1", "x3", ts("2025-06-12"), "email"),
-            ("c1", "x4", ts("2025-06-16"), "social"),  # after o1: o2's path
-            ("c1", "x7", ts("2025-06-20"), "referral"),  # at o2's exact time: not before it -> trailing
-            ("c1", "x5", ts("2025-06-25"), "push"),
-            ("c1", "x6", ts("2025-06-26"), "sms"),
-            ("c2", "y1", ts("2025-03-01"), "social"),  # 80 days before c2's last touch: dropped
-            ("c2", "y2", ts("2025-05-01"), "email"),
-            ("c2", "y3", ts("2025-05-20"), "paid_search"),
-        ],
-        columns=["customer_id", "touchpoint_id", "touched_at", "channel"],
+def test_paths_are_the_rows_of_the_paths_model_in_order() -> None:
+    """load_paths groups marts.fct_attribution_paths, whatever order its rows are stored in, by
+    path and touch position; the rows are those the dbt unit test
+    attribution_paths_converting_and_not_by_hand expects (the path rules are dbt's)."""
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.fct_attribution_paths (path_id varchar, is_converting boolean, "
+        "channel varchar, touch_position bigint)"
     )
-    orders = pd.DataFrame(
-        [
-            ("c1", "o1", ts("2025-06-15")),
-            ("c1", "o2", ts("2025-06-20")),
-            ("c3", "o3", ts("2025-06-01")),  # no touches: no path
-        ],
-        columns=["customer_id", "order_id", "ordered_at"],
-    )
-    assert build_paths(touches, orders, lookback_days=30) == [
-        Path(("paid_search", "email"), True),  # o1
-        Path(("social",), True),  # o2
+    rows = [
+        ("customer:c1", False, "sms", 3),
+        ("order:o1", True, "email", 2),
+        ("customer:c2", False, "paid_search", 2),
+        ("order:o2", True, "social", 1),
+        ("customer:c1", False, "referral", 1),
+        ("order:o1", True, "paid_search", 1),
+        ("customer:c2", False, "email", 1),
+        ("customer:c1", False, "push", 2),
+    ]
+    con.executemany("insert into marts.fct_attribution_paths values (?, ?, ?, ?)", rows)
+    expected = [
         Path(("referral", "push", "sms"), False),  # c1 after its last order
         Path(("email", "paid_search"), False),  # c2, never ordered
+        Path(("paid_search", "email"), True),  # o1
+        Path(("social",), True),  # o2
     ]
+    assert load_paths(con) == expected
+    assert load_paths(con, batch_rows=3) == expected  # paths that straddle fetched batches stay whole
+    assert paths_from_rows([]) == []
 
 
 def test_write_replaces_the_table_with_the_contract_columns() -> None:

@@ -10,10 +10,7 @@
 -- alone (fractions of a cent per email) leave out what a channel really costs, and their
 -- "ROI" of millions of percent means nothing; those channels get cost per conversion
 -- instead, and cost_basis says which case a row is.
-{%- set period_days = var('attribution_roi_period_days') | int %}
-{%- if period_days <= 0 %}
-    {{ exceptions.raise_compiler_error("attribution_roi_period_days must be positive") }}
-{%- endif %}
+{%- set period_days = positive_var('attribution_roi_period_days') %}
 with costs as (
     select
         channel,
@@ -56,7 +53,7 @@ periods as (
 ),
 
 models as (
-    {%- for model in attribution_models() %}
+    {%- for model in attribution_models() | map(attribute='model') %}
         select '{{ model }}' as model{% if not loop.last %}
             union all{% endif %}
     {%- endfor %}

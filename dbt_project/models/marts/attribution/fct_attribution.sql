@@ -1,48 +1,24 @@
--- Credit for each completed order (a conversion) spread over its path: the customer's
--- touches in the `attribution_lookback_days` before the order and not before the
--- customer's previous completed order (a touch is credited to one order at most).
--- Six models, one row per order × touch × model; weights sum to 1 per order and model.
--- Orders without a touch on their path get no rows (channel_roi counts them as unattributed).
-{%- set lookback = var('attribution_lookback_days') | int %}
-{%- set half_life = var('attribution_half_life_days') | float %}
-{%- if lookback <= 0 or half_life <= 0 %}
-    {{ exceptions.raise_compiler_error("attribution_lookback_days and attribution_half_life_days must be positive") }}
-{%- endif %}
-with orders as (
+-- Credit for each completed order (a conversion) spread over its path, the converting paths of
+-- fct_attribution_paths (which holds the path rules). Models: attribution_models(); one row per
+-- order × touch × model; weights sum to 1 per order and model. Orders without a touch on their
+-- path get no rows (channel_roi counts them as unattributed).
+{%- set half_life = positive_var('attribution_half_life_days', whole=false) %}
+with paths as (
     select
         order_id,
         customer_id,
         ordered_at,
-        amount as order_amount,
-        lag(ordered_at) over (partition by customer_id order by ordered_at, order_id) as previous_ordered_at
-    from {{ ref('int_orders_resolved') }}
-    where is_purchase
-),
-
-paths as (
-    select
-        orders.order_id,
-        orders.customer_id,
-        orders.ordered_at,
-        orders.order_amount,
-        touches.touchpoint_id,
-        touches.touched_at,
-        touches.channel,
-        touches.campaign,
-        touches.touch_type,
-        row_number() over (
-            partition by orders.order_id order by touches.touched_at, touches.touchpoint_id
-        ) as touch_position,
-        count(*) over (partition by orders.order_id) as path_length,
-        cast({{ dbt.datediff('touches.touched_at', 'orders.ordered_at', 'second') }} as double precision)
-        / 86400 as age_days
-    from orders
-    inner join {{ ref('fct_touchpoints') }} as touches
-        on
-            orders.customer_id = touches.customer_id
-            and orders.ordered_at > touches.touched_at
-            and touches.touched_at >= {{ dbt.dateadd('day', -lookback, 'orders.ordered_at') }}
-            and (orders.previous_ordered_at is null or orders.previous_ordered_at <= touches.touched_at)
+        order_amount,
+        touchpoint_id,
+        touched_at,
+        channel,
+        campaign,
+        touch_type,
+        touch_position,
+        path_length,
+        cast({{ dbt.datediff('touched_at', 'ordered_at', 'second') }} as double precision) / 86400 as age_days
+    from {{ ref('fct_attribution_paths') }}
+    where is_converting
 ),
 
 -- The latest Markov removal effects (ml.channel_removal_effects, written by the
@@ -86,7 +62,7 @@ weighted as (
 ),
 
 final as (
-    {%- for model in attribution_models() %}
+    {%- for model in attribution_models() | map(attribute='model') %}
         select
             order_id,
             customer_id,

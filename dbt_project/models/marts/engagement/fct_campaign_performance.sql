@@ -2,8 +2,8 @@
 -- or failed (variant 'all' when the campaign has no experiment; holdout messages are not
 -- here: see experiment_results). send_date is the day the message was sent; a failed
 -- message counts on the day of its latest failure. Engagement counts distinct messages
--- (a re-delivered webhook, a second open, bot opens do not add). Rate denominators are in
--- _engagement__models.yml and docs/engagement.md.
+-- (a re-delivered webhook, a second open, bot opens do not add). The rates are those of the
+-- macro campaign_rates() (docs/engagement.md).
 with messages as (
     select
         message_key,
@@ -120,8 +120,10 @@ measured as (
         counts.send_date,
         counts.sent,
         counts.failed,
+        counts.sent + counts.failed as attempted,
         counts.sent - counts.bounced as delivered,
         counts.bounced,
+        counts.failed + counts.bounced as failed_or_bounced,
         counts.hard_bounced,
         counts.unique_opens,
         counts.bot_opens,
@@ -160,8 +162,10 @@ final as (
         send_date,
         sent,
         failed,
+        attempted,
         delivered,
         bounced,
+        failed_or_bounced,
         hard_bounced,
         unique_opens,
         bot_opens,
@@ -172,17 +176,9 @@ final as (
         converters,
         revenue,
         cost,
-        {{ share('delivered', 'sent') }} as delivery_rate,
-        {{ share('failed + bounced', 'sent + failed') }} as delivery_failure_rate,
-        {{ share('bounced', 'sent') }} as bounce_rate,
-        -- opens are observed by the email pixel only: an SMS or push "open" is just its click
-        case when channel = 'email' then {{ share('unique_opens', 'delivered') }} end as open_rate,
-        {{ share('unique_clicks', 'delivered') }} as click_rate,
-        case when channel = 'email' then {{ share('unique_clicks', 'unique_opens') }} end as click_to_open_rate,
-        {{ share('unsubscribes', 'delivered') }} as unsubscribe_rate,
-        {{ share('complaints', 'delivered') }} as complaint_rate,
-        {{ share('converters', 'sent') }} as conversion_rate,
-        {{ share('revenue', 'sent') }} as revenue_per_message,
+        {%- for rate in campaign_rates() %}
+            {{ campaign_rate(rate) }} as {{ rate }},
+        {%- endfor %}
         {{ share('revenue - cost', 'cost') }} as roi
     from measured
 )

@@ -1,6 +1,6 @@
 {{ config(materialized="table") }}
 with source as (
-    select * from {{ source('landing', 'commerce_products') }}
+    select * from {{ source('commerce', 'commerce_products') }}
 ),
 
 parsed as (

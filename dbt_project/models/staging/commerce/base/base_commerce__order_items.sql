@@ -1,6 +1,6 @@
 {{ config(materialized="table") }}
 with source as (
-    select * from {{ source('landing', 'commerce_order_items') }}
+    select * from {{ source('commerce', 'commerce_order_items') }}
 ),
 
 parsed as (

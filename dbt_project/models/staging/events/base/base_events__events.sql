@@ -1,6 +1,6 @@
 {{ config(materialized="table") }}
 with source as (
-    select * from {{ source('landing', 'events') }}
+    select * from {{ source('events', 'events') }}
 ),
 
 parsed as (

@@ -2,7 +2,7 @@
 {#- Every landing order row, typed, with the reason each field is unusable.
     A row with any row-level issue is `_rejected`; stg_commerce__orders keeps the rest. -#}
 with source as (
-    select * from {{ source('landing', 'commerce_orders') }}
+    select * from {{ source('commerce', 'commerce_orders') }}
 ),
 
 parsed as (

@@ -4,7 +4,7 @@
     optional fields are cleared and the row kept. A re-delivered event (same event_id) is
     not an issue: fct_message_events counts it once. -#}
 with source as (
-    select * from {{ source('landing', 'engagement_events') }}
+    select * from {{ source('engagement', 'engagement_events') }}
 ),
 
 parsed as (

@@ -1,6 +1,6 @@
 {{ config(materialized="table") }}
 with source as (
-    select * from {{ source('landing', 'crm_consents') }}
+    select * from {{ source('crm', 'crm_consents') }}
 ),
 
 parsed as (

@@ -3,7 +3,7 @@
     unusable. Bad optional fields (email, phone, created_at) are cleared and
     reported; the row is rejected only without a customer_id or as a duplicate. -#}
 with source as (
-    select * from {{ source('landing', 'crm_contacts') }}
+    select * from {{ source('crm', 'crm_contacts') }}
 ),
 
 countries as (
