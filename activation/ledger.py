@@ -10,7 +10,12 @@ delivery_ledger  view: the latest event per idempotency key (what happened to ea
 synced_state     per sync (segment × destination) and customer: the field hash last delivered
                  (a 64-bit hash of the mapped fields), which the planner diffs against; in
                  mirror mode also the fields themselves, so a delete carries the identifiers
-                 the destination needs to remove the customer (e.g. hashed emails).
+                 the destination needs to remove the customer (e.g. hashed emails); and the
+                 generation: how many deliveries have been folded for the customer, part of the
+                 next change's idempotency key, so a change back to fields delivered before
+                 (A -> B -> A) is a new key and is sent, never taken for the old delivery.
+removed_state    mirror mode: the generation of a customer whose delete was delivered, so a
+                 customer who comes back with the fields they left with gets a new key too.
 sync_runs        one row per sync run: planned, added, changed, removed, sent, skipped by
                  reason, failed, dead letters, duration.
 suppressions     global suppression list (unsubscribed, hard_bounced, complained, erased),
@@ -73,7 +78,14 @@ create table if not exists {SCHEMA}.synced_state (
     customer_id varchar not null,
     field_hash ubigint not null,
     synced_at timestamp not null,
-    fields_json varchar  -- mirror mode: the fields last delivered, sent again with the delete
+    fields_json varchar,  -- mirror mode: the fields last delivered, sent again with the delete
+    generation integer    -- deliveries folded for the customer (null: folded before generations)
+);
+create table if not exists {SCHEMA}.removed_state (
+    sync_key varchar not null,
+    customer_id varchar not null,
+    generation integer not null,  -- the generation the delivered delete left
+    removed_at timestamp not null
 );
 create table if not exists {SCHEMA}.sync_runs (
     sync_id varchar primary key,
@@ -128,6 +140,8 @@ CURRENT = {
     ("delivery_log", "not_before", "TIMESTAMP"),
     ("synced_state", "field_hash", "UBIGINT"),
     ("synced_state", "fields_json", "VARCHAR"),
+    ("synced_state", "generation", "INTEGER"),
+    ("removed_state", "generation", "INTEGER"),
     ("sync_runs", "sync_id", "VARCHAR"),
     ("suppressions", "customer_id", "VARCHAR"),
     ("consent_revocations", "revoked_at", "TIMESTAMP"),
@@ -136,6 +150,7 @@ CURRENT = {
 LEDGER_TABLES = (
     "delivery_log",
     "synced_state",
+    "removed_state",
     "sync_runs",
     "suppressions",
     "consent_revocations",
@@ -159,6 +174,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     migrated |= _convert_legacy_keys(con)
     for table, column, kind in (
         ("synced_state", "fields_json", "varchar"),
+        ("synced_state", "generation", "integer"),
         ("delivery_log", "not_before", "timestamp"),
     ):
         if _column_type(con, table, "sync_key") and not _column_type(con, table, column):

@@ -29,8 +29,9 @@ Modes:
 The idempotency key is the first 128 bits of sha256(destination|segment|customer|version),
 stored as a UUID (16 bytes: the ledger's writes and joins stay cheap) and sent in its
 canonical text form (8-4-4-4-12 hex digits), where version is
-the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, or
-`<campaign>:<content version>` for messages. A key already delivered (sent, dead-lettered, or unknown after
+the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, each followed by
+`:g<generation>` once the customer has a generation (the deliveries folded so far: a change
+back to fields delivered before is a new key), or `<campaign>:<content version>` for messages. A key already delivered (sent, dead-lettered, or unknown after
 a crash) is never planned again. Candidates whose key is already `sent` but whose
 state was not folded (the run that sent them died first) are folded by the engine.
 """
@@ -99,6 +100,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             diff as materialized (
                 select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
                        {_fields_json_sql(binding)} as fields_json,
+                       cast(null as integer) as generation,
                        {_key("s.customer_id", "$message_version")} as idempotency_key
                 from seg as s)"""
     else:
@@ -112,15 +114,28 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             "mirror": "s.customer_id is null or st.customer_id is null or st.field_hash <> s.field_hash",
         }[binding.mode]
         gone = "c.gone"
-        version = f"case when {gone} then 'delete:' || cast(c.field_hash as varchar) else cast(c.field_hash as varchar) end"
+        # the generation the key is made with: the state's, or for a customer coming back after a
+        # delivered delete (mirror), the one the delete left; none yet (null) keeps the key as it was
+        if binding.mode == "mirror":
+            removed = f"""removed as (select customer_id, generation from {SCHEMA}.removed_state
+                        where sync_key = $sync_key),"""
+            generation = "case when c.new then r.generation else c.generation end"
+            join_removed = "left join removed as r on c.new and r.customer_id = c.customer_id"
+        else:
+            removed, generation, join_removed = "", "c.generation", ""
+        version = (
+            f"case when {gone} then 'delete:' else '' end || cast(c.field_hash as varchar)"
+            f" || coalesce(':g' || cast({generation} as varchar), '')"
+        )
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
                            from {relation}),
-            state as (select customer_id, field_hash, fields_json from {SCHEMA}.synced_state
+            state as (select customer_id, field_hash, fields_json, generation from {SCHEMA}.synced_state
                       where sync_key = $sync_key),
+            {removed}
             changes as materialized (
                 select coalesce(s.customer_id, st.customer_id) as customer_id, s.customer_id is null as gone,
                        st.customer_id is null as new, coalesce(s.field_hash, st.field_hash) as field_hash,
-                       st.fields_json as state_fields
+                       st.fields_json as state_fields, st.generation
                 from seg as s full join state as st on s.customer_id = st.customer_id
                 where {keep}),
             fields as (select {key} as customer_id{", " + columns if columns else ""}
@@ -132,8 +147,10 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
                        c.field_hash,
                        case when {gone} then coalesce(c.state_fields, '{{}}') else {_fields_json_sql(binding, "s.")} end
                            as fields_json,
+                       {generation} as generation,
                        {_key("c.customer_id", version)} as idempotency_key
-                from changes as c left join fields as s on s.customer_id = c.customer_id)"""
+                from changes as c left join fields as s on s.customer_id = c.customer_id
+                {join_removed})"""
     execute(con, f"create or replace temp table _diff as with {ctes} select * from diff", values)
     # rejected keys stay in _diff and are left out by the _cand view
     if binding.mode == "message":  # every row is a candidate: the whole segment is checked

@@ -245,7 +245,7 @@ def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
     _drop(con, ("_planned", "_verdicts"))
     con.execute(
         """create or replace temp table _decided as
-           select d.customer_id, d.action, d.change, d.field_hash, d.fields_json, d.idempotency_key,
+           select d.customer_id, d.action, d.change, d.field_hash, d.fields_json, d.generation, d.idempotency_key,
                   x.ledger_status, x.attempts, x.decision, x.reason, x.variant, x.not_before
            from _diff as d inner join _decisions as x on d.idempotency_key = x.idempotency_key"""
     )

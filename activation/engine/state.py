@@ -74,7 +74,8 @@ def fold_state(
     """Delivered upserts and deletes → synced_state: this run's sends that were not failed or
     unknown (`not_sent` of them were: only then is the ledger looked up), and those an earlier
     run sent (or that were confirmed since) but not folded yet (`sent` in the ledger, not in the
-    state). Message syncs keep no state."""
+    state). Each folded customer's generation goes up by one (a delete's goes to removed_state),
+    so their next change is keyed apart from every earlier one. Message syncs keep no state."""
     if binding.mode == "message":
         return
     fields = "fields_json" if binding.mode == "mirror" else "null as fields_json"
@@ -85,24 +86,47 @@ def fold_state(
         if not_sent
         else ""
     )
+    columns = f"customer_id, action, change, field_hash, {fields}, coalesce(generation, 0) + 1 as generation"
     con.execute(
         f"""create or replace temp table _delivered as
-            select customer_id, action, change, field_hash, {fields} from _cand where ledger_status = 'sent'
+            select {columns} from _cand where ledger_status = 'sent'
             union all
-            select customer_id, action, change, field_hash, {fields} from _decided
+            select {columns} from _decided
             where decision = 'send' {failed}""",
         [binding.sync_key, sync_id] if not_sent else [],
     )
+    con.execute("begin transaction")  # a run killed mid-fold leaves the old state whole: the rerun refolds
+    try:
+        _replace_state(con, binding, now)
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _replace_state(con: duckdb.DuckDBPyConnection, binding: SyncBinding, now: dt.datetime) -> None:
+    """_delivered's customers: their rows of synced_state (and removed_state) replaced."""
     con.execute(
         f"""delete from {SCHEMA}.synced_state where sync_key = ? and customer_id in
             (select customer_id from _delivered where change <> 'added')""",
         [binding.sync_key],
     )
     con.execute(
-        f"""insert into {SCHEMA}.synced_state (sync_key, customer_id, field_hash, synced_at, fields_json)
-            select ?, customer_id, field_hash, ?, fields_json from _delivered where action = 'upsert'""",
+        f"""insert into {SCHEMA}.synced_state (sync_key, customer_id, field_hash, synced_at, fields_json, generation)
+            select ?, customer_id, field_hash, ?, fields_json, generation from _delivered where action = 'upsert'""",
         [binding.sync_key, now],
     )
+    if binding.mode == "mirror":  # a delivered delete leaves its generation for the customer's return
+        con.execute(
+            f"""delete from {SCHEMA}.removed_state where sync_key = ? and customer_id in
+                (select customer_id from _delivered)""",
+            [binding.sync_key],
+        )
+        con.execute(
+            f"""insert into {SCHEMA}.removed_state (sync_key, customer_id, generation, removed_at)
+                select ?, customer_id, generation, ? from _delivered where action = 'delete'""",
+            [binding.sync_key, now],
+        )
 
 
 def write_run(

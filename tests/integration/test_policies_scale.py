@@ -108,7 +108,7 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
     # the upsert sync's state: every even customer, with a hash no row has (all changed)
     con.execute(
         f"""insert into tideline_sync.synced_state
-            select 'win_back__crm', {key}, 0, timestamp '2026-03-01', null from range(0, {n}, 2) as t(i)"""
+            select 'win_back__crm', {key}, 0, timestamp '2026-03-01', null, null from range(0, {n}, 2) as t(i)"""
     )
     con.execute(
         f"""insert into tideline_sync.suppressions

@@ -842,3 +842,51 @@ def test_an_audience_sync_killed_after_its_sends_is_finalised_by_the_next_run(tm
     assert manifest["files"]["add"]["rows"] == 300 and manifest["recovered_by"] == rerun.sync_id
     assert len(list(csv.DictReader((killed / "add.csv").open()))) == 300
     assert [p.name for p in (audiences / "segment").iterdir()] == [killed.name]  # no empty folder
+
+
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_a_change_back_to_fields_delivered_before_is_sent_again(warehouse, sink, mode) -> None:
+    """A -> B -> A: the third state has the field hash of the first, whose key is `sent` in the
+    ledger; the destination holds B, so A must go out again (keyed by the customer's generation)."""
+    binding = _binding(mode=mode, channel=None, campaign="crm")
+    first = "+44700000005"
+
+    def sync() -> list[dict]:
+        before = len(sink.requests_for("/crm"))
+        SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+        return [r for req in sink.requests_for("/crm")[before:] for r in req.body["records"]]
+
+    assert len(sync()) == 200
+    for phone in ("+44711111111", first):
+        warehouse.execute("update marts.segment set phone = ? where customer_id = 'c0005'", [phone])
+        sent = sync()
+        assert [(r["customer_id"], r["fields"]["phone"]) for r in sent] == [("c0005", phone)]
+    assert sync() == []  # and nothing more once the state holds it
+    keys = warehouse.execute(
+        "select count(distinct idempotency_key) from tideline_sync.delivery_log "
+        "where customer_id = 'c0005' and status = 'sent'"
+    ).fetchone()[0]
+    assert keys == 3
+
+
+def test_a_customer_back_in_a_mirror_with_the_fields_they_left_with_is_sent_again(warehouse, sink) -> None:
+    """Mirror: removed (a delete is delivered), then back unchanged: the upsert's field hash equals
+    the first delivery's, but the destination deleted the customer, so the upsert must go out."""
+    binding = _binding(mode="mirror", channel=None, campaign="crm")
+    row = warehouse.execute("select * from marts.segment where customer_id = 'c0007'").fetchone()
+
+    def sync() -> list[tuple[str, str]]:
+        before = len(sink.requests_for("/crm"))
+        SyncEngine(warehouse, _destination(sink, "/crm"), binding, POLICIES, now=NOON).run()
+        return [
+            (r["customer_id"], r["action"])
+            for req in sink.requests_for("/crm")[before:]
+            for r in req.body["records"]
+        ]
+
+    assert len(sync()) == 200
+    warehouse.execute("delete from marts.segment where customer_id = 'c0007'")
+    assert sync() == [("c0007", "delete")]
+    warehouse.execute("insert into marts.segment values (?, ?, ?)", list(row))
+    assert sync() == [("c0007", "upsert")]
+    assert sync() == []
