@@ -118,6 +118,7 @@ def test_schedules_and_sensors_run_the_jobs_they_are_meant_to(defs: dg.Definitio
     assert messages and _selected(defs, "activation_deferred") == messages
 
 
+@pytest.mark.slow  # runs the pipeline job through Dagster
 def test_a_failing_blocking_check_stops_everything_downstream(tmp_path: Path) -> None:
     """No orders at all: orders_present fails (error), so no dbt model is built."""
     raw = tmp_path / "raw"
