@@ -33,10 +33,13 @@ test: install manifest
 ui: install manifest
 	$(BIN)/tideline ui
 
+## ruff; sqlfluff on the models and singular tests (dbt templater, compiled against an in-memory DuckDB:
+## the profile's `lint` target) and on every macro body (.ci/lint_macros.py: sqlfluff skips macro files)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+	$(BIN)/sqlfluff lint dbt_project/models $(wildcard dbt_project/tests/*.sql)
+	$(BIN)/python .ci/lint_macros.py dbt_project/macros dbt_project/tests/generic
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -18,6 +18,8 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from activation.warehouse import DuckDBLimits
+
 # DuckDB: 'Could not set lock on file "<path>": Conflicting lock is held in <program> (PID <n>)...'
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
@@ -73,8 +75,6 @@ def connect_waiting(
                 )
                 told = True
             time.sleep(min(0.5, remaining))
-
-from activation.warehouse import DuckDBLimits
 
 
 class WarehouseResource(dg.ConfigurableResource):

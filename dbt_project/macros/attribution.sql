@@ -2,7 +2,8 @@
     The mapping is documented in docs/attribution.md; add mediums here. -#}
 {% macro utm_channel(source, medium) -%}
     case
-        when {{ medium }} in ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem')
+        when
+            {{ medium }} in ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem')
             and {{ source }} in ({{ paid_social_sources() }})
             then 'paid_social'
         when {{ medium }} in ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem') then 'paid_search'

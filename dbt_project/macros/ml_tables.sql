@@ -33,12 +33,12 @@
     create schema if not exists ml;
     create table if not exists ml.customer_scores (
         {%- for name, type in ml_score_columns() %}
-        {{ name }} {{ type }}{% if not loop.last %},{% endif %}
+            {{ name }} {{ type }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     );
     create table if not exists ml.channel_removal_effects (
         {%- for name, type in ml_removal_effect_columns() %}
-        {{ name }} {{ type }}{% if not loop.last %},{% endif %}
+            {{ name }} {{ type }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     )
 {%- endmacro %}

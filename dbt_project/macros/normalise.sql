@@ -22,7 +22,8 @@
             then '+' || {{ calling_code }} || substr({{ compact }}, length({{ trunk_prefix }}) + 1)
         when {{ national_digits }} is not null and length({{ compact }}) = {{ national_digits }}
             then '+' || {{ calling_code }} || {{ compact }}
-        when {{ national_digits }} is not null
+        when
+            {{ national_digits }} is not null
             and length({{ compact }}) = {{ national_digits }} + length({{ calling_code }})
             and {{ compact }} like {{ calling_code }} || '%'
             then '+' || {{ compact }}

@@ -25,25 +25,33 @@
 {%- endmacro %}
 
 {% macro default__parse_timestamp(expr) -%}
-    case when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
-        then timezone('UTC', try_cast(trim({{ expr }}) as timestamptz)) end
+    case
+        when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
+            then timezone('UTC', try_cast(trim({{ expr }}) as timestamptz))
+    end
 {%- endmacro %}
 
 {% macro postgres__parse_timestamp(expr) -%}
-    case when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
-        then cast(trim({{ expr }}) as timestamptz) at time zone 'UTC' end
+    case
+        when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
+            then cast(trim({{ expr }}) as timestamptz) at time zone 'UTC'
+    end
 {%- endmacro %}
 
 {#- Plain decimal number with a dot ("12.50", "-3", "1e3" is not accepted) -> numeric. -#}
 {% macro parse_number(expr) -%}
-    case when {{ regexp_like('trim(' ~ expr ~ ')', '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)$') }}
-        then cast(trim({{ expr }}) as {{ dbt.type_numeric() }}) end
+    case
+        when {{ regexp_like('trim(' ~ expr ~ ')', '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)$') }}
+            then cast(trim({{ expr }}) as {{ dbt.type_numeric() }})
+    end
 {%- endmacro %}
 
 {#- Whole number -> bigint. -#}
 {% macro parse_integer(expr) -%}
-    case when {{ regexp_like('trim(' ~ expr ~ ')', '^[+-]?[0-9]{1,18}(\\.0+)?$') }}
-        then cast(cast(trim({{ expr }}) as {{ dbt.type_numeric() }}) as {{ dbt.type_bigint() }}) end
+    case
+        when {{ regexp_like('trim(' ~ expr ~ ')', '^[+-]?[0-9]{1,18}(\\.0+)?$') }}
+            then cast(cast(trim({{ expr }}) as {{ dbt.type_numeric() }}) as {{ dbt.type_bigint() }})
+    end
 {%- endmacro %}
 
 {#- The reason a required number is unusable, or null when it is fine. -#}
@@ -54,7 +62,7 @@
             then '{{ field }} "' || {{ raw }} || '" is not a number (use a dot as decimal separator, no thousands separator)'
         when {{ parsed }} is null then '{{ field }} "' || {{ raw }} || '" is not a number'
         {%- if not allow_negative %}
-        when {{ parsed }} < 0 then '{{ field }} ' || {{ raw }} || ' is negative'
+            when {{ parsed }} < 0 then '{{ field }} ' || {{ raw }} || ' is negative'
         {%- endif %}
     end
 {%- endmacro %}
@@ -63,7 +71,7 @@
 {% macro timestamp_issue(raw, parsed, field, required=true) -%}
     case
         {%- if required %}
-        when {{ nullif_blank(raw) }} is null then '{{ field }} is empty'
+            when {{ nullif_blank(raw) }} is null then '{{ field }} is empty'
         {%- endif %}
         when {{ nullif_blank(raw) }} is not null and {{ parsed }} is null
             then '{{ field }} "' || {{ raw }} || '" is not a timestamp (use ISO 8601, e.g. 2025-03-01T10:00:00Z)'

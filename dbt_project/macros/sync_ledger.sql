@@ -72,9 +72,9 @@
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
         {%- if found is none %}
-        where 1 = 0
+            where 1 = 0
         {%- else %}
-        from {{ src }}
+            from {{ src }}
         {%- endif %}
     )
 {%- endmacro %}

@@ -40,6 +40,8 @@ from orchestration.resources import PipelineSettings, WarehouseResource
 from orchestration.settings import DBT_PROJECT_DIR
 from tests.helpers import Warehouse, build_warehouse, dbt_build, write_csv, write_jsonl
 
+pytestmark = pytest.mark.slow  # every test reads one warehouse built by dbt
+
 AS_OF = "2025-06-30"
 M1, M2, M3, M4 = (str(uuid.UUID(int=i)) for i in (1, 2, 3, 4))
 HUMAN_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15"

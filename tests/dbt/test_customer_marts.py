@@ -37,6 +37,8 @@ import pytest
 
 from tests.helpers import build_warehouse, write_csv, write_jsonl
 
+pytestmark = pytest.mark.slow  # every test reads one warehouse built by dbt
+
 AS_OF = "2025-06-30"
 VARS = {"identity_max_accounts_per_key": 2, "tag_high_potential_top_aov_share": 0.5}
 

@@ -72,6 +72,8 @@ import pytest
 from activation.ledger import ensure_schema
 from tests.helpers import Warehouse, build_warehouse, write_csv, write_jsonl
 
+pytestmark = pytest.mark.slow  # every test reads a warehouse built by dbt
+
 AS_OF = "2025-03-10"
 RUN = datetime(2025, 3, 3, 9, 0)
 SMS_RUN = datetime(2025, 3, 4, 12, 0)

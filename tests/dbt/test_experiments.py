@@ -45,6 +45,8 @@ from orchestration.manifest import dbt_executable
 from orchestration.settings import DBT_PROJECT_DIR
 from tests.integration.postgres import postgres_dsn  # noqa: F401
 
+pytestmark = pytest.mark.slow  # every test compiles or builds with dbt (a subprocess each)
+
 AS_OF = "2026-03-10"
 SENT_AT = "2026-03-02 09:00:00"
 # (campaign, channel, arm, reach, converters); arm None: sent without a variant

@@ -23,6 +23,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.slow  # the CLI runs the whole pipeline in a subprocess
 def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
     """Orders alone are enough. By hand, as of 2025-03-31 (3 buyers, so scores are 1 + floor(5*(rank-1)/3)):
     x: 2 orders 60+40=100, last 2025-03-30 -> recency 1;  y: 1 order 500, last 2025-01-30 -> 60;
@@ -156,6 +157,7 @@ def test_a_failing_run_says_what_why_where_and_what_to_do_in_one_paragraph(tmp_p
     ]
 
 
+@pytest.mark.slow  # two Python processes and the lock wait
 def test_a_warehouse_locked_by_another_process_fails_in_one_sentence_after_the_wait(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

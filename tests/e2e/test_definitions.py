@@ -7,18 +7,27 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from activation.config import bindings_from_manifest
 from orchestration.definitions import build_definitions
 from orchestration.local_destinations import local_destinations
 from orchestration.settings import Settings
 from tests.helpers import write_csv
+
+MANIFEST = Path(__file__).resolve().parents[2] / "dbt_project" / "target" / "manifest.json"
 
 
 def _settings(tmp_path: Path, raw: Path, as_of: str = "2025-06-30") -> Settings:
     return Settings(home=tmp_path, warehouse=tmp_path / "warehouse.duckdb", raw_dir=raw, as_of=as_of)
 
 
-def test_definitions_load_with_layers_checks_and_schedule(tmp_path: Path) -> None:
-    defs = build_definitions(_settings(tmp_path, tmp_path))
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    """The code location on an empty landing zone (read, never run: shared by the tests below)."""
+    home = tmp_path_factory.mktemp("definitions")
+    return build_definitions(_settings(home, home))
+
+
+def test_definitions_load_with_layers_and_checks(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for key in (
@@ -56,15 +65,60 @@ def test_definitions_load_with_layers_checks_and_schedule(tmp_path: Path) -> Non
     assert specs["rejects_reported"].blocking is False
     assert specs["orders_present"].blocking is True
 
-    assert defs.resolve_job_def("tideline_pipeline") is not None
-    schedule = defs.resolve_schedule_def("daily_refresh")
-    assert schedule.cron_schedule == "0 6 * * *"
+
+def _selected(defs: dg.Definitions, job_name: str) -> set[str]:
+    """The asset keys a job materialises."""
+    return {k.to_user_string() for k in defs.resolve_job_def(job_name).asset_layer.selected_asset_keys}
+
+
+def test_schedules_and_sensors_run_the_jobs_they_are_meant_to(defs: dg.Definitions) -> None:
+    """Each schedule and sensor targets its own job, and each job selects its own assets: a schedule
+    pointed at the wrong job, or a job that selects too much or too little, fails here."""
+    repository = defs.get_repository_def()
+    models = {"ml/churn_model", "ml/propensity_model", "ml/clv_model"}
+    everything = _selected(defs, "tideline_pipeline")
+    graph = defs.resolve_asset_graph()
+    assert everything == {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
+    }
+    assert models < everything
+
+    schedules = {s.name: s for s in repository.schedule_defs}
+    daily, weekly = schedules.pop("daily_refresh"), schedules.pop("weekly_retrain")
+    assert (daily.cron_schedule, daily.job_name) == ("0 6 * * *", "tideline_daily")
+    assert (weekly.cron_schedule, weekly.job_name) == ("0 4 * * 1", "tideline_retrain")
+    # daily: everything but training (scoring with the approved models included)
+    assert _selected(defs, "tideline_daily") == everything - models
+    # weekly: the models, the scores and what is built from scores; no reload, no rebuild of the rest
+    retrain = _selected(defs, "tideline_retrain")
+    assert models | {"ml/customer_scores", "marts/high_propensity_buyers"} <= retrain
+    assert not any(k.startswith(("landing/", "staging/", "intermediate/")) for k in retrain)
+    assert "marts/dim_customers" not in retrain and retrain < everything
+    # a sync's own schedule (activation.yml `schedule:`) runs that sync and nothing else
+    for schedule in schedules.values():
+        sync_key = schedule.job_name.removeprefix("sync__")
+        assert schedule.job_name == f"sync__{sync_key}", schedule.name
+        assert _selected(defs, schedule.job_name) == {f"activation/{sync_key}"}, schedule.name
+    # a tick asks for a run of the schedule's own job (None: the job the schedule targets)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance)
-        result = schedule.evaluate_tick(context)
-    assert result.run_requests and result.run_requests[0].job_name in (None, "tideline_pipeline")
+        for schedule in (daily, weekly):
+            result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+            assert result.run_requests, schedule.name
+            assert all(r.job_name in (None, schedule.job_name) for r in result.run_requests), schedule.name
+
+    # the deferred-messages sensor reruns message syncs only: every one of them, nothing else
+    sensors = {s.name: s for s in repository.sensor_defs}
+    assert set(sensors) == {"deferred_messages"}
+    assert [job.name for job in sensors["deferred_messages"].jobs] == ["activation_deferred"]
+    messages = {
+        f"activation/{b.sync_key}"
+        for b in bindings_from_manifest(MANIFEST)
+        if b.mode == "message" and b.channel
+    }
+    assert messages and _selected(defs, "activation_deferred") == messages
 
 
+@pytest.mark.slow  # runs the pipeline job through Dagster
 def test_a_failing_blocking_check_stops_everything_downstream(tmp_path: Path) -> None:
     """No orders at all: orders_present fails (error), so no dbt model is built."""
     raw = tmp_path / "raw"

@@ -208,7 +208,11 @@ def test_unsubscribes_through_the_receiver_stop_the_deferred_rerun(
         con.close()
         assert sorted(keys) == CAMPAIGN_CUSTOMERS
 
-        receiver = Receiver(raw, tracking_secret=TRACKING_SECRET, webhook_secret="unused-webhook-secret-for-this-test-0123456789")
+        receiver = Receiver(
+            raw,
+            tracking_secret=TRACKING_SECRET,
+            webhook_secret="unused-webhook-secret-for-this-test-0123456789",
+        )
         try:
             for customer in UNSUBSCRIBERS:
                 _unsubscribe(receiver, keys[customer], customer)

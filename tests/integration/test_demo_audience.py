@@ -133,6 +133,7 @@ def send_campaign(home: Path, smtp: SmtpSink, http: HttpSink, receiver_url: str)
     return sent
 
 
+@pytest.mark.slow  # generates a demo world and runs the simulated audience against it
 def test_audience_acts_through_the_real_endpoints(loop) -> None:
     home, landing, smtp, http, receiver_url, shop = loop
     sent = send_campaign(home, smtp, http, receiver_url)

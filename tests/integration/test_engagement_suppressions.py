@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 import requests
 
 from activation.config import PolicyConfig, SyncBinding
@@ -62,6 +63,7 @@ def _delivered(sink: HttpSink) -> list[str]:
     return sorted(r["customer_id"] for req in sink.requests_for("/esp") for r in req.body["records"])
 
 
+@pytest.mark.slow  # dbt builds the warehouse twice
 def test_hard_bounce_and_complaint_suppress_the_next_campaign(tmp_path: Path) -> None:
     raw, path = tmp_path / "raw", tmp_path / "warehouse.duckdb"
     write_csv(

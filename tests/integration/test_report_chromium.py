@@ -21,10 +21,13 @@ from tests.report_data import write_empty_warehouse, write_report_marts
 
 CHROMIUM = shutil.which("chromium")
 # skipped on a machine without it; in CI (CI=true, which installs it) a missing browser fails
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (apt-get install chromium; CI does)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None and not os.environ.get("CI"),
+        reason="Debian's chromium is not installed (apt-get install chromium; CI does)",
+    ),
+    pytest.mark.slow,  # a real headless browser per test (seconds each)
+]
 
 
 class Dom(HTMLParser):

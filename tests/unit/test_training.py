@@ -81,6 +81,7 @@ def warehouse() -> duckdb.DuckDBPyConnection:
     return _synthetic_warehouse()
 
 
+@pytest.mark.slow  # fits models on 3,000 synthetic customers
 @pytest.mark.parametrize("task", [CHURN, PROPENSITY], ids=["churn", "propensity"])
 def test_model_beats_recency_baseline_on_held_out_cutoff(warehouse, task) -> None:
     trained = train_task(warehouse, task, TrainingConfig(training_cutoffs=3, importance_rows=2000), SOURCES)
@@ -165,6 +166,7 @@ def orders_only_churn(orders_only) -> TrainedModel:
     return train_task(orders_only, CHURN, TrainingConfig(training_cutoffs=2, importance_rows=500), SOURCES)
 
 
+@pytest.mark.slow  # fits a model on 1,500 synthetic customers
 def test_empty_and_constant_features_are_left_out_and_named(orders_only_churn) -> None:
     """No events at all (an orders-only landing zone): the event features are empty or 0 for everyone.
     An all-empty column used to break the booster's binning ("window shape cannot be larger than input
@@ -189,6 +191,7 @@ def test_empty_and_constant_features_are_left_out_and_named(orders_only_churn) -
     assert set(trained.importance["feature"]) == set(trained.features)
 
 
+@pytest.mark.slow  # fits a model on 1,500 synthetic customers
 def test_a_model_without_the_left_out_features_scores(orders_only, orders_only_churn, tmp_path) -> None:
     """Scoring gives the model the columns it was trained on, not all of FEATURES."""
     registry = ModelRegistry(tmp_path)
