@@ -50,6 +50,7 @@ EXAMPLE_ARGUMENTS: dict[str, dict[str, object]] = {
         "checks": [("email", "email", "field_cleared"), ("order_id", "order_id", "duplicate")],
     },
     "unique_combination": {"columns": ["customer_id", "tag"]},
+    "campaign_rate": {"name": "open_rate"},  # a rate the macro knows (it refuses any other)
 }
 
 
