@@ -97,10 +97,10 @@ def default_rules_file() -> Path:
     return PROJECT_DIR / RULES_NAME
 
 
-def display_name(path: Path) -> str:
-    """The rules file as errors name it: relative to the repository when inside it."""
+def display_name(path: Path, root: Path | None = None) -> str:
+    """A file as messages name it: relative to the repository (or `root`) when inside it."""
     try:
-        return str(path.resolve().relative_to(PROJECT_DIR.parent))
+        return str(path.resolve().relative_to((root or PROJECT_DIR.parent).resolve()))
     except ValueError:
         return str(path)
 
@@ -191,7 +191,8 @@ def _rule(raw: Any, loc: Loc) -> TagRule:
     expires = None
     if "expires_after_days" in raw:
         expires = _expiry(raw["expires_after_days"], loc.key("expires_after_days"))
-    reason = _text(raw.get("reason", raw["description"]), loc.key("reason"), "reason")
+    description = _text(raw["description"], loc.key("description"), "description")
+    reason = _text(raw.get("reason", description), loc.key("reason"), "reason")
     uses_scores = _mentions_scores(where) or since.kind == "scored_at" or "{score." in reason
     declared = raw.get("needs_scores")
     if declared is not None:
@@ -205,7 +206,7 @@ def _rule(raw: Any, loc: Loc) -> TagRule:
             )
     return TagRule(
         name=name,
-        description=_text(raw["description"], loc.key("description"), "description"),
+        description=description,
         where=where,
         since=since,
         reason=reason,
@@ -528,8 +529,9 @@ def _health_model(rules: Sequence[TagRule]) -> str:
 # --- build and check --------------------------------------------------------------------------------
 
 
-def generate(project_dir: Path = PROJECT_DIR, rules_file: Path | None = None) -> dict[Path, str]:
+def generate(project_dir: Path | None = None, rules_file: Path | None = None) -> dict[Path, str]:
     """path -> text of every generated model, from the rules file (default: the project's)."""
+    project_dir = project_dir or PROJECT_DIR
     variables = dbt_vars(project_dir)
     rules = load_rules(rules_file or project_dir / RULES_NAME)
     catalog = Catalog(tags=tuple(r.name for r in rules))
@@ -539,7 +541,7 @@ def generate(project_dir: Path = PROJECT_DIR, rules_file: Path | None = None) ->
     }
 
 
-def build(project_dir: Path = PROJECT_DIR, rules_file: Path | None = None) -> list[Path]:
+def build(project_dir: Path | None = None, rules_file: Path | None = None) -> list[Path]:
     """Write the generated models; returns those whose text changed."""
     changed = []
     for path, text in generate(project_dir, rules_file).items():
@@ -549,7 +551,7 @@ def build(project_dir: Path = PROJECT_DIR, rules_file: Path | None = None) -> li
     return changed
 
 
-def stale(project_dir: Path = PROJECT_DIR, rules_file: Path | None = None) -> list[Path]:
+def stale(project_dir: Path | None = None, rules_file: Path | None = None) -> list[Path]:
     """The generated models that differ from what the rules file generates (missing ones too)."""
     return [
         path
@@ -573,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     if outdated:
-        names = ", ".join(str(p.relative_to(PROJECT_DIR.parent)) for p in outdated)
+        names = ", ".join(display_name(p, PROJECT_DIR.parent) for p in outdated)
         print(f"stale generated tag models: {names}; run `{BUILD_COMMAND}`", file=sys.stderr)
         return 1
     print("generated tag models are current")

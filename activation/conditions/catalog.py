@@ -177,6 +177,8 @@ def rule_tags() -> tuple[str, ...]:
     from activation.tags import rule_names  # activation.tags compiles with this package
 
     return rule_names()
+
+
 # channel -> the dim_customers column holding "the latest consent event for it granted consent"
 CONSENT_COLUMNS = MappingProxyType({"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"})
 # The documented behaviour event types (README, landing contract); extend with `with_event_types`.
