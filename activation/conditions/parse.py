@@ -372,7 +372,7 @@ def _event(raw: Any, loc: Loc) -> Condition:
         follow = raw["not_followed_by"]
         if follow not in FOLLOW_UPS:
             raise loc.key("not_followed_by").error(
-                f"not_followed_by takes: {known(FOLLOW_UPS)} (got {_show(follow)})"
+                f"not_followed_by takes: {', '.join(FOLLOW_UPS)} (got {_show(follow)})"
             )
     return Event(
         types=_names(raw["type"], loc.key("type"), "event type"),
