@@ -343,18 +343,19 @@ def _rule_sql(rule: TagRule, catalog: Catalog, ctx: CompileContext, variables: M
         joined += "\n    left join {{ ref('customer_lifecycle') }} as lc on c.customer_id = lc.customer_id"
     if joins.scores:
         joined += f"\n    left join {_latest_scores(catalog)} as sc on c.customer_id = sc.customer_id"
-    reason = " || ".join(
-        sql if kind == "text" else f"{rule.name}__matched.reason_{i}" if kind == "field" else sql
-        for i, (kind, sql) in enumerate(pieces)
-    )
+    reason = " || ".join(f"reason_{i}" if kind == "field" else sql for i, (kind, sql) in enumerate(pieces))
     expiry = ""
     if rule.expires_after_days is not None:
         limit = _expiry_sql(rule, variables)
         expiry = f"\n    where {{{{ days_between('tagged_at', as_of_date()) }}}} <= {limit}"
     return (
         f"-- {rule.name}: {rule.description}\n"
-        f"{rule.name}__matched as (\n    select\n{matched_cols}\n"
-        f"    from {{{{ ref('dim_customers') }}}} as c{joined}\n    where {condition}\n),\n\n"
+        f"{rule.name}__matched as (\n"
+        "    -- compiled conditions are one line each (docs/audiences.md, How it compiles)\n"
+        "    -- noqa: disable=AL01,LT14\n"
+        f"    select\n{matched_cols}\n"
+        f"    from {{{{ ref('dim_customers') }}}} as c{joined}\n"
+        f"    where {condition}\n    -- noqa: enable=all\n),\n\n"
         f"{rule.name} as (\n    select\n        customer_id,\n        {dbt_literal(rule.name)} as tag,\n"
         f"        tagged_at,\n        {reason or dbt_literal(rule.description)} as reason\n"
         f"    from {rule.name}__matched{expiry}\n)"
@@ -471,9 +472,9 @@ def _placeholder(
             f"{{{token}}}: unknown scope {scope!r} (use var., lifecycle. or score., or an attribute)"
         )
     if name == "tagged_at":
-        return "late", _formatted(f"{rule}__matched.tagged_at", TIMESTAMP, fmt_or_none, at, field)
+        return "late", _formatted("tagged_at", TIMESTAMP, fmt_or_none, at, field)
     if name == "days_since_tagged":
-        return "late", f"cast({{{{ days_between('{rule}__matched.tagged_at', as_of_date()) }}}} as varchar)"
+        return "late", "cast({{ days_between('tagged_at', as_of_date()) }} as varchar)"
     column = catalog.attributes.get(name)
     if column is None:
         names = [
@@ -505,7 +506,7 @@ def _health_model(rules: Sequence[TagRule]) -> str:
     )
     return _header("tag_health: one row per tag rule, even when no customer has the tag.") + (
         "with definitions as (\n"
-        "    select tag, description, needs_scores\n"
+        "    select rules.tag, rules.description, rules.needs_scores\n"
         f"    from (\n        values\n{values}\n    ) as rules (tag, description, needs_scores)\n"
         "),\n\n"
         "counts as (\n"

@@ -5,6 +5,8 @@ with
 
 -- vip: Top spenders
 vip__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
@@ -12,6 +14,7 @@ vip__matched as (
         cast(round(100 * {{ var('tag_vip_top_share') }}, 1) as varchar) as reason_3
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from (select v2.customer_id, percent_rank() over (order by v2.revenue desc) as share_rank from {{ ref('dim_customers') }} v2 where v2.revenue is not null and exists (select 1 from {{ ref('dim_customers') }} r3 where r3.customer_id = v2.customer_id and r3.is_buyer = true)) r1 where r1.customer_id = c.customer_id and r1.share_rank < {{ var('tag_vip_top_share') }})
+    -- noqa: enable=all
 ),
 
 vip as (
@@ -19,12 +22,14 @@ vip as (
         customer_id,
         'vip' as tag,
         tagged_at,
-        'revenue ' || vip__matched.reason_1 || ' is in the top ' || vip__matched.reason_3 || '% of buyers' as reason
+        'revenue ' || reason_1 || ' is in the top ' || reason_3 || '% of buyers' as reason
     from vip__matched
 ),
 
 -- high_potential: Young customers with large baskets
 high_potential__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
@@ -34,6 +39,7 @@ high_potential__matched as (
         cast(round(100 * {{ var('tag_high_potential_top_aov_share') }}, 1) as varchar) as reason_6
     from {{ ref('dim_customers') }} as c
     where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count <= {{ var('tag_high_potential_max_orders') }}) and exists (select 1 from {{ ref('dim_customers') }} r2 where r2.customer_id = c.customer_id and r2.first_order_at >= cast({{ dbt.dateadd('day', -(var('tag_high_potential_recent_days') | int), as_of_date()) }} as timestamp) and r2.first_order_at < {{ as_of_cutoff() }}) and exists (select 1 from (select v4.customer_id, percent_rank() over (order by v4.average_order_value desc) as share_rank from {{ ref('dim_customers') }} v4 where v4.average_order_value is not null and exists (select 1 from {{ ref('dim_customers') }} r5 where r5.customer_id = v4.customer_id and r5.is_buyer = true)) r3 where r3.customer_id = c.customer_id and r3.share_rank < {{ var('tag_high_potential_top_aov_share') }}))
+    -- noqa: enable=all
 ),
 
 high_potential as (
@@ -41,17 +47,20 @@ high_potential as (
         customer_id,
         'high_potential' as tag,
         tagged_at,
-        high_potential__matched.reason_0 || ' order(s) since ' || high_potential__matched.reason_2 || ', average order value ' || high_potential__matched.reason_4 || ' in the top ' || high_potential__matched.reason_6 || '%' as reason
+        reason_0 || ' order(s) since ' || reason_2 || ', average order value ' || reason_4 || ' in the top ' || reason_6 || '%' as reason
     from high_potential__matched
 ),
 
 -- new_signup: Recently signed up
 new_signup__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         coalesce(c.signed_up_at, cast({{ as_of_date() }} as timestamp)) as tagged_at
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.signed_up_at is not null)
+    -- noqa: enable=all
 ),
 
 new_signup as (
@@ -59,13 +68,15 @@ new_signup as (
         customer_id,
         'new_signup' as tag,
         tagged_at,
-        'signed up ' || cast({{ days_between('new_signup__matched.tagged_at', as_of_date()) }} as varchar) || ' day(s) ago' as reason
+        'signed up ' || cast({{ days_between('tagged_at', as_of_date()) }} as varchar) || ' day(s) ago' as reason
     from new_signup__matched
     where {{ days_between('tagged_at', as_of_date()) }} <= {{ var('tag_new_signup_days') }}
 ),
 
 -- dormant: No purchase for a long time
 dormant__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         coalesce(cast(lc.stage_entered_on as timestamp), cast({{ as_of_date() }} as timestamp)) as tagged_at,
@@ -73,6 +84,7 @@ dormant__matched as (
     from {{ ref('dim_customers') }} as c
     left join {{ ref('customer_lifecycle') }} as lc on c.customer_id = lc.customer_id
     where exists (select 1 from {{ ref('customer_lifecycle') }} r1 where r1.customer_id = c.customer_id and r1.lifecycle_stage = 'churned')
+    -- noqa: enable=all
 ),
 
 dormant as (
@@ -80,12 +92,14 @@ dormant as (
         customer_id,
         'dormant' as tag,
         tagged_at,
-        'no purchase for ' || dormant__matched.reason_1 || ' days' as reason
+        'no purchase for ' || reason_1 || ' days' as reason
     from dormant__matched
 ),
 
 -- at_risk: Slipping away
 at_risk__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         coalesce(cast(lc.stage_entered_on as timestamp), cast({{ as_of_date() }} as timestamp)) as tagged_at,
@@ -93,6 +107,7 @@ at_risk__matched as (
     from {{ ref('dim_customers') }} as c
     left join {{ ref('customer_lifecycle') }} as lc on c.customer_id = lc.customer_id
     where exists (select 1 from {{ ref('customer_lifecycle') }} r1 where r1.customer_id = c.customer_id and r1.lifecycle_stage = 'at_risk')
+    -- noqa: enable=all
 ),
 
 at_risk as (
@@ -100,12 +115,14 @@ at_risk as (
         customer_id,
         'at_risk' as tag,
         tagged_at,
-        'no purchase for ' || at_risk__matched.reason_1 || ' days' as reason
+        'no purchase for ' || reason_1 || ' days' as reason
     from at_risk__matched
 ),
 
 -- price_sensitive: Buys mostly with coupons
 price_sensitive__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
@@ -113,6 +130,7 @@ price_sensitive__matched as (
         cast(c.order_count as varchar) as reason_2
     from {{ ref('dim_customers') }} as c
     where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count >= {{ var('tag_price_sensitive_min_orders') }}) and coalesce((select cast(sum(case when coalesce(o2.used_coupon = true, false) then 1 else 0 end) as double precision) / nullif(count(*), 0) from {{ ref('int_orders_resolved') }} o2 where o2.customer_id = c.customer_id and o2.is_purchase and o2.ordered_at < {{ as_of_cutoff() }}) >= {{ var('tag_price_sensitive_coupon_share') }}, false))
+    -- noqa: enable=all
 ),
 
 price_sensitive as (
@@ -120,17 +138,20 @@ price_sensitive as (
         customer_id,
         'price_sensitive' as tag,
         tagged_at,
-        price_sensitive__matched.reason_0 || ' of ' || price_sensitive__matched.reason_2 || ' orders with a coupon' as reason
+        reason_0 || ' of ' || reason_2 || ' orders with a coupon' as reason
     from price_sensitive__matched
 ),
 
 -- cart_abandoner: Left a cart or checkout
 cart_abandoner__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         coalesce((select max(e1.occurred_at) from {{ ref('int_events_stitched') }} e1 where e1.customer_id = c.customer_id and e1.event_type in ('add_to_cart', 'checkout_started') and e1.occurred_at >= cast({{ dbt.dateadd('day', -(var('tag_cart_abandon_days') | int), as_of_cutoff()) }} as timestamp) and e1.occurred_at < {{ as_of_cutoff() }}), cast({{ as_of_date() }} as timestamp)) as tagged_at
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from {{ ref('int_events_stitched') }} e1 where e1.customer_id = c.customer_id and e1.event_type in ('add_to_cart', 'checkout_started') and e1.occurred_at >= cast({{ dbt.dateadd('day', -(var('tag_cart_abandon_days') | int), as_of_cutoff()) }} as timestamp) and e1.occurred_at < {{ as_of_cutoff() }} and not exists (select 1 from {{ ref('int_orders_resolved') }} o2 where o2.customer_id = e1.customer_id and o2.ordered_at >= e1.occurred_at and o2.ordered_at < {{ as_of_cutoff() }}))
+    -- noqa: enable=all
 ),
 
 cart_abandoner as (
@@ -138,18 +159,21 @@ cart_abandoner as (
         customer_id,
         'cart_abandoner' as tag,
         tagged_at,
-        'cart activity on ' || cast(cast(cart_abandoner__matched.tagged_at as date) as varchar) || ' and no order since' as reason
+        'cart activity on ' || cast(cast(tagged_at as date) as varchar) || ' and no order since' as reason
     from cart_abandoner__matched
 ),
 
 -- one_time_buyer: Bought exactly once
 one_time_buyer__matched as (
+    -- compiled conditions are one line each (docs/audiences.md, How it compiles)
+    -- noqa: disable=AL01,LT14
     select
         c.customer_id,
         coalesce(c.first_order_at, cast({{ as_of_date() }} as timestamp)) as tagged_at,
         cast(cast(c.first_order_at as date) as varchar) as reason_1
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count = 1)
+    -- noqa: enable=all
 ),
 
 one_time_buyer as (
@@ -157,7 +181,7 @@ one_time_buyer as (
         customer_id,
         'one_time_buyer' as tag,
         tagged_at,
-        'one purchase, on ' || one_time_buyer__matched.reason_1 as reason
+        'one purchase, on ' || reason_1 as reason
     from one_time_buyer__matched
 ),
 

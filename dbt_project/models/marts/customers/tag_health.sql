@@ -2,7 +2,7 @@
 -- Generated from dbt_project/tags.yml: do not edit. Change the rules there, then run
 -- `python -m activation.tags build` (make test fails while this file is stale).
 with definitions as (
-    select tag, description, needs_scores
+    select rules.tag, rules.description, rules.needs_scores
     from (
         values
         ('vip', 'Top spenders', false),
