@@ -24,10 +24,8 @@ import pytest
 import yaml
 
 from activation import tags
-from orchestration.landing.loader import load_landing_zone
-from orchestration.manifest import dbt_executable
 from tests.dbt.test_customer_marts import AS_OF, VARS, write_landing_zone
-from tests.helpers import Warehouse
+from tests.helpers import Warehouse, dbt_executable, load_landing_zone  # wherever the project keeps them
 
 pytestmark = pytest.mark.slow
 
