@@ -16,7 +16,7 @@ and unsubscribe tokens (revoking any customer's consent). Generate one with
     python -c "import secrets; print(secrets.token_hex(32))"
 
 `tideline demo` and `tideline run` with the local destinations generate one per Tideline home
-(orchestration.local_destinations.demo_secrets); everything else must have it configured.
+(tideline.demo.local.demo_secrets); everything else must have it configured.
 """
 
 from __future__ import annotations

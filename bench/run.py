@@ -32,7 +32,7 @@ def _peak_mb() -> dict[str, float]:
 
 
 def phase_generate(out: Path, customers: int) -> dict:
-    from orchestration.demo_data import generate_demo_data
+    from tideline.demo.data import generate_demo_data
 
     started = time.monotonic()
     summary = generate_demo_data(out, customers=customers)
@@ -49,8 +49,8 @@ def phase_generate(out: Path, customers: int) -> dict:
 def phase_pipeline(raw: Path, home: Path, as_of: str) -> dict:
     import duckdb
 
-    from orchestration.cli import run_pipeline
-    from orchestration.settings import Settings
+    from tideline.cli import run_pipeline
+    from tideline.settings import Settings
 
     settings = Settings(home=home, warehouse=home / "warehouse.duckdb", raw_dir=raw, as_of=as_of)
     started = time.monotonic()

@@ -5,7 +5,7 @@ and the same table to the same endpoint with drt (an open-source reverse-ETL too
     python -m bench.sync --rows 200000
 
 The segment is `customer_id, email, first_name, score` (score a DOUBLE). The endpoint is
-activation.sinks.http_sink in its own process, lean (counts records, keeps no bodies), with
+tideline.demo.sinks.http_sink in its own process, lean (counts records, keeps no bodies), with
 no signature check so drt (which cannot sign) and Tideline face the same server; it answers
 each batch with per-record results. Measured, each in its own process so the peak resident
 memory is the sync's own:
@@ -50,7 +50,7 @@ def sink_process() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "activation.sinks.http_sink", "--lean", "--port", str(port)],
+        [sys.executable, "-m", "tideline.demo.sinks.http_sink", "--lean", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import yaml
 
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
 from orchestration.resources import PipelineSettings, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.settings import DBT_PROJECT_DIR
 
 REMOVAL_EFFECTS_KEY = dg.AssetKey(["ml", "channel_removal_effects"])
 TOUCHPOINTS_KEY = dg.AssetKey(["marts", "fct_touchpoints"])

@@ -31,7 +31,7 @@ from dagster_dbt import (
 from orchestration.console import ANSI, progress_message
 from orchestration.metadata import table_metadata
 from orchestration.resources import PipelineSettings, RunLog, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.settings import DBT_PROJECT_DIR
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` / `make ui` rebuild the manifest when models change; elsewhere it is

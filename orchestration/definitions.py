@@ -20,10 +20,9 @@ from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.console import CONSOLE_LOGGER, tideline_console
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
-from orchestration.landing.assets import landing_zone
-from orchestration.manifest import dbt_executable
+from orchestration.landing import landing_zone
 from orchestration.ml import ml_assets
-from orchestration.report_assets import ReportSettings, campaign_report
+from orchestration.report import ReportSettings, campaign_report
 from orchestration.resources import (
     ActivationSettings,
     MLSettings,
@@ -39,7 +38,8 @@ from orchestration.schedules import (
     weekly_retrain,
 )
 from orchestration.serving import ServingSettings, bi_warehouse_asset
-from orchestration.settings import Settings
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

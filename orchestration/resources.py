@@ -74,6 +74,7 @@ def connect_waiting(
                 told = True
             time.sleep(min(0.5, remaining))
 
+
 from activation.warehouse import DuckDBLimits
 
 

@@ -23,7 +23,7 @@ from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origin_from_module_name
 
-from orchestration.settings import REPO_ROOT, Settings
+from tideline.settings import REPO_ROOT, Settings
 
 LOCATION_MODULE = "orchestration.definitions"  # also the code location's name in `dagster dev -m`
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.landing.loader import load_landing_zone
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.dbt_manifest import dbt_executable
+from tideline.landing.loader import load_landing_zone
+from tideline.settings import DBT_PROJECT_DIR
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:

@@ -34,8 +34,8 @@ import pytest
 
 from activation.ledger import ensure_schema
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
-from orchestration.settings import DBT_PROJECT_DIR
 from tests.helpers import Warehouse, build_warehouse, dbt_build, write_csv, write_jsonl
+from tideline.settings import DBT_PROJECT_DIR
 
 AS_OF = "2025-06-30"
 M1, M2, M3, M4 = (str(uuid.UUID(int=i)) for i in (1, 2, 3, 4))

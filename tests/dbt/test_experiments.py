@@ -41,9 +41,9 @@ import pytest
 from scipy.stats import binomtest, chi2_contingency, norm
 from scipy.stats.contingency import relative_risk
 
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
 from tests.integration.postgres import postgres_dsn  # noqa: F401
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import DBT_PROJECT_DIR
 
 AS_OF = "2026-03-10"
 SENT_AT = "2026-03-02 09:00:00"

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 
 from orchestration.definitions import build_definitions
-from orchestration.local_destinations import local_destinations
-from orchestration.settings import Settings
 from tests.helpers import write_csv
+from tideline.demo.local import local_destinations
+from tideline.settings import Settings
 
 
 def _settings(tmp_path: Path, raw: Path, as_of: str = "2025-06-30") -> Settings:

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from orchestration.definitions import build_definitions
-from orchestration.demo_data import generate_demo_data
-from orchestration.local_destinations import environment, local_destinations
-from orchestration.settings import Settings
+from tideline.demo.data import generate_demo_data
+from tideline.demo.local import environment, local_destinations
+from tideline.settings import Settings
 
 pytestmark = pytest.mark.slow  # the module's fixture builds and runs the whole pipeline
 

@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from activation.sinks.http_sink import HttpSink
 from orchestration.alerts import PERFORMANCE_KEY, campaign_performance_alerts
 from orchestration.resources import ActivationSettings, WarehouseResource
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "alert-s3cret"
 DAY = dt.date(2026, 3, 10)
@@ -236,7 +236,7 @@ def test_an_unreachable_secret_reports_the_alert_as_not_sent_and_retries_next_ti
 
 def test_the_jobs_that_build_the_mart_run_the_alert_checks(tmp_path: Path) -> None:
     from orchestration.definitions import build_definitions
-    from orchestration.settings import Settings
+    from tideline.settings import Settings
 
     defs = build_definitions(
         Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="")

@@ -26,11 +26,11 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
 from activation.ledger import due_deferrals
-from activation.sinks.http_sink import HttpSink
 from orchestration.activation import _sync_asset, deferred_messages_sensor
 from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
 from tests.conftest import TEST_TRACKING_SECRET
 from tests.integration.test_receiver import Receiver
+from tideline.demo.sinks.http_sink import HttpSink
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)  # UTC: 21:00 in Tokyo (quiet), 12:00 in London, 07:00 in New York
 POLICIES = PolicyConfig(quiet_hours_start=21, quiet_hours_end=8)
@@ -208,7 +208,11 @@ def test_unsubscribes_through_the_receiver_stop_the_deferred_rerun(
         con.close()
         assert sorted(keys) == CAMPAIGN_CUSTOMERS
 
-        receiver = Receiver(raw, tracking_secret=TRACKING_SECRET, webhook_secret="unused-webhook-secret-for-this-test-0123456789")
+        receiver = Receiver(
+            raw,
+            tracking_secret=TRACKING_SECRET,
+            webhook_secret="unused-webhook-secret-for-this-test-0123456789",
+        )
         try:
             for customer in UNSUBSCRIBERS:
                 _unsubscribe(receiver, keys[customer], customer)

@@ -18,12 +18,12 @@ from activation.destinations.base import OutboundRecord, SyncContext
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import WebhookDestination
 from activation.ledger import SCHEMA, ensure_schema
-from activation.sinks.http_sink import HttpSink
-from activation.sinks.smtp_sink import SmtpSink
-from orchestration.demo_audience import PROXY_UA, run_audience
-from orchestration.demo_shop import DemoShop
-from orchestration.landing.loader import load_landing_zone
-from orchestration.local_destinations import running_receiver
+from tideline.demo.audience import PROXY_UA, run_audience
+from tideline.demo.local import running_receiver
+from tideline.demo.shop import DemoShop
+from tideline.demo.sinks.http_sink import HttpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
+from tideline.landing.loader import load_landing_zone
 
 CAMPAIGN = "win_back_2026q4"
 N_EMAIL, N_HOLDOUT, N_SMS = 300, 40, 60

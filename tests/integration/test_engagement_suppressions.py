@@ -27,9 +27,9 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDestination, sign
 from activation.engine import SyncEngine
 from activation.ledger import suppress
-from activation.sinks.http_sink import HttpSink
 from tests.helpers import build_warehouse, write_csv
 from tests.integration.test_receiver import Receiver
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "sink-secret"
 HOOK_SECRET = "engagement-test-webhook-secret-0123456789"  # >= 32 bytes (activation.tokens)

@@ -25,8 +25,8 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import WebhookDestination, sign
 from activation.engine import SyncEngine
-from activation.sinks.http_sink import HttpSink
-from activation.sinks.smtp_sink import SmtpSink
+from tideline.demo.sinks.http_sink import HttpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)
 ALL_DAY = PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)
@@ -169,7 +169,7 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
     """A gateway that cannot be asked: its delivery webhooks, appended to the landing zone by the
     engagement receiver, confirm some unknown messages. The others stay unknown, are counted as
     outstanding, and are never resent until a person settles them."""
-    from orchestration.local_destinations import running_receiver
+    from tideline.demo.local import running_receiver
 
     monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", RECEIVER_WEBHOOK_SECRET)
     landing = tmp_path / "landing"

@@ -13,7 +13,7 @@ import pytest
 from activation import tokens
 from activation.config import load_config
 from activation.destinations import ConfigError, create
-from orchestration.local_destinations import local_destinations
+from tideline.demo.local import local_destinations
 
 EMAIL = {
     "type": "smtp",

@@ -11,7 +11,10 @@ import duckdb
 import pytest
 from plotly.offline import get_plotlyjs
 
-from orchestration.report import (
+from orchestration.report import REPORT_KEY, ReportSettings, campaign_report
+from orchestration.resources import PipelineSettings, WarehouseResource
+from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
+from tideline.reporting.report import (
     Marts,
     build_campaign_report,
     experiment_section,
@@ -20,9 +23,6 @@ from orchestration.report import (
     fmt_pct,
     fmt_pp,
 )
-from orchestration.report_assets import REPORT_KEY, ReportSettings, campaign_report
-from orchestration.resources import PipelineSettings, WarehouseResource
-from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
 
 SECTIONS = [
     "Lifecycle stage flow",
@@ -255,7 +255,7 @@ def test_the_asset_links_the_report_from_its_metadata(tmp_path: Path) -> None:
 
 def test_the_code_location_writes_reports_under_tideline_home(tmp_path: Path) -> None:
     from orchestration.definitions import build_definitions
-    from orchestration.settings import Settings
+    from tideline.settings import Settings
 
     settings = Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="2026-03-02")
     defs = build_definitions(settings)

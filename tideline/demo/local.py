@@ -32,8 +32,8 @@ SECRET_NAMES = ("TIDELINE_TRACKING_SECRET", "TIDELINE_RECEIVER_WEBHOOK_SECRET")
 
 @contextmanager
 def local_destinations(home: Path) -> Iterator[dict[str, str]]:
-    from activation.sinks.http_sink import HttpSink
-    from activation.sinks.smtp_sink import SmtpSink
+    from tideline.demo.sinks.http_sink import HttpSink
+    from tideline.demo.sinks.smtp_sink import SmtpSink
 
     outbox = home / "outbox"
     (outbox / "email").mkdir(parents=True, exist_ok=True)

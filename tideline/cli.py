@@ -23,7 +23,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from orchestration.settings import (
+from tideline.settings import (
     DEFAULT_HOME,
     DEFAULT_WAREHOUSE_NAME,
     REPO_ROOT,
@@ -72,7 +72,7 @@ def run_pipeline(settings: Settings, verbose: bool = False) -> bool:
     if not _warehouse_free(settings):
         return False
 
-    from orchestration.manifest import parse_dbt_project
+    from tideline.dbt_manifest import parse_dbt_project
 
     parse_dbt_project()
     import dagster as dg
@@ -123,7 +123,7 @@ def _warehouse_free(settings: Settings) -> bool:
 
 
 def _print_summary(settings: Settings, read_from: Path | None = None, note: str = "") -> None:
-    from orchestration.summary import build_summary
+    from tideline.reporting.summary import build_summary
 
     summary = build_summary(
         settings.warehouse,
@@ -151,7 +151,7 @@ def _ui_command(settings: Settings) -> str:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from orchestration.demo_data import generate_demo_data
+    from tideline.demo.data import generate_demo_data
 
     end = dt.date.fromisoformat(args.end_date) if args.end_date else None
     summary = generate_demo_data(
@@ -197,7 +197,7 @@ def _run_with_destinations(settings: Settings, local: bool | None, verbose: bool
         local = not os.environ.get("TIDELINE_ACTIVATION_CONFIG")
     if not local:
         return run_pipeline(settings, verbose)
-    from orchestration.local_destinations import local_destinations
+    from tideline.demo.local import local_destinations
 
     with local_destinations(settings.state_dir) as where:
         print(
@@ -214,7 +214,7 @@ LIVE_FILES = ("engagement", "events/shop", "commerce/orders/shop", "crm/consents
 
 def _generate_demo(raw: Path, params: dict, end_date: dt.date) -> dict:
     """(Re)generate the demo landing zone, carrying the demo loop's own files over."""
-    from orchestration.demo_data import generate_demo_data
+    from tideline.demo.data import generate_demo_data
 
     stash = raw.parent / "live-carry"
     if stash.exists():
@@ -248,9 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The demo loop: demo data up to yesterday (UTC), then as of today: run the pipeline (it sends),
     let the simulated audience open, click, unsubscribe and buy through the receiver and the demo
     shop, run the pipeline again (it loads what came back) and print the summary."""
-    from orchestration.demo_audience import run_audience
-    from orchestration.demo_shop import DemoShop
-    from orchestration.local_destinations import demo_secrets, environment, running_receiver
+    from tideline.demo.audience import run_audience
+    from tideline.demo.local import demo_secrets, environment, running_receiver
+    from tideline.demo.shop import DemoShop
 
     base = Settings.from_env()
     raw = base.home / "demo" / "raw"
@@ -337,7 +337,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not args.raw_dir and not os.environ.get("TIDELINE_RAW_DIR"):
         settings = settings.remembered()
     instance_dir = _prepare_dagster_home(settings)
-    from orchestration.manifest import parse_dbt_project
+    from tideline.dbt_manifest import parse_dbt_project
 
     parse_dbt_project()
     env = {

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.landing import encoding
-from orchestration.landing.contract import ENTITIES, FILE_FORMATS, Entity
+from tideline.landing import encoding
+from tideline.landing.contract import ENTITIES, FILE_FORMATS, Entity
 
 log = logging.getLogger(__name__)
 

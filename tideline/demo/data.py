@@ -1,6 +1,6 @@
 """Synthetic, realistic demo data for Tideline's landing zone, plus the ground truth behind it.
 
-``generate_demo_data`` writes every landing-zone entity of ``orchestration.landing.contract`` under
+``generate_demo_data`` writes every landing-zone entity of ``tideline.landing.contract`` under
 ``out_dir`` (CSV for the CRM and the catalogue, month-partitioned Parquet for orders and order items,
 month-partitioned JSON Lines for events) and the ground truth under ``out_dir / "_truth"``.
 
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from orchestration.landing.contract import CONSENTS, CONTACTS, EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS
+from tideline.landing.contract import CONSENTS, CONTACTS, EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS
 
 DEFAULT_END_DATE = dt.date(2026, 10, 31)
 FUTURE_DAYS = 90
