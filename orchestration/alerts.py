@@ -17,10 +17,10 @@ import dagster as dg
 import pandas as pd
 
 from activation.alerts import CHECKS, MART, Alert, SendReport, evaluate, notify, read_performance
-from activation.config import load_config
-from orchestration.resources import ActivationSettings, WarehouseResource
+from orchestration.dbt import model_key
+from orchestration.resources import ActivationConfigResource, WarehouseResource
 
-PERFORMANCE_KEY = dg.AssetKey(["marts", "fct_campaign_performance"])
+PERFORMANCE_KEY = model_key("fct_campaign_performance")
 CHECK_NAMES = {check: f"{check}_alert" for check in CHECKS}
 DESCRIPTIONS = {
     "delivery_failure_rate": "Delivery failure rate ((failed + bounced) / (sent + failed)) above the limit.",
@@ -74,9 +74,11 @@ def _results(description: str, passed: bool = True) -> Iterator[dg.AssetCheckRes
     pool="warehouse",
 )
 def campaign_performance_alerts(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, activation: ActivationSettings
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    activation: ActivationConfigResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    config = load_config(activation.config_path or None)
+    config = activation.config()
     if not Path(warehouse.path).exists():
         yield from _results(f"no data: the warehouse {warehouse.path} does not exist yet")
         return

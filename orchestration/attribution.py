@@ -11,12 +11,13 @@ import dagster as dg
 import yaml
 
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
+from orchestration.dbt import model_key
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tideline.settings import DBT_PROJECT_DIR
 
 REMOVAL_EFFECTS_KEY = dg.AssetKey(["ml", "channel_removal_effects"])
-TOUCHPOINTS_KEY = dg.AssetKey(["marts", "fct_touchpoints"])
-ORDERS_KEY = dg.AssetKey(["intermediate", "int_orders_resolved"])
+TOUCHPOINTS_KEY = model_key("fct_touchpoints")
+ORDERS_KEY = model_key("int_orders_resolved")
 
 
 def lookback_days() -> int:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.dbt import model_key
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tideline.reporting.report import DEFAULT_ROI_MODEL, MARTS, build_campaign_report
 
@@ -17,7 +18,7 @@ class ReportSettings(dg.ConfigurableResource):
 
 @dg.asset(
     key=REPORT_KEY,
-    deps=[dg.AssetKey(["marts", name]) for name in MARTS],
+    deps=[model_key(name) for name in MARTS],
     group_name="reports",
     kinds={"html"},
     pool="warehouse",  # reads the DuckDB file, which allows no reader while dbt writes

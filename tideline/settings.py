@@ -1,11 +1,20 @@
-"""Where things live: paths and the as-of date, from environment variables with safe local defaults.
+"""Where things live and how a run is configured: one Settings, resolved once from the environment.
 
-TIDELINE_HOME               folder for everything generated (default: <repo>/.tideline)
-TIDELINE_WAREHOUSE          DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)
-TIDELINE_RAW_DIR            landing zone (default: $TIDELINE_HOME/demo/raw)
-TIDELINE_AS_OF              as-of date YYYY-MM-DD (default: a demo landing zone's as-of day, else today)
-TIDELINE_LOCK_WAIT_SECONDS  how long a run waits for another process to release the warehouse (60)
-DAGSTER_HOME                when set, the Dagster instance every warehouse's runs share
+`Settings.from_env(env)` reads a mapping, never os.environ itself: the entry points (the CLI,
+tideline/cli.py, and the Dagster code location, orchestration/definitions.py) hand it theirs, and
+everything downstream gets typed values (Dagster resources, function arguments).
+
+TIDELINE_HOME                 folder for everything generated (default: <repo>/.tideline)
+TIDELINE_WAREHOUSE            DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)
+TIDELINE_RAW_DIR              landing zone (default: $TIDELINE_HOME/demo/raw)
+TIDELINE_AS_OF                as-of date YYYY-MM-DD (default: today; the demo passes its own)
+TIDELINE_LOCK_WAIT_SECONDS    how long a run waits for another process to release the warehouse (60)
+TIDELINE_ACTIVATION_CONFIG    the activation config (default: config/activation.yml)
+TIDELINE_LOCAL_DESTINATIONS   1 when the local destinations of the default config run (set by the CLI for
+                              the Dagster UI it starts): the sandbox secrets come from the state folder
+TIDELINE_DUCKDB_MEMORY_LIMIT, TIDELINE_DUCKDB_THREADS, TIDELINE_DUCKDB_TEMP_DIR
+                              DuckDB's limits while a sync runs (activation/warehouse.py has the defaults)
+DAGSTER_HOME                  when set, the Dagster instance every warehouse's runs share
 
 Runs are separate: everything a run generates about a warehouse (trained models, reports, the
 local destinations' outbox, the Dagster instance with its run history, run logs and the BI copy)
@@ -20,13 +29,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DBT_PROJECT_DIR = Path(os.environ.get("TIDELINE_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"))
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_HOME = (REPO_ROOT / ".tideline").resolve()
 DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"
 DEFAULT_LOCK_WAIT_SECONDS = 60.0
@@ -45,21 +54,31 @@ class Settings:
     as_of: str  # "" means today
     dagster_home: Path | None = None  # an explicitly shared Dagster instance ($DAGSTER_HOME)
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    activation_config: str = ""  # '' = config/activation.yml
+    local_destinations: bool = False  # the local destinations run: sandbox secrets from secrets_path
+    duckdb_memory_limit: str = ""  # '' = activation/warehouse.py's default (also threads 0, temp dir '')
+    duckdb_threads: int = 0
+    duckdb_temp_dir: str = ""
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(os.environ.get("TIDELINE_HOME", DEFAULT_HOME)).resolve()
-        warehouse = Path(os.environ.get("TIDELINE_WAREHOUSE", home / DEFAULT_WAREHOUSE_NAME)).resolve()
-        raw_dir = Path(os.environ.get("TIDELINE_RAW_DIR", home / "demo" / "raw")).resolve()
-        as_of = validate_as_of(os.environ.get("TIDELINE_AS_OF", "")) or demo_as_of(raw_dir)
-        dagster_home = os.environ.get("DAGSTER_HOME")
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from `env` (an entry point's environment), with the defaults above."""
+        home = Path(env.get("TIDELINE_HOME") or DEFAULT_HOME).resolve()
+        warehouse = Path(env.get("TIDELINE_WAREHOUSE") or home / DEFAULT_WAREHOUSE_NAME).resolve()
+        raw_dir = Path(env.get("TIDELINE_RAW_DIR") or home / "demo" / "raw").resolve()
+        dagster_home = env.get("DAGSTER_HOME")
         return cls(
             home=home,
             warehouse=warehouse,
             raw_dir=raw_dir,
-            as_of=as_of,
+            as_of=validate_as_of(env.get("TIDELINE_AS_OF", "")),
             dagster_home=Path(dagster_home).resolve() if dagster_home else None,
-            lock_wait_seconds=lock_wait_seconds(os.environ.get("TIDELINE_LOCK_WAIT_SECONDS")),
+            lock_wait_seconds=lock_wait_seconds(env.get("TIDELINE_LOCK_WAIT_SECONDS")),
+            activation_config=env.get("TIDELINE_ACTIVATION_CONFIG", "").strip(),
+            local_destinations=env.get("TIDELINE_LOCAL_DESTINATIONS", "") == "1",
+            duckdb_memory_limit=env.get("TIDELINE_DUCKDB_MEMORY_LIMIT", "").strip(),
+            duckdb_threads=whole_number("TIDELINE_DUCKDB_THREADS", env.get("TIDELINE_DUCKDB_THREADS")),
+            duckdb_temp_dir=env.get("TIDELINE_DUCKDB_TEMP_DIR", "").strip(),
         )
 
     @property
@@ -84,6 +103,11 @@ class Settings:
         return self.state_dir / "logs"
 
     @property
+    def secrets_path(self) -> Path:
+        """The sandbox secrets of the local destinations (tideline/demo/local.py writes them, mode 0600)."""
+        return self.state_dir / "secrets.json"
+
+    @property
     def bi_path(self) -> Path:
         """The read-only copy BI tools open: republished after every successful pipeline run."""
         return self.state_dir / "bi" / self.warehouse.name
@@ -105,12 +129,24 @@ class Settings:
             TAG_AS_OF: self.as_of or TODAY,
         }
 
-    def export(self) -> None:
-        """Publish these settings to the environment, where dbt's profile and child processes read them."""
-        os.environ["TIDELINE_HOME"] = str(self.home)
-        os.environ["TIDELINE_WAREHOUSE"] = str(self.warehouse)
-        os.environ["TIDELINE_RAW_DIR"] = str(self.raw_dir)
-        os.environ["TIDELINE_AS_OF"] = self.as_of
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads: for a child process the CLI
+        starts (the Dagster UI), so it resolves the same settings."""
+        env = {
+            "TIDELINE_HOME": str(self.home),
+            "TIDELINE_WAREHOUSE": str(self.warehouse),
+            "TIDELINE_RAW_DIR": str(self.raw_dir),
+            "TIDELINE_AS_OF": self.as_of,
+            "TIDELINE_LOCK_WAIT_SECONDS": f"{self.lock_wait_seconds:g}",
+            "TIDELINE_ACTIVATION_CONFIG": self.activation_config,
+            "TIDELINE_LOCAL_DESTINATIONS": "1" if self.local_destinations else "",
+            "TIDELINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "TIDELINE_DUCKDB_THREADS": str(self.duckdb_threads or ""),
+            "TIDELINE_DUCKDB_TEMP_DIR": self.duckdb_temp_dir,
+        }
+        if self.dagster_home is not None:
+            env["DAGSTER_HOME"] = str(self.dagster_home)
+        return env
 
     def remember(self) -> None:
         """Record the raw dir and as-of date of this warehouse's last CLI run in its state folder, so
@@ -120,12 +156,14 @@ class Settings:
         (self.state_dir / "last_run.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def remembered(self) -> Settings:
-        """These settings with the raw dir and as-of date of the warehouse's last CLI run, if any."""
+        """These settings with the raw dir and as-of date of the warehouse's last CLI run, if any (an
+        as-of date already set wins: `tideline ui` on the demo home gets the day the demo ran as of)."""
         path = self.state_dir / "last_run.json"
         if not path.exists():
             return self
         record = json.loads(path.read_text())
-        return replace(self, raw_dir=Path(record["raw_dir"]), as_of=validate_as_of(record.get("as_of")))
+        as_of = self.as_of or validate_as_of(record.get("as_of"))
+        return replace(self, raw_dir=Path(record["raw_dir"]), as_of=as_of)
 
 
 def state_dir_for(home: Path, warehouse: Path) -> Path:
@@ -153,14 +191,23 @@ def lock_wait_seconds(value: str | None) -> float:
     return seconds
 
 
-def demo_as_of(raw_dir: Path) -> str:
-    """A demo landing zone carries its own as-of date: the day `tideline demo` ran it on (the day
-    after its data ends), else the last day of its data."""
-    marker = raw_dir / "_truth" / "demo.json"
-    if not marker.exists():
-        return ""
-    meta = json.loads(marker.read_text())
-    return validate_as_of(str(meta.get("as_of") or meta.get("end_date", "")))
+def read_sandbox_secrets(path: str | Path) -> dict[str, str]:
+    """The sandbox secrets the local destinations keep in a state folder's secrets.json (name ->
+    value; tideline/demo/local.py writes it, mode 0600); {} for no path or no file."""
+    if not path or not Path(path).is_file():
+        return {}
+    stored = json.loads(Path(path).read_text())
+    return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+
+
+def whole_number(name: str, value: str | None) -> int:
+    """A whole number >= 0 from setting `name` ('' or unset: 0, the default)."""
+    text = (value or "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{name}={value!r} is not a whole number (use e.g. 2, or leave it unset)")
+    return int(text)
 
 
 def validate_as_of(value: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,7 @@ import pytest
 
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from orchestration.alerts import PERFORMANCE_KEY, campaign_performance_alerts
-from orchestration.resources import ActivationSettings, WarehouseResource
+from orchestration.resources import ActivationConfigResource, WarehouseResource
 from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "alert-s3cret"
@@ -128,7 +129,8 @@ def _run(tmp_path: Path, rows: list[dict] | None) -> dict[str, dg.AssetCheckEval
             instance=instance,
             resources={
                 "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
-                "activation": ActivationSettings(),
+                # config/activation.yml, its variables from the (monkeypatched) environment as in a run
+                "activation": ActivationConfigResource.from_environment("", os.environ),
             },
         )
     assert result.success

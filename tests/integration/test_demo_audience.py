@@ -48,7 +48,7 @@ def loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with (
         SmtpSink(out_dir=home / "outbox" / "email") as smtp,
         HttpSink(out_dir=home / "outbox" / "http", secret="sms-secret") as http,
-        running_receiver(landing) as receiver_url,
+        running_receiver(landing, TRACKING_SECRET, HOOK_SECRET) as receiver_url,
         DemoShop(landing) as shop,
     ):
         yield home, landing, smtp, http, receiver_url, shop

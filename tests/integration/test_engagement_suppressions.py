@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 
@@ -52,9 +51,10 @@ def _binding(campaign: str) -> SyncBinding:
 
 
 def _destination(sink: HttpSink) -> WebhookDestination:
-    os.environ["TEST_ESP_SECRET"] = SECRET
     return WebhookDestination.from_config(
-        "esp", {"url": sink.url("/esp"), "secret_env": "TEST_ESP_SECRET", "retry_base_seconds": 0.01}
+        "esp",
+        {"url": sink.url("/esp"), "secret_env": "TEST_ESP_SECRET", "retry_base_seconds": 0.01},
+        {"TEST_ESP_SECRET": SECRET},
     )
 
 

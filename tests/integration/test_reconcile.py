@@ -59,7 +59,6 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> Counter:
 
 
 def _webhook(sink: HttpSink, **overrides) -> WebhookDestination:
-    os.environ["TEST_RECONCILE_SECRET"] = SECRET
     config = {
         "url": sink.url("/sms"),
         "secret_env": "TEST_RECONCILE_SECRET",
@@ -68,7 +67,7 @@ def _webhook(sink: HttpSink, **overrides) -> WebhookDestination:
         "timeout_seconds": 0.4,
         **overrides,
     }
-    return WebhookDestination.from_config("sms", config)
+    return WebhookDestination.from_config("sms", config, {"TEST_RECONCILE_SECRET": SECRET})
 
 
 SMS = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "spring")
@@ -169,9 +168,9 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
     """A gateway that cannot be asked: its delivery webhooks, appended to the landing zone by the
     engagement receiver, confirm some unknown messages. The others stay unknown, are counted as
     outstanding, and are never resent until a person settles them."""
+    from tests.conftest import TEST_TRACKING_SECRET
     from tideline.demo.local import running_receiver
 
-    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", RECEIVER_WEBHOOK_SECRET)
     landing = tmp_path / "landing"
     with HttpSink(secret=SECRET) as sink:
         sink.delay_next(2, 1.0)  # two batches processed, answered after the timeout
@@ -185,7 +184,7 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
             ).fetchall()
         ]
         assert first.unknown == len(unknown) == 10
-        with running_receiver(landing) as receiver:
+        with running_receiver(landing, TEST_TRACKING_SECRET, RECEIVER_WEBHOOK_SECRET) as receiver:
             events = [
                 {
                     "event_id": f"e{i}",
@@ -230,7 +229,7 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
     """The Dagster asset's unknown_deliveries check warns while records of the sync are unknown,
     with how many and since when, and passes once they are settled."""
     from orchestration.activation import _sync_asset
-    from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
+    from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 
     warehouse.close()
     config = tmp_path / "activation.yml"
@@ -256,7 +255,7 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
         )
         resources = {
             "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
-            "activation": ActivationSettings(config_path=str(config), workers=1, memory_limit=""),
+            "activation": ActivationConfigResource.from_environment(str(config), os.environ, workers=1),
             "pipeline": PipelineSettings(raw_dir=str(tmp_path / "landing")),
         }
         asset = _sync_asset(SMS)

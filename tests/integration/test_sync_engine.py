@@ -60,7 +60,6 @@ def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 def _destination(
     sink: HttpSink, path: str = "/sms", batch: int = 25, attempts: int = 3, timeout: float = 2
 ) -> WebhookDestination:
-    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
     return WebhookDestination.from_config(
         "sms",
         {
@@ -71,6 +70,7 @@ def _destination(
             "retry_attempts": attempts,
             "timeout_seconds": timeout,
         },
+        {"TEST_WEBHOOK_SECRET": SECRET},
     )
 
 
@@ -513,7 +513,6 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
         partial = len(smtp.messages)
         assert 0 < partial < 300, "the kill should land mid-sync"
 
-        os.environ["TIDELINE_TRACKING_SECRET"] = "sync-engine-test-tracking-secret-0123"
         from activation.destinations.smtp_email import SmtpEmailDestination
 
         destination = SmtpEmailDestination.from_config(
@@ -525,6 +524,7 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
                 "unsubscribe_base_url": "http://127.0.0.1:1/u",
                 "max_batch_size": 25,
             },
+            {"TIDELINE_TRACKING_SECRET": "sync-engine-test-tracking-secret-0123"},  # the killed run's
         )
         binding = SyncBinding(
             "segment",

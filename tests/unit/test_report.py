@@ -14,15 +14,8 @@ from plotly.offline import get_plotlyjs
 from orchestration.report import REPORT_KEY, ReportSettings, campaign_report
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
-from tideline.reporting.report import (
-    Marts,
-    build_campaign_report,
-    experiment_section,
-    fmt_amount,
-    fmt_p,
-    fmt_pct,
-    fmt_pp,
-)
+from tideline.reporting.formats import fmt_amount, fmt_p, fmt_pct, fmt_pp
+from tideline.reporting.report import Marts, build_campaign_report, experiment_section
 
 SECTIONS = [
     "Lifecycle stage flow",

@@ -615,27 +615,6 @@ def format_phone(country: str, nsn: str, area_len: int, style: str) -> str:
     return trunk + sep.join(groups)
 
 
-def normalise_phone(raw: str | None, country: str | None) -> str | None:
-    """The dbt model's rules: strip separators, then ``+``/``00``/trunk ``0``/US/ES national forms."""
-    if raw is None:
-        return None
-    s = "".join(ch for ch in raw.strip() if ch not in " -.()")
-    if s.startswith("+"):
-        return s
-    if s.startswith("00"):
-        return "+" + s[2:]
-    cc = CALLING_CODES.get(country or "")
-    if country in ("GB", "DE", "FR", "NL") and s.startswith("0"):
-        return f"+{cc}{s[1:]}"
-    if country == "US" and len(s) == 10:
-        return "+1" + s
-    if country == "US" and len(s) == 11 and s.startswith("1"):
-        return "+" + s
-    if country == "ES" and len(s) == 9:
-        return "+34" + s
-    return None
-
-
 def _ascii_slug(name: str) -> str:
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
     return "".join(ch for ch in text if ch.isalnum())

@@ -21,6 +21,21 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from tideline.reporting.formats import (
+    STAGE_ORDER,
+    fmt_amount,
+    fmt_int,
+    fmt_money,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    fmt_pp,
+    fmt_ratio,
+    fmt_signed_pct,
+    is_missing,
+    share,
+)
+
 SCHEMA = "marts"
 # the marts the report reads (each also a Dagster dependency of the report asset)
 MARTS = (
@@ -43,7 +58,7 @@ MODEL_LABELS = {
 # the attribution model channel ROI is shown for, then the fallbacks when it is absent
 DEFAULT_ROI_MODEL = "data_driven"
 FIRST_SEEN = "first seen"  # the "stage before" of a customer's first stage
-STAGE_ORDER = [FIRST_SEEN, "prospect", "new", "active", "reactivated", "at_risk", "churned"]
+FLOW_STAGES = [FIRST_SEEN, *STAGE_ORDER]  # the stage flow starts before a customer's first stage
 STAGE_COLOURS = {
     FIRST_SEEN: "#94a3b8",
     "prospect": "#a5b4fc",
@@ -108,67 +123,9 @@ class Section:
     empty: str | None = None  # why there is nothing to show
 
 
-# ---------------------------------------------------------------- formatting for people
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
-
-
-def fmt_int(value: object) -> str:
-    return "—" if _missing(value) else f"{round(float(value)):,}"
-
-
-def fmt_num(value: object, digits: int = 1) -> str:
-    return "—" if _missing(value) else f"{float(value):,.{digits}f}"
-
-
-def fmt_money(value: object) -> str:
-    return "—" if _missing(value) else f"{float(value):,.2f}"
-
-
-def fmt_amount(value: object) -> str:
-    """Money that may be a fraction of a cent (sending fees): two significant digits below 0.01,
-    so 0.0046 does not read as 0.00."""
-    if _missing(value):
-        return "—"
-    v = float(value)
-    return f"{v:.2g}" if 0 < abs(v) < 0.005 else fmt_money(v)
-
-
-def fmt_pct(share: object, digits: int = 1) -> str:
-    """A share in [0, 1] as a percentage."""
-    return "—" if _missing(share) else f"{100 * float(share):.{digits}f}%"
-
-
-def fmt_pp(share: object, digits: int = 1) -> str:
-    """A difference of shares as signed percentage points."""
-    return "—" if _missing(share) else f"{100 * float(share):+.{digits}f} pp"
-
-
-def fmt_signed_pct(share: object, digits: int = 0) -> str:
-    return "—" if _missing(share) else f"{100 * float(share):+.{digits}f}%"
-
-
-def fmt_p(p: object) -> str:
-    if _missing(p):
-        return "—"
-    return "p < 0.001" if float(p) < 0.001 else f"p = {float(p):.3f}"
-
-
-def fmt_ratio(value: object) -> str:
-    return "—" if _missing(value) else f"{float(value):,.2f}×"
-
-
-def _share(numerator: object, denominator: object) -> float | None:
-    if _missing(numerator) or _missing(denominator) or not float(denominator):
-        return None
-    return float(numerator) / float(denominator)
-
-
 def _level(row: dict) -> str:
     level = row.get("confidence_level")
-    return "CI" if _missing(level) else f"{100 * float(level):g}% CI"
+    return "CI" if is_missing(level) else f"{100 * float(level):g}% CI"
 
 
 def lift_sentence(lift: dict | None) -> str:
@@ -184,11 +141,11 @@ def lift_sentence(lift: dict | None) -> str:
 
 def _true(value: object) -> bool:
     """A nullable boolean column's value: null counts as false."""
-    return not _missing(value) and bool(value)
+    return not is_missing(value) and bool(value)
 
 
 def _esc(value: object) -> str:
-    return html.escape("" if _missing(value) else str(value))
+    return html.escape("" if is_missing(value) else str(value))
 
 
 Cell = str | tuple[str, str]  # formatted text, or (text, a smaller second line such as an interval)
@@ -272,9 +229,9 @@ def read_headline(marts: Marts) -> Headline:
         experiments = len(treated)
         lift = treated.iloc[0].to_dict() if len(treated) else None
     return Headline(
-        messages_sent=None if _missing(sent) else int(sent),
-        conversions=None if _missing(conversions) else int(conversions),
-        revenue=None if _missing(revenue) else float(revenue),
+        messages_sent=None if is_missing(sent) else int(sent),
+        conversions=None if is_missing(conversions) else int(conversions),
+        revenue=None if is_missing(revenue) else float(revenue),
         lift=lift,
         experiments=experiments,
     )
@@ -315,7 +272,7 @@ def lifecycle_section(marts: Marts) -> Section:
     ).df()
 
     def order(stage: str) -> tuple[int, str]:
-        return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
+        return (FLOW_STAGES.index(stage) if stage in FLOW_STAGES else len(FLOW_STAGES), stage)
 
     sources = sorted(flows["from_stage"].unique(), key=order)
     targets = sorted(flows["to_stage"].unique(), key=order)
@@ -359,7 +316,7 @@ def lifecycle_section(marts: Marts) -> Section:
                     r.from_stage,
                     r.to_stage,
                     fmt_int(r.changes),
-                    fmt_pct(_share(r.changes, totals[r.from_stage])),
+                    fmt_pct(share(r.changes, totals[r.from_stage])),
                     fmt_int(r.still_there),
                 ]
                 for r in top.itertuples()
@@ -474,13 +431,13 @@ def funnel_section(marts: Marts) -> Section:
                     r.variant,
                     r.channel,
                     fmt_int(r.sent),
-                    fmt_pct(_share(r.delivered, r.sent)),
-                    fmt_pct(_share(r.unique_opens, r.delivered) if r.channel == "email" else None),
-                    fmt_pct(_share(r.unique_clicks, r.delivered)),
+                    fmt_pct(share(r.delivered, r.sent)),
+                    fmt_pct(share(r.unique_opens, r.delivered) if r.channel == "email" else None),
+                    fmt_pct(share(r.unique_clicks, r.delivered)),
                     fmt_int(r.conversions),
-                    fmt_pct(_share(r.conversions, r.sent), 2),
+                    fmt_pct(share(r.conversions, r.sent), 2),
                     fmt_money(r.revenue),
-                    fmt_money(_share(r.revenue, r.sent)),
+                    fmt_money(share(r.revenue, r.sent)),
                 ]
                 for r in perf.sort_values(["campaign", "channel", "variant"]).itertuples()
             ],
@@ -601,7 +558,7 @@ def _lower(text: str) -> str:
 
 
 def _date(value: object) -> str:
-    return "—" if _missing(value) else pd.Timestamp(value).date().isoformat()
+    return "—" if is_missing(value) else pd.Timestamp(value).date().isoformat()
 
 
 def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
@@ -647,7 +604,7 @@ def _roi_figure(roi: pd.DataFrame, label: str) -> go.Figure:
     channels = [CHANNEL_LABELS.get(c, c) for c in roi["channel"]]
     bar_text = [
         f"ROAS {fmt_ratio(r.roas)}"
-        if not _missing(r.roas)
+        if not is_missing(r.roas)
         else ("fees only" if r.cost_basis == "sending_fees_only" else "")
         for r in roi.itertuples()
     ]
@@ -695,7 +652,7 @@ def _roi_table(roi: pd.DataFrame) -> str:
                 fmt_money(r.revenue),
                 fmt_int(r.messages_sent) if r.messages_sent else "—",
                 (fmt_amount(r.cost), COST_BASIS_LABELS.get(r.cost_basis, r.cost_basis)),
-                (fmt_signed_pct(r.roi), "" if _missing(r.roas) else f"ROAS {fmt_ratio(r.roas)}"),
+                (fmt_signed_pct(r.roi), "" if is_missing(r.roas) else f"ROAS {fmt_ratio(r.roas)}"),
                 fmt_amount(r.cost_per_conversion),
             ]
             for r in roi.itertuples()
@@ -770,7 +727,7 @@ def _all_time_label(marts: Marts) -> str:
             f"select min(period_start) as period_start, max(period_end) as period_end, max(period_days) as days "
             f"from {SCHEMA}.channel_roi where period = 'all_time'"
         ).iloc[0]
-        if not _missing(rows["period_start"]):
+        if not is_missing(rows["period_start"]):
             return period_label("all_time", rows["period_start"], rows["period_end"], rows["days"])
     span = marts.df(
         f"select min(ordered_at) as first, max(ordered_at) as last from {SCHEMA}.fct_attribution"
@@ -970,7 +927,7 @@ def _header_html(headline: Headline, as_of: str, generated: str) -> str:
             f"{fmt_pp(lift.get('absolute_lift_ci_high'))} · "
             + (
                 ""
-                if _missing(lift.get("relative_lift"))
+                if is_missing(lift.get("relative_lift"))
                 else f"relative {fmt_signed_pct(lift.get('relative_lift'))} · "
             )
             + f"{fmt_p(lift.get('p_value'))} · {lift.get('campaign')} ({lift.get('channel')}), "
@@ -981,7 +938,7 @@ def _header_html(headline: Headline, as_of: str, generated: str) -> str:
         lift_card = _kpi("Incremental lift vs holdout", fmt_pp(lift.get("absolute_lift")), detail, badge)
     else:
         lift_card = _kpi("Incremental lift vs holdout", "—", "no experiment with a holdout yet")
-    rate = _share(headline.conversions, headline.messages_sent)
+    rate = share(headline.conversions, headline.messages_sent)
     return (
         '<header class="top"><div class="wrap">'
         f'<h1>Campaign report</h1><p class="sub">As of {_esc(as_of)} · generated {_esc(generated)} UTC</p>'
