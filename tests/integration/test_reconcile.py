@@ -276,3 +276,31 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
         con.close()
         second = check()
     assert second.passed and second.metadata["unknown_outstanding"].value == 0
+
+
+def test_the_local_destinations_give_the_default_configs_destinations_their_delivery_logs(
+    tmp_path: Path,
+) -> None:
+    """With the local destinations (`make run`, `tideline run` / `tideline ui`), the email, SMS, push
+    and CRM destinations of config/activation.yml settle unknown sends from what the local sinks
+    recorded (the SMTP outbox, the HTTP sink's accepted keys); without them they have no log."""
+    from activation.config import load_config
+    from tideline.demo.local import demo_secrets, local_destinations
+
+    names = ("email", "sms", "push", "crm")
+
+    def evidence(env: dict[str, str]) -> dict[str, list[Path]]:
+        config = load_config(None, env=env)
+        found = {}
+        for name in names:
+            destination = config.destination(name)
+            found[name] = [Path(e.directory) for e in destination.delivery_evidence()]
+            destination.close()
+        return found
+
+    with local_destinations(tmp_path, {}) as local:
+        env = {**demo_secrets(tmp_path, {}), **local.values}
+        email, http = local.outbox / "email", local.outbox / "http"
+        assert evidence(env) == {"email": [email], "sms": [http], "push": [http], "crm": [http]}
+    secrets_only = {k: v for k, v in env.items() if "DELIVERY_LOG" not in k}
+    assert evidence(secrets_only) == dict.fromkeys(names, [])

@@ -75,6 +75,9 @@ def local_destinations(state_dir: Path, env: Mapping[str, str]) -> Iterator[Loca
                     "TIDELINE_CRM_URL": f"{base}/crm",
                     "TIDELINE_ALERT_WEBHOOK_URL": f"{base}/alerts",
                     "TIDELINE_AUDIENCE_DIR": str(outbox / "audiences"),
+                    # what the sinks accepted: unknown sends are settled from it (activation.reconcile)
+                    "TIDELINE_EMAIL_DELIVERY_LOG_DIR": str(outbox / "email"),
+                    "TIDELINE_HTTP_DELIVERY_LOG_DIR": str(outbox / "http"),
                 },
             )
         finally:
