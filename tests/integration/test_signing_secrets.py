@@ -130,3 +130,49 @@ def test_a_configured_secret_wins_over_the_generated_one(
     )
     with pytest.raises(ConfigError, match="is too short"):
         weak.config().destination("email")
+
+
+def test_tideline_ui_gives_dagster_dev_what_its_runs_need_to_send_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tideline ui` (what `make ui` calls) on a home whose last CLI run was as of a given day: the
+    `dagster dev` it starts gets that as-of date and the local mode, and the code location it loads
+    from that environment builds an email destination that signs with the state folder's key and
+    sends to the sinks `tideline ui` keeps running."""
+    import subprocess
+
+    import tideline.commands.ui as ui
+    from tideline.cli import main
+
+    monkeypatch.delenv("TIDELINE_TRACKING_SECRET", raising=False)
+    monkeypatch.delenv("TIDELINE_ACTIVATION_CONFIG", raising=False)
+    monkeypatch.delenv("TIDELINE_AS_OF", raising=False)
+    monkeypatch.delenv("TIDELINE_RAW_DIR", raising=False)
+    home, raw = tmp_path / "home", tmp_path / "raw"
+    replace(_local_settings(home), raw_dir=raw, as_of="2026-03-02").remember()  # the last CLI run
+    monkeypatch.setattr(ui, "parse_dbt_project", lambda: None)  # the manifest is built already
+    seen: dict[str, object] = {}
+
+    def dagster_dev(command: list[str], env: dict[str, str], cwd: Path) -> int:
+        seen["command"] = command
+        settings = Settings.from_env(env)  # what orchestration/definitions.py does with its environment
+        seen["settings"] = settings
+        with monkeypatch.context() as m:  # dg.EnvVar resolves from the process environment
+            for name, value in env.items():
+                m.setenv(name, value)
+            resource = _initialised(build_definitions(settings, env).resources["activation"])
+        config = resource.config()
+        seen["smtp"] = f"{config.destinations['email']['host']}:{config.destinations['email']['port']}"
+        seen["secret"] = config.env["TIDELINE_TRACKING_SECRET"]
+        config.destination("email").close()  # refuses without an adequate tracking secret
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", dagster_dev)
+    assert main(["ui", "--home", str(home)]) == 0
+    settings = seen["settings"]
+    assert isinstance(settings, Settings)
+    assert (settings.as_of, settings.raw_dir, settings.local_destinations) == ("2026-03-02", raw, True)
+    assert seen["command"][1:4] == ["dev", "-m", "orchestration.definitions"]
+    assert seen["secret"] in (home / "secrets.json").read_text()
+    assert f"Local destinations: SMTP {seen['smtp']}," in capsys.readouterr().out
+    assert "TIDELINE_TRACKING_SECRET" not in os.environ
