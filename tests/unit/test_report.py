@@ -8,13 +8,23 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
 from orchestration.report import REPORT_KEY, ReportSettings, campaign_report
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
-from tideline.reporting.formats import fmt_amount, fmt_p, fmt_pct, fmt_pp
+from tideline.reporting.formats import (
+    fmt_amount,
+    fmt_int,
+    fmt_p,
+    fmt_pct,
+    fmt_pp,
+    fmt_rate,
+    fmt_ratio,
+    fmt_signed_pct,
+)
 from tideline.reporting.report import Marts, build_campaign_report, experiment_section
 
 SECTIONS = [
@@ -66,6 +76,11 @@ def test_people_formatting() -> None:
         "0.00",
         "1,234.50",
     )
+    # the one set the console summary uses too: a rate of nothing and pandas' NA are missing, in
+    # the summary's spelling when it asks for it
+    assert fmt_rate(3, 0) == "—" and fmt_rate(None, 4, missing="-") == "-" and fmt_rate(1, 8) == "12.5%"
+    assert fmt_int(pd.NA) == "—" and fmt_int(1234.4) == "1,234" and fmt_ratio(2.5) == "2.50×"
+    assert fmt_signed_pct(2.66) == "+266%" and fmt_pp(-0.018, unit="pts", missing="-") == "-1.8 pts"
 
 
 def test_report_from_every_mart(tmp_path: Path) -> None:
