@@ -13,6 +13,7 @@ limits of ActivationConfigResource); here it becomes metadata and checks.
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -30,14 +31,20 @@ class SyncRunConfig(dg.Config):
     dry_run: bool = False
 
 
-def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
-    key = dg.AssetKey(["activation", binding.sync_key])
-    # a channel's sends skip the hard bounces and complaints the engagement marts found
+def _upstream(binding: SyncBinding) -> list[dg.AssetKey]:
+    """The dbt models a sync reads, by the keys the manifest gives them: its segment and, for a
+    channel's sends, the hard bounces and complaints the engagement marts found."""
     suppressions = [model_key("engagement_suppressions")] if binding.channel else []
+    return [model_key(binding.segment), *suppressions]
+
+
+def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:
+    """The sync asset of `binding`, downstream of `deps` (build_activation: `_upstream`)."""
+    key = dg.AssetKey(["activation", binding.sync_key])
 
     @dg.asset(
         key=key,
-        deps=[model_key(binding.segment), *suppressions],
+        deps=list(deps),
         group_name="activation",
         kinds={"python"},
         owners=[f"team:{binding.owner}"] if binding.owner else None,
@@ -170,7 +177,7 @@ def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefin
 def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list, list]:
     """(assets, jobs, schedules, sensors) for every activation declared in the dbt project."""
     bindings = bindings_from_manifest(manifest_path) if Path(manifest_path).exists() else []
-    assets = [_sync_asset(b) for b in bindings]
+    assets = [_sync_asset(b, _upstream(b)) for b in bindings]
     jobs, schedules, sensors = [], [], []
     messages = [b for b in bindings if b.mode == "message" and b.channel]
     if messages:
