@@ -13,6 +13,7 @@ from activation.activate import activate
 from activation.config import SyncBinding, load_config
 from activation.destinations.base import ConfigError
 from activation.warehouse import DuckDBLimits
+from tests.helpers import opted_in_segment
 from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "activate-test-webhook-secret"
@@ -22,19 +23,7 @@ LIMITS = DuckDBLimits.resolve(env={})
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("create schema marts")
-    con.execute(
-        """create table marts.dim_customers as
-           select 'c' || lpad(cast(i as varchar), 3, '0') as customer_id, true as email_opt_in,
-                  true as sms_opt_in, 'UTC' as timezone
-           from range(12) t(i)"""
-    )
-    con.execute(
-        """create table marts.segment as
-           select customer_id, '+4470000' || right(customer_id, 3) as phone from marts.dim_customers"""
-    )
-    return con
+    return opted_in_segment(duckdb.connect(str(tmp_path / "w.duckdb")), 12)
 
 
 def _config(tmp_path: Path, url: str) -> Path:

@@ -25,6 +25,7 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import WebhookDestination, sign
 from activation.engine import SyncEngine
+from tests.helpers import opted_in_segment
 from tideline.demo.sinks.http_sink import HttpSink
 from tideline.demo.sinks.smtp_sink import SmtpSink
 
@@ -36,20 +37,7 @@ RECEIVER_WEBHOOK_SECRET = "reconcile-test-receiver-webhook-secret-0123456789"
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("create schema marts")
-    con.execute(
-        """create table marts.dim_customers as
-           select 'c' || lpad(cast(i as varchar), 3, '0') as customer_id, true as email_opt_in,
-                  true as sms_opt_in, 'UTC' as timezone
-           from range(40) t(i)"""
-    )
-    con.execute(
-        """create table marts.segment as
-           select customer_id, customer_id || '@example.com' as email, '+4470000' || right(customer_id, 3) as phone
-           from marts.dim_customers"""
-    )
-    return con
+    return opted_in_segment(duckdb.connect(str(tmp_path / "w.duckdb")), 40)
 
 
 def _statuses(con: duckdb.DuckDBPyConnection) -> Counter:
