@@ -1,10 +1,11 @@
 """`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
 
 tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
-tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--verbose]
+tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose]
 tideline demo [--customers N] [--days D] [--seed S] [--verbose]   (what `make run` calls: the demo loop)
 tideline summary [--warehouse FILE] [--home DIR]
-tideline ui [--warehouse FILE] [--home DIR] [--port 3000]        (what `make ui` calls)
+tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destinations] [--port 3000]
+                                                                 (what `make ui` calls)
 tideline receiver [--landing-dir DIR] [--port 8090]
 """
 
