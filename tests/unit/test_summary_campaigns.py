@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from activation.ledger import ensure_schema
-from orchestration.summary import _activation_lines, _campaign_lines
+from tideline.reporting.summary import _activation_lines, _campaign_lines
 
 
 def test_no_marts_no_section() -> None:

@@ -1,6 +1,6 @@
 """Synthetic, realistic demo data for Tideline's landing zone, plus the ground truth behind it.
 
-``generate_demo_data`` writes every landing-zone entity of ``orchestration.landing.contract`` under
+``generate_demo_data`` writes every landing-zone entity of ``tideline.landing.contract`` under
 ``out_dir`` (CSV for the CRM and the catalogue, month-partitioned Parquet for orders and order items,
 month-partitioned JSON Lines for events) and the ground truth under ``out_dir / "_truth"``.
 
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from orchestration.landing.contract import CONSENTS, CONTACTS, EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS
+from tideline.landing.contract import CONSENTS, CONTACTS, EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS
 
 DEFAULT_END_DATE = dt.date(2026, 10, 31)
 FUTURE_DAYS = 90
@@ -613,27 +613,6 @@ def format_phone(country: str, nsn: str, area_len: int, style: str) -> str:
     if country in ("DE", "NL", "GB"):
         return trunk + groups[0] + "-" + "".join(groups[1:])
     return trunk + sep.join(groups)
-
-
-def normalise_phone(raw: str | None, country: str | None) -> str | None:
-    """The dbt model's rules: strip separators, then ``+``/``00``/trunk ``0``/US/ES national forms."""
-    if raw is None:
-        return None
-    s = "".join(ch for ch in raw.strip() if ch not in " -.()")
-    if s.startswith("+"):
-        return s
-    if s.startswith("00"):
-        return "+" + s[2:]
-    cc = CALLING_CODES.get(country or "")
-    if country in ("GB", "DE", "FR", "NL") and s.startswith("0"):
-        return f"+{cc}{s[1:]}"
-    if country == "US" and len(s) == 10:
-        return "+1" + s
-    if country == "US" and len(s) == 11 and s.startswith("1"):
-        return "+" + s
-    if country == "ES" and len(s) == 9:
-        return "+34" + s
-    return None
 
 
 def _ascii_slug(name: str) -> str:

@@ -38,7 +38,7 @@ Fault storm (drills, `storm(rate)`): each request is, with probability `rate`, a
 Retry-After, 500 or 503 unprocessed, hangs past the client's timeout unprocessed (then 503), or is
 processed and acknowledged late (past the client's timeout).
 
-Run standalone: python -m activation.sinks.http_sink --port 8787 --out-dir .tideline/sink
+Run standalone: python -m tideline.demo.sinks.http_sink --port 8787 --out-dir .tideline/sink
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.landing import encoding
-from orchestration.landing.contract import ENTITIES, FILE_FORMATS, Entity
+from activation.warehouse import literal, quote_identifier
+from tideline.landing import encoding
+from tideline.landing.contract import ENTITIES, FILE_FORMATS, Entity
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,6 @@ class LandingReport:
 
 class LandingError(Exception):
     """The landing zone as a whole cannot be used (e.g. the raw dir does not exist)."""
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 IGNORED_PREFIXES = (".", "_")  # files and folders named so are never read nor reported
@@ -178,7 +171,7 @@ def _empty_reason(path: Path) -> str | None:
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     for entity in ENTITIES:
-        cols = ", ".join(f"{_quote_ident(c)} varchar" for c in entity.column_names)
+        cols = ", ".join(f"{quote_identifier(c)} varchar" for c in entity.column_names)
         con.execute(
             f"create or replace table {SCHEMA}.{entity.name} ({cols}, _file varchar not null, _row bigint not null)"
         )
@@ -197,7 +190,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def _tabular_source(path: Path, fmt: str) -> tuple[str, str]:
     """FROM-clause source of a CSV or Parquet file plus its row-number expression."""
-    lit = _quote_literal(str(path))
+    lit = literal(str(path))
     if fmt == "parquet":
         return f"read_parquet({lit}, file_row_number=true)", "file_row_number + 1"
     return (
@@ -232,12 +225,10 @@ def _load_tabular(
             f"see the landing-zone table in the README"
         )
     select = ", ".join(
-        f"cast({_quote_ident(by_lower[c])} as varchar)" if c in by_lower else "null"
+        f"cast({quote_identifier(by_lower[c])} as varchar)" if c in by_lower else "null"
         for c in entity.column_names
     )
-    con.execute(
-        f"insert into {SCHEMA}.{entity.name} select {select}, {_quote_literal(rel)}, {row_expr} from {src}"
-    )
+    con.execute(f"insert into {SCHEMA}.{entity.name} select {select}, {literal(rel)}, {row_expr} from {src}")
     return _count(con, entity, rel), None
 
 
@@ -246,7 +237,7 @@ def _load_jsonl(
 ) -> tuple[int, str | None]:
     lines = (
         f"select row_number() over () as _row, line, try_cast(line as json) as j "
-        f"from read_csv({_quote_literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
+        f"from read_csv({literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         f"delim='\x1f', quote='', escape='', auto_detect=false)"
     )
     try:  # the only statement that reads the file: nothing is inserted before it succeeds
@@ -255,13 +246,13 @@ def _load_jsonl(
         return 0, f"file cannot be read as JSON Lines: {_first_line(exc)}"
     con.execute("alter table _jsonl add column ok boolean")
     con.execute("update _jsonl set ok = coalesce(json_type(j) = 'OBJECT', false)")
-    select = ", ".join(f"json_extract_string(j, {_quote_literal('$.' + c)})" for c in entity.column_names)
+    select = ", ".join(f"json_extract_string(j, {literal('$.' + c)})" for c in entity.column_names)
     con.execute(
-        f"insert into {SCHEMA}.{entity.name} select {select}, {_quote_literal(rel)}, _row from _jsonl where ok"
+        f"insert into {SCHEMA}.{entity.name} select {select}, {literal(rel)}, _row from _jsonl where ok"
     )
     con.execute(
         f"""insert into {SCHEMA}.load_rejects
-            select {_quote_literal(entity.name)}, {_quote_literal(rel)}, _row, null, left(line, 200),
+            select {literal(entity.name)}, {literal(rel)}, _row, null, left(line, 200),
                    case when coalesce(trim(line), '') = '' then 'empty line'
                         when j is null then 'line is not valid JSON'
                         else 'line is JSON but not an object' end

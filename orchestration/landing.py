@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from orchestration.landing.contract import ENTITIES
-from orchestration.landing.loader import SCHEMA, load_landing_zone
 from orchestration.resources import PipelineSettings, WarehouseResource
+from tideline.landing.contract import ENTITIES
+from tideline.landing.loader import SCHEMA, load_landing_zone
 
 ENTITY_KEYS = {e.name: dg.AssetKey([SCHEMA, e.name]) for e in ENTITIES}
 REJECTS_KEY = dg.AssetKey([SCHEMA, "load_rejects"])

@@ -8,12 +8,26 @@ from pathlib import Path
 import duckdb
 
 from activation.warehouse import table_exists
+from tideline.reporting.formats import (
+    STAGE_ORDER,
+    fmt_money,
+    fmt_p,
+    fmt_pct,
+    fmt_pp,
+    fmt_rate,
+    fmt_signed_pct,
+)
 
-STAGE_ORDER = ["prospect", "new", "active", "reactivated", "at_risk", "churned"]
+NONE = "-"  # a missing number in the plain-text summary (the report's is an em dash)
 
 
 def _pct(n: int, total: int) -> str:
-    return f"{100.0 * n / total:.1f}%" if total else "0.0%"
+    """n of total as a percentage (0.0% of nothing)."""
+    return fmt_rate(n, total, missing="0.0%")
+
+
+def _rate(n: float | None, d: float | None) -> str:
+    return fmt_rate(n or 0, d, missing=NONE)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
@@ -64,7 +78,7 @@ def build_summary(
         f"Tideline summary — as of {as_of}",
         "",
         f"Customers: {customers:,} ({buyers:,} buyers, {merged:,} merged from duplicate accounts), "
-        f"revenue {float(revenue or 0):,.2f}",
+        f"revenue {fmt_money(revenue or 0)}",
         "",
         "Lifecycle stage          customers   share",
     ]
@@ -261,10 +275,6 @@ def _sent_before(con: duckdb.DuckDBPyConnection, sync_key: str, sync_id: str) ->
     )
 
 
-def _rate(n: float | None, d: float | None) -> str:
-    return f"{100.0 * float(n or 0) / float(d):.1f}%" if d else "-"
-
-
 def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Campaign results: per campaign × variant × channel (marts.fct_campaign_performance, all days)
     and each experiment's headline lift against its holdout (marts.experiment_results)."""
@@ -287,7 +297,7 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
                 opened = _rate(opens, base) if channel == "email" else "-"  # only email has a pixel
                 lines.append(
                     f"  {campaign:<28}{variant:<8}{channel:<8}{int(sent or 0):>8,}{opened:>11}"
-                    f"{_rate(clicks, base):>12}{int(conversions or 0):>13,}{float(revenue or 0):>12,.2f}"
+                    f"{_rate(clicks, base):>12}{int(conversions or 0):>13,}{fmt_money(revenue or 0):>12}"
                 )
             lines.append("  rates of delivered messages; conversions: orders within the conversion window")
     if table_exists(con, "marts", "experiment_results"):
@@ -310,16 +320,16 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
             lines += ["", f"Experiment {campaign} ({channel}):"]
             if treated is not None and holdout is not None and treated[6] is not None:
                 level = float(treated[12] or 0.95)
-                relative = "" if treated[9] is None else f"relative {_signed_pct(treated[9])}, "
+                relative = "" if treated[9] is None else f"relative {fmt_signed_pct(treated[9])}, "
                 lines.append(
-                    f"  incremental lift vs holdout: {_pp(treated[6])} "
-                    f"({100 * level:.0f}% CI {_pp(treated[7])} to {_pp(treated[8])}), "
-                    f"{relative}p = {_p(treated[10])}"
+                    f"  incremental lift vs holdout: {_pts(treated[6])} "
+                    f"({100 * level:.0f}% CI {_pts(treated[7])} to {_pts(treated[8])}), "
+                    f"{relative}{fmt_p(treated[10], missing='p = -')}"
                 )
             lines.append(
                 "  "
                 + ", ".join(
-                    f"{arm} {_rate(rate, 1) if rate is not None else '-'} of {int(reach or 0):,}"
+                    f"{arm} {fmt_pct(rate, missing=NONE)} of {int(reach or 0):,}"
                     for _c, _ch, arm, _t, reach, rate, *_rest in rows
                 )
                 + " converted"
@@ -334,15 +344,5 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     return lines
 
 
-def _pp(value: float | None) -> str:
-    return "-" if value is None else f"{100 * float(value):+.1f} pts"
-
-
-def _signed_pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * float(value):+.0f}%"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+def _pts(value: float | None) -> str:
+    return fmt_pp(value, missing=NONE, unit="pts")

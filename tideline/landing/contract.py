@@ -1,7 +1,7 @@
 """The landing-zone contract: which entities Tideline reads, where, and which columns.
 
 This module is the single source of truth for the raw input format. The loader
-(`orchestration.landing.loader`), the demo data generator, the dbt sources and the
+(`tideline.landing.loader`), the demo data generator, the dbt sources and the
 README table are all derived from (or checked against) it.
 
 Every entity lives under ``<raw_dir>/<path>/`` as any number of files, in any

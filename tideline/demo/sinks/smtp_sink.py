@@ -5,7 +5,7 @@
         ...                                                     # send mail to it
         sink.messages                                           # list of email.message.EmailMessage
 
-    python -m activation.sinks.smtp_sink --port 1025 --out-dir .tideline/outbox
+    python -m tideline.demo.sinks.smtp_sink --port 1025 --out-dir .tideline/outbox
 
 A message is stored before it is acknowledged, as a real server queues it before its 250:
 with `out_dir`, as `<sha256(Message-ID)[:32]>.eml` (activation.reconcile.outbox_file_name),

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.settings import DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 

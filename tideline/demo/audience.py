@@ -6,7 +6,7 @@ other side, through the real HTTP endpoints only:
 * the recipients: an email's open pixel (GET, a mail-client User-Agent), its tracked links
   (GET without following: the 302's Location is the shop page, visited with its utm query and
   the visitor's account id in a cookie), its RFC 8058 one-click unsubscribe (POST) and a
-  checkout on the demo shop (orchestration.demo_shop);
+  checkout on the demo shop (tideline.demo.shop);
 * the mailbox providers' image proxies: a share of delivered emails is fetched at once by
   Gmail's image proxy (a known proxy User-Agent), which the engagement marts flag as bot opens;
 * the email and SMS/push providers: signed webhooks (activation.destinations.webhook's signature)
@@ -70,7 +70,7 @@ import requests
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activation.destinations.webhook import sign as sign_webhook
 from activation.warehouse import table_exists
-from orchestration.demo_shop import CUSTOMER_COOKIE
+from tideline.demo.shop import CUSTOMER_COOKIE
 
 log = logging.getLogger(__name__)
 

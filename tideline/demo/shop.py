@@ -1,7 +1,7 @@
 """The demo shop: a real HTTP server on loopback standing in for the customer's website.
 
 `make run` starts it next to the engagement receiver; the simulated audience
-(orchestration.demo_audience) lands on it from a clicked email or SMS and buys there.
+(tideline.demo.audience) lands on it from a clicked email or SMS and buys there.
 What it records goes into the landing zone as new JSON-lines files, exactly like a
 shop's export would, so the next pipeline run loads it:
 
