@@ -45,16 +45,8 @@ MARTS = (
     "channel_roi",
     "experiment_results",
     "customer_lifecycle_history",
+    "attribution_models",
 )
-MODEL_ORDER = ["first_touch", "last_touch", "linear", "time_decay", "position_based", "data_driven"]
-MODEL_LABELS = {
-    "first_touch": "First touch",
-    "last_touch": "Last touch",
-    "linear": "Linear",
-    "time_decay": "Time decay",
-    "position_based": "Position based (40/20/40)",
-    "data_driven": "Data-driven (Markov)",
-}
 # the attribution model channel ROI is shown for, then the fallbacks when it is absent
 DEFAULT_ROI_MODEL = "data_driven"
 FIRST_SEEN = "first seen"  # the "stage before" of a customer's first stage
@@ -196,6 +188,15 @@ class Marts:
 
     def df(self, sql: str) -> pd.DataFrame:
         return self.con.execute(sql).df()
+
+
+def model_labels(marts: Marts) -> dict[str, str]:
+    """Attribution model -> label, in display order, from marts.attribution_models (declared once,
+    by the dbt macro attribution_models()); a warehouse without it shows the models' own names."""
+    if "attribution_models" not in marts.present:
+        return {}
+    sql = f"select model, label from {SCHEMA}.attribution_models order by display_order"
+    return dict(marts.con.execute(sql).fetchall())
 
 
 def _no_data(marts: Marts, table: str, what: str) -> str | None:
@@ -571,7 +572,8 @@ def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
     if section.empty:
         return section
     models = set(marts.df(f"select distinct model from {SCHEMA}.channel_roi")["model"])
-    chosen = next((m for m in [model, "last_touch", *MODEL_ORDER] if m in models), sorted(models)[0])
+    labels_of = model_labels(marts)
+    chosen = next((m for m in [model, "last_touch", *labels_of] if m in models), sorted(models)[0])
     roi = marts.con.execute(
         f"select channel, period, period_start, period_end, period_days, conversions::double as conversions, "
         f"attributed_revenue::double as revenue, messages_sent, cost::double as cost, cost_basis, "
@@ -588,7 +590,7 @@ def roi_section(marts: Marts, model: str = DEFAULT_ROI_MODEL) -> Section:
     }
     charted = "recent" if "recent" in labels else periods["period"].iloc[0]
     shown = ("the " if charted == "recent" else "") + _lower(labels[charted])
-    section.intro += f" Credit by the {MODEL_LABELS.get(chosen, chosen)} model. The chart shows {shown}."
+    section.intro += f" Credit by the {labels_of.get(chosen, chosen)} model. The chart shows {shown}."
     if len(labels) > 1:
         section.intro += (
             " The tables show each period; the all-time figures are those of the attribution section below."
@@ -681,8 +683,9 @@ def attribution_section(marts: Marts) -> Section:
         f" Period: {_lower(period)}, every order up to the as-of date (the Channel ROI section's all-time "
         "table shows the same credit next to its cost)."
     )
-    models = [m for m in MODEL_ORDER if m in set(credit["model"])] + sorted(
-        set(credit["model"]) - set(MODEL_ORDER)
+    labels_of = model_labels(marts)
+    models = [m for m in labels_of if m in set(credit["model"])] + sorted(
+        set(credit["model"]) - set(labels_of)
     )
     channels = list(credit.groupby("channel")["revenue"].sum().sort_values(ascending=False).index)
     revenue = credit.pivot(index="channel", columns="model", values="revenue").reindex(channels)
@@ -693,7 +696,7 @@ def attribution_section(marts: Marts) -> Section:
             go.Bar(
                 x=channels,
                 y=revenue[m].fillna(0),
-                name=MODEL_LABELS.get(m, m),
+                name=labels_of.get(m, m),
                 marker={"color": PALETTE[i % len(PALETTE)]},
                 customdata=conversions[m].fillna(0),
                 hovertemplate="%{x}: %{y:,.2f} revenue, %{customdata:,.1f} conversions<extra>%{fullData.name}</extra>",
@@ -704,7 +707,7 @@ def attribution_section(marts: Marts) -> Section:
     section.tables.append(
         f"<h3>Attributed revenue · {_esc(_lower(period))}</h3>"
         + html_table(
-            ["Channel", *[MODEL_LABELS.get(m, m) for m in models]],
+            ["Channel", *[labels_of.get(m, m) for m in models]],
             [[c, *[fmt_money(revenue.at[c, m]) for m in models]] for c in channels],
             [False, *[True] * len(models)],
         )
@@ -712,7 +715,7 @@ def attribution_section(marts: Marts) -> Section:
     section.tables.append(
         f"<h3>Conversions credited · {_esc(_lower(period))}</h3>"
         + html_table(
-            ["Channel", *[MODEL_LABELS.get(m, m) for m in models]],
+            ["Channel", *[labels_of.get(m, m) for m in models]],
             [[c, *[fmt_num(conversions.at[c, m]) for m in models]] for c in channels],
             [False, *[True] * len(models)],
         )
