@@ -257,6 +257,7 @@ def test_the_asset_links_the_report_from_its_metadata(tmp_path: Path) -> None:
         "marts/channel_roi",
         "marts/experiment_results",
         "marts/customer_lifecycle_history",
+        "marts/attribution_models",
     }
     assert campaign_report.group_names_by_key[REPORT_KEY] == "reports"
 
