@@ -234,7 +234,7 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         return []
     runs = _rows(
         con,
-        "select sync_key, sync_id, segment_rows, sent, skipped_by_reason, failed, dead_letters, unknown "
+        "select sync_key, sync_id, segment_rows, sent, skipped_by_reason, failed, dead_letters "
         "from tideline_sync.sync_runs where not dry_run "
         "qualify row_number() over (partition by sync_key order by started_at desc, finished_at desc) = 1 "
         "order by sync_key",
@@ -245,11 +245,11 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         "",
         "Activation (latest run)                  audience  sent now  sent before   failed  skipped by reason",
     ]
-    for key, sync_id, audience, sent, reasons, failed, dead, unknown in runs:
-        before = _sent_before(con, key, sync_id)
+    for key, sync_id, audience, sent, reasons, failed, dead in runs:
+        before, unknown = _ledger_counts(con, key, sync_id)
         notes = [f"{r} {n:,}" for r, n in sorted(json.loads(reasons).items(), key=lambda i: -i[1])]
         notes += [f"dead letters {dead:,}"] if dead else []
-        notes += [f"unknown after a crash {unknown:,}"] if unknown else []
+        notes += [f"unknown {unknown:,} (no answer yet: see the unknown_deliveries check)"] if unknown else []
         lines.append(
             f"  {key:<37}{int(audience or 0):>11,}{int(sent or 0):>10,}{before:>13,}{int(failed or 0):>9,}"
             f"  {', '.join(notes) or '-'}"
@@ -261,18 +261,20 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     return lines
 
 
-def _sent_before(con: duckdb.DuckDBPyConnection, sync_key: str, sync_id: str) -> int:
-    """Messages (records) of this activation the ledger holds as sent by runs before `sync_id`."""
+def _ledger_counts(con: duckdb.DuckDBPyConnection, sync_key: str, sync_id: str) -> tuple[int, int]:
+    """From the delivery ledger, for one activation: the records runs before `sync_id` sent, and the
+    records still `unknown` (possibly delivered, no answer yet: whichever run left them, a person
+    decides; docs/activation.md, "Unknown deliveries")."""
     if not table_exists(con, "tideline_sync", "delivery_ledger"):
-        return 0
-    return int(
-        _rows(
-            con,
-            "select count(*) from tideline_sync.delivery_ledger "
-            "where sync_key = ? and status = 'sent' and sync_id <> ?",
-            [sync_key, sync_id],
-        )[0][0]
-    )
+        return 0, 0
+    before, unknown = _rows(
+        con,
+        "select count(*) filter (where status = 'sent' and sync_id <> ?), "
+        "count(*) filter (where status = 'unknown') "
+        "from tideline_sync.delivery_ledger where sync_key = ?",
+        [sync_id, sync_key],
+    )[0]
+    return int(before), int(unknown)
 
 
 def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
