@@ -34,7 +34,9 @@ def default_warehouse() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m activation.audiences", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m activation.audiences", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="write models/marts/audiences/ from dbt_project/audiences/")
     build.add_argument("--project-dir", type=Path, default=DEFAULT_PROJECT)
@@ -53,11 +55,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         warehouse = args.warehouse or default_warehouse()
         if not warehouse.is_file():
-            print(f"{warehouse}: no warehouse there: run the pipeline first or pass --warehouse", file=sys.stderr)
+            print(
+                f"{warehouse}: no warehouse there: run the pipeline first or pass --warehouse",
+                file=sys.stderr,
+            )
             return 1
         con = duckdb.connect(str(warehouse), read_only=True)
         try:
-            result = preview(con, args.file, project_dir=args.project_dir, as_of=args.as_of, sample_size=args.sample)
+            result = preview(
+                con, args.file, project_dir=args.project_dir, as_of=args.as_of, sample_size=args.sample
+            )
         finally:
             con.close()
     except ConditionError as exc:

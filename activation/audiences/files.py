@@ -181,7 +181,11 @@ def _check_activation(spec: Any, name: str, source: str, fields: tuple[str, ...]
     """The block as bindings_from_manifest will read it, and its fields among the selected columns."""
     from activation.config import binding_from_meta
 
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("destinations"), list) or not spec["destinations"]:
+    if (
+        not isinstance(spec, Mapping)
+        or not isinstance(spec.get("destinations"), list)
+        or not spec["destinations"]
+    ):
         raise ConditionError(
             source, "activation", "must be a mapping with a non-empty `destinations` list "
             "(the block segment models carry in meta.activation; docs/activation.md)"
@@ -228,7 +232,9 @@ def _check_cycles(audiences: list[AudienceFile]) -> None:
             return
         if state.get(name) == 1:
             cycle = " -> ".join([*trail[trail.index(name) :], name])
-            raise ConditionError(by_name[name].source, "where", f"audiences refer to each other in a cycle: {cycle}")
+            raise ConditionError(
+                by_name[name].source, "where", f"audiences refer to each other in a cycle: {cycle}"
+            )
         state[name] = 1
         for ref in sorted(references(by_name[name])):
             visit(ref, [*trail, name])

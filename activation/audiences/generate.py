@@ -232,7 +232,9 @@ def _model_entry(audience: AudienceFile, descriptions: Mapping[str, str]) -> dic
             "data_tests": ["unique", "not_null"],
         }
     ]
-    columns += [{"name": f, "description": descriptions.get(f) or f"dim_customers.{f}"} for f in audience.fields]
+    columns += [
+        {"name": f, "description": descriptions.get(f) or f"dim_customers.{f}"} for f in audience.fields
+    ]
     return {
         "name": audience.name,
         "description": (

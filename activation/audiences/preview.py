@@ -27,7 +27,7 @@ import duckdb
 
 from activation.conditions import CompileContext, ConditionError, compile_condition
 from activation.ledger import SCHEMA
-from activation.warehouse import table_exists
+from activation.warehouse import columns_of, table_exists
 
 from .files import audience_catalog, load_audience, source_name
 
@@ -38,6 +38,9 @@ DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 def _as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The as-of date the marts were built for (None when dim_customers does not say)."""
+    if "as_of_date" not in columns_of(con, "marts.dim_customers"):
+        return None
     row = con.execute("select max(as_of_date) from marts.dim_customers").fetchone()
     return row[0] if row and isinstance(row[0], dt.date) else None
 
@@ -45,9 +48,11 @@ def _as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 def _reachable(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     out = {}
     revocations = table_exists(con, SCHEMA, "consent_revocations")
-    suppressions = [f"select customer_id, channel from {SCHEMA}.suppressions"] if table_exists(
-        con, SCHEMA, "suppressions"
-    ) else []
+    suppressions = (
+        [f"select customer_id, channel from {SCHEMA}.suppressions"]
+        if table_exists(con, SCHEMA, "suppressions")
+        else []
+    )
     if table_exists(con, *ENGAGEMENT_SUPPRESSIONS):
         suppressions.append("select customer_id, channel from marts.engagement_suppressions")
     for channel, column in CHANNELS.items():

@@ -95,9 +95,13 @@ def change_world(path: Path, day: dt.date) -> None:
         con.execute("delete from marts.customer_tags where customer_id = 'c13' and tag = 'vip'")
     if day == C:
         con.execute("insert into marts.customer_tags values ('c13', 'vip')")
-        con.execute("update marts.customer_lifecycle set lifecycle_stage = 'reactivated' where customer_id = 'c12'")
+        con.execute(
+            "update marts.customer_lifecycle set lifecycle_stage = 'reactivated' where customer_id = 'c12'"
+        )
     con.execute("delete from marts.high_propensity_buyers")
-    con.executemany("insert into marts.high_propensity_buyers values (?)", [(c,) for c in HIGH_PROPENSITY[day]])
+    con.executemany(
+        "insert into marts.high_propensity_buyers values (?)", [(c,) for c in HIGH_PROPENSITY[day]]
+    )
     con.close()
 
 
@@ -115,7 +119,9 @@ def dbt_build(path: Path, target: Path, day: dt.date) -> None:
 def members(path: Path) -> dict[str, set[str]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {a: {r[0] for r in con.execute(f"select customer_id from marts.{a}").fetchall()} for a in AUDIENCES}
+        return {
+            a: {r[0] for r in con.execute(f"select customer_id from marts.{a}").fetchall()} for a in AUDIENCES
+        }
     finally:
         con.close()
 
