@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--events-per-customer", type=int, default=40)
-    parser.add_argument("--runs", type=int, default=3, help="previews timed; the best and every run are kept")
+    parser.add_argument("--runs", type=int, default=5, help="previews timed; the median is the result")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tideline-bench-audience-") as tmp:
         folder = Path(tmp)
@@ -130,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             result = preview(con, folder / "bench_audience.yml")
             runs.append(round(time.monotonic() - started, 3))
             con.close()
-    seconds = min(runs)
+    seconds = statistics.median(runs)  # the first run reads the file cold; the median is the typical answer
     record = {
         "benchmark": "audience_preview",
         "seconds": seconds,
         "runs_seconds": runs,
+        "best_seconds": min(runs),
         "target_seconds": TARGET_SECONDS,
         "within_target": seconds < TARGET_SECONDS,
         "customers": counts["customers"],
