@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConditionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except duckdb.CatalogException as exc:
+        print(f"error: {warehouse}: the warehouse lacks a relation the preview reads ({exc});"
+              " run the pipeline on it first", file=sys.stderr)  # fmt: skip
+        return 1
     print(json.dumps(result, sort_keys=True) if args.json else format_preview(result))
     return 0
 

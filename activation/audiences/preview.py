@@ -25,7 +25,8 @@ from typing import Any
 
 import duckdb
 
-from activation.conditions import CompileContext, ConditionError, compile_condition
+from activation.conditions import CompileContext, Condition, ConditionError, compile_condition
+from activation.conditions.nodes import All, AnyOf, Audience, Not
 from activation.ledger import SCHEMA
 from activation.warehouse import columns_of, table_exists
 
@@ -101,6 +102,24 @@ def _overlap(con: duckdb.DuckDBPyConnection, names: list[str], own: str, size: i
     return out
 
 
+def _audience_nodes(cond: Condition) -> list[Audience]:
+    if isinstance(cond, All | AnyOf):
+        return [a for c in cond.items for a in _audience_nodes(c)]
+    if isinstance(cond, Not):
+        return _audience_nodes(cond.item)
+    return [cond] if isinstance(cond, Audience) else []
+
+
+def _check_built(con: duckdb.DuckDBPyConnection, where: Condition) -> None:
+    """Every audience the condition names is built in this warehouse (its model's table)."""
+    for node in _audience_nodes(where):
+        if not table_exists(con, "marts", node.name):
+            raise node.loc.error(
+                f"audience {node.name!r} is not built in this warehouse (no marts.{node.name}): "
+                "run the pipeline (dbt build) after generating it, or preview against a warehouse that has it"
+            )
+
+
 def preview(
     con: duckdb.DuckDBPyConnection,
     audience_file: Path | str,
@@ -118,6 +137,7 @@ def preview(
         raise ConditionError(str(path), "(file)", "no such audience file")
     catalog = audience_catalog(project, extra=[path.stem])
     audience = load_audience(path, project, catalog)
+    _check_built(con, audience.where)
     day = as_of or _as_of(con) or dt.datetime.now(dt.UTC).date()
     sql, params = compile_condition(audience.where, catalog, CompileContext(target="duckdb", as_of=day))
     try:

@@ -138,3 +138,18 @@ def test_a_file_that_does_not_compile_exits_2_naming_file_and_path(warehouse: Pa
             preview(con, bad)
     finally:
         con.close()
+
+
+def test_an_audience_not_built_in_the_warehouse_is_named(warehouse: Path, tmp_path: Path) -> None:
+    """cart_rescue is an audience of the project, but this warehouse has no marts.cart_rescue."""
+    (tmp_path / "rescued.yml").write_text(
+        "description: x\nowner: t\nwhere: {all: [{tag: vip}, {not: {audience: cart_rescue}}]}\n"
+    )
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        with pytest.raises(
+            ConditionError, match=r"where.all\[1\].not.audience: audience 'cart_rescue' is not built"
+        ):
+            preview(con, tmp_path / "rescued.yml")
+    finally:
+        con.close()
