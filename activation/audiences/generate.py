@@ -141,15 +141,15 @@ current_members as (
 ),
 
 open_spells as (
-{{% if is_incremental() %}}
-    select customer_id, audience, entered_at
-    from {{{{ this }}}}
-    where exited_at is null
-{{% else %}}
-    select customer_id, audience, cast(null as date) as entered_at
-    from current_members
-    where 1 = 0
-{{% endif %}}
+    {{% if is_incremental() %}}
+        select customer_id, audience, entered_at
+        from {{{{ this }}}}
+        where exited_at is null
+    {{% else %}}
+        select customer_id, audience, cast(null as date) as entered_at
+        from current_members
+        where 1 = 0
+    {{% endif %}}
 ),
 
 entries as (
