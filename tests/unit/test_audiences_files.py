@@ -98,6 +98,9 @@ def test_generated_yaml_carries_the_activation_like_a_segment(tmp_path: Path) ->
         "email": "email",
         "first_name": "first_name",
     }
+    exposures = yaml.safe_load(render_all(PROJECT)["_audiences__exposures.yml"])["exposures"]
+    assert sorted(e["name"] for e in exposures) == sorted(bindings)  # one per sync, named like it
+    assert all(e["depends_on"] == [f"ref('{e['name'].split('__')[0]}')"] for e in exposures)
     columns = {m["name"]: [c["name"] for c in m["columns"]] for m in doc["models"]}
     assert columns["win_back_dormant"] == ["customer_id", "email", "phone", "first_name", "revenue"]
     assert all(c.get("description") for m in doc["models"] for c in m["columns"])
