@@ -28,11 +28,12 @@ import duckdb
 from activation.conditions import CompileContext, Condition, ConditionError, compile_condition
 from activation.conditions.nodes import All, AnyOf, Audience, Not
 from activation.ledger import SCHEMA
+from activation.policies import CONSENT_COLUMNS
 from activation.warehouse import columns_of, table_exists
 
 from .files import audience_catalog, load_audience, source_name
 
-CHANNELS = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"}
+CHANNELS = CONSENT_COLUMNS  # channel -> dim_customers opt-in column, as the send policies read it
 ENGAGEMENT_SUPPRESSIONS = ("marts", "engagement_suppressions")
 MEMBERS = "_audience_preview_members"
 DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -47,6 +48,7 @@ def _as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 
 def _reachable(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Per channel: members with the opt-in, not revoked since, not suppressed (tables that exist)."""
     out = {}
     revocations = table_exists(con, SCHEMA, "consent_revocations")
     suppressions = (
