@@ -7,7 +7,7 @@ Builds, with SQL alone (no demo generator, no dbt: minutes saved), the relations
 condition and the preview read: marts.dim_customers (consents), intermediate.int_events_stitched
 (~40 events per customer over a year), intermediate.int_orders_resolved, the products, two other
 audiences to overlap with, and the suppression list; then times `preview()` on a read-only
-connection, as `python -m activation.audiences preview` runs it. Target: under 5 s at 1,000,000
+connection, as `tideline audience preview` runs it. Target: under 5 s at 1,000,000
 customers (issue 13). The result is written to bench/results/audience_preview.json.
 """
 

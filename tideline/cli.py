@@ -7,6 +7,8 @@ tideline summary [--warehouse FILE] [--home DIR]
 tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destinations] [--port 3000]
                                                                  (what `make ui` calls)
 tideline receiver [--landing-dir DIR] [--port 8090]
+tideline audience build                                          (regenerate models/marts/audiences/)
+tideline audience preview FILE [--json] [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import sys
 
+from tideline.commands import audience
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -93,6 +96,12 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
     p.add_argument("--warehouse", default=None, help="DuckDB file (default: $TIDELINE_WAREHOUSE)")
     p.add_argument("--home", default=None, help="folder for generated state (default: $TIDELINE_HOME)")
     p.set_defaults(func=cmd_summary)
+
+    audience.add_parser(
+        sub,
+        home_help="folder for generated state (default: $TIDELINE_HOME)",
+        warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
+    )
     return parser
 
 

@@ -21,6 +21,18 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or "dbt"
 
 
+def generate_models(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
+    """Regenerate the dbt models written from files (the audience files: dbt_project/audiences/),
+    so an edited file takes effect in the next run; the generated files that changed. A file that
+    does not check raises ConditionError (a ValueError naming the file and the path in it)."""
+    from activation.audiences import build_all, stale_files
+
+    stale = stale_files(project_dir)
+    if stale:
+        build_all(project_dir)
+    return stale
+
+
 def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """Run `dbt parse` (partial parsing keeps it fast) and return the manifest path."""
     command = [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(project_dir)]

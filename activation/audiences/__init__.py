@@ -6,7 +6,7 @@
 
 files.py loads and checks the files, generate.py writes the models (and the membership history
 model), preview.py answers "who is in it" against a live warehouse. Entry point:
-`python -m activation.audiences build|preview` (__main__.py). Documented in docs/audiences.md.
+`tideline audience build|preview` (tideline/commands/audience.py). Documented in docs/audiences.md.
 """
 
 from .files import AudienceFile, load_audience, load_audiences

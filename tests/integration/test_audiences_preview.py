@@ -111,7 +111,7 @@ def test_preview_as_of_another_date_moves_the_windows(warehouse: Path, tmp_path:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "activation.audiences", *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "tideline.cli", "audience", *args], cwd=ROOT, capture_output=True, text=True
     )
 
 

@@ -79,8 +79,11 @@ def run_pipeline(
     if not warehouse_free(settings):
         return False
 
-    from tideline.dbt_manifest import parse_dbt_project
+    from tideline.dbt_manifest import generate_models, parse_dbt_project
 
+    regenerated = generate_models()
+    if regenerated:
+        print(f"Regenerated from the audience files: {', '.join(regenerated)} (commit them)", flush=True)
     parse_dbt_project()
     import dagster as dg
 

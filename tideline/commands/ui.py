@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from tideline.commands.run import prepare_dagster_home, settings_from
-from tideline.dbt_manifest import parse_dbt_project
+from tideline.dbt_manifest import generate_models, parse_dbt_project
 from tideline.settings import REPO_ROOT
 
 
@@ -30,6 +30,7 @@ def cmd_ui(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not args.raw_dir and not env.get("TIDELINE_RAW_DIR"):
         settings = settings.remembered()
     instance_dir = prepare_dagster_home(settings)
+    generate_models()
     parse_dbt_project()
     local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
     with (
