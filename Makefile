@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.audience_preview
 
 ## kill syncs at random points under a fault storm, per destination type (minutes; not in make test)
 drill: install

@@ -394,7 +394,7 @@ def notify(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], config: Acti
             raise ConfigError(
                 f"alerts: destination {name!r} is not declared under destinations: in the activation config"
             )
-        destination = create(name, config.destinations[name])
+        destination = create(name, config.destinations[name], config.env)
     except ConfigError as exc:
         old = [a for a in alerts if a.idempotency_key in done]
         return SendReport(already_sent=old, failed=[(a, str(exc)) for a in new])

@@ -1,8 +1,13 @@
 """Activation configuration.
 
-Destinations and policies live in one YAML file (default `config/activation.yml`,
-override with TIDELINE_ACTIVATION_CONFIG); `${VAR}` / `${VAR:-default}` are read
-from the environment and secrets are only ever named by environment variable.
+Destinations and policies live in one YAML file (default `config/activation.yml`; the
+orchestration's ActivationResource names another from TIDELINE_ACTIVATION_CONFIG). It is loaded
+and validated once (`load_config`), with errors naming the file and the key. `${VAR}` /
+`${VAR:-default}` and the secrets destinations name (`secret_env`, `token_env`, `password_env`,
+`dsn_env`, and TIDELINE_TRACKING_SECRET for email) are looked up in one resolved environment
+the caller gives (`env`: in a run, the resource's dg.EnvVar values, the state folder's sandbox
+secrets and the local destinations' addresses given as data); secrets are never in the file.
+`environment_names` lists the variables a config file names, so the caller can resolve them.
 What each segment syncs is declared on the segment's dbt model, under
 `config.meta.activation` (see docs/activation.md); `bindings_from_manifest` turns
 the dbt manifest into one SyncBinding per segment × destination.
@@ -12,14 +17,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from activation.destinations.base import ConfigError, expand_env
+from activation import tokens
+from activation.destinations import TYPES, create
+from activation.destinations.base import ConfigError, Destination, expand_env
 
 MODES = ("upsert", "mirror", "insert", "message")
 CHANNELS = ("email", "sms", "push")
@@ -27,6 +36,10 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "activation.ym
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "config" / "templates"
 TEMPLATE_PARTS = {"subject": "subject.j2", "html": "html.j2", "text": "text.j2"}
 MAX_NAME = 100  # campaign, variant and content version names
+SECTIONS = ("destinations", "policies", "alerts")
+POLICY_KEYS = ("frequency_caps", "quiet_hours", "default_timezone", "max_attempts", "failure_share_warn")
+SECRET_KEYS = ("secret_env", "token_env", "password_env", "dsn_env")  # keys naming an environment variable
+_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}")
 
 
 def check_name(where: str, key: str, value: Any) -> str:
@@ -109,6 +122,16 @@ class ActivationConfig:
     destinations: dict[str, dict[str, Any]]
     policies: PolicyConfig
     alerts: AlertsConfig = AlertsConfig()
+    # the resolved environment the config was loaded with: where destinations look up the secrets
+    # they name (never shown: it holds secret values)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def destination(self, name: str) -> Destination:
+        """The destination `name`, built from its validated config block and this config's
+        environment (ConfigError naming the destination and the key when it cannot be)."""
+        if name not in self.destinations:
+            raise ConfigError(f"no destination named {name!r} in the activation config")
+        return create(name, self.destinations[name], self.env)
 
 
 @dataclass(frozen=True)
@@ -161,41 +184,109 @@ class SyncBinding:
             raise ConfigError(f"{where}: no fields mapped")
 
 
-def load_config(path: Path | str | None = None) -> ActivationConfig:
-    path = Path(path or os.environ.get("TIDELINE_ACTIVATION_CONFIG") or DEFAULT_CONFIG)
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> ActivationConfig:
+    """The activation config at `path` (default config/activation.yml), validated: a ConfigError
+    names the file and the key (`policies.quiet_hours.start`, `destinations.sms.type`) and what is
+    allowed. `${VAR}` and the secrets destinations name are looked up in `env` (the caller's resolved
+    environment; the process's own when not given)."""
+    env = os.environ if env is None else env
+    path = Path(path or DEFAULT_CONFIG)
     if not path.exists():
         raise ConfigError(f"activation config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    destinations = {name: expand_env(cfg or {}) for name, cfg in (raw.get("destinations") or {}).items()}
-    for name, cfg in destinations.items():
-        if "type" not in cfg:
-            raise ConfigError(f"{path}: destination {name} has no type")
-    p = raw.get("policies") or {}
-    caps = {
-        cls: {ch: FrequencyCap(int(c["max"]), int(c["days"])) for ch, c in (chans or {}).items()}
-        for cls, chans in (p.get("frequency_caps") or {}).items()
-    }
-    quiet = expand_env(p.get("quiet_hours") or {})  # ${VAR:-default} allowed, as for destinations
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    raw = _section(where, "the activation config", raw, SECTIONS)
+    destinations = {}
+    for name, cfg in _section(where, "destinations", raw.get("destinations"), None).items():
+        cfg = _expanded(
+            where, f"destinations.{name}", _section(where, f"destinations.{name}", cfg, None), env
+        )
+        if cfg.get("type") not in TYPES:
+            raise ConfigError(
+                f"{where}: destinations.{name}.type {cfg.get('type')!r} is not one of {', '.join(TYPES)}"
+            )
+        if "rate_limit_per_second" in cfg:
+            _number(where, f"destinations.{name}.rate_limit_per_second", cfg["rate_limit_per_second"])
+        destinations[name] = cfg
+    policies = _policies(where, _section(where, "policies", raw.get("policies"), POLICY_KEYS), env)
+    alerts = AlertsConfig()
+    if "alerts" in raw:
+        alerts = alerts_from_raw(raw["alerts"], destinations, where=where)
+    return ActivationConfig(destinations, policies, alerts, env=dict(env))
+
+
+def _policies(where: str, p: dict[str, Any], env: Mapping[str, str]) -> PolicyConfig:
+    caps: dict[str, dict[str, FrequencyCap]] = {}
+    for cls, channels in _section(where, "policies.frequency_caps", p.get("frequency_caps"), None).items():
+        key = f"policies.frequency_caps.{cls}"
+        caps[cls] = {}
+        for channel, cap in _section(where, key, channels, CHANNELS).items():
+            cap = _section(where, f"{key}.{channel}", cap, ("max", "days"))
+            caps[cls][channel] = FrequencyCap(
+                _whole(where, f"{key}.{channel}.max", cap.get("max"), 0),
+                _whole(where, f"{key}.{channel}.days", cap.get("days"), 1),
+            )
+    quiet = _section(where, "policies.quiet_hours", p.get("quiet_hours"), ("start", "end"))
+    quiet = _expanded(where, "policies.quiet_hours", quiet, env)  # ${VAR:-default} as for destinations
     hours = {}
     for key, default in (("start", 21), ("end", 8)):
         value = str(quiet.get(key, default)).strip()
         if not value.isdigit() or not 0 <= int(value) <= 23:
-            raise ConfigError(f"{path}: policies.quiet_hours.{key} must be an hour 0-23, got {value!r}")
+            raise ConfigError(f"{where}: policies.quiet_hours.{key} must be an hour 0-23, got {value!r}")
         hours[key] = int(value)
-    policies = PolicyConfig(
+    return PolicyConfig(
         frequency_caps=caps,
         quiet_hours_start=hours["start"],
         quiet_hours_end=hours["end"],
-        default_timezone=check_timezone(
-            str(path), "policies.default_timezone", p.get("default_timezone", "UTC")
+        default_timezone=check_timezone(where, "policies.default_timezone", p.get("default_timezone", "UTC")),
+        max_attempts=_whole(where, "policies.max_attempts", p.get("max_attempts", 5), 1),
+        failure_share_warn=_number(
+            where, "policies.failure_share_warn", p.get("failure_share_warn", 0.05), share=True
         ),
-        max_attempts=int(p.get("max_attempts", 5)),
-        failure_share_warn=float(p.get("failure_share_warn", 0.05)),
     )
-    alerts = AlertsConfig()
-    if "alerts" in raw:
-        alerts = alerts_from_raw(raw["alerts"], destinations, where=str(path))
-    return ActivationConfig(destinations, policies, alerts)
+
+
+def _expanded(where: str, key: str, section: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return expand_env(section, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from exc
+
+
+def environment_names(path: Path | str | None = None) -> list[str]:
+    """The environment variables the config at `path` names: `${VAR}` references, the secrets its
+    destinations name (`secret_env`, `token_env`, `password_env`, `dsn_env`) and
+    TIDELINE_TRACKING_SECRET when an email destination signs links. A file that cannot be read names
+    none (load_config then says what is wrong)."""
+    path = Path(path or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    names: set[str] = set()
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str):
+            names.update(_REFERENCE.findall(value))
+            if key in SECRET_KEYS and value.strip():
+                names.add(value.strip())
+
+    walk(raw)
+    destinations = raw.get("destinations") if isinstance(raw, dict) else None
+    if isinstance(destinations, dict) and any(
+        isinstance(d, dict) and d.get("type") == "smtp" for d in destinations.values()
+    ):
+        names.add(tokens.TRACKING_SECRET_ENV)
+    return sorted(names)
 
 
 def _number(where: str, key: str, value: Any, *, share: bool = False, minimum: float = 0.0) -> float:
@@ -215,15 +306,17 @@ def _whole(where: str, key: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _section(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _section(where: str, key: str, value: Any, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+    """`value` as a mapping (None: empty); ConfigError naming `key` when it is not one, or when it
+    has keys outside `allowed` (None: any key)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: {key} must be a mapping")
-    unknown = sorted(set(value) - set(allowed))
+        raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}")
+    unknown = sorted(str(k) for k in set(value) - set(allowed)) if allowed is not None else []
     if unknown:
         raise ConfigError(
-            f"{where}: {key} has unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed)})"
+            f"{where}: {key} has unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed or ())})"
         )
     return value
 

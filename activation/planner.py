@@ -46,8 +46,6 @@ from activation.config import SyncBinding
 from activation.ledger import FINAL, SCHEMA
 from activation.warehouse import execute, literal, quote_identifier, quote_relation
 
-_q = quote_identifier
-
 
 def params(binding: SyncBinding) -> dict[str, Any]:
     """The binding's values the plan's statements bind (names, campaign, versions: config text,
@@ -63,7 +61,7 @@ def params(binding: SyncBinding) -> dict[str, Any]:
 
 def field_hash_sql(binding: SyncBinding, prefix: str = "") -> str:
     """The change-detection hash of a row: the mapping (names, bound as $signature) and the mapped values."""
-    columns = ", ".join(f"{prefix}{_q(col)}" for col in binding.fields.values())
+    columns = ", ".join(f"{prefix}{quote_identifier(col)}" for col in binding.fields.values())
     return f"hash($signature, {columns})" if columns else "hash($signature)"
 
 
@@ -75,7 +73,9 @@ def _aliases(binding: SyncBinding) -> dict[str, str]:
 
 def _fields_json_sql(binding: SyncBinding, prefix: str = "s.") -> str:
     alias = _aliases(binding)
-    pack = ", ".join(f"{_q(dest)} := {prefix}{alias[col]}" for dest, col in binding.fields.items())
+    pack = ", ".join(
+        f"{quote_identifier(dest)} := {prefix}{alias[col]}" for dest, col in binding.fields.items()
+    )
     return f"cast(to_json(struct_pack({pack})) as varchar)" if pack else "'{}'"
 
 
@@ -87,10 +87,10 @@ def _key(customer: str, version: str) -> str:
 
 def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
     """Create _rejects, _cand and the _plan view for the binding."""
-    key = f"cast({_q(key_column)} as varchar)"
+    key = f"cast({quote_identifier(key_column)} as varchar)"
     # null, empty or only spaces; trim() runs only on the rare key that starts with a space
     blank = "(customer_id is null or customer_id = '' or (starts_with(customer_id, ' ') and trim(customer_id) = ''))"
-    columns = ", ".join(f"{_q(col)} as {name}" for col, name in _aliases(binding).items())
+    columns = ", ".join(f"{quote_identifier(col)} as {name}" for col, name in _aliases(binding).items())
     relation = quote_relation(binding.relation)
     values = params(binding)
     if binding.mode == "message":

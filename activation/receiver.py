@@ -635,12 +635,21 @@ def create_app(
     return app
 
 
-def serve(landing_dir: Path | str, host: str = "127.0.0.1", port: int = 8090) -> None:
+def serve(
+    landing_dir: Path | str,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    *,
+    tracking_secret: bytes | None = None,
+    webhook_secret: str | None = None,
+) -> None:
     """Run the receiver with uvicorn until interrupted (access log off: paths carry tokens).
-    tokens.SecretError, before listening, without adequate secrets (see create_app)."""
+    tokens.SecretError, before listening, without adequate secrets (see create_app: given, or from
+    the environment when not)."""
     import uvicorn
 
-    uvicorn.run(create_app(landing_dir), host=host, port=port, access_log=False, log_level="info")
+    app = create_app(landing_dir, tracking_secret=tracking_secret, webhook_secret=webhook_secret)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ and unsubscribe tokens (revoking any customer's consent). Generate one with
     python -c "import secrets; print(secrets.token_hex(32))"
 
 `tideline demo` and `tideline run` with the local destinations generate one per Tideline home
-(orchestration.local_destinations.demo_secrets); everything else must have it configured.
+(their state folder's secrets.json); everything else must have it configured.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import hmac
 import json
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,10 +75,11 @@ def check_secret(name: str, value: str | bytes | None) -> bytes:
     return raw
 
 
-def tracking_secret() -> bytes:
-    """The key that signs tracking and unsubscribe tokens, from TIDELINE_TRACKING_SECRET (SecretError
-    when it is unset or too weak; there is no default)."""
-    return check_secret(TRACKING_SECRET_ENV, os.environ.get(TRACKING_SECRET_ENV))
+def tracking_secret(env: Mapping[str, str] | None = None) -> bytes:
+    """The key that signs tracking and unsubscribe tokens, TIDELINE_TRACKING_SECRET in `env` (the
+    resolved environment of the activation config; the process's own when not given). SecretError
+    when it is unset or too weak; there is no default."""
+    return check_secret(TRACKING_SECRET_ENV, (os.environ if env is None else env).get(TRACKING_SECRET_ENV))
 
 
 def _b64(data: bytes) -> str:

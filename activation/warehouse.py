@@ -137,7 +137,7 @@ class DuckDBLimits:
         temp_directory: str = "",
         env: Mapping[str, str] | None = None,
     ) -> DuckDBLimits:
-        """Explicit values (e.g. ActivationSettings) first, then the environment, then the defaults;
+        """Explicit values (e.g. ActivationConfigResource) first, then the environment, then the defaults;
         a bad value is a ValueError naming the setting."""
         env = os.environ if env is None else env
         memory = (memory_limit or env.get(MEMORY_LIMIT_ENV, "") or DEFAULT_MEMORY_LIMIT).strip()
@@ -175,7 +175,7 @@ def limited(con: duckdb.DuckDBPyConnection, limits: DuckDBLimits, what: str) -> 
     except duckdb.OutOfMemoryException as exc:
         raise WarehouseMemoryError(
             f"{what} ran out of DuckDB memory under memory_limit {limits.memory_limit} with "
-            f"{limits.threads} thread(s): raise {MEMORY_LIMIT_ENV} (or ActivationSettings.memory_limit), "
+            f"{limits.threads} thread(s): raise {MEMORY_LIMIT_ENV} (or ActivationConfigResource.memory_limit), "
             f"e.g. to {_doubled(limits.memory_limit)}, or lower {THREADS_ENV}; DuckDB spills to "
             f"{limits.temp_directory or previous['temp_directory'] or 'its temp directory'} "
             f"({TEMP_DIR_ENV}), which needs free disk. DuckDB said: {str(exc).splitlines()[0]}"

@@ -417,8 +417,8 @@ def _measure_audience(drill: Drill, final: dict[str, tuple[str, str]]) -> dict[s
 def drill_one(
     kind: str, *, kills: int, rounds: int, storm: float, customers: int, seed: int
 ) -> dict[str, Any]:
-    from activation.sinks.http_sink import HttpSink
-    from activation.sinks.smtp_sink import SmtpSink
+    from tideline.demo.sinks.http_sink import HttpSink
+    from tideline.demo.sinks.smtp_sink import SmtpSink
 
     workdir = Path(tempfile.mkdtemp(prefix=f"tideline-drill-{kind}-"))
     drill = Drill(kind, workdir, customers, storm, random.Random(seed))

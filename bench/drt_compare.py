@@ -304,7 +304,7 @@ def make_segment(db_path: Path, rows: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activation.sinks.http_sink import HttpSink
+    from tideline.demo.sinks.http_sink import HttpSink
 
     parser = argparse.ArgumentParser(description="drt on the sync benchmark's segment, to a loopback sink.")
     parser.add_argument("--rows", type=int, default=100_000)

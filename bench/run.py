@@ -32,7 +32,7 @@ def _peak_mb() -> dict[str, float]:
 
 
 def phase_generate(out: Path, customers: int) -> dict:
-    from orchestration.demo_data import generate_demo_data
+    from tideline.demo.data import generate_demo_data
 
     started = time.monotonic()
     summary = generate_demo_data(out, customers=customers)
@@ -47,14 +47,16 @@ def phase_generate(out: Path, customers: int) -> dict:
 
 
 def phase_pipeline(raw: Path, home: Path, as_of: str) -> dict:
+    import os
+
     import duckdb
 
-    from orchestration.cli import run_pipeline
-    from orchestration.settings import Settings
+    from tideline.commands.run import run_pipeline
+    from tideline.settings import Settings
 
     settings = Settings(home=home, warehouse=home / "warehouse.duckdb", raw_dir=raw, as_of=as_of)
     started = time.monotonic()
-    ok = run_pipeline(settings)
+    ok = run_pipeline(settings, dict(os.environ))
     seconds = time.monotonic() - started
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     counts = {

@@ -5,7 +5,7 @@ and the same table to the same endpoint with drt (an open-source reverse-ETL too
     python -m bench.sync --rows 200000
 
 The segment is `customer_id, email, first_name, score` (score a DOUBLE). The endpoint is
-activation.sinks.http_sink in its own process, lean (counts records, keeps no bodies), with
+tideline.demo.sinks.http_sink in its own process, lean (counts records, keeps no bodies), with
 no signature check so drt (which cannot sign) and Tideline face the same server; it answers
 each batch with per-record results. Measured, each in its own process so the peak resident
 memory is the sync's own:
@@ -13,7 +13,7 @@ memory is the sync's own:
   - Tideline, mode upsert, webhook destination (HMAC-signed), 1,000 records per request,
     ledger and policies on, no rate limit: a first full sync of every row, then a rerun
     with 1% of the rows changed (only those are sent). DuckDB's memory_limit for the sync
-    connection is --memory-limit (default 128MB, as ActivationSettings.memory_limit in the pipeline).
+    connection is --memory-limit (default 128MB, as ActivationConfigResource.memory_limit in the pipeline).
   - drt (`drt run`, rest_api destination in batch mode, 1,000 records per request, no rate
     limit; bench/drt_compare.py) with its default 1,000 rows per load() call and with
     10,000 (its faster setting here); the ratio is against the faster of the two.
@@ -50,7 +50,7 @@ def sink_process() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "activation.sinks.http_sink", "--lean", "--port", str(port)],
+        [sys.executable, "-m", "tideline.demo.sinks.http_sink", "--lean", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -82,7 +82,6 @@ def _child(db: str, url: str, workers: int, memory_limit: str) -> dict:
     con = duckdb.connect(db)
     con.execute(f"set memory_limit = '{memory_limit}'")
     rows = con.execute("select count(*) from marts.segment").fetchone()[0]
-    os.environ["BENCH_WEBHOOK_SECRET"] = "bench"
     binding = SyncBinding(
         segment="segment",
         relation="marts.segment",
@@ -93,7 +92,9 @@ def _child(db: str, url: str, workers: int, memory_limit: str) -> dict:
         campaign="bench",
     )
     destination = WebhookDestination.from_config(
-        "crm_batch", {"url": url, "secret_env": "BENCH_WEBHOOK_SECRET", "max_batch_size": 1000}
+        "crm_batch",
+        {"url": url, "secret_env": "BENCH_WEBHOOK_SECRET", "max_batch_size": 1000},
+        {"BENCH_WEBHOOK_SECRET": "bench"},
     )
     out: dict = {}
     started = time.perf_counter()

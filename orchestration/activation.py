@@ -6,44 +6,45 @@ segment needs no Python. Run config `dry_run: true` plans and shows samples with
 sending. A binding with a `schedule` (cron) also gets its own job and schedule;
 the others run whenever the pipeline builds their segment.
 
-Every sync first takes in the unsubscribes and complaints the engagement receiver wrote to
-the landing zone since the last sync (activation.intake), so they stop the very next send
-even when no dbt build ran in between (the deferred_messages sensor's reruns), and runs
-under the DuckDB limits of ActivationSettings / TIDELINE_DUCKDB_* (activation.warehouse).
+Each asset is a thin wrapper over activation.activate.activate (revocations taken in, the
+destination built from the run's validated activation config, the engine run under the DuckDB
+limits of ActivationConfigResource); here it becomes metadata and checks.
 """
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
-from activation.config import SyncBinding, bindings_from_manifest, load_config
-from activation.destinations import create
-from activation.engine import SyncEngine, SyncResult
-from activation.intake import take_in_revocations
+from activation.activate import activate
+from activation.config import SyncBinding, bindings_from_manifest
+from activation.engine import SyncResult
 from activation.ledger import due_deferrals
-from activation.reconcile import ProviderEvents
-from activation.warehouse import limited
-from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
-
-SUPPRESSIONS_KEY = dg.AssetKey(["marts", "engagement_suppressions"])
+from orchestration.dbt import model_key
+from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 
 
 class SyncRunConfig(dg.Config):
     dry_run: bool = False
 
 
-def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
+def _upstream(binding: SyncBinding) -> list[dg.AssetKey]:
+    """The dbt models a sync reads, by the keys the manifest gives them: its segment and, for a
+    channel's sends, the hard bounces and complaints the engagement marts found."""
+    suppressions = [model_key("engagement_suppressions")] if binding.channel else []
+    return [model_key(binding.segment), *suppressions]
+
+
+def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:
+    """The sync asset of `binding`, downstream of `deps` (build_activation: `_upstream`)."""
     key = dg.AssetKey(["activation", binding.sync_key])
-    segment_key = dg.AssetKey(binding.relation.split("."))
-    # a channel's sends skip the hard bounces and complaints the engagement marts found
-    suppressions = [SUPPRESSIONS_KEY] if binding.channel else []
 
     @dg.asset(
         key=key,
-        deps=[segment_key, *suppressions],
+        deps=list(deps),
         group_name="activation",
         kinds={"python"},
         owners=[f"team:{binding.owner}"] if binding.owner else None,
@@ -66,28 +67,21 @@ def _sync_asset(binding: SyncBinding) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: SyncRunConfig,
         warehouse: WarehouseResource,
-        activation: ActivationSettings,
+        activation: ActivationConfigResource,
         pipeline: PipelineSettings,
     ):
-        settings = load_config(activation.config_path or None)
-        binding.validate(settings.destinations)
-        destination_config = settings.destinations[binding.destination]
-        limits = activation.duckdb_limits()
-        destination = create(binding.destination, destination_config)
-        try:
-            with warehouse.connect() as con, limited(con, limits, f"sync {binding.sync_key}"):
-                intake = take_in_revocations(con, pipeline.raw_dir)
-                result = SyncEngine(
-                    con,
-                    destination,
-                    binding,
-                    settings.policies,
-                    workers=activation.workers,
-                    rate_per_second=float(destination_config.get("rate_limit_per_second", 0)),
-                    evidence=[ProviderEvents(pipeline.raw_dir)],  # provider webhooks settle unknown sends
-                ).run(dry_run=config.dry_run)
-        finally:
-            destination.close()
+        settings = activation.config()
+        with warehouse.connect() as con:
+            done = activate(
+                con,
+                binding,
+                settings,
+                pipeline.raw_dir,
+                limits=activation.duckdb_limits(),
+                workers=activation.workers,
+                dry_run=config.dry_run,
+            )
+        intake, result = done.intake, done.result
         context.log.info("%s: %s", binding.sync_key, json.dumps(result.as_dict()))
         metadata = {
             "sync_id": result.sync_id,
@@ -183,7 +177,7 @@ def deferred_messages_sensor(bindings: list[SyncBinding], job) -> dg.SensorDefin
 def build_activation(manifest_path: Path) -> tuple[list[dg.AssetsDefinition], list, list, list]:
     """(assets, jobs, schedules, sensors) for every activation declared in the dbt project."""
     bindings = bindings_from_manifest(manifest_path) if Path(manifest_path).exists() else []
-    assets = [_sync_asset(b) for b in bindings]
+    assets = [_sync_asset(b, _upstream(b)) for b in bindings]
     jobs, schedules, sensors = [], [], []
     messages = [b for b in bindings if b.mode == "message" and b.channel]
     if messages:

@@ -27,10 +27,10 @@ from activation.alerts import (
     notify,
     read_rates,
 )
-from activation.config import load_config
-from orchestration.resources import ActivationSettings, WarehouseResource
+from orchestration.dbt import model_key
+from orchestration.resources import ActivationConfigResource, WarehouseResource
 
-RATES_KEY = dg.AssetKey(["marts", "campaign_alert_rates"])
+RATES_KEY = model_key("campaign_alert_rates")
 CHECK_NAMES = {rule.check: f"{rule.check}_alert" for rule in RULES}
 
 
@@ -79,9 +79,11 @@ def _results(description: str, passed: bool = True) -> Iterator[dg.AssetCheckRes
     pool="warehouse",
 )
 def campaign_performance_alerts(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, activation: ActivationSettings
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    activation: ActivationConfigResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    config = load_config(activation.config_path or None)
+    config = activation.config()
     if not Path(warehouse.path).exists():
         yield from _results(f"no data: the warehouse {warehouse.path} does not exist yet")
         return

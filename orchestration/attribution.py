@@ -11,10 +11,11 @@ import datetime as dt
 import dagster as dg
 
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
+from orchestration.dbt import model_key
 from orchestration.resources import PipelineSettings, WarehouseResource
 
 REMOVAL_EFFECTS_KEY = dg.AssetKey(["ml", "channel_removal_effects"])
-PATHS_KEY = dg.AssetKey(["marts", "fct_attribution_paths"])
+PATHS_KEY = model_key("fct_attribution_paths")
 
 
 @dg.asset(

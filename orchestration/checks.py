@@ -2,9 +2,10 @@
 
 import dagster as dg
 
+from orchestration.dbt import model_key
 from orchestration.resources import WarehouseResource
 
-REJECTS_KEY = dg.AssetKey(["marts", "rejects"])
+REJECTS_KEY = model_key("rejects")
 ORDERS_KEY = dg.AssetKey(["landing", "commerce_orders"])
 
 

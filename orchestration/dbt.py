@@ -7,11 +7,14 @@ blocking, so a failing one stops everything downstream. After dbt finishes, ever
 materialisation gets a row count and a preview (DuckDB allows no reader while dbt
 writes, so metadata is added once the dbt process has exited). dbt's own output goes to the
 run's log file (RunLog), with a progress message every few seconds for the console.
+
+The warehouse path and the as-of date reach dbt as `--vars` of each invocation (the profile reads
+`var('tideline_warehouse')`), never through this process's environment.
 """
 
+import functools
 import io
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -26,12 +29,13 @@ from dagster_dbt import (
     DbtCliResource,
     DbtProject,
     dbt_assets,
+    get_asset_key_for_model,
 )
 
-from orchestration.console import ANSI, progress_message
 from orchestration.metadata import table_metadata
 from orchestration.resources import PipelineSettings, RunLog, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.reporting.console import ANSI, progress_message
+from tideline.settings import DBT_PROJECT_DIR
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` / `make ui` rebuild the manifest when models change; elsewhere it is
@@ -70,8 +74,11 @@ class TidelineTranslator(DagsterDbtTranslator):
 translator = TidelineTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def dbt_vars(settings: PipelineSettings) -> dict[str, str]:
-    return {"as_of": settings.as_of} if settings.as_of else {}
+def dbt_vars(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[str, str]:
+    """The --vars of a build: the warehouse the profile opens (dbt_project/profiles.yml) and the
+    as-of date ('' = dbt's default, today)."""
+    variables = {"tideline_warehouse": warehouse.path}
+    return {**variables, "as_of": settings.as_of} if settings.as_of else variables
 
 
 # dbt models downstream of the ML scores (source ml.customer_scores) build after the
@@ -86,12 +93,7 @@ def _run_dbt(
     pipeline: PipelineSettings,
     run_log: RunLog,
 ) -> Iterator[Any]:
-    # The profile reads the warehouse path from the environment of the dbt process.
-    os.environ["TIDELINE_WAREHOUSE"] = warehouse.path
-    args = ["build"]
-    variables = dbt_vars(pipeline)
-    if variables:
-        args += ["--vars", json.dumps(variables)]
+    args = ["build", "--vars", json.dumps(dbt_vars(pipeline, warehouse))]
     warehouse.wait_until_free()  # dbt opens the file itself: a BI tool holding it would fail the build
     log_path = run_log.path(context.run_id)
     total = len(context.selected_asset_keys) + len(context.selected_asset_check_keys)
@@ -238,3 +240,11 @@ def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> A
     except Exception:  # metadata is best effort; never fail a successful build over it
         return event
     return event.with_metadata({**(event.metadata or {}), **extra})
+
+
+@functools.cache
+def model_key(model: str) -> dg.AssetKey:
+    """The asset key of the dbt model `model`, from the manifest (the translator's [schema, name]):
+    what other assets depend on, so a model moved to another schema moves its dependants along.
+    Both dbt assets read the same manifest with the same translator; either one answers for all."""
+    return get_asset_key_for_model([tideline_dbt_assets], model)

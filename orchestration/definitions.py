@@ -1,5 +1,11 @@
 """The one Dagster code location: `dagster dev -m orchestration.definitions` (see `tideline ui`, `make ui`).
 
+`build_definitions` turns Settings (and the activation values a caller gives as data) into the
+assets, checks, jobs, schedules, sensors and typed resources. This module is the code location's
+entry point, so, like the CLI, it reads its environment once: `Settings.from_env(os.environ)`,
+and the environment variables the activation config names become dg.EnvVar resources. The CLI's
+own runs replace `defs` with the definitions of their settings (orchestration/runner.py).
+
 Everything a run generates goes to the warehouse's state folder (Settings.state_dir: models,
 reports, outbox, run logs, the BI copy), and every run of every job (CLI, UI, schedule, sensor)
 carries the run tags tideline/raw_dir, tideline/warehouse and tideline/as_of.
@@ -7,6 +13,7 @@ carries the run tags tideline/raw_dir, tideline/warehouse and tideline/as_of.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -20,16 +27,15 @@ from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.console import CONSOLE_LOGGER, tideline_console
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
-from orchestration.landing.assets import landing_zone
-from orchestration.manifest import dbt_executable
+from orchestration.landing import landing_zone
 from orchestration.ml import ml_assets
-from orchestration.report_assets import ReportSettings, campaign_report
+from orchestration.report import ReportSettings, campaign_report
 from orchestration.resources import (
-    ActivationSettings,
     MLSettings,
     PipelineSettings,
     RunLog,
     WarehouseResource,
+    activation_config_resource,
 )
 from orchestration.schedules import (
     daily_refresh,
@@ -39,10 +45,18 @@ from orchestration.schedules import (
     weekly_retrain,
 )
 from orchestration.serving import ServingSettings, bi_warehouse_asset
-from orchestration.settings import Settings
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    activation_values: Mapping[str, str] | None = None,
+) -> dg.Definitions:
+    """The code location for `settings`. `environ`: the entry point's environment (which variables the
+    activation config names are set); `activation_values`: values for the config's `${VAR}`s given
+    as data (the local destinations' addresses, the demo's quiet hours)."""
     sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
     assets = [
         landing_zone,
@@ -82,7 +96,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
             "ml": MLSettings(models_dir=str(settings.models_dir)),
-            "activation": ActivationSettings(),
+            "activation": activation_config_resource(settings, environ or {}, activation_values),
             "reports": ReportSettings(reports_dir=str(settings.reports_dir)),
             "serving": ServingSettings(bi_path=str(settings.bi_path)),
             "run_log": RunLog(logs_dir=str(settings.logs_dir)),
@@ -125,5 +139,5 @@ def with_run_tags(
     )
 
 
-settings = Settings.from_env()
-defs = build_definitions(settings)
+settings = Settings.from_env(os.environ)
+defs = build_definitions(settings, os.environ)

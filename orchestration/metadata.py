@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import dagster as dg
 import duckdb
 
+from activation.warehouse import quote_identifier
+
 MAX_PREVIEW_COLUMNS = 12
 
 SAFE_COLUMNS = frozenset(
@@ -81,13 +83,6 @@ def shown_columns(columns: Iterable[str], limit: int = MAX_PREVIEW_COLUMNS) -> l
     return [c for c in columns if is_safe_column(c)][:limit]
 
 
-def _quote(name: str) -> str:
-    """A DuckDB identifier in double quotes; ValueError for what cannot be quoted (empty, NUL)."""
-    if not name or "\x00" in name:
-        raise ValueError(f"cannot quote identifier {name!r}: it is empty or holds a NUL character")
-    return '"' + name.replace('"', '""') + '"'
-
-
 def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str, preview_rows: int = 5) -> dict:
     """dagster/row_count plus a Markdown preview of the safe columns only (none: no preview)."""
     columns = [
@@ -100,12 +95,12 @@ def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str, prev
     ]
     if not columns:
         return {}
-    relation = f"{_quote(schema)}.{_quote(table)}"
+    relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     count = con.execute(f"select count(*) from {relation}").fetchone()[0]
     shown = shown_columns(columns)
     metadata: dict = {"dagster/row_count": dg.MetadataValue.int(int(count))}
     if shown:
-        select = ", ".join(_quote(c) for c in shown)
+        select = ", ".join(quote_identifier(c) for c in shown)
         df = con.execute(f"select {select} from {relation} limit {int(preview_rows)}").df()
         metadata["preview"] = dg.MetadataValue.md(df.to_markdown(index=False) if len(df) else "_empty_")
     return metadata

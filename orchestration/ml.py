@@ -21,15 +21,12 @@ from models_ml.lifetime_value import TrainedCLV, train_clv
 from models_ml.registry import ModelRegistry, data_identity
 from models_ml.runs import TrainingOutcome, score_and_record, train_and_record
 from models_ml.training import CHURN, PROPENSITY, TaskConfig, TrainedModel, TrainingConfig, train_task
+from orchestration.dbt import model_key
 from orchestration.metadata import shown_columns
 from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
 
-FEATURE_DEPS = [
-    dg.AssetKey(["intermediate", "int_orders_resolved"]),
-    dg.AssetKey(["intermediate", "int_order_items_joined"]),
-    dg.AssetKey(["intermediate", "int_events_stitched"]),
-    dg.AssetKey(["marts", "dim_customers"]),
-]
+FEATURE_MODELS = ["int_orders_resolved", "int_order_items_joined", "int_events_stitched", "dim_customers"]
+FEATURE_DEPS = [model_key(model) for model in FEATURE_MODELS]
 CHURN_KEY = dg.AssetKey(["ml", "churn_model"])
 PROPENSITY_KEY = dg.AssetKey(["ml", "propensity_model"])
 CLV_KEY = dg.AssetKey(["ml", "clv_model"])

@@ -1,80 +1,32 @@
-"""Dagster resources: the warehouse connection, the pipeline's run settings and where run logs go.
+"""Dagster resources: configuration resolved once into typed values every asset reads.
 
-DuckDB allows one writer and, while it writes, no other process at all. When another process
-(a BI tool, a notebook) holds the warehouse file, a run waits for it up to `lock_wait_seconds`
-(TIDELINE_LOCK_WAIT_SECONDS), saying once which process holds it, and then fails with one
-sentence naming the process and what to do. Sensors never wait (they skip the tick instead).
+- `WarehouseResource`: the DuckDB file. DuckDB allows one writer and, while it writes, no other
+  process at all: a run waits for another process's lock up to `lock_wait_seconds`
+  (tideline/warehouse.py); sensors never wait (they skip the tick instead).
+- `PipelineSettings`: the landing zone and the as-of date. `MLSettings`: model settings.
+- `ActivationConfigResource`: the activation config, loaded and validated once per run, with the
+  environment it names resolved through dg.EnvVar (secrets never enter the run's config), and
+  DuckDB's limits while a sync runs.
+- `RunLog`: where a run's detail goes.
+
+Nothing here reads or writes os.environ: orchestration/definitions.py builds these from Settings.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from activation.config import ActivationConfig, environment_names, load_config
 from activation.warehouse import DuckDBLimits
-
-# DuckDB: 'Could not set lock on file "<path>": Conflicting lock is held in <program> (PID <n>)...'
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
-
-
-class WarehouseLocked(duckdb.IOException):
-    """Another process holds the DuckDB warehouse file, and kept it past the configured wait (an
-    IOException, as DuckDB's own lock error is, so callers that skip on it keep doing so)."""
-
-    def __init__(self, path: str, pid: int, program: str, waited: float, bi_path: str = ""):
-        self.path, self.pid, self.program, self.waited = path, pid, program, waited
-        bi = f" (BI tools should open {bi_path}, the copy after 'Open in BI:')" if bi_path else ""
-        super().__init__(
-            f"The warehouse {path} is locked by another process, PID {pid} ({Path(program).name}), "
-            f"and was still locked after {waited:.0f}s: close that program's connection to it{bi} "
-            f"and run again, or wait longer with TIDELINE_LOCK_WAIT_SECONDS."
-        )
-
-
-def lock_holder(exc: BaseException) -> tuple[int, str] | None:
-    """(pid, program) of the process holding a DuckDB file lock, from DuckDB's error; None otherwise."""
-    match = _LOCK_HOLDER.search(str(exc))
-    return (int(match["pid"]), match["program"]) if match else None
-
-
-def connect_waiting(
-    path: str | Path,
-    read_only: bool = False,
-    wait_seconds: float = 0.0,
-    on_wait: Callable[[str], None] | None = None,
-    bi_path: str = "",
-) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, waiting up to `wait_seconds` while another process holds the file's lock
-    (`on_wait` hears once who holds it); then WarehouseLocked. Other errors are raised as they are."""
-    deadline = time.monotonic() + max(wait_seconds, 0.0)
-    started, told = time.monotonic(), False
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            holder = lock_holder(exc)
-            if holder is None:
-                raise
-            pid, program = holder
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                waited = time.monotonic() - started
-                # DuckDB's message says no more than ours (program, PID): keep the error one sentence
-                raise WarehouseLocked(str(path), pid, program, waited, bi_path) from None
-            if not told and on_wait is not None:
-                on_wait(
-                    f"the warehouse {path} is locked by another process, PID {pid} ({Path(program).name}); "
-                    f"waiting up to {wait_seconds:.0f}s for it to close (TIDELINE_LOCK_WAIT_SECONDS)"
-                )
-                told = True
-            time.sleep(min(0.5, remaining))
+from tideline.settings import Settings, read_sandbox_secrets
+from tideline.warehouse import connect_waiting
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -149,18 +101,65 @@ class MLSettings(dg.ConfigurableResource):
     seed: int = 42
 
 
-class ActivationSettings(dg.ConfigurableResource):
-    """Where the activation config is ('' = TIDELINE_ACTIVATION_CONFIG or config/activation.yml),
-    and DuckDB's limits while a sync runs. Unset ('' / 0), the limits come from
-    TIDELINE_DUCKDB_MEMORY_LIMIT, TIDELINE_DUCKDB_THREADS and TIDELINE_DUCKDB_TEMP_DIR, else the
-    defaults in activation/warehouse.py (128MB, 2 threads, `<warehouse>.tmp`); DuckDB spills to
-    the temp directory beyond the memory limit, and a sync that still runs out names the setting."""
+class ActivationConfigResource(dg.ConfigurableResource):
+    """The activation config and DuckDB's limits while a sync runs.
 
-    config_path: str = ""
+    `config()` loads and validates the YAML once per run (a ConfigError names the file and the key)
+    and every sync asset and alert check of the run shares it. `${VAR}` and the secrets the config
+    names are looked up in, later winning: the sandbox secrets in `secrets_file` (the state
+    folder's secrets.json, only when the local destinations run), `environment` (one dg.EnvVar per
+    variable the config names that is set, so values never enter the run's config nor the UI) and
+    `values` (given as data: the local destinations' addresses, the demo's quiet hours).
+
+    Unset ('' / 0), the DuckDB limits are activation/warehouse.py's defaults (128MB, 2 threads,
+    `<warehouse>.tmp`); DuckDB spills to the temp directory beyond the memory limit, and a sync
+    that still runs out names the setting."""
+
+    config_path: str = ""  # '' = config/activation.yml
+    environment: dict[str, str] = {}
+    values: dict[str, str] = {}
+    secrets_file: str = ""
     workers: int = 4  # concurrent batches per sync (they share the destination's rate limit)
     memory_limit: str = ""  # DuckDB size, e.g. 256MB or 1GB
     threads: int = 0
     temp_directory: str = ""
+    _loaded: ActivationConfig | None = PrivateAttr(default=None)
+
+    def config(self) -> ActivationConfig:
+        """The validated activation config, read once per resource (once per run)."""
+        if self._loaded is None:
+            self._loaded = load_config(self.config_path or None, env=self.resolved_environment())
+        return self._loaded
+
+    def resolved_environment(self) -> dict[str, str]:
+        return {**read_sandbox_secrets(self.secrets_file), **self.environment, **self.values}
 
     def duckdb_limits(self) -> DuckDBLimits:
-        return DuckDBLimits.resolve(self.memory_limit, self.threads, self.temp_directory)
+        return DuckDBLimits.resolve(self.memory_limit, self.threads, self.temp_directory, env={})
+
+    @classmethod
+    def from_environment(
+        cls, config_path: str, environ: Mapping[str, str], **fields: Any
+    ) -> ActivationConfigResource:
+        """The resource for the config at `config_path` ('' = config/activation.yml) with a dg.EnvVar
+        for each variable the config names that is set in `environ` (an entry point's environment):
+        Dagster resolves them when the resource is built, and shows their names, never their values."""
+        names = environment_names(config_path or None)
+        environment = {name: dg.EnvVar(name) for name in names if name in environ}
+        return cls(config_path=config_path, environment=environment, **fields)
+
+
+def activation_config_resource(
+    settings: Settings, environ: Mapping[str, str], values: Mapping[str, str] | None = None
+) -> ActivationConfigResource:
+    """The resource for `settings`: `values` given as data, the sandbox secrets when the local
+    destinations run, DuckDB's limits of the settings (see `from_environment` for `environ`)."""
+    return ActivationConfigResource.from_environment(
+        settings.activation_config,
+        environ,
+        values=dict(values or {}),
+        secrets_file=str(settings.secrets_path) if settings.local_destinations else "",
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.duckdb_threads,
+        temp_directory=settings.duckdb_temp_dir,
+    )

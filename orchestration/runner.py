@@ -12,18 +12,17 @@ worker executes a launched run, with the in-process executor so steps share the 
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origin_from_module_name
 
-from orchestration.settings import REPO_ROOT, Settings
+from tideline.settings import REPO_ROOT, Settings
 
 LOCATION_MODULE = "orchestration.definitions"  # also the code location's name in `dagster dev -m`
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -37,14 +36,19 @@ class RunOutcome:
     planned_steps: int
 
 
-def load_definitions(settings: Settings) -> None:
-    """Make the code location's module-level `defs` the definitions of `settings` (exported to the
-    environment first): import it, or re-import it when an earlier import used other settings."""
-    module = sys.modules.get(LOCATION_MODULE)
-    if module is None:
-        importlib.import_module(LOCATION_MODULE)
-    elif module.settings != settings:
-        importlib.reload(module)
+def load_definitions(
+    settings: Settings, environ: Mapping[str, str], activation_values: Mapping[str, str] | None = None
+) -> None:
+    """Make the code location's module-level `defs` the definitions of `settings` (with `environ`,
+    the CLI's environment, and the activation values it gives as data), so the run created below
+    executes them in this process."""
+    module = importlib.import_module(LOCATION_MODULE)
+    module.settings = settings
+    module.defs = module.build_definitions(settings, environ, activation_values)
+    # a reconstructable job keeps its last definition (per process): drop it, or a second run in
+    # this process would execute the first run's definitions
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
 
 
 def repository() -> ReconstructableRepository:

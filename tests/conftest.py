@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.manifest import parse_dbt_project
 from tests.helpers import Warehouse, build_warehouse
+from tideline.dbt_manifest import parse_dbt_project
 
 # Long and varied enough for activation.tokens.check_secret; used only by tests, never a default.
 TEST_TRACKING_SECRET = "tideline-tests-only-tracking-secret-9f3c1a7e5b"

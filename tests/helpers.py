@@ -10,9 +10,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.landing.loader import load_landing_zone
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.dbt_manifest import dbt_executable
+from tideline.landing.loader import load_landing_zone
+from tideline.settings import DBT_PROJECT_DIR
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
@@ -86,3 +86,22 @@ def build_warehouse(raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict
         con.close()
     dbt_build(warehouse, as_of, extra_vars)
     return Warehouse(warehouse)
+
+
+def opted_in_segment(con: duckdb.DuckDBPyConnection, customers: int) -> duckdb.DuckDBPyConnection:
+    """marts.dim_customers (`customers` customers c000, c001, ..., opted in to email and SMS, in UTC)
+    and marts.segment of all of them with an email and a phone: what a sync needs to send."""
+    con.execute("create schema if not exists marts")
+    con.execute(
+        """create table marts.dim_customers as
+           select 'c' || lpad(cast(i as varchar), 3, '0') as customer_id, true as email_opt_in,
+                  true as sms_opt_in, 'UTC' as timezone
+           from range(?) t(i)""",
+        [customers],
+    )
+    con.execute(
+        """create table marts.segment as
+           select customer_id, customer_id || '@example.com' as email, '+4470000' || right(customer_id, 3) as phone
+           from marts.dim_customers"""
+    )
+    return con

@@ -52,7 +52,18 @@ DDL = {
     "customer_lifecycle_history": """
         customer_id varchar, stage varchar, entered_on date, exited_on date, previous_stage varchar,
         spell_number integer, is_current boolean""",
+    "attribution_models": "model varchar, label varchar, display_order integer",
 }
+
+# marts.attribution_models as dbt publishes it; the report reads its order and labels from here
+ATTRIBUTION_MODELS = [
+    ("first_touch", "First touch"),
+    ("last_touch", "Last touch"),
+    ("linear", "Linear"),
+    ("time_decay", "Time decay"),
+    ("position_based", "Position based (40/20/40)"),
+    ("data_driven", "Data-driven (Markov)"),
+]
 
 PERFORMANCE = [
     # campaign, variant, channel, send_date, sent, delivered, opens, clicks, conversions, revenue
@@ -242,6 +253,10 @@ def write_report_marts(path: Path) -> Path:
             [campaign, channel, arm, arm_type, reach, conv, rate, rate - 0.005, rate + 0.005],
         )
         con.executemany(f"insert into marts.channel_roi values ({', '.join(['?'] * 16)})", roi_rows())
+        con.executemany(
+            "insert into marts.attribution_models values (?, ?, ?)",
+            [(model, label, i) for i, (model, label) in enumerate(ATTRIBUTION_MODELS, start=1)],
+        )
         for model, (w_email, w_paid) in O1_WEIGHTS.items():
             for order_id, amount, touch_id, channel, position, length, weight in [
                 ("o1", 100.0, "t1", "email", 1, 2, w_email),

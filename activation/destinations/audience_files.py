@@ -389,8 +389,10 @@ class AudienceFilesDestination(DestinationDefaults):
         self._stores: dict[str, _IdentityStore] = {}
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> AudienceFilesDestination:
-        return cls(name, config)
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> AudienceFilesDestination:
+        return cls(name, config)  # names no secret: `env` is not needed
 
     def validate(self) -> None:
         """Raise ConfigError naming the destination and the field; checks config only (no file system)."""

@@ -1,6 +1,6 @@
 """The one interface every destination implements.
 
-    destination = SomeDestination.from_config(name, config_dict)   # reads secrets from env vars
+    destination = SomeDestination.from_config(name, config_dict, env)  # secrets from the env vars it names
     destination.validate()                                          # clear ConfigError, no network
     results = destination.send_batch(records, context)              # one RecordResult per record
     destination.close()
@@ -194,33 +194,39 @@ class DestinationDefaults:
 _ENV = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in strings (recursively in dicts and lists) from the environment."""
+def expand_env(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings (recursively in dicts and lists) from `env`
+    (the caller's resolved environment; the process's own when not given)."""
+    env = os.environ if env is None else env
     if isinstance(value, str):
 
         def sub(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
+            if name in env:
+                return env[name]
             if default is not None:
                 return default
             raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v, env) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v) for v in value]
+        return [expand_env(v, env) for v in value]
     return value
 
 
-def secret(name: str, env_var: str | None, *, required: bool = True) -> str | None:
-    """A secret from the environment variable a config names (never from the config file itself)."""
+def secret(
+    name: str, env_var: str | None, *, required: bool = True, env: Mapping[str, str] | None = None
+) -> str | None:
+    """A secret from the environment variable a config names (never from the config file itself),
+    looked up in `env` (the resolved environment the config was loaded with; the process's own when
+    not given)."""
     if not env_var:
         if required:
             raise ConfigError(f"destination {name}: no secret_env given")
         return None
-    value = os.environ.get(env_var)
+    value = (os.environ if env is None else env).get(env_var)
     if required and not value:
         raise ConfigError(f"destination {name}: environment variable {env_var} is not set")
     return value

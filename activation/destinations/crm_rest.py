@@ -97,8 +97,11 @@ class CrmRestDestination(DestinationDefaults):
         return f"CrmRestDestination(name={self.name!r}, base_url={self.base_url!r}, object={self.object!r})"
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> CrmRestDestination:
-        """Build from a config mapping; the bearer token is read from the env var `token_env` names."""
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> CrmRestDestination:
+        """Build from a config mapping; the bearer token is the value of the environment variable
+        `token_env` names, in `env` (the environment the config was loaded with)."""
         if not isinstance(config, Mapping):
             raise ConfigError(f"destination {name}: config must be a mapping")
         base_url = hc.check_url(name, "base_url", config.get("base_url"))
@@ -107,7 +110,7 @@ class CrmRestDestination(DestinationDefaults):
             raise ConfigError(
                 f"destination {name}: token_env is required (the environment variable holding the bearer token)"
             )
-        token = secret(name, token_env.strip())
+        token = secret(name, token_env.strip(), env=env)
         object_name = config.get("object")
         if not isinstance(object_name, str) or not object_name.strip():
             raise ConfigError(f"destination {name}: object is required (the CRM object type, e.g. contacts)")

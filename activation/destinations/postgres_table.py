@@ -159,8 +159,16 @@ def _as_float(value: Any) -> float | None:
 class PostgresTableDestination(DestinationDefaults):
     kind = "postgres"
 
-    def __init__(self, name: str, config: Mapping[str, Any], *, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
         self.name = name
+        self._env = os.environ if env is None else env  # where dsn_env / password_env are looked up
         cfg = dict(config or {})
         self._problems: list[tuple[str, str]] = []
 
@@ -257,9 +265,12 @@ class PostgresTableDestination(DestinationDefaults):
         self._table_columns: dict[str, str] | None = None  # column -> type, from the catalog
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> PostgresTableDestination:
-        """Build from a destination's config dict; secrets are read from the env vars it names."""
-        return cls(name, config)
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> PostgresTableDestination:
+        """Build from a destination's config dict; secrets are the values of the environment variables
+        it names, in `env` (the environment the config was loaded with)."""
+        return cls(name, config, env=env)
 
     # ------------------------------------------------------------------ config
 
@@ -276,7 +287,7 @@ class PostgresTableDestination(DestinationDefaults):
         if self._problems:
             return []
         if self.dsn_env:
-            value = os.environ.get(self.dsn_env)
+            value = self._env.get(self.dsn_env)
             if not value:
                 return [("dsn_env", f"environment variable {self.dsn_env} is not set")]
             try:
@@ -285,7 +296,7 @@ class PostgresTableDestination(DestinationDefaults):
                 return [
                     ("dsn_env", f"environment variable {self.dsn_env} is not a valid libpq connection string")
                 ]
-        elif self.password_env and not os.environ.get(self.password_env):
+        elif self.password_env and not self._env.get(self.password_env):
             return [("password_env", f"environment variable {self.password_env} is not set")]
         return []
 
@@ -302,12 +313,12 @@ class PostgresTableDestination(DestinationDefaults):
 
     def _conninfo(self) -> str:
         if self.dsn_env:
-            base, params = os.environ.get(self.dsn_env, ""), {}
+            base, params = self._env.get(self.dsn_env, ""), {}
         else:
             base = ""
             params = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
             if self.password_env:
-                params["password"] = os.environ.get(self.password_env, "")
+                params["password"] = self._env.get(self.password_env, "")
         given = conninfo_to_dict(base) if base else {}
         if "connect_timeout" not in given:
             params["connect_timeout"] = max(1, round(self.connect_timeout))

@@ -52,6 +52,7 @@ import email.policy
 import hashlib
 import html
 import logging
+import os
 import re
 import smtplib
 import ssl
@@ -257,8 +258,9 @@ class SmtpEmailDestination(DestinationDefaults):
     idempotent_delivery = False
     encoded_batches = False
 
-    def __init__(self, name: str, config: Mapping[str, Any]):
+    def __init__(self, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None):
         self.name = name
+        self._env = os.environ if env is None else env  # password_env and the tracking secret
         self._config = dict(config)
         c = self._config
         self.host = c.get("host") or "127.0.0.1"
@@ -266,7 +268,9 @@ class SmtpEmailDestination(DestinationDefaults):
         self.starttls = _as_bool(c.get("starttls", False))
         self.username = c.get("username") or None
         self.password_env = c.get("password_env") or None
-        self.password = secret(name, self.password_env, required=False) if self.password_env else None
+        self.password = (
+            secret(name, self.password_env, required=False, env=self._env) if self.password_env else None
+        )
         self.from_address = c.get("from_address")
         self.from_name = c.get("from_name") or ""
         self.reply_to = c.get("reply_to") or None
@@ -290,8 +294,12 @@ class SmtpEmailDestination(DestinationDefaults):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> SmtpEmailDestination:
-        return cls(name, config)
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> SmtpEmailDestination:
+        """Build from a config mapping; the SMTP password and the tracking secret are looked up in
+        `env` (the environment the config was loaded with)."""
+        return cls(name, config, env)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -328,7 +336,7 @@ class SmtpEmailDestination(DestinationDefaults):
         if self.tracking_base_url is not None and not tokens.is_http_url(self.tracking_base_url):
             p.append("tracking_base_url must be an http(s) URL")
         try:  # every message signs its unsubscribe link: refuse before anything is sent or in flight
-            tokens.tracking_secret()
+            tokens.tracking_secret(self._env)
         except tokens.SecretError as exc:
             p.append(f"cannot sign links: {exc}")
         if self.delivery_log_dir is not None and not isinstance(self.delivery_log_dir, str):
@@ -647,7 +655,7 @@ class SmtpEmailDestination(DestinationDefaults):
         failures are retried inside the call, a message that may have been accepted is `unknown`."""
         self.validate()
         results: list[RecordResult | None] = [None] * len(records)
-        secret_key = tokens.tracking_secret()
+        secret_key = tokens.tracking_secret(self._env)
         try:
             templates = self._compile(context.content or {})
         except _ContentError as exc:

@@ -146,8 +146,11 @@ class WebhookDestination(DestinationDefaults):
         return f"WebhookDestination(name={self.name!r}, url={self.url!r}, signed={not self.unsigned})"
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> WebhookDestination:
-        """Build from a config mapping; the HMAC secret is read from the env var `secret_env` names."""
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> WebhookDestination:
+        """Build from a config mapping; the HMAC secret is the value of the environment variable
+        `secret_env` names, in `env` (the environment the config was loaded with)."""
         if not isinstance(config, Mapping):
             raise ConfigError(f"destination {name}: config must be a mapping")
         url = hc.check_url(name, "url", config.get("url"))
@@ -162,7 +165,7 @@ class WebhookDestination(DestinationDefaults):
                     f"destination {name}: secret_env is required (the environment variable holding the "
                     "HMAC secret), or set unsigned: true"
                 )
-            secret_value = secret(name, secret_env.strip())
+            secret_value = secret(name, secret_env.strip(), env=env)
         destination = cls(
             name,
             url,

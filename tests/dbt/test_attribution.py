@@ -37,8 +37,8 @@ from activation.ledger import ensure_schema
 from models_ml.attribution import load_paths, removal_effects, write_removal_effects
 from orchestration.attribution import channel_removal_effects
 from orchestration.resources import PipelineSettings, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
 from tests.helpers import Warehouse, build_warehouse, dbt_build, write_csv, write_jsonl
+from tideline.settings import DBT_PROJECT_DIR
 
 pytestmark = pytest.mark.slow  # every test reads one warehouse built by dbt
 

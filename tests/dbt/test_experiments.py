@@ -41,9 +41,9 @@ import pytest
 from scipy.stats import binomtest, chi2_contingency, norm
 from scipy.stats.contingency import relative_risk
 
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
 from tests.integration.postgres import postgres_dsn  # noqa: F401
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import DBT_PROJECT_DIR
 
 pytestmark = pytest.mark.slow  # every test compiles or builds with dbt (a subprocess each)
 

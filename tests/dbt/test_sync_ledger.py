@@ -19,8 +19,8 @@ import duckdb
 import pytest
 
 from activation.ledger import SCHEMA, ensure_schema
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import DBT_PROJECT_DIR
 
 MARKER = "-- ledger table: "
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.manifest import dbt_executable
-from orchestration.settings import DBT_PROJECT_DIR
+from tideline.dbt_manifest import dbt_executable
+from tideline.settings import DBT_PROJECT_DIR
 
 
 def _compile(tmp_path: Path, select: str, variables: dict) -> subprocess.CompletedProcess:

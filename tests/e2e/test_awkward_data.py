@@ -26,8 +26,8 @@ from models_ml.lifetime_value import train_clv
 from models_ml.registry import ModelRegistry, data_identity
 from models_ml.runs import ScoringOutcome, TrainingOutcome, score_and_record, train_and_record
 from models_ml.training import CHURN, PROPENSITY, train_task
-from orchestration.summary import build_summary
 from tests.helpers import Warehouse, build_warehouse, write_csv, write_jsonl
+from tideline.reporting.summary import build_summary
 
 AS_OF = dt.date(2025, 12, 31)
 ORDER_COLUMNS = ["order_id", "customer_id", "ordered_at", "amount"]
@@ -325,7 +325,7 @@ def test_ids_that_are_numbers_in_one_file_and_text_in_another(tmp_path: Path) ->
 
 def tideline_run(raw: Path, warehouse: Path, home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDELINE_", "DAGSTER_HOME"))}
-    command = [sys.executable, "-m", "orchestration.cli", "run", "--raw-dir", str(raw), "--as-of", str(AS_OF)]
+    command = [sys.executable, "-m", "tideline.cli", "run", "--raw-dir", str(raw), "--as-of", str(AS_OF)]
     command += ["--warehouse", str(warehouse), "--home", str(home)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
 

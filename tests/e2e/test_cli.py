@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.settings import Settings
 from tests.helpers import write_csv
+from tideline.settings import Settings
 
 HOLDER = (
     "import sys, duckdb, time; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)"
@@ -60,7 +60,7 @@ def test_orders_only_csv_gives_correct_rfm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "orchestration.cli",
+            "tideline.cli",
             "run",
             "--raw-dir",
             str(raw),
@@ -102,7 +102,7 @@ def test_bad_as_of_is_a_clear_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "orchestration.cli",
+            "tideline.cli",
             "run",
             "--raw-dir",
             str(tmp_path),
@@ -126,7 +126,7 @@ def test_a_failing_run_says_what_why_where_and_what_to_do_in_one_paragraph(tmp_p
         [
             sys.executable,
             "-m",
-            "orchestration.cli",
+            "tideline.cli",
             "run",
             "--raw-dir",
             str(raw),
@@ -170,7 +170,7 @@ def test_a_warehouse_locked_by_another_process_fails_in_one_sentence_after_the_w
     try:
         assert holder.stdout.readline().strip() == "ready"
         done = subprocess.run(
-            [sys.executable, "-m", "orchestration.cli", "run", "--raw-dir", str(raw), "--home", str(home)],
+            [sys.executable, "-m", "tideline.cli", "run", "--raw-dir", str(raw), "--home", str(home)],
             capture_output=True,
             text=True,
             env=clean_env(TIDELINE_LOCK_WAIT_SECONDS="2"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -9,9 +11,9 @@ import pytest
 
 from activation.config import bindings_from_manifest
 from orchestration.definitions import build_definitions
-from orchestration.local_destinations import local_destinations
-from orchestration.settings import Settings
 from tests.helpers import write_csv
+from tideline.demo.local import local_destinations
+from tideline.settings import Settings
 
 MANIFEST = Path(__file__).resolve().parents[2] / "dbt_project" / "target" / "manifest.json"
 
@@ -154,8 +156,9 @@ def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
 
     raw = tmp_path / "raw"
     write_landing_zone(raw)
-    defs = build_definitions(_settings(tmp_path, raw))
-    with dg.instance_for_test() as instance, local_destinations(tmp_path):
+    settings = replace(_settings(tmp_path, raw), local_destinations=True)
+    with dg.instance_for_test() as instance, local_destinations(tmp_path, os.environ) as local:
+        defs = build_definitions(settings, os.environ, local.values)  # the sinks' addresses, as data
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         assert result.success
         graph = defs.resolve_asset_graph()

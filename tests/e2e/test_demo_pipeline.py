@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,9 +15,9 @@ import pandas as pd
 import pytest
 
 from orchestration.definitions import build_definitions
-from orchestration.demo_data import generate_demo_data
-from orchestration.local_destinations import environment, local_destinations
-from orchestration.settings import Settings
+from tideline.demo.data import generate_demo_data
+from tideline.demo.local import local_destinations
+from tideline.settings import Settings
 
 pytestmark = pytest.mark.slow  # the module's fixture builds and runs the whole pipeline
 
@@ -26,17 +27,17 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("demo")
     summary = generate_demo_data(base / "raw", customers=1200, seed=7)
     settings = Settings(
-        home=base, warehouse=base / "warehouse.duckdb", raw_dir=base / "raw", as_of=str(summary.end_date)
+        home=base,
+        warehouse=base / "warehouse.duckdb",
+        raw_dir=base / "raw",
+        as_of=str(summary.end_date),
+        local_destinations=True,
     )
-    defs = build_definitions(settings)
     # sends happen at the wall clock's hour: without this, a run while every demo customer is in
     # quiet hours (around 05:00-07:00 UTC) defers all email and SMS (the demo loop does the same)
     no_quiet_hours = {"TIDELINE_QUIET_HOURS_START": "0", "TIDELINE_QUIET_HOURS_END": "0"}
-    with (
-        environment(no_quiet_hours),
-        dg.instance_for_test() as instance,
-        local_destinations(base) as outbox,
-    ):
+    with dg.instance_for_test() as instance, local_destinations(base, os.environ) as local:
+        defs = build_definitions(settings, os.environ, {**no_quiet_hours, **local.values})
         result = defs.resolve_job_def("tideline_pipeline").execute_in_process(instance=instance)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_rfm"]))
         rfm_metadata = latest.asset_materialization.metadata
@@ -52,7 +53,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         result=result,
         rfm_metadata=rfm_metadata,
         con=con,
-        outbox=Path(outbox["outbox"]),
+        outbox=local.outbox,
         event_log=event_log,
     )
     con.close()

@@ -25,9 +25,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.demo_data import generate_demo_data
-from orchestration.settings import REPO_ROOT, Settings
 from tests.helpers import write_csv
+from tideline.demo.data import generate_demo_data
+from tideline.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def tideline(
     *args: str | Path, env: dict[str, str] | None = None, timeout: int = 1500
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *map(str, args)],
+        [sys.executable, "-m", "tideline.cli", *map(str, args)],
         capture_output=True,
         text=True,
         env=env or clean_env(),

@@ -15,11 +15,11 @@ import duckdb
 import pytest
 
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from activation.sinks.http_sink import HttpSink
 from orchestration.alerts import RATES_KEY, campaign_performance_alerts
-from orchestration.manifest import dbt_executable
-from orchestration.resources import ActivationSettings, WarehouseResource
-from orchestration.settings import DBT_PROJECT_DIR
+from orchestration.resources import ActivationConfigResource, WarehouseResource
+from tideline.dbt_manifest import dbt_executable
+from tideline.demo.sinks.http_sink import HttpSink
+from tideline.settings import DBT_PROJECT_DIR
 
 SECRET = "alert-s3cret"
 DAY = dt.date(2026, 3, 10)
@@ -163,7 +163,8 @@ def _run(tmp_path: Path, rows: list[dict] | None, rates_sql: str) -> dict[str, d
             instance=instance,
             resources={
                 "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
-                "activation": ActivationSettings(),
+                # config/activation.yml, its variables from the (monkeypatched) environment as in a run
+                "activation": ActivationConfigResource.from_environment("", os.environ),
             },
         )
     assert result.success
@@ -273,7 +274,7 @@ def test_an_unreachable_secret_reports_the_alert_as_not_sent_and_retries_next_ti
 
 def test_the_jobs_that_build_the_mart_run_the_alert_checks(tmp_path: Path) -> None:
     from orchestration.definitions import build_definitions
-    from orchestration.settings import Settings
+    from tideline.settings import Settings
 
     defs = build_definitions(
         Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="")

@@ -26,11 +26,11 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
 from activation.ledger import due_deferrals
-from activation.sinks.http_sink import HttpSink
 from orchestration.activation import _sync_asset, deferred_messages_sensor
-from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
+from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 from tests.conftest import TEST_TRACKING_SECRET
 from tests.integration.test_receiver import Receiver
+from tideline.demo.sinks.http_sink import HttpSink
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)  # UTC: 21:00 in Tokyo (quiet), 12:00 in London, 07:00 in New York
 POLICIES = PolicyConfig(quiet_hours_start=21, quiet_hours_end=8)
@@ -55,10 +55,11 @@ def warehouse(tmp_path: Path) -> Path:
 
 
 def _run(path: Path, now: dt.datetime) -> None:
-    os.environ["TEST_WEBHOOK_SECRET"] = "s"
     with HttpSink(secret="s") as sink:
         destination = WebhookDestination.from_config(
-            "push", {"url": sink.url("/push"), "secret_env": "TEST_WEBHOOK_SECRET"}
+            "push",
+            {"url": sink.url("/push"), "secret_env": "TEST_WEBHOOK_SECRET"},
+            {"TEST_WEBHOOK_SECRET": "s"},
         )
         binding = SyncBinding(
             "segment", "marts.segment", "push", "message", "push", {"email": "email"}, "launch"
@@ -150,7 +151,8 @@ def _materialize(binding: SyncBinding, warehouse: Path, config: Path, raw: Path)
             instance=instance,
             resources={
                 "warehouse": WarehouseResource(path=str(warehouse)),
-                "activation": ActivationSettings(config_path=str(config)),
+                # the variables the config names, from the (monkeypatched) environment, as in a run
+                "activation": ActivationConfigResource.from_environment(str(config), os.environ),
                 "pipeline": PipelineSettings(raw_dir=str(raw)),
             },
         )

@@ -18,12 +18,12 @@ from activation.destinations.base import OutboundRecord, SyncContext
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import WebhookDestination
 from activation.ledger import SCHEMA, ensure_schema
-from activation.sinks.http_sink import HttpSink
-from activation.sinks.smtp_sink import SmtpSink
-from orchestration.demo_audience import PROXY_UA, run_audience
-from orchestration.demo_shop import DemoShop
-from orchestration.landing.loader import load_landing_zone
-from orchestration.local_destinations import running_receiver
+from tideline.demo.audience import PROXY_UA, run_audience
+from tideline.demo.local import running_receiver
+from tideline.demo.shop import DemoShop
+from tideline.demo.sinks.http_sink import HttpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
+from tideline.landing.loader import load_landing_zone
 
 CAMPAIGN = "win_back_2026q4"
 N_EMAIL, N_HOLDOUT, N_SMS = 300, 40, 60
@@ -48,7 +48,7 @@ def loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with (
         SmtpSink(out_dir=home / "outbox" / "email") as smtp,
         HttpSink(out_dir=home / "outbox" / "http", secret="sms-secret") as http,
-        running_receiver(landing) as receiver_url,
+        running_receiver(landing, TRACKING_SECRET, HOOK_SECRET) as receiver_url,
         DemoShop(landing) as shop,
     ):
         yield home, landing, smtp, http, receiver_url, shop

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDestination, sign
 from activation.engine import SyncEngine
 from activation.ledger import suppress
-from activation.sinks.http_sink import HttpSink
 from tests.helpers import build_warehouse, write_csv
 from tests.integration.test_receiver import Receiver
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "sink-secret"
 HOOK_SECRET = "engagement-test-webhook-secret-0123456789"  # >= 32 bytes (activation.tokens)
@@ -53,9 +52,10 @@ def _binding(campaign: str) -> SyncBinding:
 
 
 def _destination(sink: HttpSink) -> WebhookDestination:
-    os.environ["TEST_ESP_SECRET"] = SECRET
     return WebhookDestination.from_config(
-        "esp", {"url": sink.url("/esp"), "secret_env": "TEST_ESP_SECRET", "retry_base_seconds": 0.01}
+        "esp",
+        {"url": sink.url("/esp"), "secret_env": "TEST_ESP_SECRET", "retry_base_seconds": 0.01},
+        {"TEST_ESP_SECRET": SECRET},
     )
 
 

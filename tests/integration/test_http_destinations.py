@@ -15,7 +15,7 @@ from activation.destinations.base import ConfigError, Destination, OutboundRecor
 from activation.destinations.crm_rest import CrmRestDestination
 from activation.destinations.http_common import batch_idempotency_key
 from activation.destinations.webhook import WebhookDestination, verify_signature
-from activation.sinks.http_sink import HttpSink
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "test-webhook-secret"
 TOKEN = "crm-token-s3cr3t-value"

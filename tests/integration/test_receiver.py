@@ -28,7 +28,7 @@ from activation.destinations.base import OutboundRecord, SyncContext
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import sign as sign_webhook
 from activation.receiver import PIXEL, EngagementLog, create_app
-from activation.sinks.smtp_sink import SmtpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
 
 SECRET = b"receiver-test-tracking-secret-0123456789"
 HOOK_SECRET = "receiver-test-webhook-secret-0123456789"
@@ -381,13 +381,13 @@ def test_receiver_refuses_to_start_without_an_adequate_secret(
     assert not (landing / "engagement").exists()  # nothing written by the refused starts
 
 
-@pytest.mark.parametrize("module", ["activation.receiver", "orchestration.cli"])
+@pytest.mark.parametrize("module", ["activation.receiver", "tideline.cli"])
 def test_receiver_process_exits_with_a_clear_error_without_a_secret(tmp_path: Path, module: str):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "TIDELINE_TRACKING_SECRET"}
-    command = [sys.executable, "-m", module, *(["receiver"] if module == "orchestration.cli" else [])]
+    command = [sys.executable, "-m", module, *(["receiver"] if module == "tideline.cli" else [])]
     process = subprocess.Popen(
         [*command, "--landing-dir", str(tmp_path / "landing"), "--port", str(port)],
         cwd=REPO,

@@ -25,8 +25,9 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.smtp_email import SmtpEmailDestination
 from activation.destinations.webhook import WebhookDestination, sign
 from activation.engine import SyncEngine
-from activation.sinks.http_sink import HttpSink
-from activation.sinks.smtp_sink import SmtpSink
+from tests.helpers import opted_in_segment
+from tideline.demo.sinks.http_sink import HttpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
 
 NOON = dt.datetime(2026, 3, 2, 12, 0)
 ALL_DAY = PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)
@@ -36,20 +37,7 @@ RECEIVER_WEBHOOK_SECRET = "reconcile-test-receiver-webhook-secret-0123456789"
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("create schema marts")
-    con.execute(
-        """create table marts.dim_customers as
-           select 'c' || lpad(cast(i as varchar), 3, '0') as customer_id, true as email_opt_in,
-                  true as sms_opt_in, 'UTC' as timezone
-           from range(40) t(i)"""
-    )
-    con.execute(
-        """create table marts.segment as
-           select customer_id, customer_id || '@example.com' as email, '+4470000' || right(customer_id, 3) as phone
-           from marts.dim_customers"""
-    )
-    return con
+    return opted_in_segment(duckdb.connect(str(tmp_path / "w.duckdb")), 40)
 
 
 def _statuses(con: duckdb.DuckDBPyConnection) -> Counter:
@@ -59,7 +47,6 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> Counter:
 
 
 def _webhook(sink: HttpSink, **overrides) -> WebhookDestination:
-    os.environ["TEST_RECONCILE_SECRET"] = SECRET
     config = {
         "url": sink.url("/sms"),
         "secret_env": "TEST_RECONCILE_SECRET",
@@ -68,7 +55,7 @@ def _webhook(sink: HttpSink, **overrides) -> WebhookDestination:
         "timeout_seconds": 0.4,
         **overrides,
     }
-    return WebhookDestination.from_config("sms", config)
+    return WebhookDestination.from_config("sms", config, {"TEST_RECONCILE_SECRET": SECRET})
 
 
 SMS = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "spring")
@@ -169,9 +156,9 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
     """A gateway that cannot be asked: its delivery webhooks, appended to the landing zone by the
     engagement receiver, confirm some unknown messages. The others stay unknown, are counted as
     outstanding, and are never resent until a person settles them."""
-    from orchestration.local_destinations import running_receiver
+    from tests.conftest import TEST_TRACKING_SECRET
+    from tideline.demo.local import running_receiver
 
-    monkeypatch.setenv("TIDELINE_RECEIVER_WEBHOOK_SECRET", RECEIVER_WEBHOOK_SECRET)
     landing = tmp_path / "landing"
     with HttpSink(secret=SECRET) as sink:
         sink.delay_next(2, 1.0)  # two batches processed, answered after the timeout
@@ -185,7 +172,7 @@ def test_provider_webhooks_confirm_unknown_messages_and_the_rest_waits_for_a_per
             ).fetchall()
         ]
         assert first.unknown == len(unknown) == 10
-        with running_receiver(landing) as receiver:
+        with running_receiver(landing, TEST_TRACKING_SECRET, RECEIVER_WEBHOOK_SECRET) as receiver:
             events = [
                 {
                     "event_id": f"e{i}",
@@ -230,7 +217,7 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
     """The Dagster asset's unknown_deliveries check warns while records of the sync are unknown,
     with how many and since when, and passes once they are settled."""
     from orchestration.activation import _sync_asset
-    from orchestration.resources import ActivationSettings, PipelineSettings, WarehouseResource
+    from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 
     warehouse.close()
     config = tmp_path / "activation.yml"
@@ -256,7 +243,7 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
         )
         resources = {
             "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
-            "activation": ActivationSettings(config_path=str(config), workers=1, memory_limit=""),
+            "activation": ActivationConfigResource.from_environment(str(config), os.environ, workers=1),
             "pipeline": PipelineSettings(raw_dir=str(tmp_path / "landing")),
         }
         asset = _sync_asset(SMS)
@@ -277,3 +264,31 @@ def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_pat
         con.close()
         second = check()
     assert second.passed and second.metadata["unknown_outstanding"].value == 0
+
+
+def test_the_local_destinations_give_the_default_configs_destinations_their_delivery_logs(
+    tmp_path: Path,
+) -> None:
+    """With the local destinations (`make run`, `tideline run` / `tideline ui`), the email, SMS, push
+    and CRM destinations of config/activation.yml settle unknown sends from what the local sinks
+    recorded (the SMTP outbox, the HTTP sink's accepted keys); without them they have no log."""
+    from activation.config import load_config
+    from tideline.demo.local import demo_secrets, local_destinations
+
+    names = ("email", "sms", "push", "crm")
+
+    def evidence(env: dict[str, str]) -> dict[str, list[Path]]:
+        config = load_config(None, env=env)
+        found = {}
+        for name in names:
+            destination = config.destination(name)
+            found[name] = [Path(e.directory) for e in destination.delivery_evidence()]
+            destination.close()
+        return found
+
+    with local_destinations(tmp_path, {}) as local:
+        env = {**demo_secrets(tmp_path, {}), **local.values}
+        email, http = local.outbox / "email", local.outbox / "http"
+        assert evidence(env) == {"email": [email], "sms": [http], "push": [http], "crm": [http]}
+    secrets_only = {k: v for k, v in env.items() if "DELIVERY_LOG" not in k}
+    assert evidence(secrets_only) == dict.fromkeys(names, [])

@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.report import build_campaign_report
 from tests.report_data import write_empty_warehouse, write_report_marts
+from tideline.reporting.report import build_campaign_report
 
 CHROMIUM = shutil.which("chromium")
 # skipped on a machine without it; in CI (CI=true, which installs it) a missing browser fails

@@ -1,4 +1,4 @@
-"""SmtpEmailDestination against a real aiosmtpd server on loopback (activation.sinks.smtp_sink)."""
+"""SmtpEmailDestination against a real aiosmtpd server on loopback (tideline.demo.sinks.smtp_sink)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from activation import tokens
 from activation.destinations.base import ConfigError, Destination, OutboundRecord, RecordResult, SyncContext
 from activation.destinations.smtp_email import NO_EMAIL, SmtpDestinationError, SmtpEmailDestination
-from activation.sinks.smtp_sink import SmtpSink
+from tideline.demo.sinks.smtp_sink import SmtpSink
 
 SECRET = "test-tracking-secret-0123456789abcdef"  # at least 32 bytes (activation.tokens)
 FROM = "news@tideline.example"

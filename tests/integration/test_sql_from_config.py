@@ -20,7 +20,7 @@ from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.webhook import WebhookDestination
 from activation.engine import SyncEngine
 from activation.policies import stable_unit
-from activation.sinks.http_sink import HttpSink
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "sql-test-secret"
 NOON = dt.datetime(2026, 3, 2, 12, 0)

@@ -26,7 +26,7 @@ from activation.engine import SyncEngine
 from activation.engine import sending as engine_module
 from activation.ledger import suppress
 from activation.policies import stable_unit
-from activation.sinks.http_sink import HttpSink
+from tideline.demo.sinks.http_sink import HttpSink
 
 SECRET = "test-secret"
 NOON = dt.datetime(2026, 3, 2, 12, 0)  # a Monday, 12:00 UTC
@@ -60,7 +60,6 @@ def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 def _destination(
     sink: HttpSink, path: str = "/sms", batch: int = 25, attempts: int = 3, timeout: float = 2
 ) -> WebhookDestination:
-    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
     return WebhookDestination.from_config(
         "sms",
         {
@@ -71,6 +70,7 @@ def _destination(
             "retry_attempts": attempts,
             "timeout_seconds": timeout,
         },
+        {"TEST_WEBHOOK_SECRET": SECRET},
     )
 
 
@@ -474,7 +474,7 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
     The delivery journal records each accepted message at once, so after a SIGKILL only the
     messages being handed over at that instant (at most one per worker) are `unknown`; every
     other customer gets exactly one message once the next run finishes the job."""
-    from activation.sinks.smtp_sink import SmtpSink
+    from tideline.demo.sinks.smtp_sink import SmtpSink
 
     db = tmp_path / "smtp.duckdb"
     con = duckdb.connect(str(db))
@@ -513,7 +513,6 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
         partial = len(smtp.messages)
         assert 0 < partial < 300, "the kill should land mid-sync"
 
-        os.environ["TIDELINE_TRACKING_SECRET"] = "sync-engine-test-tracking-secret-0123"
         from activation.destinations.smtp_email import SmtpEmailDestination
 
         destination = SmtpEmailDestination.from_config(
@@ -525,6 +524,7 @@ def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_o
                 "unsubscribe_base_url": "http://127.0.0.1:1/u",
                 "max_batch_size": 25,
             },
+            {"TIDELINE_TRACKING_SECRET": "sync-engine-test-tracking-secret-0123"},  # the killed run's
         )
         binding = SyncBinding(
             "segment",
@@ -659,7 +659,7 @@ def test_an_email_without_a_reply_to_data_is_unknown_never_dead_lettered_or_rese
     """The server keeps a message but answers the end of DATA after the client's DATA timeout:
     the message is `unknown` in the ledger (counted as possibly delivered), not a dead letter,
     and no later run sends it again."""
-    from activation.sinks.smtp_sink import SmtpSink
+    from tideline.demo.sinks.smtp_sink import SmtpSink
 
     with SmtpSink() as smtp:
         smtp.late_ack_next(1, 1.2)

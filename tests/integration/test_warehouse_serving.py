@@ -14,8 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.resources import WarehouseLocked, WarehouseResource, connect_waiting
-from orchestration.serving import publish_bi_copy
+from orchestration.resources import WarehouseResource
+from tideline.serving import publish_bi_copy
+from tideline.warehouse import WarehouseLocked, connect_waiting
 
 # a BI tool that opens the file read-write, answers "count" with the customer count on the
 # connection it holds, "reconnect" by reopening the path first, and "close" by letting go

@@ -7,15 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.console import (
-    CONSOLE_LOGGER,
-    ConsoleReport,
-    console_run_config,
-    failure_paragraph,
-    progress_message,
-    tideline_console,
-    use_color,
-)
+from orchestration.console import CONSOLE_LOGGER, console_run_config, failure_paragraph, tideline_console
+from tideline.reporting.console import ConsoleReport, progress_message, use_color
 
 
 class _Tty(io.StringIO):
@@ -120,12 +113,15 @@ def test_a_failed_blocking_check_is_the_reason_given(tmp_path, capsys) -> None:
     assert "1 later step(s) did not run" in paragraph
 
 
-def test_colours_and_in_place_lines_only_on_a_terminal(monkeypatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+def test_colours_and_in_place_lines_only_on_a_terminal() -> None:
     assert use_color(_Tty()) is True
     assert use_color(io.StringIO()) is False
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert use_color(_Tty()) is False
+    assert use_color(_Tty(), no_color=True) is False  # NO_COLOR, as the CLI reads it
+    assert console_run_config(Path("run.log"), False, _Tty())[CONSOLE_LOGGER]["config"]["color"] is True
+    assert (
+        console_run_config(Path("run.log"), False, _Tty(), no_color=True)[CONSOLE_LOGGER]["config"]["color"]
+        is False
+    )
 
     tty = _Tty()
     report = ConsoleReport(tty, color=True, tty=True)

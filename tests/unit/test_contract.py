@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from orchestration.landing.contract import ENTITIES, ORDERS, contract_markdown
-from orchestration.settings import DBT_PROJECT_DIR, REPO_ROOT
+from tideline.landing.contract import ENTITIES, ORDERS, contract_markdown
+from tideline.settings import DBT_PROJECT_DIR, REPO_ROOT
 
 
 def test_readme_documents_every_entity_as_the_contract_says() -> None:

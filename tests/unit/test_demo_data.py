@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.demo_data import DEFAULT_END_DATE, DemoDataSummary, black_friday, generate_demo_data
-from orchestration.landing.contract import ENGAGEMENT_EVENTS, ENTITIES, ENTITIES_BY_NAME
+from tideline.demo.data import DEFAULT_END_DATE, DemoDataSummary, black_friday, generate_demo_data
+from tideline.landing.contract import ENGAGEMENT_EVENTS, ENTITIES, ENTITIES_BY_NAME
 
 CUSTOMERS = 1500
 CALLING = {"US": "1", "GB": "44", "DE": "49", "FR": "33", "NL": "31", "ES": "34"}

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.landing.loader import LandingError, load_landing_zone
 from tests.helpers import write_csv, write_jsonl
+from tideline.landing.loader import LandingError, load_landing_zone
 
 
 @pytest.fixture
@@ -329,7 +329,7 @@ def test_a_latin1_json_lines_file_is_a_reject_not_a_crash(tmp_path: Path, con) -
 
 def test_utf8_is_checked_across_read_chunks(tmp_path: Path, monkeypatch) -> None:
     """A character split by the chunk boundary is fine; a bad byte after it is found on its line."""
-    from orchestration.landing import encoding
+    from tideline.landing import encoding
 
     monkeypatch.setattr(encoding, "CHUNK", 5)
     good = tmp_path / "good.csv"
@@ -430,8 +430,8 @@ def test_files_that_belong_to_no_entity_are_rejected_with_the_expected_folders(t
 @pytest.mark.slow
 def test_load_rejects_reach_marts_rejects_and_the_summary(tmp_path: Path) -> None:
     """A stray file and a Latin-1 export end where the user looks: marts.rejects and the summary."""
-    from orchestration.summary import build_summary
     from tests.helpers import build_warehouse
+    from tideline.reporting.summary import build_summary
 
     raw = tmp_path / "raw"
     write_csv(raw / "commerce/orders/o.csv", [ORDER])

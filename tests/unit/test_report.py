@@ -8,21 +8,24 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from orchestration.report import (
-    Marts,
-    build_campaign_report,
-    experiment_section,
+from orchestration.report import REPORT_KEY, ReportSettings, campaign_report
+from orchestration.resources import PipelineSettings, WarehouseResource
+from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
+from tideline.reporting.formats import (
     fmt_amount,
+    fmt_int,
     fmt_p,
     fmt_pct,
     fmt_pp,
+    fmt_rate,
+    fmt_ratio,
+    fmt_signed_pct,
 )
-from orchestration.report_assets import REPORT_KEY, ReportSettings, campaign_report
-from orchestration.resources import PipelineSettings, WarehouseResource
-from tests.report_data import CUSTOMER_IDS, write_empty_warehouse, write_report_marts
+from tideline.reporting.report import Marts, build_campaign_report, experiment_section
 
 SECTIONS = [
     "Lifecycle stage flow",
@@ -73,6 +76,11 @@ def test_people_formatting() -> None:
         "0.00",
         "1,234.50",
     )
+    # the one set the console summary uses too: a rate of nothing and pandas' NA are missing, in
+    # the summary's spelling when it asks for it
+    assert fmt_rate(3, 0) == "—" and fmt_rate(None, 4, missing="-") == "-" and fmt_rate(1, 8) == "12.5%"
+    assert fmt_int(pd.NA) == "—" and fmt_int(1234.4) == "1,234" and fmt_ratio(2.5) == "2.50×"
+    assert fmt_signed_pct(2.66) == "+266%" and fmt_pp(-0.018, unit="pts", missing="-") == "-1.8 pts"
 
 
 def test_report_from_every_mart(tmp_path: Path) -> None:
@@ -249,13 +257,14 @@ def test_the_asset_links_the_report_from_its_metadata(tmp_path: Path) -> None:
         "marts/channel_roi",
         "marts/experiment_results",
         "marts/customer_lifecycle_history",
+        "marts/attribution_models",
     }
     assert campaign_report.group_names_by_key[REPORT_KEY] == "reports"
 
 
 def test_the_code_location_writes_reports_under_tideline_home(tmp_path: Path) -> None:
     from orchestration.definitions import build_definitions
-    from orchestration.settings import Settings
+    from tideline.settings import Settings
 
     settings = Settings(home=tmp_path, warehouse=tmp_path / "w.duckdb", raw_dir=tmp_path, as_of="2026-03-02")
     defs = build_definitions(settings)

@@ -24,7 +24,7 @@ from models_ml.scoring import (
     write_scores,
 )
 from models_ml.training import InsufficientData
-from orchestration.summary import _score_lines
+from tideline.reporting.summary import _score_lines
 
 
 def test_top_reasons_name_the_features_that_push_the_score_up() -> None:
@@ -324,7 +324,7 @@ def test_summary_says_none_were_scored_with_each_reason(tmp_path, shop) -> None:
 @pytest.mark.parametrize("job, has_models", [("tideline_daily", False), ("tideline_retrain", True)])
 def test_daily_job_rescores_and_weekly_job_retrains(tmp_path, job, has_models) -> None:
     from orchestration.definitions import build_definitions
-    from orchestration.settings import Settings
+    from tideline.settings import Settings
 
     defs = build_definitions(Settings(tmp_path, tmp_path / "w.duckdb", tmp_path, "2026-01-01"))
     keys = {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}

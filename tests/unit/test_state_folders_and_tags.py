@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.definitions import build_definitions
-from orchestration.settings import Settings
+from tideline.settings import Settings
 
 TAGS = ("tideline/raw_dir", "tideline/warehouse", "tideline/as_of")
 
@@ -42,7 +42,7 @@ def test_two_warehouses_in_one_home_share_no_state(tmp_path: Path) -> None:
 
 
 def test_same_file_name_in_two_folders_still_gets_two_state_folders(tmp_path: Path) -> None:
-    from orchestration.settings import state_dir_for
+    from tideline.settings import state_dir_for
 
     home = tmp_path / "home"
     one = state_dir_for(home, tmp_path / "a" / "warehouse.duckdb")

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from activation.ledger import ensure_schema
-from orchestration.summary import _activation_lines, _campaign_lines
+from tideline.reporting.summary import _activation_lines, _campaign_lines
 
 
 def test_no_marts_no_section() -> None:
@@ -92,6 +92,22 @@ def test_a_rerun_that_sends_nothing_new_says_what_was_sent_before(tmp_path: Path
     assert (
         "sent before: by earlier runs of the same activation (delivery ledger), never sent again" in lines[-1]
     )
+
+
+def test_unknown_deliveries_are_shown_until_someone_decides(tmp_path: Path) -> None:
+    """Records an earlier run left `unknown` (handed over, no answer) stay on the summary, whichever
+    run left them, until they are reconciled: the latest run itself left none."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    key = "win_back__email"
+    _sync_run(con, "run-1", key, "2026-11-23 09:00:00", 15, 10, {})
+    _ledger(con, "run-1", key, "sent", 10)
+    _ledger(con, "run-1", key, "unknown", 2)
+    _sync_run(con, "run-2", key, "2026-11-24 09:00:00", 15, 0, {})
+
+    row = next(line for line in _activation_lines(con) if line.strip().startswith(key))
+    assert row.split()[:5] == [key, "15", "0", "10", "0"]
+    assert row.endswith("unknown 2 (no answer yet: see the unknown_deliveries check)")
 
 
 def test_no_relative_lift_when_the_holdout_converted_no_one() -> None:

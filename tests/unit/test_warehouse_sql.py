@@ -96,4 +96,7 @@ def test_running_out_of_memory_names_the_setting_to_raise(tmp_path: Path) -> Non
         con.execute("select s, count(*) from t group by s order by 2 desc, 1").fetchall()
     message = str(raised.value)
     assert "sync seg__esp ran out of DuckDB memory under memory_limit 2MB" in message
-    assert "raise TIDELINE_DUCKDB_MEMORY_LIMIT (or ActivationSettings.memory_limit), e.g. to 4MB" in message
+    assert (
+        "raise TIDELINE_DUCKDB_MEMORY_LIMIT (or ActivationConfigResource.memory_limit), e.g. to 4MB"
+        in message
+    )

@@ -1,0 +1,60 @@
+"""One activation, start to end: what a sync asset runs (orchestration/activation.py wraps it).
+
+`activate` takes in the consent revocations the engagement receiver wrote since the last sync
+(activation.intake: an unsubscribe stops the very next send even when no dbt build ran in
+between), builds the binding's destination from the validated activation config, runs the sync
+engine under the DuckDB limits (activation.warehouse.limited) with the provider's webhooks as
+evidence for unknown deliveries (activation.reconcile), and closes the destination whatever
+happens. Plain data in, plain data out: no Dagster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from activation.config import ActivationConfig, SyncBinding
+from activation.engine import SyncEngine, SyncResult
+from activation.intake import IntakeResult, take_in_revocations
+from activation.reconcile import ProviderEvents
+from activation.warehouse import DuckDBLimits, limited
+
+
+@dataclass(frozen=True)
+class Activation:
+    intake: IntakeResult  # revocations taken in before planning
+    result: SyncResult  # what the engine planned, sent, skipped and settled
+
+
+def activate(
+    con: duckdb.DuckDBPyConnection,
+    binding: SyncBinding,
+    config: ActivationConfig,
+    raw_dir: Path | str,
+    *,
+    limits: DuckDBLimits,
+    workers: int = 4,
+    dry_run: bool = False,
+) -> Activation:
+    """Sync `binding`'s segment to its destination (ConfigError naming the segment, destination
+    and key when the binding or the destination's config cannot be used: nothing is sent then)."""
+    binding.validate(config.destinations)
+    destination = config.destination(binding.destination)
+    rate = float(config.destinations[binding.destination].get("rate_limit_per_second", 0))
+    try:
+        with limited(con, limits, f"sync {binding.sync_key}"):
+            intake = take_in_revocations(con, raw_dir)
+            result = SyncEngine(
+                con,
+                destination,
+                binding,
+                config.policies,
+                workers=workers,
+                rate_per_second=rate,
+                evidence=[ProviderEvents(raw_dir)],  # provider webhooks settle unknown sends
+            ).run(dry_run=dry_run)
+    finally:
+        destination.close()
+    return Activation(intake, result)

@@ -1,0 +1,203 @@
+"""`tideline run` and `tideline summary`: the pipeline through Dagster on a landing zone, and the
+summary of a warehouse's last run."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from tideline.settings import DEFAULT_HOME, DEFAULT_WAREHOUSE_NAME, REPO_ROOT, Settings, validate_as_of
+
+PIPELINE_JOB = "tideline_pipeline"
+
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Settings from the environment, overridden by --home, --warehouse, --raw-dir and --as-of."""
+    base = Settings.from_env(env)
+    home = Path(args.home).resolve() if getattr(args, "home", None) else base.home
+    if getattr(args, "warehouse", None):
+        warehouse = Path(args.warehouse).resolve()
+    elif getattr(args, "home", None):
+        warehouse = home / DEFAULT_WAREHOUSE_NAME
+    else:
+        warehouse = base.warehouse
+    settings = replace(base, home=home, warehouse=warehouse)
+    if getattr(args, "raw_dir", None):
+        settings = replace(settings, raw_dir=Path(args.raw_dir).resolve())
+    if getattr(args, "as_of", None) is not None:
+        settings = replace(settings, as_of=validate_as_of(args.as_of))
+    return settings
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """The Dagster instance folder of these settings (the warehouse's own, or $DAGSTER_HOME when
+    set: then every warehouse shares it) with the repo's dagster.yaml. Tideline keeps its own
+    instances' dagster.yaml current; a shared instance keeps its own once it has one."""
+    dagster_home = settings.instance_dir
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    source, target = REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml"
+    stale = not target.exists() or (
+        not settings.shares_instance and target.read_bytes() != source.read_bytes()
+    )
+    if source.exists() and stale:
+        shutil.copyfile(source, target)
+    return dagster_home
+
+
+def today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def run_pipeline(
+    settings: Settings,
+    env: Mapping[str, str],
+    verbose: bool = False,
+    activation_values: Mapping[str, str] | None = None,
+) -> bool:
+    """Materialise every asset and run every check through Dagster. True when the run succeeded.
+
+    The run is recorded in the warehouse's own Dagster instance (or the shared $DAGSTER_HOME),
+    tagged with its raw dir, warehouse and as-of date, under the job `tideline_pipeline` of the
+    code location `make ui` / `tideline ui` serve. `env` is the CLI's environment (the activation
+    config's variables, the console's settings); `activation_values` are `${VAR}` values given as
+    data (the local destinations'). The console shows one line per step; dbt's detail and every
+    log line go to <state folder>/logs/<run id>.log."""
+    if not settings.raw_dir.is_dir():
+        raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
+    settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
+    # one as-of date for the whole run (dbt, scoring, report), the day it starts when not given
+    settings = replace(settings, as_of=settings.as_of or today())
+    instance_dir = prepare_dagster_home(settings)
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    if not warehouse_free(settings):
+        return False
+
+    from tideline.dbt_manifest import generate_models, parse_dbt_project
+
+    regenerated = generate_models()
+    if regenerated:
+        print(f"Regenerated from the audience files: {', '.join(regenerated)} (commit them)", flush=True)
+    parse_dbt_project()
+    import dagster as dg
+
+    from orchestration.console import console_run_config, failure_paragraph
+    from orchestration.runner import load_definitions, run_job
+
+    load_definitions(settings, env, activation_values)
+    run_id = str(uuid.uuid4())
+    log_path = settings.logs_dir / f"{run_id}.log"
+    loggers = console_run_config(
+        log_path, verbose, level=env.get("TIDELINE_LOG_LEVEL", ""), no_color=bool(env.get("NO_COLOR"))
+    )
+    run_config = {
+        "loggers": loggers,
+        "resources": {"run_log": {"config": {"logs_dir": str(settings.logs_dir), "echo": verbose}}},
+    }
+    print(
+        f"Running {PIPELINE_JOB} through Dagster as of {settings.as_of}: {settings.raw_dir} -> "
+        f"{settings.warehouse}\n  run {run_id}, log {log_path}",
+        flush=True,
+    )
+    started = time.monotonic()
+    with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
+        outcome = run_job(instance, PIPELINE_JOB, run_config, run_id=run_id)
+    seconds = time.monotonic() - started
+    status = "succeeded" if outcome.success else "FAILED"
+    print(f"Dagster run {outcome.run_id} {status} in {seconds:.1f}s", flush=True)
+    if not outcome.success:
+        paragraph = failure_paragraph(outcome.events, log_path, settings.raw_dir, outcome.planned_steps)
+        print(paragraph, file=sys.stderr, flush=True)
+    return outcome.success
+
+
+def warehouse_free(settings: Settings) -> bool:
+    """Wait (up to TIDELINE_LOCK_WAIT_SECONDS) while another process holds the warehouse; False
+    with one sentence on stderr when it still does."""
+    from tideline.warehouse import WarehouseLocked, connect_waiting
+
+    try:
+        connect_waiting(
+            settings.warehouse,
+            wait_seconds=settings.lock_wait_seconds,
+            on_wait=lambda message: print(f"Waiting: {message} ...", flush=True),
+            bi_path=str(settings.bi_path),
+        ).close()
+    except WarehouseLocked as exc:
+        print(f"tideline: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def print_summary(settings: Settings, read_from: Path | None = None, note: str = "") -> None:
+    from tideline.reporting.summary import build_summary
+
+    summary = build_summary(
+        settings.warehouse,
+        home=settings.state_dir,
+        bi_path=settings.bi_path,
+        ui_command=ui_command(settings),
+        read_from=read_from,
+    )
+    print()
+    if note:
+        print(note)
+    print(summary)
+
+
+def ui_command(settings: Settings) -> str:
+    """How to open the Dagster UI on this warehouse's runs."""
+    if settings.shares_instance:
+        return f"DAGSTER_HOME={settings.instance_dir} tideline ui --warehouse {settings.warehouse}"
+    if settings.state_dir == DEFAULT_HOME:
+        return "make ui"
+    if settings.state_dir == settings.home:  # the default warehouse of another home
+        return f"tideline ui --home {settings.home}"
+    home = f" --home {settings.home}" if settings.home != DEFAULT_HOME else ""
+    return f"tideline ui --warehouse {settings.warehouse}{home}"
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from tideline.commands.demo import with_local_destinations
+
+    settings = settings_from(args, env)
+    local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
+    if local:
+        with with_local_destinations(settings, env) as (settings, values):
+            ok = run_pipeline(settings, env, args.verbose, values)
+    else:
+        ok = run_pipeline(settings, env, args.verbose)
+    if ok:
+        print_summary(settings)
+    return 0 if ok else 1
+
+
+def cmd_summary(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """The summary of the warehouse's last run. While a run holds the warehouse, the summary of the
+    BI copy (the last complete run) instead."""
+    import duckdb
+
+    from tideline.warehouse import lock_holder
+
+    settings = settings_from(args, env)
+    if not settings.warehouse.exists():
+        print(f"tideline: no warehouse at {settings.warehouse}: run `tideline run` first", file=sys.stderr)
+        return 1
+    try:
+        print_summary(settings)
+    except duckdb.IOException as exc:
+        holder = lock_holder(exc)
+        if holder is None or not settings.bi_path.exists():
+            raise
+        note = (
+            f"(the warehouse is in use by PID {holder[0]}: this is the summary of the BI copy, "
+            f"the last complete run)"
+        )
+        print_summary(settings, read_from=settings.bi_path, note=note)
+    return 0

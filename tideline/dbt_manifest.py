@@ -1,0 +1,44 @@
+"""Build the dbt manifest (dbt parse) that the Dagster asset graph is read from."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tideline.settings import DBT_PROJECT_DIR
+
+log = logging.getLogger(__name__)
+
+
+def dbt_executable() -> str:
+    """The dbt of this Python environment (a venv's bin need not be on PATH), else `dbt` from PATH."""
+    for candidate in (Path(sys.executable).with_name("dbt"), Path(sys.prefix) / "bin" / "dbt"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("dbt") or "dbt"
+
+
+def generate_models(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
+    """Regenerate the dbt models written from files (the audience files: dbt_project/audiences/),
+    so an edited file takes effect in the next run; the generated files that changed. A file that
+    does not check raises ConditionError (a ValueError naming the file and the path in it)."""
+    from activation.audiences import build_all, stale_files
+
+    stale = stale_files(project_dir)
+    if stale:
+        build_all(project_dir)
+    return stale
+
+
+def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """Run `dbt parse` (partial parsing keeps it fast) and return the manifest path."""
+    command = [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(project_dir)]
+    done = subprocess.run(command, cwd=project_dir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt parse failed in {project_dir}:\n{done.stdout}\n{done.stderr}")
+    manifest = project_dir / "target" / "manifest.json"
+    log.debug("dbt manifest at %s", manifest)
+    return manifest

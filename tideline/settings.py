@@ -1,0 +1,222 @@
+"""Where things live and how a run is configured: one Settings, resolved once from the environment.
+
+`Settings.from_env(env)` reads a mapping, never os.environ itself: the entry points (the CLI,
+tideline/cli.py, and the Dagster code location, orchestration/definitions.py) hand it theirs, and
+everything downstream gets typed values (Dagster resources, function arguments).
+
+TIDELINE_HOME                 folder for everything generated (default: <repo>/.tideline)
+TIDELINE_WAREHOUSE            DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)
+TIDELINE_RAW_DIR              landing zone (default: $TIDELINE_HOME/demo/raw)
+TIDELINE_AS_OF                as-of date YYYY-MM-DD (default: today; the demo passes its own)
+TIDELINE_LOCK_WAIT_SECONDS    how long a run waits for another process to release the warehouse (60)
+TIDELINE_ACTIVATION_CONFIG    the activation config (default: config/activation.yml)
+TIDELINE_LOCAL_DESTINATIONS   1 when the local destinations of the default config run (set by the CLI for
+                              the Dagster UI it starts): the sandbox secrets come from the state folder
+TIDELINE_DUCKDB_MEMORY_LIMIT, TIDELINE_DUCKDB_THREADS, TIDELINE_DUCKDB_TEMP_DIR
+                              DuckDB's limits while a sync runs (activation/warehouse.py has the defaults)
+DAGSTER_HOME                  when set, the Dagster instance every warehouse's runs share
+
+Runs are separate: everything a run generates about a warehouse (trained models, reports, the
+local destinations' outbox, the Dagster instance with its run history, run logs and the BI copy)
+lives in that warehouse's state folder. The default warehouse's state folder is $TIDELINE_HOME
+itself (so `.tideline/reports/`, `.tideline/outbox/` stay where the README says); any other
+warehouse gets `$TIDELINE_HOME/warehouses/<file stem>-<8 hex of its path>/`, so two warehouses
+never read each other's models, reports, outbox or runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+DEFAULT_HOME = (REPO_ROOT / ".tideline").resolve()
+DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+# run tags every Dagster run of a Tideline job carries (filter on them in the UI's Runs page)
+TAG_RAW_DIR = "tideline/raw_dir"
+TAG_WAREHOUSE = "tideline/warehouse"
+TAG_AS_OF = "tideline/as_of"
+TODAY = "today"  # the as-of tag of runs computed as of the day they run (schedules)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    warehouse: Path
+    raw_dir: Path
+    as_of: str  # "" means today
+    dagster_home: Path | None = None  # an explicitly shared Dagster instance ($DAGSTER_HOME)
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    activation_config: str = ""  # '' = config/activation.yml
+    local_destinations: bool = False  # the local destinations run: sandbox secrets from secrets_path
+    duckdb_memory_limit: str = ""  # '' = activation/warehouse.py's default (also threads 0, temp dir '')
+    duckdb_threads: int = 0
+    duckdb_temp_dir: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from `env` (an entry point's environment), with the defaults above."""
+        home = Path(env.get("TIDELINE_HOME") or DEFAULT_HOME).resolve()
+        warehouse = Path(env.get("TIDELINE_WAREHOUSE") or home / DEFAULT_WAREHOUSE_NAME).resolve()
+        raw_dir = Path(env.get("TIDELINE_RAW_DIR") or home / "demo" / "raw").resolve()
+        dagster_home = env.get("DAGSTER_HOME")
+        return cls(
+            home=home,
+            warehouse=warehouse,
+            raw_dir=raw_dir,
+            as_of=validate_as_of(env.get("TIDELINE_AS_OF", "")),
+            dagster_home=Path(dagster_home).resolve() if dagster_home else None,
+            lock_wait_seconds=lock_wait_seconds(env.get("TIDELINE_LOCK_WAIT_SECONDS")),
+            activation_config=env.get("TIDELINE_ACTIVATION_CONFIG", "").strip(),
+            local_destinations=env.get("TIDELINE_LOCAL_DESTINATIONS", "") == "1",
+            duckdb_memory_limit=env.get("TIDELINE_DUCKDB_MEMORY_LIMIT", "").strip(),
+            duckdb_threads=whole_number("TIDELINE_DUCKDB_THREADS", env.get("TIDELINE_DUCKDB_THREADS")),
+            duckdb_temp_dir=env.get("TIDELINE_DUCKDB_TEMP_DIR", "").strip(),
+        )
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder for what runs generate about this warehouse (see the module docstring)."""
+        return state_dir_for(self.home, self.warehouse)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.state_dir / "outbox"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def secrets_path(self) -> Path:
+        """The sandbox secrets of the local destinations (tideline/demo/local.py writes them, mode 0600)."""
+        return self.state_dir / "secrets.json"
+
+    @property
+    def bi_path(self) -> Path:
+        """The read-only copy BI tools open: republished after every successful pipeline run."""
+        return self.state_dir / "bi" / self.warehouse.name
+
+    @property
+    def instance_dir(self) -> Path:
+        """DAGSTER_HOME of this warehouse's runs: the explicit one when set, else its own."""
+        return self.dagster_home or self.state_dir / "dagster"
+
+    @property
+    def shares_instance(self) -> bool:
+        return self.dagster_home is not None
+
+    def run_tags(self) -> dict[str, str]:
+        """Tags on every Dagster run of these settings, so runs can be told apart and filtered."""
+        return {
+            TAG_RAW_DIR: str(self.raw_dir),
+            TAG_WAREHOUSE: str(self.warehouse),
+            TAG_AS_OF: self.as_of or TODAY,
+        }
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads: for a child process the CLI
+        starts (the Dagster UI), so it resolves the same settings."""
+        env = {
+            "TIDELINE_HOME": str(self.home),
+            "TIDELINE_WAREHOUSE": str(self.warehouse),
+            "TIDELINE_RAW_DIR": str(self.raw_dir),
+            "TIDELINE_AS_OF": self.as_of,
+            "TIDELINE_LOCK_WAIT_SECONDS": f"{self.lock_wait_seconds:g}",
+            "TIDELINE_ACTIVATION_CONFIG": self.activation_config,
+            "TIDELINE_LOCAL_DESTINATIONS": "1" if self.local_destinations else "",
+            "TIDELINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "TIDELINE_DUCKDB_THREADS": str(self.duckdb_threads or ""),
+            "TIDELINE_DUCKDB_TEMP_DIR": self.duckdb_temp_dir,
+        }
+        if self.dagster_home is not None:
+            env["DAGSTER_HOME"] = str(self.dagster_home)
+        return env
+
+    def remember(self) -> None:
+        """Record the raw dir and as-of date of this warehouse's last CLI run in its state folder, so
+        `tideline ui --warehouse` shows the UI's own runs on the same landing zone."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        record = {"warehouse": str(self.warehouse), "raw_dir": str(self.raw_dir), "as_of": self.as_of}
+        (self.state_dir / "last_run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    def remembered(self) -> Settings:
+        """These settings with the raw dir and as-of date of the warehouse's last CLI run, if any (an
+        as-of date already set wins: `tideline ui` on the demo home gets the day the demo ran as of)."""
+        path = self.state_dir / "last_run.json"
+        if not path.exists():
+            return self
+        record = json.loads(path.read_text())
+        as_of = self.as_of or validate_as_of(record.get("as_of"))
+        return replace(self, raw_dir=Path(record["raw_dir"]), as_of=as_of)
+
+
+def state_dir_for(home: Path, warehouse: Path) -> Path:
+    """$TIDELINE_HOME for the default warehouse, else $TIDELINE_HOME/warehouses/<stem>-<hash>."""
+    home, warehouse = Path(home).resolve(), Path(warehouse).resolve()
+    if warehouse == home / DEFAULT_WAREHOUSE_NAME:
+        return home
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", warehouse.stem).strip("._") or "warehouse"
+    digest = hashlib.sha256(str(warehouse).encode()).hexdigest()[:8]
+    return home / "warehouses" / f"{stem[:40]}-{digest}"
+
+
+def lock_wait_seconds(value: str | None) -> float:
+    """TIDELINE_LOCK_WAIT_SECONDS: a number of seconds, at least 0 (default 60)."""
+    if value is None or not value.strip():
+        return DEFAULT_LOCK_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also rejects nan
+        raise ValueError(
+            f"TIDELINE_LOCK_WAIT_SECONDS={value!r} is not a number of seconds (use e.g. 60, or 0)"
+        )
+    return seconds
+
+
+def read_sandbox_secrets(path: str | Path) -> dict[str, str]:
+    """The sandbox secrets the local destinations keep in a state folder's secrets.json (name ->
+    value; tideline/demo/local.py writes it, mode 0600); {} for no path or no file."""
+    if not path or not Path(path).is_file():
+        return {}
+    stored = json.loads(Path(path).read_text())
+    return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+
+
+def whole_number(name: str, value: str | None) -> int:
+    """A whole number >= 0 from setting `name` ('' or unset: 0, the default)."""
+    text = (value or "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{name}={value!r} is not a whole number (use e.g. 2, or leave it unset)")
+    return int(text)
+
+
+def validate_as_of(value: str | None) -> str:
+    """'' (today) or a YYYY-MM-DD date; anything else is a clear error."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"as-of date {value!r} is not a date like 2026-01-31") from exc
+    return value
