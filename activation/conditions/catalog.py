@@ -5,7 +5,7 @@ The lists here mirror the dbt project (tests/unit/test_conditions_catalog.py tie
   personal columns (email, phone, names) can only be tested for presence (is_null), so no address
   or name is ever written into a condition file or a compiled model;
 - rfm values and scores (marts.customer_rfm), lifecycle stages (marts.customer_lifecycle), RFM
-  segment names (the rfm_segments grid), tags (seed tag_definitions), predictive scores
+  segment names (the rfm_segments grid), tags (the rules file dbt_project/tags.yml), predictive scores
   (ml.customer_scores, macro ml_score_columns), consent channels (dim_customers.<channel>_opt_in);
 - event fields (intermediate.int_events_stitched, and the product's category from
   staging.stg_commerce__products) and order fields (intermediate.int_orders_resolved): no mart
@@ -151,6 +151,7 @@ ORDER_FIELDS = _columns(
     Column("amount", NUMBER),
     Column("channel", TEXT),
     Column("coupon_code", TEXT),
+    Column("used_coupon", BOOLEAN),  # a coupon code or a discount
     Column("status", TEXT),
 )
 
@@ -168,17 +169,16 @@ RFM_SEGMENTS = (
     "Hibernating",
     "Lost",
 )
-TAGS = (
-    "vip",
-    "high_potential",
-    "new_signup",
-    "dormant",
-    "at_risk",
-    "price_sensitive",
-    "cart_abandoner",
-    "one_time_buyer",
-    "high_value_at_risk",
-)
+
+
+def rule_tags() -> tuple[str, ...]:
+    """The tags of the rules file (dbt_project/tags.yml, activation/tags.py): the tags customer_tags
+    can hold. Read when a Catalog is made (cached by activation.tags)."""
+    from activation.tags import rule_names  # activation.tags compiles with this package
+
+    return rule_names()
+
+
 # channel -> the dim_customers column holding "the latest consent event for it granted consent"
 CONSENT_COLUMNS = MappingProxyType({"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"})
 # The documented behaviour event types (README, landing contract); extend with `with_event_types`.
@@ -223,7 +223,7 @@ class Catalog:
     order_fields: Mapping[str, Column] = field(default_factory=lambda: ORDER_FIELDS)
     lifecycle_stages: tuple[str, ...] = LIFECYCLE_STAGES
     rfm_segments: tuple[str, ...] = RFM_SEGMENTS
-    tags: tuple[str, ...] = TAGS
+    tags: tuple[str, ...] = field(default_factory=rule_tags)
     consent_columns: Mapping[str, str] = field(default_factory=lambda: CONSENT_COLUMNS)
     event_types: tuple[str, ...] = EVENT_TYPES
     order_statuses: tuple[str, ...] = ORDER_STATUSES

@@ -55,6 +55,7 @@ from .nodes import (
     RfmSegment,
     Score,
     Tag,
+    VarRef,
     Window,
 )
 
@@ -66,11 +67,12 @@ _OPS_BY_TYPE = {
     INTEGER: ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "is_null", *SHARE_OPS),
     NUMBER: ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "is_null", *SHARE_OPS),
     BOOLEAN: ("eq", "ne", "is_null"),
-    TIMESTAMP: ("gt", "gte", "lt", "lte", "between", "is_null", "within_days", "before_days"),
+    TIMESTAMP: ("gt", "gte", "lt", "lte", "between", "is_null", "within_days", "before_days", "max_days_ago"),
 }
 _SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _COUNT_TYPE = Column("count", INTEGER)
 _SUM_TYPE = Column("sum", NUMBER)
+_SHARE_TYPE = Column("share", NUMBER)
 _HUMAN_EVENTS = {
     "opened": "in ('opened', 'clicked')",
     "clicked": "= 'clicked'",
@@ -84,12 +86,16 @@ class CompileContext:
     default the end of the as-of day. as_of: the as-of date (runtime targets; the dbt target
     reads the dbt var `as_of`); default the day of `now`, else today (UTC). anchor: a SQL
     expression of a per-row timestamp (a journey's `j.entered_at`) for `since: entry`; it is
-    written into the SQL as given, so it comes from code, never from a condition file."""
+    written into the SQL as given, so it comes from code, never from a condition file.
+    vars: the dbt vars a condition may name with `{var: name}` and their defaults (tag rules
+    pass dbt_project.yml's); the dbt target writes `{{ var('name') }}`, the runtime targets bind
+    the value given here. None: var references are an error."""
 
     target: str = "duckdb"
     now: dt.datetime | None = None
     as_of: dt.date | None = None
     anchor: str | None = None
+    vars: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -121,6 +127,16 @@ def compile_condition(cond: Condition, catalog: Catalog, ctx: CompileContext) ->
     return compiler.finish(compiler.condition(cond))
 
 
+def compile_last_event_at(cond: Event, catalog: Catalog, ctx: CompileContext) -> tuple[str, list]:
+    """SQL of the time of the latest event `cond` selects (type, window, where, not_followed_by)
+    for the customer row `c`, NULL when there is none; `count` is ignored. Tag rules use it for
+    `since: {last_event: ...}` (when the tag started: the latest cart activity, say)."""
+    compiler = _Compiler(catalog, ctx)
+    compiler.event_time = ""
+    compiler.condition(cond)
+    return compiler.finish(compiler.event_time)
+
+
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
 
@@ -131,6 +147,8 @@ class _Compiler:
         self.ctx = ctx
         self.values: list[object] = []
         self._aliases = itertools.count(1)
+        self.row = "c"  # the customer row leaves correlate on (another alias inside `among`)
+        self.event_time: str | None = None  # set by compile_last_event_at
 
     # --- plumbing -----------------------------------------------------------------------------------
 
@@ -145,8 +163,30 @@ class _Compiler:
 
         return _MARK.sub(bind, sql), params
 
+    def var_value(self, ref: VarRef) -> object:
+        """The default of the dbt var `ref` names (an error naming the file and path if unknown)."""
+        known_vars = self.ctx.vars
+        if known_vars is None:
+            raise ref.loc.error(f"{{var: {ref.name}}}: dbt vars are not available here (only in tag rules)")
+        if ref.name not in known_vars:
+            raise ref.loc.key("var").error(unknown_name("dbt var", ref.name, known_vars))
+        return known_vars[ref.name]
+
+    def var_checked(self, ref: VarRef, ok, what: str) -> VarRef:
+        """`ref` if its default passes `ok` (the check a literal in its place would get)."""
+        value = self.var_value(ref)
+        if not ok(value):
+            raise ref.loc.key("var").error(
+                f"dbt var {ref.name} is {value!r} in dbt_project.yml, but {what} is needed here"
+            )
+        return ref
+
     def bind(self, value: object, loc: Loc) -> str:
         """A value in the SQL: a literal for dbt, else a parameter marker (placed in order by finish)."""
+        if isinstance(value, VarRef):
+            if self.ctx.target == "dbt":
+                return f"{{{{ var('{safe_identifier(value.name)}') }}}}"
+            value = self.var_value(value)
         if self.ctx.target == "dbt":
             try:
                 return dbt_literal(value)
@@ -174,10 +214,25 @@ class _Compiler:
             return "{{ as_of_cutoff() }}"
         return self.bind(self.ctx.instant(), loc)
 
-    def days_back(self, days: int, loc: Loc) -> str:
+    def day_count(self, days: int | VarRef) -> tuple[int, str]:
+        """A whole number of days >= 1 (a var's default checked), and how dbt writes its negation."""
+        if isinstance(days, VarRef):
+            self.var_checked(days, _whole_days, "a whole number of days >= 1")
+            return int(self.var_value(days)), f"-(var('{safe_identifier(days.name)}') | int)"
+        return int(days), str(-int(days))
+
+    def days_back(self, days: int | VarRef, loc: Loc) -> str:
+        count, negated = self.day_count(days)
         if self.ctx.target == "dbt" and self.ctx.now is None:
-            return f"cast({{{{ dbt.dateadd('day', {-int(days)}, as_of_cutoff()) }}}} as timestamp)"
-        return self.bind(self.ctx.instant() - dt.timedelta(days=days), loc)
+            return f"cast({{{{ dbt.dateadd('day', {negated}, as_of_cutoff()) }}}} as timestamp)"
+        return self.bind(self.ctx.instant() - dt.timedelta(days=count), loc)
+
+    def days_before_as_of(self, days: int | VarRef, loc: Loc) -> str:
+        """The start of the day `days` whole days before the as-of date."""
+        count, negated = self.day_count(days)
+        if self.ctx.target == "dbt":
+            return f"cast({{{{ dbt.dateadd('day', {negated}, as_of_date()) }}}} as timestamp)"
+        return self.bind(_midnight(self.ctx.as_of_date() - dt.timedelta(days=count)), loc)
 
     def as_of(self, loc: Loc) -> str:
         if self.ctx.target == "dbt":
@@ -213,6 +268,10 @@ class _Compiler:
 
     def typed(self, column: Column, value: object, loc: Loc, label: str) -> object:
         """`value` checked against the column's type (and timestamps as dates or datetimes)."""
+        if isinstance(value, VarRef):
+            if column.type not in (INTEGER, NUMBER):
+                raise loc.error(f"{label} is {column.type}: a dbt var stands only for a number here")
+            return self.var_checked(value, _is_number, "a number")
         kind = column.type
         ok = (
             (kind == TEXT and isinstance(value, str))
@@ -253,6 +312,8 @@ class _Compiler:
             return f"{expr} >= {self.days_back(cmp.value, at)} and {expr} < {self.now(at)}"
         if op == "before_days":
             return f"{expr} < {self.days_back(cmp.value, at)}"
+        if op == "max_days_ago":  # at most N whole days before the as-of date (the as-of day is 0)
+            return f"{expr} >= {self.days_before_as_of(cmp.value, at)} and {expr} < {self.now(at)}"
         values = self.values_of(column, cmp, label)
         if column.type == TIMESTAMP:
             return self.time_predicate(expr, op, values, at)
@@ -303,22 +364,37 @@ class _Compiler:
                 at = cmp.loc.key(cmp.op).index(i) if isinstance(cmp.value, tuple) else cmp.loc.key(cmp.op)
                 raise at.error(unknown_name(what, v, allowed))
 
-    def row_leaf(self, relation: str, column: Column, cmp: Comparison, label: str) -> str:
-        """exists a row of `relation` (customer_id, column) for c whose column satisfies cmp."""
+    def row_leaf(
+        self, relation: str, column: Column, cmp: Comparison, label: str, among: Condition | None = None
+    ) -> str:
+        """exists a row of `relation` (customer_id, column) for c whose column satisfies cmp.
+        A share ranks the rows having a value (and, with `among`, meeting that condition)."""
         a = self.alias("r")
         if cmp.op in SHARE_OPS:
             order = "desc" if cmp.op == "top_share" else "asc"
+            v = self.alias("v")
+            subset = ""
+            if among is not None:
+                outer, self.row = self.row, v
+                try:
+                    subset = f" and {self.condition(among)}"
+                finally:
+                    self.row = outer
             ranked = (
-                f"select customer_id, percent_rank() over (order by {column.name} {order}) as share_rank "
-                f"from {relation} {self.alias('v')} where {column.name} is not null"
+                f"select {v}.customer_id, percent_rank() over (order by {v}.{column.name} {order}) as share_rank "
+                f"from {relation} {v} where {v}.{column.name} is not null{subset}"
             )
+            if isinstance(cmp.value, VarRef):
+                self.var_checked(cmp.value, _is_share, "a share between 0 and 1")
             share = self.bind(cmp.value, cmp.loc.key(cmp.op))
             return (
                 f"exists (select 1 from ({ranked}) {a} "
-                f"where {a}.customer_id = c.customer_id and {a}.share_rank < {share})"
+                f"where {a}.customer_id = {self.row}.customer_id and {a}.share_rank < {share})"
             )
         pred = self.predicate(f"{a}.{column.name}", column, cmp, label)
-        return f"exists (select 1 from {relation} {a} where {a}.customer_id = c.customer_id and {pred})"
+        return (
+            f"exists (select 1 from {relation} {a} where {a}.customer_id = {self.row}.customer_id and {pred})"
+        )
 
     def lookup(self, names: Mapping[str, Column], name: str, loc: Loc, what: str) -> Column:
         if name not in names:
@@ -335,7 +411,7 @@ class _Compiler:
                 )
         a = self.alias("t")
         listed = ", ".join(self.bind(n, cond.loc) for n in cond.names)
-        return f"exists (select 1 from {self.named('tags')} {a} where {a}.customer_id = c.customer_id and {a}.tag in ({listed}))"
+        return f"exists (select 1 from {self.named('tags')} {a} where {a}.customer_id = {self.row}.customer_id and {a}.tag in ({listed}))"
 
     def _lifecyclestage(self, cond: LifecycleStage) -> str:
         column = Column("lifecycle_stage", TEXT)
@@ -366,7 +442,7 @@ class _Compiler:
             )
         column = self.lookup(self.catalog.attributes, cond.name, cond.loc, "attribute")
         self.check(column, cond.cmp, cond.name)
-        return self.row_leaf(self.named("customers"), column, cond.cmp, cond.name)
+        return self.row_leaf(self.named("customers"), column, cond.cmp, cond.name, cond.among)
 
     def _score(self, cond: Score) -> str:
         column = self.lookup(self.catalog.scores, cond.name, cond.loc, "score")
@@ -386,7 +462,7 @@ class _Compiler:
             raise cond.loc.error(unknown_name("consent channel", cond.channel, columns))
         a = self.alias("d")
         column = safe_identifier(columns[cond.channel])
-        return f"exists (select 1 from {self.named('customers')} {a} where {a}.customer_id = c.customer_id and {a}.{column})"
+        return f"exists (select 1 from {self.named('customers')} {a} where {a}.customer_id = {self.row}.customer_id and {a}.{column})"
 
     def _audience(self, cond: Audience) -> str:
         if cond.name not in self.catalog.audiences:
@@ -397,7 +473,7 @@ class _Compiler:
             raise cond.loc.error(unknown_name("audience", cond.name, self.catalog.audiences))
         a = self.alias("m")
         rel = self.relation(self.catalog.audiences[cond.name])
-        return f"exists (select 1 from {rel} {a} where {a}.customer_id = c.customer_id)"
+        return f"exists (select 1 from {rel} {a} where {a}.customer_id = {self.row}.customer_id)"
 
     # --- windows, events, orders, messages ----------------------------------------------------------
 
@@ -464,7 +540,7 @@ class _Compiler:
             if name == "event_type":
                 self.known_values(cmp, self.catalog.event_types, "event type")
 
-        def build() -> tuple[str, list[str]]:
+        def build() -> tuple[str, list[str], str]:
             e = self.alias("e")
 
             def expr_of(name: str) -> str:
@@ -474,19 +550,22 @@ class _Compiler:
                 return f"{e}.{safe_identifier(name)}"
 
             types = ", ".join(self.bind(t, cond.loc.key("type")) for t in cond.types)
-            where = [f"{e}.customer_id = c.customer_id", f"{e}.event_type in ({types})"]
+            where = [f"{e}.customer_id = {self.row}.customer_id", f"{e}.event_type in ({types})"]
             where += self.window(cond.window, f"{e}.occurred_at", cond.loc)
             if cond.where is not None:
                 where.append(self.field_where(cond.where, self.catalog.event_fields, expr_of, check_value))
-            if cond.not_followed_by == "order":
+            if cond.not_followed_by is not None:
                 o = self.alias("o")
+                purchase = f"and {o}.is_purchase " if cond.not_followed_by == "order" else ""
                 where.append(
                     f"not exists (select 1 from {self.named('orders')} {o} where {o}.customer_id = {e}.customer_id "
-                    f"and {o}.is_purchase and {o}.ordered_at >= {e}.occurred_at and {o}.ordered_at < {self.now(cond.loc)})"
+                    f"{purchase}and {o}.ordered_at >= {e}.occurred_at and {o}.ordered_at < {self.now(cond.loc)})"
                 )
-            return f"{self.named('events')} {e}", where
+            return f"{self.named('events')} {e}", where, e
 
-        source, where = build()
+        source, where, e = build()
+        if self.event_time is not None:
+            self.event_time = f"(select max({e}.occurred_at) from {source} where " + " and ".join(where) + ")"
         return self.count(source, where, cond.count)
 
     def _order(self, cond: Order) -> str:
@@ -496,23 +575,31 @@ class _Compiler:
 
         by_status = cond.where is not None and _mentions(cond.where, "status")
 
-        def build() -> tuple[str, list[str], str]:
+        def build(filtered: bool = True) -> tuple[str, list[str], str]:
             o = self.alias("o")
-            where = [f"{o}.customer_id = c.customer_id"]
+            where = [f"{o}.customer_id = {self.row}.customer_id"]
             if not by_status:
                 where.append(f"{o}.is_purchase")
             where += self.window(cond.window, f"{o}.ordered_at", cond.loc)
-            if cond.where is not None:
-                where.append(
-                    self.field_where(
-                        cond.where,
-                        self.catalog.order_fields,
-                        lambda n: f"{o}.{safe_identifier(n)}",
-                        check_value,
-                    )
-                )
+            if cond.where is not None and filtered:
+                where.append(matching(o))
             return f"{self.named('orders')} {o}", where, o
 
+        def matching(o: str) -> str:
+            assert cond.where is not None
+            fields = self.catalog.order_fields
+            return self.field_where(cond.where, fields, lambda n: f"{o}.{safe_identifier(n)}", check_value)
+
+        if cond.share is not None:
+            # the orders in the window (completed unless `where` names a status), and the share
+            # of them matching `where`; no orders: no share, so no match
+            source, where, o = build(filtered=False)
+            body = f"from {source} where " + " and ".join(where)
+            ratio = (
+                f"(select cast(sum(case when {matching(o)} then 1 else 0 end) as double precision) "
+                f"/ nullif(count(*), 0) {body})"
+            )
+            return f"coalesce({self.predicate(ratio, _SHARE_TYPE, cond.share, 'share')}, false)"
         parts = []
         if cond.count is not None or cond.sum is None:
             source, where, _ = build()
@@ -532,10 +619,13 @@ class _Compiler:
         a = self.alias("x")
         if cond.action == "sent":
             relation, when = self.named("messages"), f"{a}.sent_at"
-            where = [f"{a}.customer_id = c.customer_id", f"{a}.is_sent"]
+            where = [f"{a}.customer_id = {self.row}.customer_id", f"{a}.is_sent"]
         else:
             relation, when = self.named("message_events"), f"{a}.occurred_at"
-            where = [f"{a}.customer_id = c.customer_id", f"{a}.event_type {_HUMAN_EVENTS[cond.action]}"]
+            where = [
+                f"{a}.customer_id = {self.row}.customer_id",
+                f"{a}.event_type {_HUMAN_EVENTS[cond.action]}",
+            ]
             if cond.action != "unsubscribed":
                 where.append(f"{a}.is_human")
         if cond.campaigns:
@@ -548,6 +638,18 @@ class _Compiler:
         return found if cond.flag else f"not {found}"
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole_days(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_share(value: object) -> bool:
+    return _is_number(value) and 0 < value < 1  # type: ignore[operator]
+
+
 def _mentions(cond: Condition, name: str) -> bool:
     if isinstance(cond, All | AnyOf):
         return any(_mentions(c, name) for c in cond.items)
@@ -556,4 +658,4 @@ def _mentions(cond: Condition, name: str) -> bool:
     return isinstance(cond, Attribute) and cond.name == name
 
 
-__all__ = ["CompileContext", "ConditionError", "TARGETS", "compile_condition"]
+__all__ = ["CompileContext", "ConditionError", "TARGETS", "compile_condition", "compile_last_event_at"]

@@ -18,9 +18,18 @@ Scalar = Union[str, int, float, bool, dt.date, dt.datetime]  # noqa: UP007 (a ru
 # Operators, grouped by what their value is.
 SCALAR_OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
 LIST_OPS = ("in", "not_in")
-DAY_OPS = ("within_days", "before_days")
+DAY_OPS = ("within_days", "before_days", "max_days_ago")
 SHARE_OPS = ("top_share", "bottom_share")
 OPERATORS = (*SCALAR_OPS, *LIST_OPS, "between", "is_null", *DAY_OPS, *SHARE_OPS)
+
+
+@dataclass(frozen=True)
+class VarRef:
+    """`{var: name}` in place of a number: the dbt var `name` (its default from dbt_project.yml
+    type-checks the comparison; the dbt target writes `{{ var('name') }}`, so `--vars` tunes it)."""
+
+    name: str
+    loc: Loc
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,13 @@ class Rfm:
 
 @dataclass(frozen=True)
 class Attribute:
-    """A column: of dim_customers at the top level, of the event or order inside their `where`."""
+    """A column: of dim_customers at the top level, of the event or order inside their `where`.
+    `among`: for top_share / bottom_share, rank only the customers meeting this condition."""
 
     name: str
     cmp: Comparison
     loc: Loc
+    among: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ class Order:
     sum: Comparison | None
     where: Condition | None
     loc: Loc
+    share: Comparison | None = None  # of the orders in the window, the share matching `where`
 
 
 @dataclass(frozen=True)

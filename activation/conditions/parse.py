@@ -35,6 +35,7 @@ from .nodes import (
     RfmSegment,
     Score,
     Tag,
+    VarRef,
     Window,
 )
 
@@ -42,7 +43,7 @@ WINDOW_KEYS = ("within_days", "before_days", "between", "since")
 COUNT_OPS = (*SCALAR_OPS, *LIST_OPS, "between")
 SUM_OPS = (*SCALAR_OPS, "between")
 MESSAGE_ACTIONS = ("sent", "opened", "clicked", "unsubscribed")
-FOLLOW_UPS = ("order",)
+FOLLOW_UPS = ("order", "any_order")  # a completed order; an order of any status
 
 
 def parse_condition(raw: Any, source: str, path: str = "where") -> Condition:
@@ -106,7 +107,22 @@ def _scalar(value: Any, loc: Loc) -> Any:
     raise loc.error(f"must be one value (a number, text, true/false or a date), got {_show(value)}")
 
 
-def _days(value: Any, loc: Loc) -> int:
+def _var(value: Any, loc: Loc) -> VarRef | None:
+    """`{var: name}`: a dbt var in place of a number (checked against its default when compiling)."""
+    if not isinstance(value, Mapping) or "var" not in value:
+        return None
+    if len(value) != 1:
+        raise loc.error(f"a var reference is {{var: name}} and nothing else (got {_show(value)})")
+    name = value["var"]
+    if not isinstance(name, str) or not name.strip():
+        raise loc.key("var").error(f"must be the name of a dbt var (got {_show(name)})")
+    return VarRef(name.strip(), loc)
+
+
+def _days(value: Any, loc: Loc) -> int | VarRef:
+    ref = _var(value, loc)
+    if ref is not None:
+        return ref
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise loc.error(f"must be a whole number of days >= 1 (got {_show(value)})")
     return value
@@ -129,6 +145,9 @@ def _date(value: Any, loc: Loc) -> dt.date:
 
 
 def _op_value(op: str, value: Any, loc: Loc) -> object:
+    ref = _var(value, loc) if op in (*SCALAR_OPS, *DAY_OPS, *SHARE_OPS) else None
+    if ref is not None:
+        return ref
     if op in SCALAR_OPS:
         if value is None:
             raise loc.error(f"{op} needs a value; to test for a missing value use is_null: true")
@@ -197,8 +216,19 @@ def _sum(raw: Any, loc: Loc) -> Comparison:
     cmp = _comparison(raw, loc, SUM_OPS)
     values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
     for v in values:
-        if not _is_number(v):
+        if not _is_number(v) and not isinstance(v, VarRef):
             raise loc.key(cmp.op).error(f"a sum is compared with a number (got {_show(v)})")
+    return cmp
+
+
+def _share(raw: Any, loc: Loc) -> Comparison:
+    cmp = _comparison(raw, loc, SUM_OPS)
+    values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+    for v in values:
+        if not isinstance(v, VarRef) and (not _is_number(v) or not 0 <= v <= 1):
+            raise loc.key(cmp.op).error(
+                f"a share is a number from 0 to 1, e.g. 0.5 for half (got {_show(v)})"
+            )
     return cmp
 
 
@@ -256,12 +286,13 @@ def _rfm_segment(raw: Any, loc: Loc) -> Condition:
     return RfmSegment(_shorthand(raw, loc), loc)
 
 
-def _named_comparison(raw: Any, loc: Loc, what: str) -> tuple[str, Comparison]:
+def _named_comparison(raw: Any, loc: Loc, what: str, extra: tuple[str, ...] = ()) -> tuple[str, Comparison]:
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise loc.error(
             f"{what} needs a name and one operator, e.g. {{name: ..., gte: 1}} (got {_show(raw)})"
         )
-    return _name(raw["name"], loc.key("name"), f"{what} name"), _comparison(raw, loc, extra=("name",))
+    name = _name(raw["name"], loc.key("name"), f"{what} name")
+    return name, _comparison(raw, loc, extra=("name", *extra))
 
 
 def _rfm(raw: Any, loc: Loc) -> Condition:
@@ -269,7 +300,15 @@ def _rfm(raw: Any, loc: Loc) -> Condition:
 
 
 def _attribute(raw: Any, loc: Loc) -> Condition:
-    return Attribute(*_named_comparison(raw, loc, "attribute"), loc)
+    name, cmp = _named_comparison(raw, loc, "attribute", extra=("among",))
+    among = None
+    if "among" in raw:
+        if cmp.op not in SHARE_OPS:
+            raise loc.key("among").error(
+                f"among applies to top_share and bottom_share only (it says whom to rank; got {cmp.op})"
+            )
+        among = _condition(raw["among"], loc.key("among"))
+    return Attribute(name, cmp, loc, among)
 
 
 def _score(raw: Any, loc: Loc) -> Condition:
@@ -333,7 +372,7 @@ def _event(raw: Any, loc: Loc) -> Condition:
         follow = raw["not_followed_by"]
         if follow not in FOLLOW_UPS:
             raise loc.key("not_followed_by").error(
-                f"not_followed_by takes: {known(FOLLOW_UPS)} (got {_show(follow)})"
+                f"not_followed_by takes: {', '.join(FOLLOW_UPS)} (got {_show(follow)})"
             )
     return Event(
         types=_names(raw["type"], loc.key("type"), "event type"),
@@ -346,13 +385,21 @@ def _event(raw: Any, loc: Loc) -> Condition:
 
 
 def _order(raw: Any, loc: Loc) -> Condition:
-    raw = _mapping(raw, loc, "order", ("count", "sum", "where", *WINDOW_KEYS))
+    raw = _mapping(raw, loc, "order", ("count", "sum", "share", "where", *WINDOW_KEYS))
+    if "share" in raw and ("count" in raw or "sum" in raw):
+        raise loc.key("share").error("share goes alone: write count or sum in another order condition")
+    if "share" in raw and "where" not in raw:
+        raise loc.key("share").error(
+            "share is the share of the orders matching `where`: add a where, e.g. "
+            "{attribute: {name: used_coupon, eq: true}}"
+        )
     return Order(
         window=_window(raw, loc),
         count=_count(raw["count"], loc.key("count")) if "count" in raw else None,
         sum=_sum(raw["sum"], loc.key("sum")) if "sum" in raw else None,
         where=_where(raw["where"], loc.key("where")) if "where" in raw else None,
         loc=loc,
+        share=_share(raw["share"], loc.key("share")) if "share" in raw else None,
     )
 
 

@@ -5,7 +5,6 @@ project's YAML, seeds and SQL. A change there fails here, naming what to update.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -83,10 +82,9 @@ def test_rfm_lifecycle_and_their_closed_lists() -> None:
     assert {"lifecycle_stage", "days_in_stage"} <= set(_columns("customer_lifecycle"))
 
 
-def test_tags_are_the_tag_definitions_seed() -> None:
-    with (DBT / "seeds" / "tag_definitions.csv").open() as f:
-        seeded = [row["tag"] for row in csv.DictReader(f)]
-    assert list(cat.TAGS) == seeded
+def test_tags_are_the_rules_of_the_tag_rules_file() -> None:
+    rules = yaml.safe_load((DBT / "tags.yml").read_text())["tags"]
+    assert list(cat.Catalog().tags) == [rule["name"] for rule in rules]
 
 
 def test_scores_are_the_numeric_columns_of_ml_customer_scores() -> None:

@@ -1,6 +1,20 @@
--- One row per tag defined in seed tag_definitions, even when no customer has it.
+-- tag_health: one row per tag rule, even when no customer has the tag.
+-- Generated from dbt_project/tags.yml: do not edit. Change the rules there, then run
+-- `python -m activation.tags build` (make test fails while this file is stale).
 with definitions as (
-    select tag, description from {{ ref('tag_definitions') }}
+    select rules.tag, rules.description, rules.needs_scores
+    from (
+        values
+        ('vip', 'Top spenders', false),
+        ('high_potential', 'Young customers with large baskets', false),
+        ('new_signup', 'Recently signed up', false),
+        ('dormant', 'No purchase for a long time', false),
+        ('at_risk', 'Slipping away', false),
+        ('price_sensitive', 'Buys mostly with coupons', false),
+        ('cart_abandoner', 'Left a cart or checkout', false),
+        ('one_time_buyer', 'Bought exactly once', false),
+        ('high_value_at_risk', 'Valuable customers likely to leave', true)
+    ) as rules (tag, description, needs_scores)
 ),
 
 counts as (
@@ -16,6 +30,7 @@ population as (
 select
     definitions.tag,
     definitions.description,
+    definitions.needs_scores,
     coalesce(counts.customers_tagged, 0) as customers_tagged,
     case
         when population.customers > 0
