@@ -1,7 +1,8 @@
 """Tag rules: dbt_project/tags.yml, in the condition language, generates the customer_tags models.
 
-    python -m activation.tags build     # regenerate the models after changing the rules
-    python -m activation.tags check     # exit 1 (naming the files) when a generated model is stale
+    tideline tags build     # regenerate the models after changing the rules
+    tideline tags check     # exit 1 (naming the files) when a generated model is stale
+    (tideline/commands/tags.py; `tideline run` regenerates them too)
 
 One rule per tag: name, description, `where` (docs/audiences.md), and optionally `since` (what
 `tagged_at` is), `reason` (a sentence with the figures behind the tag), `expires_after_days` (a
@@ -23,7 +24,6 @@ them as before. Every mistake in the file is a ConditionError naming the file an
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -50,7 +50,7 @@ RULES_NAME = "tags.yml"
 MODELS_DIR = Path("models/marts/customers")
 RULES_MODEL, SCORED_MODEL = "customer_tags_rules", "customer_tags_scored"
 GENERATED = (RULES_MODEL, SCORED_MODEL, "customer_tags", "tag_health")
-BUILD_COMMAND = "python -m activation.tags build"
+BUILD_COMMAND = "tideline tags build"
 
 RULE_KEYS = ("name", "description", "where", "since", "reason", "expires_after_days", "needs_scores")
 SINCE_WORDS = ("as_of", "stage_entered", "scored_at")
@@ -559,29 +559,3 @@ def stale(project_dir: Path | None = None, rules_file: Path | None = None) -> li
         for path, text in generate(project_dir, rules_file).items()
         if not path.exists() or path.read_text(encoding="utf-8") != text
     ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args not in (["build"], ["check"]):
-        print(f"usage: python -m activation.tags build|check\n{__doc__}", file=sys.stderr)
-        return 2
-    try:
-        if args == ["build"]:
-            changed = build()
-            print(f"{len(changed)} generated model(s) updated" + "".join(f"\n  {p}" for p in changed))
-            return 0
-        outdated = stale()
-    except ConditionError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    if outdated:
-        names = ", ".join(display_name(p, PROJECT_DIR.parent) for p in outdated)
-        print(f"stale generated tag models: {names}; run `{BUILD_COMMAND}`", file=sys.stderr)
-        return 1
-    print("generated tag models are current")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

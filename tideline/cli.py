@@ -9,6 +9,7 @@ tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destin
 tideline receiver [--landing-dir DIR] [--port 8090]
 tideline audience build                                          (regenerate models/marts/audiences/)
 tideline audience preview FILE [--json] [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
+tideline tags build|check                                        (the tag models from dbt_project/tags.yml)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import os
 import sys
 
-from tideline.commands import audience
+from tideline.commands import audience, tags
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -102,6 +103,7 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         home_help="folder for generated state (default: $TIDELINE_HOME)",
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
     )
+    tags.add_parser(sub)
     return parser
 
 

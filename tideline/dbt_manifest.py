@@ -22,15 +22,17 @@ def dbt_executable() -> str:
 
 
 def generate_models(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
-    """Regenerate the dbt models written from files (the audience files: dbt_project/audiences/),
-    so an edited file takes effect in the next run; the generated files that changed. A file that
-    does not check raises ConditionError (a ValueError naming the file and the path in it)."""
+    """Regenerate the dbt models written from files (the audience files in dbt_project/audiences/,
+    the tag rules in dbt_project/tags.yml), so an edited file takes effect in the next run; the
+    names of the generated files that changed. A file that does not check raises ConditionError
+    (a ValueError naming the file and the path in it)."""
+    from activation import tags
     from activation.audiences import build_all, stale_files
 
     stale = stale_files(project_dir)
     if stale:
         build_all(project_dir)
-    return stale
+    return stale + [path.name for path in tags.build(project_dir)]
 
 
 def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:

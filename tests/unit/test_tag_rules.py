@@ -13,6 +13,7 @@ import yaml
 
 from activation import tags
 from activation.conditions import Catalog, ConditionError
+from tideline import cli
 
 SHIPPED = tags.default_rules_file()
 NINE = (
@@ -70,7 +71,7 @@ def test_a_changed_rule_makes_the_models_stale_and_build_refreshes_them(project:
     model = (project / tags.MODELS_DIR / "customer_tags_rules.sql").read_text()
     assert "big_spender__matched as (" in model and "'big_spender' as tag" in model
     assert model.startswith("-- ") and "Generated from dbt_project/tags.yml: do not edit" in model
-    assert "`python -m activation.tags build`" in model
+    assert "`tideline tags build`" in model
     assert (
         "('big_spender', 'Spent a lot', false)" in (project / tags.MODELS_DIR / "tag_health.sql").read_text()
     )
@@ -78,12 +79,12 @@ def test_a_changed_rule_makes_the_models_stale_and_build_refreshes_them(project:
 
 def test_check_command_names_the_stale_files_and_the_command(project: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(tags, "PROJECT_DIR", project)
-    assert tags.main(["check"]) == 0
+    assert cli.main(["tags", "check"]) == 0
     (project / tags.MODELS_DIR / "tag_health.sql").write_text("-- edited by hand\n")
-    assert tags.main(["check"]) == 1
+    assert cli.main(["tags", "check"]) == 1
     err = capsys.readouterr().err
     assert "dbt_project/models/marts/customers/tag_health.sql" in err
-    assert "run `python -m activation.tags build`" in err
+    assert "run `tideline tags build`" in err
 
 
 def test_the_shipped_rules_are_the_nine_tags_and_the_catalog_reads_them() -> None:

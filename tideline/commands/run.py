@@ -83,7 +83,10 @@ def run_pipeline(
 
     regenerated = generate_models()
     if regenerated:
-        print(f"Regenerated from the audience files: {', '.join(regenerated)} (commit them)", flush=True)
+        print(
+            f"Regenerated from the audience files and tag rules: {', '.join(regenerated)} (commit them)",
+            flush=True,
+        )
     parse_dbt_project()
     import dagster as dg
 

@@ -1,6 +1,6 @@
 -- The tags that do not read the ML scores (never wait for or depend on scoring).
 -- Generated from dbt_project/tags.yml: do not edit. Change the rules there, then run
--- `python -m activation.tags build` (make test fails while this file is stale).
+-- `tideline tags build` (make test fails while this file is stale).
 with
 
 -- vip: Top spenders

@@ -1,6 +1,6 @@
 -- The tags that read ml.customer_scores; without scores (none, empty, null) none match.
 -- Generated from dbt_project/tags.yml: do not edit. Change the rules there, then run
--- `python -m activation.tags build` (make test fails while this file is stale).
+-- `tideline tags build` (make test fails while this file is stale).
 with
 
 -- high_value_at_risk: Valuable customers likely to leave

@@ -1,6 +1,6 @@
 -- tag_health: one row per tag rule, even when no customer has the tag.
 -- Generated from dbt_project/tags.yml: do not edit. Change the rules there, then run
--- `python -m activation.tags build` (make test fails while this file is stale).
+-- `tideline tags build` (make test fails while this file is stale).
 with definitions as (
     select rules.tag, rules.description, rules.needs_scores
     from (
