@@ -16,6 +16,8 @@ from activation.warehouse import DuckDBLimits
 from tests.helpers import opted_in_segment
 from tideline.demo.sinks.http_sink import HttpSink
 
+pytestmark = pytest.mark.slow  # each test builds a segment warehouse and runs a sync through the real sink
+
 SECRET = "activate-test-webhook-secret"
 SMS = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "spring")
 LIMITS = DuckDBLimits.resolve(env={})

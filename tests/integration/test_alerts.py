@@ -21,6 +21,8 @@ from tideline.dbt_manifest import dbt_executable
 from tideline.demo.sinks.http_sink import HttpSink
 from tideline.settings import DBT_PROJECT_DIR
 
+pytestmark = pytest.mark.slow  # each test materialises the alert checks through Dagster
+
 SECRET = "alert-s3cret"
 DAY = dt.date(2026, 3, 10)
 # marts.fct_campaign_performance as the issue #5 contract defines it

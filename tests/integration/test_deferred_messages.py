@@ -172,6 +172,7 @@ def _unsubscribe(receiver: Receiver, message_key: str, customer_id: str) -> None
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.slow  # several seconds: real servers and whole syncs (Dagster for the check)
 def test_unsubscribes_through_the_receiver_stop_the_deferred_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,6 +61,7 @@ def _webhook(sink: HttpSink, **overrides) -> WebhookDestination:
 SMS = SyncBinding("segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "spring")
 
 
+@pytest.mark.slow  # several seconds: real servers and whole syncs (Dagster for the check)
 def test_unknown_emails_are_confirmed_or_released_from_the_smtp_outbox(
     warehouse, tmp_path, monkeypatch
 ) -> None:
@@ -213,6 +214,7 @@ def test_settle_accepts_only_sent_or_released(warehouse) -> None:
         reconcile.settle(warehouse, SMS.sync_key, "failed")
 
 
+@pytest.mark.slow  # several seconds: real servers and whole syncs (Dagster for the check)
 def test_the_sync_asset_reports_unknown_deliveries_in_a_check(warehouse, tmp_path, monkeypatch) -> None:
     """The Dagster asset's unknown_deliveries check warns while records of the sync are unknown,
     with how many and since when, and passes once they are settled."""

@@ -264,6 +264,7 @@ def test_transient_http_errors_do_not_lose_or_duplicate(warehouse, sink) -> None
     assert result.sent == 200 and set(accepted.values()) == {1} and len(accepted) == 200
 
 
+@pytest.mark.slow  # a child process killed, or a timeout waited out
 def test_a_sync_killed_mid_run_resumes_and_every_customer_gets_exactly_one_message(tmp_path, sink) -> None:
     """A real process is killed (SIGKILL) while batches are in flight; the rerun finishes the job.
     Records carry their idempotency key, so the endpoint keeps one message per key."""
@@ -469,6 +470,7 @@ def test_a_ledger_from_before_uuid_keys_is_converted_and_nothing_is_sent_twice(w
     assert legacy_state == 1  # set aside, not dropped
 
 
+@pytest.mark.slow  # a child process killed, or a timeout waited out
 def test_an_smtp_sync_killed_mid_batch_loses_at_most_the_messages_being_handed_over(tmp_path) -> None:
     """SMTP delivery is not idempotent: a record in flight when the process dies is never resent.
     The delivery journal records each accepted message at once, so after a SIGKILL only the
@@ -655,6 +657,7 @@ EMAIL = SyncBinding(
 ALL_DAY = PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)  # no quiet hours
 
 
+@pytest.mark.slow  # a child process killed, or a timeout waited out
 def test_an_email_without_a_reply_to_data_is_unknown_never_dead_lettered_or_resent(warehouse) -> None:
     """The server keeps a message but answers the end of DATA after the client's DATA timeout:
     the message is `unknown` in the ledger (counted as possibly delivered), not a dead letter,
@@ -792,6 +795,7 @@ def test_a_kill_resends_only_the_batches_in_flight_and_a_consent_change_delivers
     assert _statuses(con) == {"sent": 2000}
 
 
+@pytest.mark.slow  # a child process killed, or a timeout waited out
 def test_an_audience_sync_killed_after_its_sends_is_finalised_by_the_next_run(tmp_path) -> None:
     """SIGKILL after the ledger write, in the fold: the parts are on disk and every record is
     `sent`, but no add.csv or manifest was written. The rerun has nothing to send and still
