@@ -20,6 +20,7 @@ import json
 import logging
 import platform
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -121,17 +122,18 @@ class ModelRegistry:
         trained on `trained_on` (`data_identity`). `trained_on=None` skips that check: only for looking
         at artefacts, never for scoring."""
         versions = [version] if version is not None else self.versions(name)
+        meta = cache(partial(self._metadata, name))  # each metadata.json read at most once
         if approved_only and version is None:
-            versions = [v for v in versions if self._metadata(name, v).get("beats_baseline", True)]
+            versions = [v for v in versions if meta(v).get("beats_baseline", True)]
         if not versions:
             raise ModelNotFound(
                 f"no trained {name!r} model under {self.root}: materialise the {name}_model asset "
                 f"(job tideline_retrain) first; models that did not beat their baseline are not used"
             )
         if trained_on is not None:
-            mine = [v for v in versions if self._metadata(name, v).get("trained_on") == trained_on]
+            mine = [v for v in versions if meta(v).get("trained_on") == trained_on]
             if not mine:
-                other = self._metadata(name, versions[-1]).get("trained_on")
+                other = meta(versions[-1]).get("trained_on")
                 raise ModelNotFound(
                     f"the {name!r} model {versions[-1]} under {self.root} was trained on other data "
                     f"({_describe(other)}), not on this data ({_describe(trained_on)}); it is not used: "
@@ -140,7 +142,7 @@ class ModelRegistry:
             versions = mine
         version = versions[-1]
         folder = self.root / name / version
-        metadata = self._metadata(name, version)
+        metadata = meta(version)
         built = metadata.get("libraries", {}).get("scikit-learn", "")
         if built.split(".")[:2] != sklearn.__version__.split(".")[:2]:
             log.warning(
