@@ -125,11 +125,6 @@ def inventory(raw_dir: Path) -> Inventory:
     return found
 
 
-def discover_files(raw_dir: Path, entity: Entity) -> list[Path]:
-    """All readable files of an entity, in a stable order (sorted by relative path)."""
-    return inventory(raw_dir).files[entity.name]
-
-
 def _expected_folders() -> str:
     return ", ".join(f"{e.path}/" for e in ENTITIES)
 
