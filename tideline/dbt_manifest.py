@@ -27,12 +27,9 @@ def generate_models(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
     names of the generated files that changed. A file that does not check raises ConditionError
     (a ValueError naming the file and the path in it)."""
     from activation import tags
-    from activation.audiences import build_all, stale_files
+    from activation.audiences import refresh
 
-    stale = stale_files(project_dir)
-    if stale:
-        build_all(project_dir)
-    return stale + [path.name for path in tags.build(project_dir)]
+    return refresh(project_dir) + [path.name for path in tags.build(project_dir)]
 
 
 def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:

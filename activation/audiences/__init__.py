@@ -10,7 +10,7 @@ model), preview.py answers "who is in it" against a live warehouse. Entry point:
 """
 
 from .files import AudienceFile, load_audience, load_audiences
-from .generate import build_all, render_all, stale_files
+from .generate import build_all, refresh, render_all, stale_files
 from .preview import format_preview, preview
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "load_audience",
     "load_audiences",
     "preview",
+    "refresh",
     "render_all",
     "stale_files",
 ]

@@ -53,17 +53,31 @@ def build_all(project_dir: Path, out_dir: Path | None = None) -> list[Path]:
     project_dir = Path(project_dir)
     out = Path(out_dir) if out_dir is not None else project_dir / OUTPUT_DIR
     files = render_all(project_dir)
+    _write(out, files)
+    return [out / name for name in sorted(files)]
+
+
+def refresh(project_dir: Path) -> list[str]:
+    """Render once and write what differs (what `tideline run` does before dbt); the names of the
+    files written or removed."""
+    return _write(Path(project_dir) / OUTPUT_DIR, render_all(project_dir))
+
+
+def _write(out: Path, files: dict[str, str]) -> list[str]:
+    """Write the files whose text differs, remove generated files no audience file makes any more;
+    the names changed."""
     out.mkdir(parents=True, exist_ok=True)
+    changed = []
     for stale in sorted(out.glob("*.sql")):
         if stale.name not in files and stale.read_text(encoding="utf-8").startswith(GENERATED_MARK):
             stale.unlink()
-    written = []
+            changed.append(stale.name)
     for name, text in sorted(files.items()):
         path = out / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+            changed.append(name)
+    return changed
 
 
 def stale_files(project_dir: Path) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activation.audiences import build_all, load_audiences, render_all, stale_files
+from activation.audiences import build_all, load_audiences, refresh, render_all, stale_files
 from activation.audiences.generate import OUTPUT_DIR
 from activation.conditions import ConditionError
 from activation.config import bindings_from_manifest
@@ -55,6 +55,21 @@ def test_a_changed_audience_file_makes_the_models_stale_and_build_regenerates_th
     build_all(project)
     assert not (project / OUTPUT_DIR / "cart_rescue.sql").exists()
     assert "'cart_rescue'" not in (project / OUTPUT_DIR / "audience_membership_history.sql").read_text()
+
+
+def test_refresh_writes_only_what_changed_and_names_it(tmp_path: Path) -> None:
+    """What `tideline run` does before dbt: nothing when current; the changed and removed files."""
+    project = copy_project(tmp_path)
+    assert refresh(project) == []
+    path = project / "audiences" / "cart_rescue.yml"
+    path.write_text(path.read_text().replace("within_days: 7", "within_days: 3"))
+    assert refresh(project) == ["cart_rescue.sql"] and stale_files(project) == []
+    path.unlink()
+    assert refresh(project) == [
+        "cart_rescue.sql",
+        "_audiences__models.yml",
+        "audience_membership_history.sql",
+    ]
 
 
 def test_output_is_deterministic_and_names_its_source() -> None:
