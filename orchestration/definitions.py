@@ -44,7 +44,7 @@ from orchestration.schedules import (
     retrain_job,
     weekly_retrain,
 )
-from orchestration.serving import ServingSettings, bi_warehouse_asset
+from orchestration.serving import bi_warehouse_asset
 from tideline.dbt_manifest import dbt_executable
 from tideline.settings import Settings
 
@@ -98,7 +98,6 @@ def build_definitions(
             "ml": MLSettings(models_dir=str(settings.models_dir)),
             "activation": activation_config_resource(settings, environ or {}, activation_values),
             "reports": ReportSettings(reports_dir=str(settings.reports_dir)),
-            "serving": ServingSettings(bi_path=str(settings.bi_path)),
             "run_log": RunLog(logs_dir=str(settings.logs_dir)),
         },
     )

@@ -36,7 +36,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     lock_wait_seconds: float = 0.0
-    bi_path: str = ""  # named in the lock message: where BI tools should point instead
+    bi_path: str = ""  # the BI copy (serving/bi_warehouse publishes it; the lock message names it)
     _in_run: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

@@ -14,12 +14,6 @@ from tideline.serving import publish_bi_copy
 BI_KEY = dg.AssetKey(["serving", "bi_warehouse"])
 
 
-class ServingSettings(dg.ConfigurableResource):
-    """Where the BI copy is published (<state folder>/bi/<warehouse file name>)."""
-
-    bi_path: str
-
-
 def bi_warehouse_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     """The publishing asset, downstream of `upstream` (the other assets' leaves)."""
 
@@ -32,12 +26,10 @@ def bi_warehouse_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         description="A copy of the warehouse for BI tools, published atomically after every successful "
         "run: point BI tools at the path in this asset's metadata, never at the warehouse itself.",
     )
-    def bi_warehouse(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, serving: ServingSettings
-    ) -> dg.MaterializeResult:
-        published = publish_bi_copy(
+    def bi_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        published = publish_bi_copy(  # to <state folder>/bi/<warehouse file name>
             warehouse.path,
-            serving.bi_path,
+            warehouse.bi_path,
             wait_seconds=warehouse.lock_wait_seconds,
             on_wait=context.log.warning,
         )

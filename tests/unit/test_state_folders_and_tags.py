@@ -18,7 +18,7 @@ def _state_paths(defs: dg.Definitions) -> dict[str, str]:
     return {
         "models": resources["ml"].models_dir,
         "reports": resources["reports"].reports_dir,
-        **({"bi": resources["serving"].bi_path} if "serving" in resources else {}),
+        "bi": resources["warehouse"].bi_path,
         **({"logs": resources["run_log"].logs_dir} if "run_log" in resources else {}),
     }
 
