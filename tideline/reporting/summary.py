@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from activation.warehouse import table_exists
+from activation.warehouse import columns_of, table_exists
 from tideline.reporting.formats import (
     STAGE_ORDER,
     fmt_money,
@@ -198,14 +198,7 @@ def _model_runs_by_version(
     """(metrics, baseline metrics, features left out) of the given model versions, from ml.model_runs."""
     if not versions or not table_exists(con, "ml", "model_runs"):
         return {}
-    has_dropped = bool(
-        _rows(
-            con,
-            "select count(*) from information_schema.columns where table_schema = 'ml' "
-            "and table_name = 'model_runs' and column_name = 'dropped_features'",
-        )[0][0]
-    )
-    dropped = "dropped_features" if has_dropped else "'{}'"
+    dropped = "dropped_features" if "dropped_features" in columns_of(con, "ml.model_runs") else "'{}'"
     rows = _rows(
         con,
         f"select version, metrics, baseline_metrics, {dropped} from ml.model_runs "
