@@ -1,0 +1,116 @@
+"""Journey state in the warehouse, schema `tideline_journeys` (plain tables the tick writes; dbt
+reads them as the source `tideline_journeys` for the journey marts).
+
+versions      one row per journey version ever seen: its canonical definition (JSON), so customers
+              in flight finish on the version they entered even after the file changed
+journeys      one row per journey: its current version and status (active, paused, archived)
+entries       one row per entry: entry id (32 hex digits of sha256 of journey, customer and
+              trigger id: the same trigger always makes the same entry, so a rerun after a crash
+              never enters anyone twice), journey, version, customer, trigger id, entered at, the
+              holdout flag, the current node and when it was reached, when it is due, and once
+              finished when and why (exit_reason: completed, converted, exit_condition, holdout,
+              archived), and converted_at when the goal was met in flight
+steps         append-only log of every node transition: entry, from node, to node, outcome
+              (entered, waited, branched, split, sent, skipped, deferred, failed, tagged, synced,
+              notified, exited), reason, the tick and its clock
+ticks         one row per tick per journey: the clock, counts (entered, advanced, sent, skipped,
+              exited) and the counts by reason as JSON, duration
+cursors       per journey: the clock of the last tick that took in triggers (event and date
+              triggers read only what is newer than it, minus the entry lookback)
+members       per journey with an audience or condition trigger: who matched at the last tick,
+              so the next tick enters only those who newly match
+tag_changes   tags added and removed by journey steps (append-only); marts.customer_tags reads it
+live_events   events taken in from the landing zone's append-only JSON Lines since the last dbt
+live_orders   build (activation.journeys.feed), so a tick sees an event within a minute; the
+feed_files    views `events` and `orders` are dbt's relations plus these
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMA = "tideline_journeys"
+
+DDL = f"""
+create schema if not exists {SCHEMA};
+create table if not exists {SCHEMA}.versions (
+    journey varchar not null,
+    version varchar not null,
+    definition varchar not null,   -- the canonical YAML value as JSON
+    source varchar not null,       -- the file it came from
+    first_seen_at timestamp not null,
+    primary key (journey, version)
+);
+create table if not exists {SCHEMA}.journeys (
+    journey varchar primary key,
+    version varchar not null,      -- the current version: new entries enter it
+    status varchar not null,       -- active | paused | archived
+    changed_at timestamp not null
+);
+create table if not exists {SCHEMA}.entries (
+    entry_id varchar primary key,
+    journey varchar not null,
+    version varchar not null,
+    customer_id varchar not null,
+    trigger_id varchar not null,
+    entered_at timestamp not null,
+    holdout boolean not null,
+    current_node varchar,          -- null once exited
+    node_entered_at timestamp,
+    due_at timestamp,
+    exited_at timestamp,
+    exit_reason varchar,
+    converted_at timestamp,
+    tick_id varchar not null       -- the tick that last changed the row
+);
+create sequence if not exists {SCHEMA}.step_seq;
+create table if not exists {SCHEMA}.steps (
+    seq bigint not null default nextval('{SCHEMA}.step_seq'),
+    entry_id varchar not null,
+    journey varchar not null,
+    version varchar not null,
+    customer_id varchar not null,
+    from_node varchar,             -- null for the entry itself
+    to_node varchar,               -- null for an exit
+    outcome varchar not null,
+    reason varchar,
+    tick_id varchar not null,
+    at timestamp not null          -- the tick's clock
+);
+create table if not exists {SCHEMA}.ticks (
+    tick_id varchar not null,
+    journey varchar not null,
+    clock timestamp not null,
+    started_at timestamp not null,
+    finished_at timestamp,
+    entered bigint,
+    advanced bigint,
+    sent bigint,
+    skipped bigint,
+    exited bigint,
+    by_reason varchar,             -- JSON: {"skipped:no_consent": 3, "exited:converted": 2, ...}
+    duration_seconds double,
+    dry_run boolean not null default false
+);
+create table if not exists {SCHEMA}.cursors (
+    journey varchar primary key,
+    clock timestamp not null
+);
+create table if not exists {SCHEMA}.members (
+    journey varchar not null,
+    customer_id varchar not null
+);
+create table if not exists {SCHEMA}.tag_changes (
+    customer_id varchar not null,
+    tag varchar not null,
+    added boolean not null,
+    journey varchar not null,
+    entry_id varchar not null,
+    at timestamp not null
+);
+"""
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the journey tables that do not exist yet (idempotent)."""
+    con.execute(DDL)
