@@ -9,7 +9,9 @@ entries       one row per entry: entry id (32 hex digits of sha256 of journey, c
               never enters anyone twice), journey, version, customer, trigger id, entered at, the
               holdout flag, the current node and when it was reached, when it is due, and once
               finished when and why (exit_reason: completed, converted, exit_condition, holdout,
-              archived), and converted_at when the goal was met in flight
+              archived), the arm of the last split it passed, and converted_at: when the goal
+              was first seen met, looked for until goal_until whether the entry is still in
+              flight, exited or held out (so conversion and lift are measured on every entry)
 steps         append-only log of every node transition: entry, from node, to node, outcome
               (entered, waited, branched, split, sent, skipped, deferred, failed, tagged, synced,
               notified, exited), reason, the tick and its clock
@@ -60,7 +62,9 @@ create table if not exists {SCHEMA}.entries (
     due_at timestamp,
     exited_at timestamp,
     exit_reason varchar,
-    converted_at timestamp,
+    goal_until timestamp,          -- the goal is looked for until then (entered_at + within_days)
+    converted_at timestamp,        -- when the goal was first seen met (holdout entries too)
+    arm varchar,                   -- the arm of the last split the entry passed (the ledger's variant)
     tick_id varchar not null       -- the tick that last changed the row
 );
 create sequence if not exists {SCHEMA}.step_seq;
