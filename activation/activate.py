@@ -10,6 +10,7 @@ happens. Plain data in, plain data out: no Dagster.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,13 @@ def activate(
     limits: DuckDBLimits,
     workers: int = 4,
     dry_run: bool = False,
+    now: dt.datetime | None = None,
+    keep_decisions: str | None = None,
 ) -> Activation:
     """Sync `binding`'s segment to its destination (ConfigError naming the segment, destination
-    and key when the binding or the destination's config cannot be used: nothing is sent then)."""
+    and key when the binding or the destination's config cannot be used: nothing is sent then).
+    `now`: the clock the policies and the ledger use (default the wall clock; a journey tick passes
+    its own); `keep_decisions`: see SyncEngine."""
     binding.validate(config.destinations)
     destination = config.destination(binding.destination)
     rate = float(config.destinations[binding.destination].get("rate_limit_per_second", 0))
@@ -54,6 +59,8 @@ def activate(
                 workers=workers,
                 rate_per_second=rate,
                 evidence=[ProviderEvents(raw_dir)],  # provider webhooks settle unknown sends
+                now=now,
+                keep_decisions=keep_decisions,
             ).run(dry_run=dry_run)
     finally:
         destination.close()

@@ -153,6 +153,13 @@ class SyncBinding:
     variant_weights: dict[str, float] = field(default_factory=dict)
     schedule: str | None = None  # cron; None: after the segment model builds
     owner: str | None = None
+    # Journeys (activation/journeys/tick.py): a column of the segment whose value is part of each
+    # message's idempotency key (the entry id: one delivery per journey, version, entry and step),
+    # and the action a message-mode record carries ("upsert" for a journey's CRM sync step).
+    # A keyed message binding may have no channel (sync and notify steps): no consent, caps or
+    # quiet hours then, as for any binding without a channel.
+    row_key: str | None = None
+    delivery_action: str = "send"
 
     @property
     def sync_key(self) -> str:
@@ -166,8 +173,10 @@ class SyncBinding:
             raise ConfigError(f"{where}: mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.channel is not None and self.channel not in CHANNELS:
             raise ConfigError(f"{where}: channel {self.channel!r} is not one of {', '.join(CHANNELS)}")
-        if self.mode == "message" and self.channel is None:
+        if self.mode == "message" and self.channel is None and self.row_key is None:
             raise ConfigError(f"{where}: message mode needs a channel (email, sms or push)")
+        if self.delivery_action not in ("send", "upsert"):
+            raise ConfigError(f"{where}: delivery action {self.delivery_action!r} is not send or upsert")
         if not 0 <= self.holdout_share < 1:
             raise ConfigError(f"{where}: holdout_share must be in [0, 1), got {self.holdout_share}")
         check_name(where, "campaign", self.campaign)

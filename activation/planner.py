@@ -31,7 +31,8 @@ stored as a UUID (16 bytes: the ledger's writes and joins stay cheap) and sent i
 canonical text form (8-4-4-4-12 hex digits), where version is
 the field hash (upsert, insert, mirror), `delete:<hash>` for deletes, each followed by
 `:g<generation>` once the customer has a generation (the deliveries folded so far: a change
-back to fields delivered before is a new key), or `<campaign>:<content version>` for messages. A key already delivered (sent, dead-lettered, or unknown after
+back to fields delivered before is a new key), or `<campaign>:<content version>` for messages
+(`<campaign>:<content version>:<row key>` for a keyed binding: a journey's entry id). A key already delivered (sent, dead-lettered, or unknown after
 a crash) is never planned again. Candidates whose key is already `sent` but whose
 state was not folded (the run that sent them died first) are folded by the engine.
 """
@@ -56,6 +57,7 @@ def params(binding: SyncBinding) -> dict[str, Any]:
         "sync_key": binding.sync_key,
         "signature": "|".join(f"{dest}={col}" for dest, col in sorted(binding.fields.items())),
         "message_version": f"{binding.campaign}:{binding.content_version}",
+        "delivery_action": binding.delivery_action,
     }
 
 
@@ -85,6 +87,12 @@ def _key(customer: str, version: str) -> str:
     )
 
 
+def row_message_key_sql(customer: str, row_key: str) -> str:
+    """The idempotency key of a keyed binding's message (journeys): `customer` and `row_key` are
+    SQL expressions from code; binds $destination, $segment and $message_version (`params`)."""
+    return _key(customer, f"$message_version || ':' || cast({row_key} as varchar)")
+
+
 def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str = "customer_id") -> None:
     """Create _rejects, _cand and the _plan view for the binding."""
     key = f"cast({quote_identifier(key_column)} as varchar)"
@@ -94,14 +102,20 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     relation = quote_relation(binding.relation)
     values = params(binding)
     if binding.mode == "message":
+        # a keyed binding (journeys): the row's key column is part of the version, so each entry
+        # of a journey gets its own message at each step
+        row_key, message_key = "", _key("s.customer_id", "$message_version")
+        if binding.row_key is not None:
+            row_key = f", cast({quote_identifier(binding.row_key)} as varchar) as _row_key"
+            message_key = row_message_key_sql("s.customer_id", "s._row_key")
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
-                                  {", " + columns if columns else ""}
+                                  {", " + columns if columns else ""}{row_key}
                            from {relation}),
             diff as materialized (
-                select s.customer_id, 'send' as action, 'message' as change, s.field_hash,
+                select s.customer_id, $delivery_action as action, 'message' as change, s.field_hash,
                        {_fields_json_sql(binding)} as fields_json,
                        cast(null as integer) as generation,
-                       {_key("s.customer_id", "$message_version")} as idempotency_key
+                       {message_key} as idempotency_key
                 from seg as s)"""
     else:
         # A full join of (key, hash) pairs with the synced state finds added, changed and removed;

@@ -91,6 +91,8 @@ def _variant_sql(binding: SyncBinding, values: dict[str, Any]) -> str:
         values[f"variant_{i}"], values[f"variant_{i}_below"] = name, cumulative
         cases.append(f"when {u} < $variant_{i}_below then $variant_{i}")
     values["variant_last"] = names[-1]
+    if not cases:  # one variant (a journey step's split arm): everyone gets it
+        return "$variant_last"
     return f"case {' '.join(cases)} else $variant_last end"
 
 

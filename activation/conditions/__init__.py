@@ -10,7 +10,7 @@ Plain Python: no dagster, no dbt. The language is documented in docs/audiences.m
 """
 
 from .catalog import Catalog, Column, Relation
-from .compile import TARGETS, CompileContext, compile_condition, compile_last_event_at
+from .compile import TARGETS, CompileContext, compile_condition, compile_event_filter, compile_last_event_at
 from .errors import ConditionError
 from .nodes import Condition
 from .parse import parse_condition
@@ -24,6 +24,7 @@ __all__ = [
     "ConditionError",
     "Relation",
     "compile_condition",
+    "compile_event_filter",
     "compile_last_event_at",
     "parse_condition",
 ]

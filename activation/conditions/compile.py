@@ -137,6 +137,15 @@ def compile_last_event_at(cond: Event, catalog: Catalog, ctx: CompileContext) ->
     return compiler.finish(compiler.event_time)
 
 
+def compile_event_filter(cond: Event, catalog: Catalog, ctx: CompileContext, alias: str) -> tuple[str, list]:
+    """SQL of `cond`'s type(s) and `where` over one event row `alias` (of the catalog's events
+    relation), and its parameters: journeys select the events that trigger an entry or end a wait
+    with it (window, count and not_followed_by are not looked at; the journey parser refuses them).
+    `alias` comes from code, never from a file."""
+    compiler = _Compiler(catalog, ctx)
+    return compiler.finish(" and ".join(f"({w})" for w in compiler.event_row(cond, safe_identifier(alias))))
+
+
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
 
@@ -527,7 +536,7 @@ class _Compiler:
         check_value(name, cond.cmp)
         return f"coalesce({self.predicate(expr_of(name), column, cond.cmp, name)}, false)"
 
-    def _event(self, cond: Event) -> str:
+    def _check_event_types(self, cond: Event) -> None:
         for i, name in enumerate(cond.types):
             if name not in self.catalog.event_types:
                 at = cond.loc.key("type").index(i) if len(cond.types) > 1 else cond.loc.key("type")
@@ -536,24 +545,31 @@ class _Compiler:
                     + "; a shop's own event types are added to the catalog (Catalog.with_event_types)"
                 )
 
+    def event_row(self, cond: Event, e: str) -> list[str]:
+        """The predicates on one event row `e` of `cond`: its type(s) and its `where`."""
+        self._check_event_types(cond)
+
         def check_value(name: str, cmp: Comparison) -> None:
             if name == "event_type":
                 self.known_values(cmp, self.catalog.event_types, "event type")
 
+        def expr_of(name: str) -> str:
+            if name == "category":
+                p = self.alias("p")
+                return f"(select {p}.category from {self.named('products')} {p} where {p}.product_id = {e}.product_id)"
+            return f"{e}.{safe_identifier(name)}"
+
+        types = ", ".join(self.bind(t, cond.loc.key("type")) for t in cond.types)
+        where = [f"{e}.event_type in ({types})"]
+        if cond.where is not None:
+            where.append(self.field_where(cond.where, self.catalog.event_fields, expr_of, check_value))
+        return where
+
+    def _event(self, cond: Event) -> str:
         def build() -> tuple[str, list[str], str]:
             e = self.alias("e")
-
-            def expr_of(name: str) -> str:
-                if name == "category":
-                    p = self.alias("p")
-                    return f"(select {p}.category from {self.named('products')} {p} where {p}.product_id = {e}.product_id)"
-                return f"{e}.{safe_identifier(name)}"
-
-            types = ", ".join(self.bind(t, cond.loc.key("type")) for t in cond.types)
-            where = [f"{e}.customer_id = {self.row}.customer_id", f"{e}.event_type in ({types})"]
+            where = [f"{e}.customer_id = {self.row}.customer_id", *self.event_row(cond, e)]
             where += self.window(cond.window, f"{e}.occurred_at", cond.loc)
-            if cond.where is not None:
-                where.append(self.field_where(cond.where, self.catalog.event_fields, expr_of, check_value))
             if cond.not_followed_by is not None:
                 o = self.alias("o")
                 purchase = f"and {o}.is_purchase " if cond.not_followed_by == "order" else ""

@@ -46,6 +46,7 @@ from activation.ledger import ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
 from activation.reconcile import DeliveryEvidence
+from activation.warehouse import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,15 @@ class SyncEngine:
         journal_dir: Path | None = None,
         evidence: Sequence[DeliveryEvidence] = (),
         max_backoff_wait_seconds: float = 120.0,
+        keep_decisions: str | None = None,
     ):
         """`journal_dir`: where the delivery journal and the destination's "not before" file live
         (default: next to the warehouse file). `evidence`: more sources for settling unknown
         records, after the destination's own (e.g. reconcile.ProviderEvents(landing_dir)).
         `max_backoff_wait_seconds`: a Retry-After from an earlier run shorter than this is
-        waited out; a longer one defers the run's sends."""
+        waited out; a longer one defers the run's sends. `keep_decisions`: the name of a temp table
+        to leave behind with each planned record's decision (customer_id, idempotency_key, decision,
+        reason, not_before): a journey tick reads it, dry runs included."""
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
         self.journal_dir = journal_dir
         self.workers = max(1, workers)
@@ -84,6 +88,7 @@ class SyncEngine:
         self.customers, self.key_column = customers, key_column
         self.evidence = [*destination.delivery_evidence(), *evidence]
         self.max_backoff_wait_seconds = max_backoff_wait_seconds
+        self.keep_decisions = keep_decisions
 
     def run(self, dry_run: bool = False, sample_size: int = 10) -> SyncResult:
         try:
@@ -107,6 +112,11 @@ class SyncEngine:
         apply_policies(con, b, self.policies, self.now, self.customers)
         result.counts = planner.counts(con, b)
         _dead_letter_exhausted(con, self.policies.max_attempts)
+        if self.keep_decisions is not None:
+            con.execute(
+                f"create or replace temp table {quote_identifier(self.keep_decisions)} as "
+                "select customer_id, idempotency_key, decision, reason, not_before from _decided"
+            )
         backoff = Backoff(files.not_before, self.max_backoff_wait_seconds)
         wait = 0.0
         if not dry_run:

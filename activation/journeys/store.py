@@ -79,7 +79,7 @@ create table if not exists {SCHEMA}.steps (
     outcome varchar not null,
     reason varchar,
     tick_id varchar not null,
-    at timestamp not null          -- the tick's clock
+    moved_at timestamp not null    -- the tick's clock
 );
 create table if not exists {SCHEMA}.ticks (
     tick_id varchar not null,
@@ -92,7 +92,7 @@ create table if not exists {SCHEMA}.ticks (
     sent bigint,
     skipped bigint,
     exited bigint,
-    by_reason varchar,             -- JSON: {"skipped:no_consent": 3, "exited:converted": 2, ...}
+    by_reason varchar,             -- JSON object: reason -> count (skipped:no_consent, exited:converted)
     duration_seconds double,
     dry_run boolean not null default false
 );
@@ -110,7 +110,7 @@ create table if not exists {SCHEMA}.tag_changes (
     added boolean not null,
     journey varchar not null,
     entry_id varchar not null,
-    at timestamp not null
+    changed_at timestamp not null
 );
 """
 

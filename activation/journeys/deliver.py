@@ -1,0 +1,260 @@
+"""A journey step's deliveries through the activation engine: send (a message on a channel),
+sync (an upsert to a CRM or audience) and notify (a staff notification).
+
+The entries due at the step whose customer the warehouse knows are written to one queue table
+(`tideline_journeys.send_queue`: entry_id, customer_id and the mapped columns of dim_customers),
+and the engine runs on it as a keyed message binding (activation.config.SyncBinding.row_key =
+entry_id), one run per split arm (the arm is the ledger's variant):
+
+    sync_key         journey__<journey>__<step>__<destination>
+    campaign         journey:<journey>
+    content_version  <journey version>:<step>
+    idempotency key  destination | segment | customer | campaign:content_version:entry_id
+
+So consent, suppressions, frequency caps shared with campaigns, quiet hours (deferred, not
+dropped) and the ledger apply as to any campaign. Then each entry moves by its key's latest
+ledger status: sent or unknown (maybe delivered: never resent) -> `next` as sent; dead letter
+-> `next` as failed; skipped -> `next` as skipped, with the reason (no_consent, frequency_cap,
+suppressed:...); deferred -> stays, due when the quiet hours end; failed (to be retried),
+in flight, or not planned -> stays, due now (the next tick tries again). A dry run (simulation)
+reads the decisions the policies made instead of the ledger and sends nothing.
+
+A customer the warehouse does not know yet (an event arrived before the dbt build that creates the
+customer) stays at the step, counted `waiting:unknown_customer`, until it does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import duckdb
+
+from activation.activate import activate
+from activation.config import ActivationConfig, SyncBinding
+from activation.journeys.spec import Journey, Notify, Send, Step, SyncAction
+from activation.ledger import SCHEMA as LEDGER
+from activation.planner import params as binding_params
+from activation.planner import row_message_key_sql
+from activation.warehouse import DuckDBLimits, execute, quote_identifier, quote_relation
+
+if TYPE_CHECKING:
+    from activation.journeys.tick import JourneyTick
+
+DECISIONS = "_journey_decisions"
+QUEUE = "send_queue"
+
+
+class Deliver(Protocol):
+    dry_run: bool
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, binding: SyncBinding, clock: dt.datetime) -> None:
+        """Run the engine for `binding` at `clock`, leaving the decisions in temp table DECISIONS."""
+
+
+@dataclass
+class EngineDelivery:
+    """The activation engine as a journey's delivery: the destinations and policies of the
+    activation config, the landing dir (consent revocations, provider webhooks) and the DuckDB
+    limits. dry_run: the policies decide, nothing is sent or recorded."""
+
+    config: ActivationConfig
+    raw_dir: Path
+    limits: DuckDBLimits
+    workers: int = 4
+    dry_run: bool = False
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, binding: SyncBinding, clock: dt.datetime) -> None:
+        activate(
+            con,
+            binding,
+            self.config,
+            self.raw_dir,
+            limits=self.limits,
+            workers=self.workers,
+            dry_run=self.dry_run,
+            now=clock,
+            keep_decisions=DECISIONS,
+        )
+
+
+def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> SyncBinding:
+    """The engine's binding of a delivery step (one split arm)."""
+    action = step.action
+    common = {
+        "segment": f"journey__{journey.name}__{step.id}",
+        "relation": f"{schema}.{QUEUE}",
+        "mode": "message",
+        "campaign": f"journey:{journey.name}",
+        "content_version": f"{journey.version}:{step.id}",
+        "row_key": "entry_id",
+        "variants": {arm: {}} if arm else {},
+        "variant_weights": {arm: 1.0} if arm else {},
+    }
+    if isinstance(action, Send):
+        return SyncBinding(
+            destination=action.destination,
+            channel=action.channel,
+            fields=dict(action.fields),
+            content={**action.content, "version": f"{journey.version}:{step.id}"},
+            frequency_cap=action.frequency_cap,
+            **common,
+        )
+    if isinstance(action, SyncAction):
+        return SyncBinding(
+            destination=action.destination,
+            channel=None,
+            fields=dict(action.fields),
+            frequency_cap=None,
+            delivery_action="upsert",
+            **common,
+        )
+    assert isinstance(action, Notify)
+    fields = {
+        "customer_id": "customer_id",
+        "journey": "_journey",
+        "step": "_step",
+        "message": "_message",
+        "route": "_route",
+    }
+    return SyncBinding(
+        destination=action.destination, channel=None, fields=fields, frequency_cap=None, **common
+    )
+
+
+def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
+    """Deliver to the entries due at `step` and move them by the outcome; the number moved."""
+    con, s = t.con, t.s
+    where, params = t.due(journey, step.id)
+    con.execute(
+        f"""create or replace temp table _j_due as
+            select c.entry_id, c.customer_id, c.arm,
+                   c.customer_id in (select customer_id from {quote_relation(t.customers)}) as known
+            from {s}.entries as c where {where}""",
+        params,
+    )
+    total, unknown = con.execute("select count(*), count(*) filter (where not known) from _j_due").fetchone()
+    if not total:
+        return 0
+    if unknown:
+        t.result.waiting += unknown
+        t.result.by_reason["waiting:unknown_customer"] += unknown
+    moved = 0
+    arms = [a for (a,) in con.execute("select distinct arm from _j_due where known order by 1").fetchall()]
+    for arm in arms:
+        binding = binding_for(journey, step, s, arm)
+        _fill_queue(t, step, binding, arm)
+        con.execute(f"drop table if exists {DECISIONS}")
+        t.deliver(con, binding, t.clock)
+        moved += _move_by_outcome(t, journey, step, binding)
+    return moved
+
+
+def _fill_queue(t: JourneyTick, step: Step, binding: SyncBinding, arm: str | None) -> None:
+    columns = [
+        c for c in dict.fromkeys(binding.fields.values()) if not c.startswith("_") and c != "customer_id"
+    ]
+    picked = "".join(f", c.{quote_identifier(col)}" for col in columns)
+    extra, values = "", [arm]
+    if isinstance(step.action, Notify):
+        extra = ", ? as _journey, ? as _step, ? as _message, ? as _route"
+        values = [t.journey.name, step.id, step.action.message, step.action.route, arm]
+    t.con.execute(
+        f"""create or replace table {t.s}.{QUEUE} as
+            select d.entry_id, d.customer_id{picked}{extra}
+            from _j_due as d join {quote_relation(t.customers)} as c on c.customer_id = d.customer_id
+            where d.known and d.arm is not distinct from ?""",
+        values,
+    )
+
+
+def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: SyncBinding) -> int:
+    con, s = t.con, t.s
+    values = {**binding_params(binding)}
+    key = row_message_key_sql("q.customer_id", "q.entry_id")
+    has_decisions = bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where temporary and table_name = ?", [DECISIONS]
+        ).fetchone()[0]
+    )
+    decided = (
+        f"""left join (select idempotency_key,
+                              case decision when 'send' then 'sent' when 'skip' then 'skipped'
+                                   when 'defer' then 'deferred' when 'dead' then 'dead_letter' else decision end
+                                  as status, reason, not_before
+                       from {DECISIONS}) as d on d.idempotency_key = k.idempotency_key"""
+        if has_decisions
+        else "left join (select null::uuid as idempotency_key, null as status, null as reason, "
+        "null::timestamp as not_before) as d on false"
+    )
+    # a live run: the ledger says what happened (this run's sends and an earlier, killed run's);
+    # a dry run: what the policies decided (the ledger holds only earlier live outcomes)
+    ledger_first = "l.status" if not t.deliver.dry_run else "coalesce(d.status, l.status)"
+    execute(
+        con,
+        f"""create or replace temp table _j_outcome as
+            with k as (select q.entry_id, {key} as idempotency_key from {s}.{QUEUE} as q),
+            l as (select idempotency_key, arg_max(status, seq) as status, arg_max(reason, seq) as reason,
+                         arg_max(not_before, seq) as not_before
+                  from {LEDGER}.delivery_log
+                  where sync_key = $sync_key and idempotency_key in (select idempotency_key from k)
+                  group by idempotency_key)
+            select k.entry_id, coalesce({ledger_first}, d.status) as status,
+                   coalesce(l.reason, d.reason) as reason, coalesce(l.not_before, d.not_before) as not_before
+            from k left join l on l.idempotency_key = k.idempotency_key {decided}""",
+        values,
+    )
+    outcome = {"send": "sent", "sync": "synced", "notify": "notified"}[step.kind]
+    moved = t.move(
+        journey,
+        """select entry_id, ? as to_node,
+                   case status when 'skipped' then 'skipped' when 'dead_letter' then 'failed' else ? end as outcome,
+                   case when status in ('skipped') then reason when status <> 'sent' then status end as reason,
+                   cast(null as varchar) as arm, cast(null as varchar) as exit_reason
+            from _j_outcome where status in ('sent', 'unknown', 'dead_letter', 'skipped')""",
+        [step.next, outcome],
+    )
+    if outcome != "sent":  # syncs and notifications count as sent in the tick's totals
+        t.result.sent += con.execute(
+            "select count(*) from _j_outcome where status in ('sent', 'unknown')"
+        ).fetchone()[0]
+    _defer(t, journey, step)
+    for status, n in con.execute(
+        "select coalesce(status, 'not_planned'), count(*) from _j_outcome "
+        "where status is null or status not in ('sent', 'unknown', 'dead_letter', 'skipped') group by 1"
+    ).fetchall():
+        t.result.waiting += n
+        t.result.by_reason[f"waiting:{status}"] += n
+    return moved
+
+
+def _defer(t: JourneyTick, journey: Journey, step: Step) -> None:
+    """Deferred entries (quiet hours) stay at the step, due when the deferral ends: one
+    transition row each, so the log shows the wait."""
+    con, s = t.con, t.s
+    if not con.execute("select count(*) from _j_outcome where status = 'deferred'").fetchone()[0]:
+        return
+    con.execute("begin")
+    try:
+        con.execute(
+            f"""insert into {s}.steps (entry_id, journey, version, customer_id, from_node, to_node, outcome,
+                                       reason, tick_id, moved_at)
+                select j.entry_id, j.journey, j.version, j.customer_id, j.current_node, j.current_node,
+                       'deferred', 'quiet_hours', ?, ?
+                from _j_outcome as o join {s}.entries as j on j.entry_id = o.entry_id where o.status = 'deferred'""",
+            [t.tick_id, t.clock],
+        )
+        con.execute(
+            f"""update {s}.entries as j set due_at = coalesce(o.not_before, j.due_at), tick_id = ?
+                from _j_outcome as o where j.entry_id = o.entry_id and o.status = 'deferred'""",
+            [t.tick_id],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    n = con.execute("select count(*) from _j_outcome where status = 'deferred'").fetchone()[0]
+    t.result.waiting += n
+    t.result.by_reason["waiting:deferred"] += n

@@ -1,0 +1,412 @@
+"""Journey ticks on a small hand-built warehouse, sending through the real activation engine to the
+project's HTTP sink on loopback: entries, waits, exits before actions, goals, consent, branches,
+splits, tags, holdouts, re-entry, versions in flight, pause and archive, at chosen clock times.
+
+The warehouse holds only what the tick reads: marts.dim_customers and dbt's events and orders
+relations (intermediate.int_events_stitched, intermediate.int_orders_resolved), created with plain
+DDL. Every figure below is worked out by hand from the rows in `warehouse`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activation.conditions import Catalog, parse_condition
+from activation.config import load_config
+from activation.journeys.deliver import EngineDelivery
+from activation.journeys.run import run_ticks
+from activation.journeys.spec import (
+    END,
+    Branch,
+    BranchArm,
+    Entry,
+    EventTrigger,
+    Goal,
+    Journey,
+    Send,
+    Split,
+    SplitArm,
+    Step,
+    TagAction,
+    Wait,
+)
+from activation.policies import stable_unit
+from activation.warehouse import DuckDBLimits
+from tideline.demo.sinks.http_sink import HttpSink
+
+SECRET = "journey-test-webhook-secret"
+LIMITS = DuckDBLimits.resolve(env={})
+CATALOG = Catalog.default()
+T0 = dt.datetime(2026, 3, 10, 10, 0)
+
+
+def at(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+# --- the warehouse ------------------------------------------------------------------------------------
+
+CUSTOMERS = [
+    # id, sms_opt_in, timezone
+    ("c1", True, "UTC"),
+    ("c2", True, "UTC"),
+    ("c3", False, "UTC"),  # no SMS consent
+    ("c4", True, "Europe/Berlin"),
+    ("c5", True, "UTC"),
+]
+
+
+def make_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts; create schema intermediate")
+    con.execute(
+        """create table marts.dim_customers (customer_id varchar, phone varchar, first_name varchar,
+               timezone varchar, email_opt_in boolean, sms_opt_in boolean, push_opt_in boolean,
+               email_consent_at timestamp, sms_consent_at timestamp, push_consent_at timestamp)"""
+    )
+    for cid, sms, zone in CUSTOMERS:
+        con.execute(
+            "insert into marts.dim_customers values (?, ?, ?, ?, true, ?, false, null, null, null)",
+            [cid, f"+44700000{cid[1:]}", cid.upper(), zone, sms],
+        )
+    con.execute(
+        """create table intermediate.int_events_stitched (event_id varchar, customer_id varchar,
+               event_type varchar, occurred_at timestamp, url varchar, utm_source varchar,
+               utm_medium varchar, utm_campaign varchar, product_id varchar, anonymous_id varchar)"""
+    )
+    con.execute(
+        """create table intermediate.int_orders_resolved (order_id varchar, customer_id varchar,
+               ordered_at timestamp, is_purchase boolean, amount double, channel varchar,
+               coupon_code varchar, used_coupon boolean, status varchar)"""
+    )
+    return con
+
+
+def event(con: duckdb.DuckDBPyConnection, eid: str, cid: str, kind: str, when: dt.datetime) -> None:
+    con.execute(
+        "insert into intermediate.int_events_stitched values (?, ?, ?, ?, null, null, null, null, null, null)",
+        [eid, cid, kind, when],
+    )
+
+
+def order(con: duckdb.DuckDBPyConnection, oid: str, cid: str, when: dt.datetime) -> None:
+    con.execute(
+        "insert into intermediate.int_orders_resolved values (?, ?, ?, true, 50, 'web', null, false, 'completed')",
+        [oid, cid, when],
+    )
+
+
+@pytest.fixture
+def sink() -> Iterator[HttpSink]:
+    with HttpSink(secret=SECRET) as s:
+        yield s
+
+
+@pytest.fixture
+def deliver(tmp_path: Path, sink: HttpSink) -> EngineDelivery:
+    path = tmp_path / "activation.yml"
+    destination = {"type": "webhook", "url": sink.url("/sms"), "secret_env": "TEST_JOURNEY_SECRET"}
+    policies = {
+        "quiet_hours": {"start": 0, "end": 0},
+        "frequency_caps": {"marketing": {"sms": {"max": 10, "days": 7}}},
+    }
+    path.write_text(json.dumps({"destinations": {"sms": destination}, "policies": policies}))
+    config = load_config(path, env={"TEST_JOURNEY_SECRET": SECRET})
+    return EngineDelivery(config, tmp_path / "raw", LIMITS, workers=1)
+
+
+def cond(raw: object) -> object:
+    return parse_condition(raw, source="test", path="where")
+
+
+def sms(step_id: str, nxt: str, text: str = "hello") -> Step:
+    return Step(step_id, Send("sms", "sms", {"phone": "phone"}, {"text": text}), nxt)
+
+
+def cart_journey(**changes: object) -> Journey:
+    """checkout_started -> wait 1h -> sms -> wait 1 day -> sms -> end; exit on an order since entry;
+    goal: an order within 7 days."""
+    entry = Entry(EventTrigger(cond({"event": {"type": "checkout_started"}})))
+    steps = (
+        Step("hour", Wait(duration=dt.timedelta(hours=1)), "reminder"),
+        sms("reminder", "day"),
+        Step("day", Wait(duration=dt.timedelta(days=1)), "last_call"),
+        sms("last_call", END, "last call"),
+    )
+    fields = {
+        "name": "cart",
+        "source": "test/cart.yml",
+        "entry": entry,
+        "steps": steps,
+        "goal": Goal(cond({"order": {"since": "entry"}}), within_days=7),
+        "exit_when": cond({"order": {"since": "entry"}}),
+        "canonical": {"steps": ["hour", "reminder", "day", "last_call"]},
+    }
+    fields.update(changes)
+    return Journey(**fields)  # type: ignore[arg-type]
+
+
+def tick(con, journeys, clock, deliver):  # noqa: ANN001, ANN201
+    return {r.journey: r for r in run_ticks(con, journeys, clock, deliver=deliver, catalog=CATALOG)}
+
+
+def sent_to(sink: HttpSink) -> list[str]:
+    return sorted(r["customer_id"] for q in sink.requests_for("/sms") for r in q.body["records"])
+
+
+def entries(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    rows = con.execute(
+        "select customer_id, current_node, exit_reason, converted_at is not null from tideline_journeys.entries"
+    ).fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+# --- tests --------------------------------------------------------------------------------------------
+
+
+def test_a_cart_journey_waits_sends_and_lets_buyers_and_the_unconsented_go(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    for i, (cid, _, _) in enumerate(CUSTOMERS[:3], start=1):
+        event(con, f"e{i}", cid, "checkout_started", at(0))
+    event(con, "e9", "c4", "product_view", at(0))  # not the trigger
+    order(con, "o2", "c2", at(0.5))  # c2 buys before the reminder
+    journey = cart_journey()
+
+    first = tick(con, [journey], at(0.25), deliver)["cart"]
+    assert (first.entered, first.sent) == (3, 0)  # everyone waits the hour
+    assert {k: v[0] for k, v in entries(con).items()} == {"c1": "hour", "c2": "hour", "c3": "hour"}
+
+    second = tick(con, [journey], at(1.5), deliver)["cart"]
+    assert second.entered == 0  # the same events never enter anyone twice
+    assert entries(con)["c2"] == (None, "converted", True)  # the goal ended c2's journey
+    assert sent_to(sink) == ["c1"]  # c3 has no SMS consent: skipped and moved on
+    assert second.by_reason["skipped:no_consent"] == 1
+    assert {k: v[0] for k, v in entries(con).items()} == {"c1": "day", "c2": None, "c3": "day"}
+
+    again = tick(con, [journey], at(1.75), deliver)["cart"]
+    assert (again.sent, sent_to(sink)) == (0, ["c1"])  # nothing is due: nothing sent twice
+
+    order(con, "o1", "c1", at(20))  # c1 buys during the day's wait
+    last = tick(con, [journey], at(26), deliver)["cart"]
+    assert sent_to(sink) == ["c1"]  # c1 left (converted) before the last call
+    assert entries(con)["c1"] == (None, "converted", True)
+    assert entries(con)["c3"] == (None, "completed", False)
+    assert last.by_reason["exited:converted"] == 1
+    steps = con.execute(
+        "select from_node, to_node, outcome from tideline_journeys.steps where customer_id = 'c3' order by seq"
+    ).fetchall()
+    assert steps == [
+        (None, "hour", "entered"),
+        ("hour", "reminder", "waited"),
+        ("reminder", "day", "skipped"),
+        ("day", "last_call", "waited"),
+        ("last_call", None, "skipped"),
+    ]
+
+
+def test_exit_conditions_are_checked_before_every_action(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e5", "c5", "checkout_started", at(0))
+    # a goal-less journey: only the exit condition (a product view since entry) can stop c5
+    journey = cart_journey(goal=None, exit_when=cond({"event": {"type": "product_view", "since": "entry"}}))
+    tick(con, [journey], at(0.1), deliver)
+    event(con, "e6", "c5", "product_view", at(0.5))
+    tick(con, [journey], at(1.2), deliver)
+    assert sent_to(sink) == ["c1"]
+    assert entries(con)["c5"] == (None, "exit_condition", False)
+
+
+def test_holdout_entries_exit_at_once_and_their_conversions_are_measured(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    con.execute(
+        "insert into marts.dim_customers select 'h' || i, '+4471' || i, 'H', 'UTC', true, true, false, "
+        "null, null, null from range(40) t(i)"
+    )
+    for i in range(40):
+        event(con, f"h{i}", f"h{i}", "checkout_started", at(0))
+    journey = cart_journey(
+        entry=Entry(EventTrigger(cond({"event": {"type": "checkout_started"}})), holdout=0.3)
+    )
+    held = {f"h{i}" for i in range(40) if stable_unit("journey|cart", f"h{i}") < 0.3}
+    assert 0 < len(held) < 40
+    first = tick(con, [journey], at(0.1), deliver)["cart"]
+    assert (first.entered, first.held_out) == (40, len(held))
+    buyer = sorted(held)[0]
+    order(con, "oh", buyer, at(3))
+    tick(con, [journey], at(1.5), deliver)
+    tick(con, [journey], at(4), deliver)
+    assert set(sent_to(sink)) == {f"h{i}" for i in range(40)} - held  # the holdout got nothing
+    rows = entries(con)
+    assert rows[buyer] == (None, "holdout", True)  # its conversion counts for the lift
+    assert {c for c, r in rows.items() if r[1] == "holdout"} == held
+
+
+def test_branch_split_and_tag_route_each_entry_by_hand_worked_rules(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    for cid, _, _ in CUSTOMERS:
+        event(con, f"e{cid}", cid, "checkout_started", at(0))
+    order(con, "o_old", "c4", at(-48))  # bought before: the branch sends c4 to the tag
+    journey = cart_journey(
+        goal=None,
+        exit_when=None,
+        steps=(
+            Step(
+                "bought_before",
+                Branch((BranchArm(cond({"order": {"within_days": 30}}), "vip_tag"),), otherwise="ab"),
+                "ab",
+            ),
+            Step("vip_tag", TagAction("repeat_buyer", add=True), END),
+            Step("ab", Split((SplitArm("A", 0.5, "a_msg"), SplitArm("B", 0.5, "b_msg"))), END),
+            sms("a_msg", END, "A"),
+            sms("b_msg", END, "B"),
+        ),
+    )
+    result = tick(con, [journey], at(0.5), deliver)["cart"]
+    arm = {c: ("A" if stable_unit("split|cart|ab", c) < 0.5 else "B") for c in ("c1", "c2", "c3", "c5")}
+    ledger = dict(
+        con.execute(
+            "select customer_id, variant from tideline_sync.delivery_log where status = 'sent'"
+        ).fetchall()
+    )
+    assert ledger == {c: a for c, a in arm.items() if c != "c3"}  # the arm is the ledger's variant
+    assert con.execute("select customer_id, tag, added from tideline_journeys.tag_changes").fetchall() == [
+        ("c4", "repeat_buyer", True)
+    ]
+    assert result.reached["vip_tag"] == 1 and result.reached["ab"] == 4
+    assert {k: v[1] for k, v in entries(con).items()} == {c: "completed" for c, _, _ in CUSTOMERS}
+
+
+def test_re_entry_rules(tmp_path: Path, sink: HttpSink, deliver: EngineDelivery) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    short = (sms("only", END),)
+    journeys = [
+        cart_journey(name="never", steps=short, goal=None, exit_when=None),
+        cart_journey(
+            name="weekly",
+            steps=short,
+            goal=None,
+            exit_when=None,
+            entry=Entry(
+                EventTrigger(cond({"event": {"type": "checkout_started"}})),
+                re_entry="after",
+                re_entry_after_days=7,
+            ),
+        ),
+        cart_journey(
+            name="always",
+            steps=short,
+            goal=None,
+            exit_when=None,
+            entry=Entry(EventTrigger(cond({"event": {"type": "checkout_started"}})), re_entry="always"),
+        ),
+    ]
+    event(con, "e1", "c1", "checkout_started", at(0))
+    tick(con, journeys, at(1), deliver)
+    event(con, "e2", "c1", "checkout_started", at(48))  # two days later
+    tick(con, journeys, at(49), deliver)
+    event(con, "e3", "c1", "checkout_started", at(24 * 9))  # nine days after the first
+    tick(con, journeys, at(24 * 9 + 1), deliver)
+    counts = dict(
+        con.execute("select journey, count(*) from tideline_journeys.entries group by 1").fetchall()
+    )
+    assert counts == {"never": 1, "weekly": 2, "always": 3}
+    assert len(sent_to(sink)) == 6  # one message per entry
+
+
+def test_customers_in_flight_finish_on_their_version_and_pause_holds_everyone(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    v1 = cart_journey(goal=None, exit_when=None)
+    tick(con, [v1], at(0.5), deliver)  # c1 waits the hour on v1
+    v2 = cart_journey(
+        goal=None,
+        exit_when=None,
+        steps=(sms("new_first", END, "v2"),),
+        canonical={"steps": ["new_first"]},
+    )
+    assert v2.version != v1.version
+    event(con, "e5", "c5", "checkout_started", at(0.7))
+    paused = cart_journey(goal=None, exit_when=None, steps=v2.steps, canonical=v2.canonical, status="paused")
+    held = tick(con, [paused], at(2), deliver)["cart"]
+    assert (held.entered, held.sent, sent_to(sink)) == (0, 0, [])  # paused: nobody enters or moves
+    tick(con, [v2], at(2.5), deliver)
+    versions = dict(con.execute("select customer_id, version from tideline_journeys.entries").fetchall())
+    assert versions == {"c1": v1.version, "c5": v2.version}
+    assert sent_to(sink) == ["c1", "c5"]  # c1 got v1's reminder, c5 v2's first step
+    archived = cart_journey(
+        goal=None, exit_when=None, steps=v2.steps, canonical=v2.canonical, status="archived"
+    )
+    tick(con, [archived], at(30), deliver)
+    assert entries(con)["c1"] == (None, "archived", False)  # v1's day wait, cut short by the archive
+
+
+def test_a_wait_until_a_time_of_day_uses_the_customers_time_zone(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))  # UTC
+    event(con, "e4", "c4", "checkout_started", at(0))  # Europe/Berlin (UTC+1 in March)
+    journey = cart_journey(
+        goal=None,
+        exit_when=None,
+        steps=(Step("nine", Wait(until_time=dt.time(9, 0)), "go"), sms("go", END)),
+    )
+    tick(con, [journey], at(0.5), deliver)  # 10:30 UTC: 09:00 has passed in both zones today
+    due = dict(con.execute("select customer_id, due_at from tideline_journeys.entries").fetchall())
+    assert due == {"c1": dt.datetime(2026, 3, 11, 9, 0), "c4": dt.datetime(2026, 3, 11, 8, 0)}
+    tick(con, [journey], dt.datetime(2026, 3, 11, 8, 30), deliver)
+    assert sent_to(sink) == ["c4"]
+
+
+def test_a_wait_for_an_event_goes_on_when_it_happens_or_times_out(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e2", "c2", "checkout_started", at(0))
+    journey = cart_journey(
+        goal=None,
+        exit_when=None,
+        steps=(
+            Step(
+                "viewed",
+                Wait(
+                    event=cond({"event": {"type": "product_view"}}),
+                    timeout=dt.timedelta(hours=4),
+                    timed_out="nudge",
+                ),
+                "thanks",
+            ),
+            sms("thanks", END, "thanks"),
+            sms("nudge", END, "nudge"),
+        ),
+    )
+    tick(con, [journey], at(0.5), deliver)
+    event(con, "v1", "c1", "product_view", at(1))
+    event(con, "v0", "c2", "product_view", at(-1))  # before the wait began: does not count
+    tick(con, [journey], at(1.5), deliver)
+    tick(con, [journey], at(5), deliver)
+    paths = dict(
+        con.execute(
+            "select customer_id, string_agg(to_node, '>' order by seq) from tideline_journeys.steps "
+            "where to_node is not null group by 1"
+        ).fetchall()
+    )
+    assert paths == {"c1": "viewed>thanks", "c2": "viewed>nudge"}
