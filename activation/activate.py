@@ -40,11 +40,12 @@ def activate(
     dry_run: bool = False,
     now: dt.datetime | None = None,
     keep_decisions: str | None = None,
+    record_run: bool = True,
 ) -> Activation:
     """Sync `binding`'s segment to its destination (ConfigError naming the segment, destination
     and key when the binding or the destination's config cannot be used: nothing is sent then).
     `now`: the clock the policies and the ledger use (default the wall clock; a journey tick passes
-    its own); `keep_decisions`: see SyncEngine."""
+    its own); `keep_decisions`, `record_run`: see SyncEngine."""
     binding.validate(config.destinations)
     destination = config.destination(binding.destination)
     rate = float(config.destinations[binding.destination].get("rate_limit_per_second", 0))
@@ -61,6 +62,7 @@ def activate(
                 evidence=[ProviderEvents(raw_dir)],  # provider webhooks settle unknown sends
                 now=now,
                 keep_decisions=keep_decisions,
+                record_run=record_run,
             ).run(dry_run=dry_run)
     finally:
         destination.close()

@@ -21,12 +21,14 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_shared.record import replace
 
+from activation.journeys.files import journeys_dir
 from orchestration.activation import build_activation
 from orchestration.alerts import campaign_performance_alerts
 from orchestration.attribution import channel_removal_effects
 from orchestration.checks import orders_present, rejects_reported
 from orchestration.console import CONSOLE_LOGGER, tideline_console
 from orchestration.dbt import dbt_project, tideline_dbt_assets, tideline_dbt_scored_assets
+from orchestration.journeys import build_journeys
 from orchestration.landing import landing_zone
 from orchestration.ml import ml_assets
 from orchestration.report import ReportSettings, campaign_report
@@ -58,6 +60,7 @@ def build_definitions(
     activation config names are set); `activation_values`: values for the config's `${VAR}`s given
     as data (the local destinations' addresses, the demo's quiet hours)."""
     sync_assets, sync_jobs, sync_schedules, sync_sensors = build_activation(dbt_project.manifest_path)
+    journey_assets, journey_jobs, journey_schedules = build_journeys(journeys_dir(settings.journeys_dir))
     assets = [
         landing_zone,
         tideline_dbt_assets,
@@ -65,12 +68,13 @@ def build_definitions(
         channel_removal_effects,
         tideline_dbt_scored_assets,
         *sync_assets,
+        *journey_assets,
         campaign_report,
     ]
     assets.append(bi_warehouse_asset(_leaves(assets)))
     jobs, schedules, sensors = with_run_tags(
-        [pipeline_job, daily_scoring_job, retrain_job, *sync_jobs],
-        [daily_refresh, weekly_retrain, *sync_schedules],
+        [pipeline_job, daily_scoring_job, retrain_job, *sync_jobs, *journey_jobs],
+        [daily_refresh, weekly_retrain, *sync_schedules, *journey_schedules],
         sync_sensors,
         settings.run_tags(),
     )

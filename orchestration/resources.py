@@ -123,6 +123,8 @@ class ActivationConfigResource(dg.ConfigurableResource):
     memory_limit: str = ""  # DuckDB size, e.g. 256MB or 1GB
     threads: int = 0
     temp_directory: str = ""
+    journeys_dir: str = ""  # '' = config/journeys
+    journey_clock: str = ""  # '' = the wall clock: the clock journey ticks run at (the demo sets it)
     _loaded: ActivationConfig | None = PrivateAttr(default=None)
 
     def config(self) -> ActivationConfig:
@@ -162,4 +164,6 @@ def activation_config_resource(
         memory_limit=settings.duckdb_memory_limit,
         threads=settings.duckdb_threads,
         temp_directory=settings.duckdb_temp_dir,
+        journeys_dir=settings.journeys_dir,
+        journey_clock=settings.journey_clock,
     )

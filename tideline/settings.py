@@ -59,6 +59,8 @@ class Settings:
     duckdb_memory_limit: str = ""  # '' = activation/warehouse.py's default (also threads 0, temp dir '')
     duckdb_threads: int = 0
     duckdb_temp_dir: str = ""
+    journeys_dir: str = ""  # '' = config/journeys (activation/journeys/files.py)
+    journey_clock: str = ""  # '' = the wall clock; an ISO time: the clock journey ticks run at (demo, tests)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,6 +81,8 @@ class Settings:
             duckdb_memory_limit=env.get("TIDELINE_DUCKDB_MEMORY_LIMIT", "").strip(),
             duckdb_threads=whole_number("TIDELINE_DUCKDB_THREADS", env.get("TIDELINE_DUCKDB_THREADS")),
             duckdb_temp_dir=env.get("TIDELINE_DUCKDB_TEMP_DIR", "").strip(),
+            journeys_dir=env.get("TIDELINE_JOURNEYS_DIR", "").strip(),
+            journey_clock=validate_clock(env.get("TIDELINE_JOURNEY_CLOCK", "")),
         )
 
     @property
@@ -143,6 +147,8 @@ class Settings:
             "TIDELINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "TIDELINE_DUCKDB_THREADS": str(self.duckdb_threads or ""),
             "TIDELINE_DUCKDB_TEMP_DIR": self.duckdb_temp_dir,
+            "TIDELINE_JOURNEYS_DIR": self.journeys_dir,
+            "TIDELINE_JOURNEY_CLOCK": self.journey_clock,
         }
         if self.dagster_home is not None:
             env["DAGSTER_HOME"] = str(self.dagster_home)
@@ -219,4 +225,16 @@ def validate_as_of(value: str | None) -> str:
         dt.date.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"as-of date {value!r} is not a date like 2026-01-31") from exc
+    return value
+
+
+def validate_clock(value: str | None) -> str:
+    """'' (the wall clock) or an ISO date-time such as 2026-03-10T09:30 (UTC unless it says)."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"journey clock {value!r} is not a date-time like 2026-03-10T09:30") from exc
     return value

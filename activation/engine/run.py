@@ -72,6 +72,7 @@ class SyncEngine:
         evidence: Sequence[DeliveryEvidence] = (),
         max_backoff_wait_seconds: float = 120.0,
         keep_decisions: str | None = None,
+        record_run: bool = True,
     ):
         """`journal_dir`: where the delivery journal and the destination's "not before" file live
         (default: next to the warehouse file). `evidence`: more sources for settling unknown
@@ -79,7 +80,8 @@ class SyncEngine:
         `max_backoff_wait_seconds`: a Retry-After from an earlier run shorter than this is
         waited out; a longer one defers the run's sends. `keep_decisions`: the name of a temp table
         to leave behind with each planned record's decision (customer_id, idempotency_key, decision,
-        reason, not_before): a journey tick reads it, dry runs included."""
+        reason, not_before): a journey tick reads it, dry runs included. `record_run`: False leaves
+        sync_runs alone (a journey simulation's dry runs, hundreds of them)."""
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
         self.journal_dir = journal_dir
         self.workers = max(1, workers)
@@ -89,6 +91,7 @@ class SyncEngine:
         self.evidence = [*destination.delivery_evidence(), *evidence]
         self.max_backoff_wait_seconds = max_backoff_wait_seconds
         self.keep_decisions = keep_decisions
+        self.record_run = record_run
 
     def run(self, dry_run: bool = False, sample_size: int = 10) -> SyncResult:
         try:
@@ -155,7 +158,8 @@ class SyncEngine:
             self.con, self.binding.sync_key
         )
         result.duration_seconds = time.monotonic() - started
-        write_run(self.con, result, self.binding, self.now, started)
+        if self.record_run:
+            write_run(self.con, result, self.binding, self.now, started)
         return result
 
     def _drop_work_tables(self) -> None:

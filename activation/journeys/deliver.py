@@ -77,6 +77,7 @@ class EngineDelivery:
             dry_run=self.dry_run,
             now=clock,
             keep_decisions=DECISIONS,
+            record_run=not self.dry_run,
         )
 
 
@@ -98,7 +99,7 @@ def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> S
             destination=action.destination,
             channel=action.channel,
             fields=dict(action.fields),
-            content={**action.content, "version": f"{journey.version}:{step.id}"},
+            content=dict(action.content),
             frequency_cap=action.frequency_cap,
             **common,
         )

@@ -77,8 +77,7 @@ def run_ticks(
     schema: str = SCHEMA,
 ) -> list[TickResult]:
     """One tick of every journey at `clock` (naive UTC or aware)."""
-    if schema == SCHEMA:
-        ensure_schema(con)
+    ensure_schema(con, schema)
     if raw_dir is not None:
         take_in_live_feed(con, Path(raw_dir))
     catalog = journey_catalog(catalog, con)

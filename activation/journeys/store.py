@@ -33,7 +33,7 @@ import duckdb
 
 SCHEMA = "tideline_journeys"
 
-DDL = f"""
+DDL = """
 create schema if not exists {SCHEMA};
 create table if not exists {SCHEMA}.versions (
     journey varchar not null,
@@ -115,6 +115,9 @@ create table if not exists {SCHEMA}.tag_changes (
 """
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the journey tables that do not exist yet (idempotent)."""
-    con.execute(DDL)
+def ensure_schema(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> None:
+    """Create the journey tables that do not exist yet (idempotent). `schema` is SCHEMA, or the
+    scratch schema of a simulation (a plain identifier from code)."""
+    if not schema.isidentifier():
+        raise ValueError(f"journey state schema {schema!r} is not a plain identifier")
+    con.execute(DDL.format(SCHEMA=schema))

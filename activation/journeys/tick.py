@@ -146,8 +146,7 @@ class JourneyTick:
 
     def run(self) -> TickResult:
         started, wall = time.monotonic(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        if self.s == SCHEMA:
-            ensure_schema(self.con)
+        ensure_schema(self.con, self.s)
         self._register()
         self._conversions()
         if self.journey.status == "archived":

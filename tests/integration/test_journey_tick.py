@@ -40,6 +40,8 @@ from activation.policies import stable_unit
 from activation.warehouse import DuckDBLimits
 from tideline.demo.sinks.http_sink import HttpSink
 
+pytestmark = pytest.mark.slow  # every test sends through the real engine to a sink, tick after tick
+
 SECRET = "journey-test-webhook-secret"
 LIMITS = DuckDBLimits.resolve(env={})
 CATALOG = Catalog.default()
@@ -410,3 +412,47 @@ def test_a_wait_for_an_event_goes_on_when_it_happens_or_times_out(
         ).fetchall()
     )
     assert paths == {"c1": "viewed>thanks", "c2": "viewed>nudge"}
+
+
+def test_a_simulation_equals_what_live_ticks_do_on_the_same_history(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """The same history, ticked hourly live (sending to the sink) and simulated (sending nothing):
+    the same entries, steps reached, messages, skips, conversions and exits."""
+    from dataclasses import replace
+
+    from activation.journeys.simulate import simulate
+
+    con = make_warehouse(tmp_path / "w.duckdb")
+    for cid, _, _ in CUSTOMERS:
+        event(con, f"e{cid}", cid, "checkout_started", at(1))
+    order(con, "o2", "c2", at(2.5))  # converts during the hour's wait
+    order(con, "o5", "c5", at(20))  # converts during the day's wait
+    journey = cart_journey()
+    start, end = at(0), at(40)
+    sim = simulate(con, journey, start, end, deliver=replace(deliver, dry_run=True), catalog=CATALOG)
+    assert (
+        sent_to(sink) == []
+        and not con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'journey_sim'"
+        ).fetchone()[0]
+    )
+
+    clock = start
+    while clock <= end:
+        tick(con, [journey], clock, deliver)
+        clock += dt.timedelta(hours=1)
+    live_exits = dict(
+        con.execute(
+            "select exit_reason, count(*) from tideline_journeys.entries where exited_at is not null group by 1"
+        ).fetchall()
+    )
+    # by hand: all five enter at the 02:00 tick (their events at 01:00); c2 converts (order 02:30)
+    # before the reminder at 03:00, which goes to c1, c4, c5 (c3 has no SMS consent); c5 converts
+    # (order at 20:00) during the day's wait; the last call at 27:00 goes to c1 and c4
+    assert (sim.entered, sim.held_out, sim.converted, sim.in_flight) == (5, 0, 2, 0)
+    assert sim.exited == live_exits == {"completed": 3, "converted": 2}
+    assert sim.messages == {"reminder": 3, "last_call": 2}
+    assert sent_to(sink) == ["c1", "c1", "c4", "c4", "c5"]
+    assert sim.skipped == {"last_call: no_consent": 1, "reminder: no_consent": 1}
+    assert sim.reached == {"hour": 5, "reminder": 4, "day": 4, "last_call": 3}
