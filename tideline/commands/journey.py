@@ -19,11 +19,16 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tideline.commands.run import settings_from
 from tideline.settings import Settings, read_sandbox_secrets
+
+if TYPE_CHECKING:
+    from activation.journeys.tick import TickResult
+    from activation.warehouse import DuckDBLimits
 
 
 def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: str) -> None:
@@ -127,27 +132,28 @@ def cmd_journey_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_journey_tick(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def tick_journeys(
+    settings: Settings,
+    env: Mapping[str, str],
+    clock: dt.datetime,
+    names: Sequence[str] = (),
+    dry_run: bool = False,
+) -> list[TickResult]:
+    """One tick of the journeys (all, or `names`) at `clock`, outside Dagster: what `tideline journey
+    tick` and the demo loop's journey days run. `env`: the activation config's ${VAR} values."""
     from activation.journeys.deliver import EngineDelivery
     from activation.journeys.files import project_catalog
     from activation.journeys.run import run_ticks
-    from activation.warehouse import DuckDBLimits
 
-    settings = settings_from(args, env)
     config, journeys = _load(settings, env)
-    unknown = set(args.names) - {j.name for j in journeys}
+    unknown = set(names) - {j.name for j in journeys}
     if unknown:
-        print(f"tideline: no journey named {', '.join(sorted(unknown))} in config/journeys", file=sys.stderr)
-        return 2
-    chosen = [j for j in journeys if not args.names or j.name in args.names]
-    clock = args.at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    limits = DuckDBLimits.resolve(
-        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
-    )
-    deliver = EngineDelivery(config, settings.raw_dir, limits, dry_run=args.dry_run)
+        raise ValueError(f"no journey named {', '.join(sorted(unknown))} in config/journeys")
+    chosen = [j for j in journeys if not names or j.name in names]
+    deliver = EngineDelivery(config, settings.raw_dir, _limits(settings), dry_run=dry_run)
     con = _connect(settings)
     try:
-        results = run_ticks(
+        return run_ticks(
             con,
             chosen,
             clock,
@@ -158,7 +164,20 @@ def cmd_journey_tick(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     finally:
         con.close()
-    for r in results:
+
+
+def _limits(settings: Settings) -> DuckDBLimits:
+    from activation.warehouse import DuckDBLimits
+
+    return DuckDBLimits.resolve(
+        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
+    )
+
+
+def cmd_journey_tick(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_from(args, env)
+    clock = args.at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for r in tick_journeys(settings, env, clock, args.names, args.dry_run):
         print(json.dumps({"journey": r.journey, **r.as_metadata()}, sort_keys=True))
     return 0
 
@@ -167,7 +186,6 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     from activation.journeys.deliver import EngineDelivery
     from activation.journeys.files import project_catalog
     from activation.journeys.simulate import simulate
-    from activation.warehouse import DuckDBLimits
 
     settings = settings_from(args, env)
     if not settings.warehouse.is_file():
