@@ -353,7 +353,9 @@ class _Reader:
         goal, goal_c = self.goal(raw["goal"], top.key("goal")) if "goal" in raw else (None, None)
         exit_when = self.condition(raw["exit_when"], top.key("exit_when")) if "exit_when" in raw else None
         steps, steps_c = self.steps(raw["steps"], top.key("steps"))
-        canonical: dict[str, Any] = {"description": description, "status": status, "entry": entry_c}
+        canonical: dict[str, Any] = {"status": status, "entry": entry_c}
+        if description:  # an empty description is no description (and parses back)
+            canonical["description"] = description
         if owner is not None:
             canonical["owner"] = owner
         if goal_c is not None:

@@ -24,7 +24,7 @@ import duckdb
 
 from activation.conditions import Catalog, Relation
 from activation.journeys.deliver import Deliver
-from activation.journeys.spec import Journey
+from activation.journeys.spec import Journey, TagAction
 from activation.journeys.store import SCHEMA, ensure_schema
 from activation.journeys.tick import JourneyTick, TickResult
 from activation.warehouse import table_exists
@@ -39,6 +39,11 @@ def journey_catalog(catalog: Catalog, con: duckdb.DuckDBPyConnection, schema: st
         if table_exists(con, schema, name):
             relations[name] = Relation.model(schema, name)
     return replace(catalog, relations=MappingProxyType(relations))
+
+
+def journey_tags(journeys: Sequence[Journey]) -> list[str]:
+    """The tags journey steps add or remove: conditions may name them (the parser allowed it)."""
+    return sorted({s.action.tag for j in journeys for s in j.steps if isinstance(s.action, TagAction)})
 
 
 def earlier_versions(
@@ -80,7 +85,7 @@ def run_ticks(
     ensure_schema(con, schema)
     if raw_dir is not None:
         take_in_live_feed(con, Path(raw_dir))
-    catalog = journey_catalog(catalog, con)
+    catalog = journey_catalog(catalog, con).with_tags(journey_tags(journeys))
     results = []
     for journey in journeys:
         versions = earlier_versions(con, journey, schema)

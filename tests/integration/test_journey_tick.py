@@ -333,30 +333,61 @@ def test_re_entry_rules(tmp_path: Path, sink: HttpSink, deliver: EngineDelivery)
 def test_customers_in_flight_finish_on_their_version_and_pause_holds_everyone(
     tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
 ) -> None:
+    from activation.journeys.parse import parse_journey
+
+    def version(first_step: dict, status: str = "active") -> Journey:
+        raw = {"status": status, "entry": {"event": {"type": "checkout_started"}}, "steps": [first_step]}
+        return parse_journey(raw, "test/cart.yml", "cart", catalog=CATALOG)
+
     con = make_warehouse(tmp_path / "w.duckdb")
     event(con, "e1", "c1", "checkout_started", at(0))
-    v1 = cart_journey(goal=None, exit_when=None)
-    tick(con, [v1], at(0.5), deliver)  # c1 waits the hour on v1
-    v2 = cart_journey(
-        goal=None,
-        exit_when=None,
-        steps=(sms("new_first", END, "v2"),),
-        canonical={"steps": ["new_first"]},
+    hour_then_sms = {"id": "hour", "wait": {"hours": 1}, "next": "v1_sms"}
+    v1 = parse_journey(
+        {
+            "entry": {"event": {"type": "checkout_started"}},
+            "steps": [
+                hour_then_sms,
+                {
+                    "id": "v1_sms",
+                    "send": {
+                        "destination": "sms",
+                        "channel": "sms",
+                        "fields": {"phone": "phone"},
+                        "text": "v1",
+                    },
+                },
+            ],
+        },
+        "test/cart.yml",
+        "cart",
+        catalog=CATALOG,
     )
-    assert v2.version != v1.version
+    tick(con, [v1], at(0.5), deliver)  # c1 waits the hour on v1
+    v2_step = {
+        "id": "v2_sms",
+        "send": {"destination": "sms", "channel": "sms", "fields": {"phone": "phone"}, "text": "v2"},
+    }
+    v2, paused, archived = version(v2_step), version(v2_step, "paused"), version(v2_step, "archived")
+    assert v2.version != v1.version and paused.version == v2.version  # pausing is not a new version
     event(con, "e5", "c5", "checkout_started", at(0.7))
-    paused = cart_journey(goal=None, exit_when=None, steps=v2.steps, canonical=v2.canonical, status="paused")
     held = tick(con, [paused], at(2), deliver)["cart"]
     assert (held.entered, held.sent, sent_to(sink)) == (0, 0, [])  # paused: nobody enters or moves
     tick(con, [v2], at(2.5), deliver)
     versions = dict(con.execute("select customer_id, version from tideline_journeys.entries").fetchall())
     assert versions == {"c1": v1.version, "c5": v2.version}
-    assert sent_to(sink) == ["c1", "c5"]  # c1 got v1's reminder, c5 v2's first step
-    archived = cart_journey(
-        goal=None, exit_when=None, steps=v2.steps, canonical=v2.canonical, status="archived"
+    # c1 finished on v1 (its stored definition, parsed again), c5 went through v2
+    paths = dict(
+        con.execute(
+            "select customer_id, string_agg(coalesce(to_node, 'end'), '>' order by seq) "
+            "from tideline_journeys.steps group by 1"
+        ).fetchall()
     )
+    assert paths == {"c1": "hour>v1_sms>end", "c5": "v2_sms>end"}
+    assert sent_to(sink) == ["c1", "c5"]
+    event(con, "e2", "c2", "checkout_started", at(3))
+    tick(con, [v1], at(3.5), deliver)  # back on v1: c2 enters and waits the hour
     tick(con, [archived], at(30), deliver)
-    assert entries(con)["c1"] == (None, "archived", False)  # v1's day wait, cut short by the archive
+    assert entries(con)["c2"] == (None, "archived", False)  # archived: everyone in flight leaves
 
 
 def test_a_wait_until_a_time_of_day_uses_the_customers_time_zone(
