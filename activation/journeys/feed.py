@@ -20,9 +20,18 @@ take_in_feed    every `*.jsonl` (also `.ndjson` and `.json`, read as JSON Lines 
 refresh_views   (re)creates the views `tideline_journeys.events` and `tideline_journeys.orders`
                 that the tick's conditions read: dbt's relation (when it exists; before the first
                 dbt build there are only the live rows) UNION ALL the live rows whose id dbt's
-                relation does not hold.
-prune_feed      deletes the live rows whose id dbt's relation now holds (call it after a dbt
+                relation does not hold, each with its customer resolved as dbt resolves it.
+prune_feed      deletes the live rows whose id dbt's relation now holds (call it after every dbt
                 build), so the live tables stay small.
+
+The views' anti-join looks for a live row's id only among dbt's rows at or after the earliest live
+row's time (occurred_at / ordered_at). The same line has the same time in dbt and in the feed, so
+this finds every row dbt holds from the same line, and it lets DuckDB skip dbt's older row groups:
+a tick's cost stays with the new rows instead of scanning every id in the history (an id-only
+anti-join scans all of dbt's ids on every read of the view). The one row it can miss is an id that
+dbt holds from another line with an older time than every live row (an event re-sent later with a
+new time): it shows twice until the next prune_feed (after the next build), whose id-only match is
+exact.
 
 Parsing is the landing loader's and staging's, in SQL on the new lines: a field is
 `json_extract_string` of the line's object (as tideline/landing/loader.py reads JSON Lines), blank
@@ -620,7 +629,11 @@ create or replace view {SCHEMA}.events as
 with live as (
     select l.*
     from {SCHEMA}.live_events as l
-    where not exists (select 1 from {{dbt}} as d where d.event_id = l.event_id)
+    where not exists (
+        select 1 from {{dbt}} as d
+        where d.event_id = l.event_id
+            and d.occurred_at >= (select min(m.occurred_at) from {SCHEMA}.live_events as m)
+    )
 ),"""
     + _ACCOUNTS
     + f""",
@@ -663,7 +676,11 @@ create or replace view {SCHEMA}.orders as
 with live as (
     select l.*
     from {SCHEMA}.live_orders as l
-    where not exists (select 1 from {{dbt}} as d where d.order_id = l.order_id)
+    where not exists (
+        select 1 from {{dbt}} as d
+        where d.order_id = l.order_id
+            and d.ordered_at >= (select min(m.ordered_at) from {SCHEMA}.live_orders as m)
+    )
 ),"""
     + _ACCOUNTS
     + f"""

@@ -298,6 +298,18 @@ def test_lines_and_offsets_are_written_together_a_crash_between_batches_loses_an
     ]
 
 
+def test_a_failure_while_writing_the_offsets_leaves_no_rows_either(raw: Path, con, monkeypatch) -> None:
+    _append(_events_file(raw), _event("e1"), _event("e2"))
+    _append(_orders_file(raw), _order("o1"))
+    monkeypatch.setattr(feed, "UPSERT_OFFSETS", "select error('the disk is full' || ?)")
+    with pytest.raises(duckdb.Error, match="the disk is full"):
+        take_in_feed(con, raw, NOW)
+    assert _rows(con, "select count(*) from tideline_journeys.live_events") == [(0,)]
+    assert _rows(con, "select count(*) from tideline_journeys.live_orders") == [(0,)]
+    monkeypatch.undo()
+    assert take_in_feed(con, raw, NOW) == FeedResult(files=2, lines=3, events=2, orders=1)
+
+
 # ------------------------------------------------------------------------------------------------
 # The views and prune_feed, over stand-ins of dbt's relations (names and column types as dbt builds them)
 # ------------------------------------------------------------------------------------------------
@@ -313,7 +325,7 @@ def _dbt_stand_ins(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         """insert into intermediate.int_events_stitched values
-           ('e1', 'page_view', '2026-03-01 09:00', 'a1', 'c1', false, 's1', null, 'https://x', 'google', 'cpc', 'spring'),
+           ('e1', 'page_view', '2026-03-02 10:00', 'a1', 'c1', false, 's1', null, 'https://x', 'google', 'cpc', 'spring'),
            ('e2', 'signup', '2026-03-01 09:05', 'a9', 'c9', false, null, null, null, null, null, null)"""
     )
     con.execute(
@@ -325,7 +337,7 @@ def _dbt_stand_ins(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         """insert into intermediate.int_orders_resolved values
-           ('o1', 'c1', 'c1', '2026-03-01 09:00', '2026-03-01', 10, 'EUR', 'completed', true, 0, null, false, 'web')"""
+           ('o1', 'c1', 'c1', '2026-03-02 10:00', '2026-03-02', 10, 'EUR', 'completed', true, 0, null, false, 'web')"""
     )
     con.execute(
         """create table marts.customer_id_map (source varchar, source_id varchar, customer_id varchar, is_merged boolean);
@@ -356,12 +368,12 @@ def test_the_views_are_dbts_rows_and_the_live_rows_dbt_does_not_hold(raw: Path, 
     take_in_feed(con, raw, NOW)
     refresh_views(con)
     assert _rows(con, "select * from tideline_journeys.events order by event_id") == [
-        ("e1", "c1", "page_view", dt.datetime(2026, 3, 1, 9), "https://x", "google", "cpc", "spring", None),
+        ("e1", "c1", "page_view", dt.datetime(2026, 3, 2, 10), "https://x", "google", "cpc", "spring", None),
         ("e2", "c9", "signup", dt.datetime(2026, 3, 1, 9, 5), None, None, None, None, None),
         ("e3", "c2", "page_view", dt.datetime(2026, 3, 2, 10), None, None, None, None, "p1"),
     ]
     assert _rows(con, "select * from tideline_journeys.orders order by order_id") == [
-        ("o1", "c1", dt.datetime(2026, 3, 1, 9), True, Decimal("10"), "web", None, False, "completed"),
+        ("o1", "c1", dt.datetime(2026, 3, 2, 10), True, Decimal("10"), "web", None, False, "completed"),
         ("o2", "c2", dt.datetime(2026, 3, 2, 10), True, Decimal("5.5"), None, "SPRING", True, "completed"),
         ("o3", "c2", dt.datetime(2026, 3, 2, 10), False, Decimal("10"), None, None, True, "cancelled"),
         ("o4", "c2", dt.datetime(2026, 3, 2, 10), True, Decimal("10"), None, None, False, "completed"),
