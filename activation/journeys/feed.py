@@ -14,9 +14,12 @@ take_in_feed    every `*.jsonl` (also `.ndjson` and `.json`, read as JSON Lines 
                 the next tick; a file now shorter than its offset, or whose first bytes changed, was
                 replaced: the rows its earlier content gave are forgotten (as dbt's next landing
                 snapshot forgets them) and it is read again from the start (rows are keyed by
-                event_id/order_id, so nothing is recorded twice). Rows and offsets are written in one transaction per batch
-                of lines, so a tick killed mid-way loses and repeats nothing; the cost grows with the
-                new bytes, not with the history (a file that did not grow costs one stat).
+                event_id/order_id, so nothing is recorded twice). Rows and offsets are written in
+                one transaction per batch of lines, so a tick killed mid-way loses and repeats
+                nothing. The cost grows with the new bytes, not with the history: a file that did
+                not grow costs one stat. (The first call on a landing zone that already holds JSON
+                Lines history reads all of it once, a batch at a time; prune_feed then drops what
+                dbt holds.)
 refresh_views   (re)creates the views `tideline_journeys.events` and `tideline_journeys.orders`
                 that the tick's conditions read: dbt's relation (when it exists; before the first
                 dbt build there are only the live rows) UNION ALL the live rows whose id dbt's

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import requests
 
 from activation.conditions.catalog import EVENT_FIELDS, ORDER_FIELDS
 from activation.journeys import feed
 from activation.journeys.feed import FeedResult, prune_feed, refresh_views, take_in_feed
 from activation.warehouse import literal
 from tests.helpers import dbt_build, write_csv
+from tideline.demo.shop import CUSTOMER_HEADER, DemoShop
 from tideline.landing.contract import EVENTS, FILE_FORMATS, ORDERS
 from tideline.landing.loader import load_landing_zone
 
@@ -94,6 +96,31 @@ def test_only_new_complete_lines_are_read_on_the_next_call(raw: Path, con) -> No
         ("commerce/orders/shop/shop-1.jsonl", _orders_file(raw).stat().st_size, 1),
         ("events/shop/2026-03-02/shop-1.jsonl", events.stat().st_size, 3),
     ]
+
+
+def test_what_the_demo_shop_appends_is_in_the_views_at_the_next_call(raw: Path, con) -> None:
+    with DemoShop(raw) as shop:  # the real shop on loopback, writing its append-only files
+        page = requests.get(
+            f"{shop.base_url}/p/1?utm_source=Newsletter", headers={CUSTOMER_HEADER: "c1"}, timeout=5
+        )
+        bought = requests.post(
+            f"{shop.base_url}/checkout", json={"amount": 42.5}, headers={CUSTOMER_HEADER: "c1"}, timeout=5
+        )
+        assert page.status_code == 200 and bought.status_code == 201
+        assert take_in_feed(con, raw, NOW) == FeedResult(files=2, lines=3, events=2, orders=1)
+        refresh_views(con)
+        assert _rows(
+            con, "select customer_id, event_type, utm_source from tideline_journeys.events order by 2"
+        ) == [
+            ("c1", "checkout_started", None),
+            ("c1", "page_view", "newsletter"),
+        ]
+        assert _rows(
+            con, "select order_id, customer_id, is_purchase, amount from tideline_journeys.orders"
+        ) == [(bought.json()["order_id"], "c1", True, Decimal("42.5"))]
+        requests.get(f"{shop.base_url}/p/2", headers={CUSTOMER_HEADER: "c2"}, timeout=5)
+        assert take_in_feed(con, raw, NOW) == FeedResult(files=1, lines=1, events=1)
+    assert _rows(con, "select count(*) from tideline_journeys.events where customer_id = 'c2'") == [(1,)]
 
 
 def test_a_torn_last_line_waits_for_the_next_call(raw: Path, con) -> None:
