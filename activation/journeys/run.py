@@ -23,6 +23,7 @@ from types import MappingProxyType
 import duckdb
 
 from activation.conditions import Catalog, Relation
+from activation.journeys import feed
 from activation.journeys.deliver import Deliver
 from activation.journeys.spec import Journey, TagAction
 from activation.journeys.store import SCHEMA, ensure_schema
@@ -104,10 +105,8 @@ def run_ticks(
 
 
 def take_in_live_feed(con: duckdb.DuckDBPyConnection, raw_dir: Path) -> None:
-    """The feed's new lines and its views (a no-op until activation.journeys.feed exists)."""
-    try:
-        from activation.journeys import feed
-    except ImportError:  # pragma: no cover - the feed lands separately
-        return
+    """The feed's new lines; the live rows a dbt build has taken over dropped; its views (again: a
+    dbt build may have created the relations they read)."""
     feed.take_in_feed(con, raw_dir)
+    feed.prune_feed(con)
     feed.refresh_views(con)

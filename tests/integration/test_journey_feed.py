@@ -98,6 +98,25 @@ def test_only_new_complete_lines_are_read_on_the_next_call(raw: Path, con) -> No
     ]
 
 
+def test_a_file_the_landing_snapshot_read_is_taken_in_from_where_the_snapshot_stopped(
+    raw: Path, con, tmp_path: Path
+) -> None:
+    """The history a landing zone keeps as JSON Lines is in dbt already: the feed starts each file
+    where the landing loader's snapshot stopped (landing.files.bytes), not at its first line; a line
+    the snapshot read torn is read again whole."""
+    from tideline.landing.loader import load_landing_zone
+
+    events = _append(_events_file(raw, "history.jsonl"), _event("h1"), _event("h2"))
+    _append(events, '{"event_id": "h3", "event_type": "page_view"', end="")  # being written
+    load_landing_zone(raw, con)
+    with events.open("a", encoding="utf-8") as fh:  # the torn line is finished, then one more
+        fh.write(', "occurred_at": "2026-03-02T10:00:00Z", "customer_id": "c1"}\n' + _event("h4") + "\n")
+    first = take_in_feed(con, raw, NOW)
+    assert _rows(con, "select event_id from tideline_journeys.live_events order by 1") == [("h3",), ("h4",)]
+    assert first.events == 2
+    assert take_in_feed(con, raw, NOW) == FeedResult()  # the resume point was recorded: nothing again
+
+
 def test_what_the_demo_shop_appends_is_in_the_views_at_the_next_call(raw: Path, con) -> None:
     with DemoShop(raw) as shop:  # the real shop on loopback, writing its append-only files
         page = requests.get(

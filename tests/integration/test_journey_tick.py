@@ -487,3 +487,46 @@ def test_a_simulation_equals_what_live_ticks_do_on_the_same_history(
     assert sent_to(sink) == ["c1", "c1", "c4", "c4", "c5"]
     assert sim.skipped == {"last_call: no_consent": 1, "reminder: no_consent": 1}
     assert sim.reached == {"hour": 5, "reminder": 4, "day": 4, "last_call": 3}
+
+
+def test_an_event_and_an_order_appended_to_the_landing_zone_reach_the_next_tick_without_a_dbt_build(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """The live feed: a checkout the shop appended a minute ago enters the journey at the next tick,
+    and an order appended later makes the customer leave before the reminder."""
+    con = make_warehouse(tmp_path / "w.duckdb")
+    raw = tmp_path / "raw"
+    shop = raw / "events" / "shop" / "today.jsonl"
+    shop.parent.mkdir(parents=True)
+
+    def append(path: Path, record: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    for cid in ("c1", "c2"):
+        append(
+            shop,
+            {
+                "event_id": f"live-{cid}",
+                "customer_id": cid,
+                "event_type": "checkout_started",
+                "occurred_at": at(0).isoformat() + "Z",
+            },
+        )
+    journey = cart_journey(goal=None)
+    first = run_ticks(con, [journey], at(0.02), deliver=deliver, catalog=CATALOG, raw_dir=raw)[0]
+    assert first.entered == 2  # one minute after the events, no dbt build in between
+    append(
+        raw / "commerce" / "orders" / "shop" / "today.jsonl",
+        {
+            "order_id": "live-o1",
+            "customer_id": "c1",
+            "ordered_at": at(0.5).isoformat() + "Z",
+            "amount": "20.00",
+            "status": "completed",
+        },
+    )
+    run_ticks(con, [journey], at(1.1), deliver=deliver, catalog=CATALOG, raw_dir=raw)
+    assert sent_to(sink) == ["c2"]
+    assert entries(con)["c1"] == (None, "exit_condition", False)

@@ -52,6 +52,7 @@ class FileResult:
     reason: str | None = None
     encoding: str | None = None  # how a text file was read, e.g. "utf-8", "cp1252 (crm/_encoding.txt)"
     value: str | None = None  # file content at fault (never logged), e.g. the line that is not UTF-8
+    size: int | None = None  # bytes before it was read (the journey feed tails JSON Lines from there)
 
 
 @dataclass
@@ -179,7 +180,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         f"""create or replace table {SCHEMA}.files (
             entity varchar not null, _file varchar not null, format varchar not null,
             rows bigint not null, status varchar not null, reason varchar, encoding varchar,
-            loaded_at timestamp not null)"""
+            loaded_at timestamp not null, bytes bigint)"""
     )
 
 
@@ -314,6 +315,7 @@ def _load_file(
     """Load one file of an entity; what makes it unusable as a whole is the result's reason."""
     rel = path.relative_to(raw).as_posix()
     fmt = FILE_FORMATS[path.suffix.lower()]
+    size = path.stat().st_size  # before reading: what is appended from here on was not read
     source, used, sample = path, None, None
     reason = _empty_reason(path)
     if reason is None and fmt != "parquet":
@@ -335,7 +337,8 @@ def _load_file(
         finally:
             if source != path:
                 source.unlink(missing_ok=True)
-    return FileResult(entity.name, rel, fmt, rows, "rejected" if reason else "loaded", reason, used, sample)
+    status = "rejected" if reason else "loaded"
+    return FileResult(entity.name, rel, fmt, rows, status, reason, used, sample, size)
 
 
 def _record(
@@ -349,8 +352,8 @@ def _record(
         )
         log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
     con.execute(
-        f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
-        [file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding],
+        f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)",
+        [file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding, file.size],
     )
     if result is None:
         report.no_entity.append(file)
