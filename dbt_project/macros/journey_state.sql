@@ -51,7 +51,7 @@
             ('outcome', dbt.type_string()),
             ('reason', dbt.type_string()),
             ('tick_id', dbt.type_string()),
-            ('at', dbt.type_timestamp()),
+            ('moved_at', dbt.type_timestamp()),
         ],
         'ticks': [
             ('tick_id', dbt.type_string()),
@@ -74,7 +74,7 @@
             ('added', dbt.type_boolean()),
             ('journey', dbt.type_string()),
             ('entry_id', dbt.type_string()),
-            ('at', dbt.type_timestamp()),
+            ('changed_at', dbt.type_timestamp()),
         ],
     } -%}
     {%- if table not in columns -%}
@@ -92,7 +92,7 @@
     (
         select
         {%- for name, type in journey_state_columns(table) %}
-            {% if found is none %}cast(null as {{ type }}){% else %}{{ adapter.quote(name) if name == 'at' else name }}{% endif %} as {{ adapter.quote(name) if name == 'at' else name }}
+            {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
         {%- if found is none %}
@@ -101,4 +101,30 @@
             from {{ src }}
         {%- endif %}
     )
+{%- endmacro %}
+
+{#- The delivery ledger key of a journey's message (activation/planner.py, row_message_key_sql):
+    the first 128 bits of sha256(destination|segment|customer|campaign:content_version:entry_id),
+    as the 32 hex digits of fct_messages.message_key without its dashes. The arguments are SQL
+    expressions. tests/dbt/test_journey_marts.py writes ledger keys with the planner's own SQL and
+    checks every message is found through this. -#}
+{% macro journey_message_key_hex(destination, segment, customer_id, campaign, content_version, entry_id) -%}
+    substr(
+        {{ sha256_hex("concat_ws('|', " ~ destination ~ ", " ~ segment ~ ", " ~ customer_id ~ ", "
+            ~ campaign ~ " || ':' || " ~ content_version ~ " || ':' || " ~ entry_id ~ ")") }},
+        1, 32
+    )
+{%- endmacro %}
+
+{#- Lower-case hex sha256 of a text expression. -#}
+{% macro sha256_hex(expression) -%}
+    {{ return(adapter.dispatch('sha256_hex', 'tideline')(expression)) }}
+{%- endmacro %}
+
+{% macro default__sha256_hex(expression) -%}
+    sha256({{ expression }})
+{%- endmacro %}
+
+{% macro postgres__sha256_hex(expression) -%}
+    encode(sha256(convert_to({{ expression }}, 'UTF8')), 'hex')
 {%- endmacro %}

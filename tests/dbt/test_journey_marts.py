@@ -14,25 +14,28 @@ Step rows (rN = seq N; times 2026-03-DD HH:MM; `x -> y` from_node -> to_node, `-
   Converted 02 08:00: 22 h.
 - e3 c3 entered 01 11:00: r9 entered; r10 skipped welcome_email -> two_days (no_consent, ledger m20
   skipped); r11 waited 03 11:00; r12 branched -> coupon_sms; r13 deferred coupon_sms -> coupon_sms
-  (quiet_hours); r14 sent coupon_sms -> - 04 08:00 (m4, deferred then sent in the ledger);
-  r15 exited coupon_sms -> - (completed; the exit written as its own row too). Not converted.
+  (quiet_hours: stays at the step); r14 sent coupon_sms -> - 04 08:00 (m4, deferred then sent in
+  the ledger). Completed. Not converted.
 - e5 c5 entered 02 12:00: r16 entered; r17 sent (m6); r18 exited two_days -> - 03 12:00 (exit_condition).
-- e6 c6 entered 05 09:00: r19 entered; r20 failed welcome_email -> two_days (ledger m21 failed);
-  r21 waited 07 12:00 (51 h: a late tick); r22 branched -> coupon_sms; r23 sent coupon_sms -> - (m7).
+- e6 c6 entered 05 09:00: r19 entered; r20 failed welcome_email -> two_days (ledger m21 a
+  dead letter); r21 waited 07 12:00 (51 h: a late tick); r22 branched -> coupon_sms; r23 sent
+  coupon_sms -> - (m7).
   Completed. converted_at 11 10:00 is after the as-of date: not converted yet, window open (to 12 09:00).
 - e9 c2 again (re-entry) entered 06 09:00: r24 entered; r25 sent (m9); r26 waited 08 13:00 (52 h);
   r27 exited bought -> - (completed). Not converted, window open (to 13 09:00).
-- e4 c4 entered 09 09:00: r28 entered; r29 sent (m5). Still at two_days; window open.
+- e4 c4 entered 09 09:00: r28 entered; r29 sent (m5). Still at two_days; window open. The ledger
+  also has m22, a welcome email to c4 sent on the 8th under another entry's key (say a test send):
+  it is nobody's here, although it came first.
 - e7 c7 entered 11 09:00 (after the as-of date): r30, r31 (m10 on the 11th): left out everywhere.
-- held out, exit holdout at entry: h1 c11 01 09:30 (r32 entered - -> welcome_email, r33 exited
-  welcome_email -> -: a holdout never counts as reaching a node), converted 03 10:00;
-  h2 c12 01 10:30, h3 c13 02 09:00 (r34, r35 exited - -> -); h4 c14 02 10:00 (r36), converted_at
-  09 11:00 after its goal_until 09 10:00: not a conversion.
+- held out, exit holdout at entry (one transition, exited - -> -): h1 c11 01 09:30 (r32),
+  converted 03 10:00; h2 c12 01 10:30 (r34), h3 c13 02 09:00 (r35); h4 c14 02 10:00 (r36),
+  converted_at 09 11:00 after its goal_until 09 10:00: not a conversion.
 - version v2: e8 c1 entered 10 08:00: r37 entered; r38 sent (m8, content v2:welcome_email). Active.
 
-The ledger also holds a campaign message of c1 (spring, m30): never a journey message.
-c2's two welcome emails (m3 for e2 sent 01 10:00, m9 for e9 sent 06 09:00) are told apart by
-order: the first 'sent' transition of (c2, welcome, v1, welcome_email) gets the first message.
+Ledger keys are the planner's (activation.planner.row_message_key_sql: destination, segment,
+customer, `journey:welcome:<version>:<step>:<entry id>`), so each send step's transition finds
+its own message: c2's two welcome emails (m3 for e2, m9 for e9) by their entry ids. The ledger also
+holds a campaign message of c1 (spring, m30): never a journey message.
 
 journey_performance, welcome v1 (reached = treated entries; exits by exit_node):
   (entry)        depth 0  reached 11  converted 3 (e1, e2, h1)  exited 4 = holdout 4
@@ -73,6 +76,7 @@ from scipy.stats import binomtest, chi2_contingency
 
 from activation import ledger
 from activation.journeys import store
+from activation.planner import row_message_key_sql
 from tests.helpers import Warehouse
 from tideline.dbt_manifest import dbt_executable
 from tideline.settings import DBT_PROJECT_DIR
@@ -86,11 +90,6 @@ MARTS = "+journey_performance +journey_lift stg_tideline_journeys__tag_changes c
 def at(day: int, hhmm: str) -> datetime:
     hour, minute = map(int, hhmm.split(":"))
     return datetime(2026, 3, day, hour, minute)
-
-
-def key(n: int) -> str:
-    """Message m<n>'s ledger key (a UUID, as the ledger stores it)."""
-    return str(uuid.UUID(int=n))
 
 
 # entry, customer, version, entered, holdout, exited, exit_reason, converted_at, current_node
@@ -125,7 +124,6 @@ STEPS = [
     (12, "e3", "bought", "coupon_sms", "branched", "else", at(3, "11:00")),
     (13, "e3", "coupon_sms", "coupon_sms", "deferred", "quiet_hours", at(3, "11:00")),
     (14, "e3", "coupon_sms", "-", "sent", None, at(4, "08:00")),
-    (15, "e3", "coupon_sms", "-", "exited", "completed", at(4, "08:00")),
     (16, "e5", "-", "welcome_email", "entered", None, at(2, "12:00")),
     (17, "e5", "welcome_email", "two_days", "sent", None, at(2, "12:00")),
     (18, "e5", "two_days", "-", "exited", "exit_condition", at(3, "12:00")),
@@ -142,29 +140,49 @@ STEPS = [
     (29, "e4", "welcome_email", "two_days", "sent", None, at(9, "09:00")),
     (30, "e7", "-", "welcome_email", "entered", None, at(11, "09:00")),
     (31, "e7", "welcome_email", "two_days", "sent", None, at(11, "09:00")),
-    (32, "h1", "-", "welcome_email", "entered", None, at(1, "09:30")),
-    (33, "h1", "welcome_email", "-", "exited", "holdout", at(1, "09:30")),
+    (32, "h1", "-", "-", "exited", "holdout", at(1, "09:30")),
     (34, "h2", "-", "-", "exited", "holdout", at(1, "10:30")),
     (35, "h3", "-", "-", "exited", "holdout", at(2, "09:00")),
     (36, "h4", "-", "-", "exited", "holdout", at(2, "10:00")),
     (37, "e8", "-", "welcome_email", "entered", None, at(10, "08:00")),
     (38, "e8", "welcome_email", "two_days", "sent", None, at(10, "08:00")),
 ]
-# message, customer, content_version, final status, reason, recorded (a few seconds after the step)
+# message, customer, entry, step, final status, reason, recorded (5 s after the step)
 MESSAGES = [
-    (1, "c1", "v1:welcome_email", "sent", None, at(1, "09:00")),
-    (2, "c1", "v1:coupon_sms", "sent", None, at(3, "09:00")),
-    (3, "c2", "v1:welcome_email", "sent", None, at(1, "10:00")),
-    (4, "c3", "v1:coupon_sms", "sent", None, at(4, "08:00")),
-    (5, "c4", "v1:welcome_email", "sent", None, at(9, "09:00")),
-    (6, "c5", "v1:welcome_email", "sent", None, at(2, "12:00")),
-    (7, "c6", "v1:coupon_sms", "sent", None, at(7, "12:00")),
-    (8, "c1", "v2:welcome_email", "sent", None, at(10, "08:00")),
-    (9, "c2", "v1:welcome_email", "sent", None, at(6, "09:00")),
-    (10, "c7", "v1:welcome_email", "sent", None, at(11, "09:00")),
-    (20, "c3", "v1:welcome_email", "skipped", "no_consent", at(1, "11:00")),
-    (21, "c6", "v1:welcome_email", "failed", "http_500", at(5, "09:00")),
+    (1, "c1", "e1", "welcome_email", "sent", None, at(1, "09:00")),
+    (2, "c1", "e1", "coupon_sms", "sent", None, at(3, "09:00")),
+    (3, "c2", "e2", "welcome_email", "sent", None, at(1, "10:00")),
+    (4, "c3", "e3", "coupon_sms", "sent", None, at(4, "08:00")),
+    (5, "c4", "e4", "welcome_email", "sent", None, at(9, "09:00")),
+    (6, "c5", "e5", "welcome_email", "sent", None, at(2, "12:00")),
+    (7, "c6", "e6", "coupon_sms", "sent", None, at(7, "12:00")),
+    (8, "c1", "e8", "welcome_email", "sent", None, at(10, "08:00")),
+    (9, "c2", "e9", "welcome_email", "sent", None, at(6, "09:00")),
+    (10, "c7", "e7", "welcome_email", "sent", None, at(11, "09:00")),
+    (20, "c3", "e3", "welcome_email", "skipped", "no_consent", at(1, "11:00")),
+    (21, "c6", "e6", "welcome_email", "dead_letter", "failed 3 times", at(5, "09:00")),
+    (22, "c4", "test-send", "welcome_email", "sent", None, at(8, "09:00")),
 ]
+DESTINATION = {"welcome_email": "email", "coupon_sms": "sms"}  # the step's destination and channel
+VERSION = {e[0]: e[2] for e in ENTRIES}
+
+
+def message_key(n: int) -> str:
+    """Message m<n>'s ledger key, by the planner's own SQL (a journey message's key names its entry)."""
+    if n == 30:
+        return str(uuid.UUID(int=30))
+    _, customer, entry, step, *_ = next(m for m in MESSAGES if m[0] == n)
+    values = {
+        "destination": DESTINATION[step],
+        "segment": f"journey__welcome__{step}",
+        "message_version": f"journey:welcome:{VERSION.get(entry, 'v1')}:{step}",
+        "customer": customer,
+        "entry": entry,
+    }
+    sql = f"select cast({row_message_key_sql('$customer', '$entry')} as varchar)"
+    return duckdb.connect().execute(sql, values).fetchone()[0]
+
+
 TAG_CHANGES = [  # customer, tag, added, journey, at
     ("c1", "welcomed", True, "welcome", at(1, "09:00")),
     ("c2", "welcomed", True, "welcome", at(1, "10:00")),
@@ -202,7 +220,7 @@ def write_state(warehouse: Path) -> None:
         )  # fmt: skip
         con.executemany(
             f"""insert into {store.SCHEMA}.steps (seq, entry_id, journey, version, customer_id, from_node,
-                   to_node, outcome, reason, tick_id, "at")
+                   to_node, outcome, reason, tick_id, moved_at)
                values (?, ?, 'welcome', ?, ?, ?, ?, ?, ?, 'tick', ?)""",
             [
                 (seq, entry, entered[entry][2], entered[entry][1], _node(src), _node(dst), outcome, reason, when)
@@ -210,7 +228,7 @@ def write_state(warehouse: Path) -> None:
             ],
         )  # fmt: skip
         con.executemany(
-            f'insert into {store.SCHEMA}.tag_changes (customer_id, tag, added, journey, entry_id, "at") '
+            f'insert into {store.SCHEMA}.tag_changes (customer_id, tag, added, journey, entry_id, changed_at) '
             "values (?, ?, ?, ?, 'e', ?)",
             TAG_CHANGES,
         )
@@ -235,53 +253,44 @@ def write_state(warehouse: Path) -> None:
 def _write_ledger(con: duckdb.DuckDBPyConnection) -> None:
     ledger.ensure_schema(con)
     rows = []
-    for n, customer, version, status, reason, when in MESSAGES:
-        step = version.split(":")[1]
-        channel = "sms" if step == "coupon_sms" else "email"
+    for n, customer, entry, step, status, reason, when in MESSAGES:
+        channel = DESTINATION[step]
         sync_key = f"journey__welcome__{step}__{channel}"
-        sync_id = f"run-{sync_key}"
-        recorded = when + timedelta(seconds=5)
-        events = (
-            [("in_flight", None), (status, reason)] if status in ("sent", "failed") else [(status, reason)]
-        )
+        version = f"{VERSION.get(entry, 'v1')}:{step}"
+        common = (message_key(n), sync_key, f"run-{sync_key}", customer)
+        campaign = "journey:welcome"
+        events = [(status, reason, when + timedelta(seconds=5))]
+        if status != "skipped":
+            events.insert(0, ("in_flight", None, when + timedelta(seconds=5)))
         if n == 4:  # quiet hours held the coupon back overnight
-            rows.append(
-                (
-                    key(n),
-                    sync_key,
-                    sync_id,
-                    customer,
-                    "deferred",
-                    "quiet_hours",
-                    channel,
-                    version,
-                    at(3, "11:00"),
-                )
-            )
-        rows += [(key(n), sync_key, sync_id, customer, s, r, channel, version, recorded) for s, r in events]
+            events.insert(0, ("deferred", "quiet_hours", at(3, "11:00")))
+        rows += [(*common, s, r, channel, campaign, version, t) for s, r, t in events]
+    rows.append(
+        (
+            message_key(30),
+            "spring__email",
+            "run-spring",
+            "c1",
+            "sent",
+            None,
+            "email",
+            "spring",
+            "v1",
+            at(2, "09:00"),
+        )
+    )
     con.executemany(
         """insert into tideline_sync.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action,
                status, reason, channel, campaign, variant, content_version, recorded_at)
-           values (?, ?, ?, ?, 'insert', ?, ?, ?, 'journey:welcome', null, ?, ?)""",
+           values (?, ?, ?, ?, 'insert', ?, ?, ?, ?, null, ?, ?)""",
         rows,
     )
-    con.execute(
-        """insert into tideline_sync.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action,
-               status, channel, campaign, content_version, recorded_at)
-           values (?, 'spring__email', 'run-spring', 'c1', 'insert', 'sent', 'email', 'spring', 'v1', ?)""",
-        [key(30), at(2, "09:00")],
-    )
-    for step, channel in (("welcome_email", "email"), ("coupon_sms", "sms")):
+    for step, channel in DESTINATION.items():
+        sync_key = f"journey__welcome__{step}__{channel}"
         con.execute(
             """insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run,
                    started_at, status) values (?, ?, ?, ?, 'message', false, ?, 'done')""",
-            [
-                f"run-journey__welcome__{step}__{channel}",
-                f"journey__welcome__{step}__{channel}",
-                f"journey__welcome__{step}",
-                channel,
-                at(1, "09:00"),
-            ],
+            [f"run-{sync_key}", sync_key, f"journey__welcome__{step}", channel, at(1, "09:00")],
         )
 
 
@@ -380,7 +389,7 @@ def test_entries_state_on_the_as_of_date(built: Warehouse) -> None:
         "e9": (False, None, "completed", "bought", False, 3, 1, True),
         "e4": (True, "two_days", None, None, False, 2, 1, True),
         "e8": (True, "two_days", None, None, False, 2, 1, True),
-        "h1": (False, None, "holdout", "(entry)", True, 1, 0, False),
+        "h1": (False, None, "holdout", "(entry)", True, 0, 0, False),
         "h2": (False, None, "holdout", "(entry)", False, 0, 0, False),
         "h3": (False, None, "holdout", "(entry)", False, 0, 0, False),
         "h4": (False, None, "holdout", "(entry)", False, 0, 0, False),  # converted after goal_until
@@ -394,31 +403,34 @@ def test_entries_state_on_the_as_of_date(built: Warehouse) -> None:
 
 def test_steps_carry_the_time_to_the_next_transition_and_their_message(built: Warehouse) -> None:
     rows = _by(built.dicts("select * from marts.fct_journey_steps"), "step_seq")
-    assert sorted(rows) == [s for s in range(1, 39) if s not in (30, 31)]  # e7 started after the as-of date
+    # e7 started after the as-of date
+    assert sorted(rows) == [s for s in range(1, 39) if s not in (15, 30, 31, 33)]
     seconds = {
         s: (r["step_number"], r["seconds_to_next"], r["seconds_to_next_node"]) for s, r in rows.items()
     }
     day = 86_400
-    # e1: r1 at welcome_email, left for two_days at once; two days at two_days; bought at once
+    # e1: at welcome_email and on at once; two days at two_days; through bought at once; the last send exits
     assert [seconds[s] for s in range(1, 6)] == [
-        (1, 0, 0),
-        (2, 2 * day, 2 * day),
-        (3, 0, 0),
-        (4, 0, None),
-        (5, None, None),
-    ]
-    # e3: arrives at coupon_sms (r12), deferred until 08:00 next day (21 h), then sends and exits
-    assert [seconds[s] for s in range(9, 16)] == [
-        (1, 0, 0), (2, 2 * day, 2 * day), (3, 0, 0), (4, 0, None), (5, 21 * 3600, None), (6, 0, None), (7, None, None),
+        (1, 0, 0), (2, 2 * day, 2 * day), (3, 0, 0), (4, 0, None), (5, None, None),
     ]  # fmt: skip
-    assert seconds[21][2] == 0 and seconds[20][2] == 51 * 3600 and seconds[25][2] == 52 * 3600
-    messages = {s: (r["message_key"], r["channel"]) for s, r in rows.items() if r["message_key"]}
+    # e3: reaches coupon_sms (r12), deferred there until 08:00 the next day (21 h), then sends and exits
+    assert [seconds[s] for s in range(9, 15)] == [
+        (1, 0, 0), (2, 2 * day, 2 * day), (3, 0, 0), (4, 0, None), (5, 21 * 3600, None), (6, None, None),
+    ]  # fmt: skip
+    assert (seconds[20][2], seconds[21][2], seconds[25][2]) == (51 * 3600, 0, 52 * 3600)
+    messages = {
+        s: (r["message_key"], r["channel"], r["message_status"]) for s, r in rows.items() if r["message_key"]
+    }
+    sent = {2: 1, 5: 2, 7: 3, 14: 4, 17: 6, 23: 7, 25: 9, 29: 5, 38: 8}  # step -> message
     assert messages == {
-        2: (key(1), "email"), 5: (key(2), "sms"), 7: (key(3), "email"), 14: (key(4), "sms"),
-        17: (key(6), "email"), 23: (key(7), "sms"), 25: (key(9), "email"), 29: (key(5), "email"),
-        38: (key(8), "email"),
-    }  # fmt: skip
-    assert rows[33]["is_holdout"] and rows[33]["to_node"] is None
+        **{s: (message_key(m), DESTINATION[rows[s]["from_node"]], "sent") for s, m in sent.items()},
+        10: (message_key(20), "email", "skipped"),
+        20: (message_key(21), "email", "dead_letter"),
+    }
+    assert message_key(22) not in {
+        m for m, *_ in messages.values()
+    }  # another entry's, though c4's and earlier
+    assert rows[32]["is_holdout"] and (rows[32]["from_node"], rows[32]["to_node"]) == (None, None)
 
 
 def test_performance_per_node(built: Warehouse) -> None:

@@ -14,7 +14,7 @@ step_counts as (
     select
         entry_id,
         count(distinct to_node) as steps_taken,
-        count(message_key) as messages_sent
+        sum(case when message_status = 'sent' then 1 else 0 end) as messages_sent
     from steps
     group by entry_id
 ),

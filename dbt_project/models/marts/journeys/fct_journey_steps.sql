@@ -1,8 +1,8 @@
 -- Grain: one row per node transition of a journey entry (the tick's step log) up to the as-of
--- date, with the time until the entry's next transition and, for a send, the ledger message.
+-- date, with the time until the entry's next transition and, for a send, its ledger message.
 with steps as (
     select * from {{ ref('stg_tideline_journeys__steps') }}
-    where stepped_at < {{ as_of_cutoff() }}
+    where moved_at < {{ as_of_cutoff() }}
 ),
 
 entries as (
@@ -15,7 +15,7 @@ sequenced as (
         steps.*,
         entries.is_holdout,
         row_number() over (partition by steps.entry_id order by steps.step_seq) as step_number,
-        lead(steps.stepped_at) over (partition by steps.entry_id order by steps.step_seq) as next_stepped_at
+        lead(steps.moved_at) over (partition by steps.entry_id order by steps.step_seq) as next_moved_at
     from steps
     inner join entries on steps.entry_id = entries.entry_id
 ),
@@ -23,7 +23,7 @@ sequenced as (
 -- Transitions that move an entry from one node on to another node (not a deferral that keeps it
 -- at the node, not an exit).
 moves_on as (
-    select entry_id, step_seq, from_node, stepped_at
+    select entry_id, step_seq, from_node, moved_at
     from sequenced
     where from_node is not null and to_node is not null and from_node <> to_node
 ),
@@ -46,52 +46,61 @@ arrivals_left as (
 node_stays as (
     select
         arrivals_left.step_seq,
-        moves_on.stepped_at as moved_on_at
+        moves_on.moved_at as moved_on_at
     from arrivals_left
     inner join moves_on on arrivals_left.left_seq = moves_on.step_seq
 ),
 
--- A journey's send is in the ledger as campaign `journey:<journey>`, content_version
--- `<version>:<step id>`, for the entry's customer. A customer who entered the same version
--- several times has several such sends of one step: the n-th 'sent' transition of a
--- (customer, journey, version, step) is paired with the n-th sent message of it.
-sent_steps as (
+-- A journey's send is a ledger message of campaign `journey:<journey>`, content version
+-- `<version>:<step>`, sync `journey__<journey>__<step>__<destination>`, whose key the planner
+-- derives from the entry id: the transition that resolved the delivery (sent, skipped, failed; the
+-- first one out of the step, as a loop back to it sends nothing again) finds its message by that key.
+deliveries as (
     select
         step_seq,
+        entry_id,
         customer_id,
         'journey:' || journey as campaign,
         version || ':' || from_node as content_version,
-        row_number() over (partition by customer_id, journey, version, from_node order by step_seq) as nth
+        'journey__' || journey || '__' || from_node as segment,
+        row_number() over (partition by entry_id, from_node order by step_seq) as visit
     from sequenced
-    where outcome = 'sent' and from_node is not null
+    where outcome in ('sent', 'skipped', 'failed') and from_node is not null
 ),
 
 journey_messages as (
     select
         message_key,
-        channel,
+        sync_key,
         customer_id,
         campaign,
         content_version,
-        row_number() over (
-            partition by customer_id, campaign, content_version order by sent_at, message_key
-        ) as nth
+        channel,
+        status
     from {{ ref('fct_messages') }}
-    where is_sent and campaign like 'journey:%'
+    where campaign like 'journey:%'
 ),
 
-sent_messages as (
+delivery_messages as (
     select
-        sent_steps.step_seq,
+        deliveries.step_seq,
         journey_messages.message_key,
-        journey_messages.channel
-    from sent_steps
+        journey_messages.channel,
+        journey_messages.status as message_status
+    from deliveries
     inner join journey_messages
         on
-            sent_steps.customer_id = journey_messages.customer_id
-            and sent_steps.campaign = journey_messages.campaign
-            and sent_steps.content_version = journey_messages.content_version
-            and sent_steps.nth = journey_messages.nth
+            deliveries.customer_id = journey_messages.customer_id
+            and deliveries.campaign = journey_messages.campaign
+            and deliveries.content_version = journey_messages.content_version
+            and substr(journey_messages.sync_key, 1, length(deliveries.segment) + 2) = deliveries.segment || '__'
+    where
+        deliveries.visit = 1
+        and replace(journey_messages.message_key, '-', '') = {{ journey_message_key_hex(
+            'substr(journey_messages.sync_key, length(deliveries.segment) + 3)',
+            'deliveries.segment', 'deliveries.customer_id', 'deliveries.campaign',
+            'deliveries.content_version', 'deliveries.entry_id'
+        ) }}
 ),
 
 final as (
@@ -108,14 +117,15 @@ final as (
         sequenced.outcome,
         sequenced.reason,
         sequenced.tick_id,
-        sequenced.stepped_at,
-        {{ dbt.datediff('sequenced.stepped_at', 'sequenced.next_stepped_at', 'second') }} as seconds_to_next,
-        {{ dbt.datediff('sequenced.stepped_at', 'node_stays.moved_on_at', 'second') }} as seconds_to_next_node,
-        sent_messages.message_key,
-        sent_messages.channel
+        sequenced.moved_at,
+        {{ dbt.datediff('sequenced.moved_at', 'sequenced.next_moved_at', 'second') }} as seconds_to_next,
+        {{ dbt.datediff('sequenced.moved_at', 'node_stays.moved_on_at', 'second') }} as seconds_to_next_node,
+        delivery_messages.message_key,
+        delivery_messages.channel,
+        delivery_messages.message_status
     from sequenced
     left join node_stays on sequenced.step_seq = node_stays.step_seq
-    left join sent_messages on sequenced.step_seq = sent_messages.step_seq
+    left join delivery_messages on sequenced.step_seq = delivery_messages.step_seq
 )
 
 select * from final

@@ -15,5 +15,5 @@ select
     outcome,
     reason,
     tick_id,
-    {{ adapter.quote('at') }} as stepped_at
+    moved_at
 from steps

@@ -10,5 +10,5 @@ select
     added as is_added,
     journey,
     entry_id,
-    {{ adapter.quote('at') }} as changed_at
+    changed_at
 from tag_changes
