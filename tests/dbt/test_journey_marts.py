@@ -228,7 +228,7 @@ def write_state(warehouse: Path) -> None:
             ],
         )  # fmt: skip
         con.executemany(
-            f'insert into {store.SCHEMA}.tag_changes (customer_id, tag, added, journey, entry_id, changed_at) '
+            f"insert into {store.SCHEMA}.tag_changes (customer_id, tag, added, journey, entry_id, changed_at) "
             "values (?, ?, ?, ?, 'e', ?)",
             TAG_CHANGES,
         )
