@@ -12,7 +12,9 @@ generator compiles each rule with the dbt target and writes, checked in:
   or depend on scoring (Dagster builds them with the other marts, before the ML assets);
 - customer_tags_scored.sql: the tags that read the scores (a missing, empty or null score
   matches nobody, so without scores this model is empty, never an error);
-- customer_tags.sql: the two together, the long table conditions and segments read;
+- customer_tags.sql: the two together, with the tags journey steps added (the latest change per
+  customer and tag in tideline_journeys.tag_changes is an addition; `source` says 'rule' or
+  'journey'), the long table conditions and segments read;
 - tag_health.sql: one row per rule (from the rules, not the data), tags nobody has included.
 tests/unit/test_tag_rules.py regenerates them and fails on any difference, naming the command.
 
@@ -49,6 +51,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 RULES_NAME = "tags.yml"
 MODELS_DIR = Path("models/marts/customers")
 RULES_MODEL, SCORED_MODEL = "customer_tags_rules", "customer_tags_scored"
+JOURNEY_TAG_CHANGES = "stg_tideline_journeys__tag_changes"  # tags journey steps add and remove
 GENERATED = (RULES_MODEL, SCORED_MODEL, "customer_tags", "tag_health")
 BUILD_COMMAND = "tideline tags build"
 
@@ -290,19 +293,55 @@ def render(rules: Sequence[TagRule], catalog: Catalog, variables: Mapping[str, A
             blocks,
             "The tags that read ml.customer_scores; without scores (none, empty, null) none match.",
         ),
-        "customer_tags": _header(
-            "customer_tags: every rule's tags, one row per customer and tag on the as-of date."
-        )
-        + "\n".join(
-            [
-                f"select customer_id, tag, tagged_at, reason, as_of_date from {{{{ ref('{RULES_MODEL}') }}}}",
-                "union all",
-                f"select customer_id, tag, tagged_at, reason, as_of_date from {{{{ ref('{SCORED_MODEL}') }}}}",
-                "",
-            ]
-        ),
+        "customer_tags": _customer_tags_model(),
         "tag_health": _health_model(rules),
     }
+
+
+def _customer_tags_model() -> str:
+    """The rule tags (both models) and the tags journey steps added: for each customer and tag
+    the latest change in tideline_journeys.tag_changes up to the as-of date, when it is an
+    addition (on a tie at the same clock the removal wins), for customers of dim_customers (a
+    customer the live feed entered before the next build gets it then), unless a rule already
+    gives the customer the tag (one row per customer and tag; the rule's)."""
+    return _header(
+        "customer_tags: every rule's tags and the tags journeys added, one row per customer and tag "
+        "on the as-of date."
+    ) + (
+        "with rule_tags as (\n"
+        f"    select customer_id, tag, tagged_at, reason, as_of_date from {{{{ ref('{RULES_MODEL}') }}}}\n"
+        "    union all\n"
+        f"    select customer_id, tag, tagged_at, reason, as_of_date from {{{{ ref('{SCORED_MODEL}') }}}}\n"
+        "),\n\n"
+        "journey_tag_changes as (\n"
+        "    select\n"
+        "        customer_id,\n        tag,\n        is_added,\n        journey,\n        changed_at,\n"
+        "        row_number() over (\n"
+        "            partition by customer_id, tag order by changed_at desc, case when is_added then 1 else 0 end\n"
+        "        ) as recency\n"
+        f"    from {{{{ ref('{JOURNEY_TAG_CHANGES}') }}}}\n"
+        "    where changed_at < {{ as_of_cutoff() }}\n"
+        "),\n\n"
+        "journey_tags as (\n"
+        "    select\n"
+        "        changes.customer_id,\n        changes.tag,\n        changes.changed_at as tagged_at,\n"
+        "        'added by journey ' || changes.journey || ' on ' || cast(cast(changes.changed_at as date) as varchar)\n"
+        "            as reason\n"
+        "    from journey_tag_changes as changes\n"
+        "    inner join {{ ref('dim_customers') }} as customers on changes.customer_id = customers.customer_id\n"
+        "    where\n"
+        "        changes.recency = 1\n"
+        "        and changes.is_added\n"
+        "        and not exists (\n"
+        "            select 1 from rule_tags\n"
+        "            where rule_tags.customer_id = changes.customer_id and rule_tags.tag = changes.tag\n"
+        "        )\n"
+        ")\n\n"
+        "select customer_id, tag, tagged_at, reason, as_of_date, 'rule' as source from rule_tags\n"
+        "union all\n"
+        "select customer_id, tag, tagged_at, reason, {{ as_of_date() }} as as_of_date, 'journey' as source\n"
+        "from journey_tags\n"
+    )
 
 
 def _header(what: str) -> str:

@@ -49,6 +49,25 @@
     / (1 + {{ z }} * {{ z }} / {{ n }})
 {%- endmacro %}
 
+{#- Newcombe's hybrid score interval (method 10) of the difference `rate` − `baseline_rate` of two
+    independent proportions, from each one's Wilson interval (wilson_centre ± wilson_half_width):
+    it stays inside [−1, 1] and is sound with few or no converters, where a Wald interval collapses
+    when an arm has 0 converters. Low: the difference less the arm's distance to its lower bound and
+    the baseline's to its upper bound, in quadrature; high the other way round. -#}
+{% macro newcombe_low(rate, rate_low, baseline_rate, baseline_high) -%}
+    ({{ rate }} - {{ baseline_rate }}) - sqrt(
+        power({{ rate }} - ({{ rate_low }}), 2)
+        + power({{ baseline_high }} - {{ baseline_rate }}, 2)
+    )
+{%- endmacro %}
+
+{% macro newcombe_high(rate, rate_high, baseline_rate, baseline_low) -%}
+    ({{ rate }} - {{ baseline_rate }}) + sqrt(
+        power({{ rate_high }} - {{ rate }}, 2)
+        + power({{ baseline_rate }} - ({{ baseline_low }}), 2)
+    )
+{%- endmacro %}
+
 {#- Pooled two-proportion z statistic of `difference` between two rates, from their pooled rate
     and 1/n1 + 1/n2; null when the pooled rate is 0 or 1 (both arms all 0 or all 1). -#}
 {% macro pooled_z(difference, pooled_rate, inverse_reach_sum) -%}

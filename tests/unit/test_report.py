@@ -25,7 +25,7 @@ from tideline.reporting.formats import (
     fmt_ratio,
     fmt_signed_pct,
 )
-from tideline.reporting.report import Marts, build_campaign_report, experiment_section
+from tideline.reporting.report import Marts, build_campaign_report, experiment_section, journey_section
 
 SECTIONS = [
     "Lifecycle stage flow",
@@ -258,6 +258,8 @@ def test_the_asset_links_the_report_from_its_metadata(tmp_path: Path) -> None:
         "marts/experiment_results",
         "marts/customer_lifecycle_history",
         "marts/attribution_models",
+        "marts/journey_performance",
+        "marts/journey_lift",
     }
     assert campaign_report.group_names_by_key[REPORT_KEY] == "reports"
 
@@ -276,3 +278,137 @@ def test_the_code_location_writes_reports_under_tideline_home(tmp_path: Path) ->
     # the warehouse's own state folder under TIDELINE_HOME (w.duckdb is not the home's default warehouse)
     assert defs.resources["reports"].reports_dir == str(settings.state_dir / "reports")
     assert settings.state_dir.is_relative_to(tmp_path)
+
+
+# --- the Journeys section ----------------------------------------------------------------------------
+
+JOURNEY_DDL = {
+    "journey_performance": """
+        journey varchar, version varchar, node varchar, node_depth bigint, reached bigint, sent bigint,
+        skipped bigint, deferred bigint, failed bigint, converted bigint, exited bigint,
+        exited_completed bigint, exited_converted bigint, exited_exit_condition bigint, exited_holdout bigint,
+        exited_archived bigint, median_hours_to_next_node decimal(18, 4), as_of_date date""",
+    "journey_lift": """
+        journey varchar, version varchar, entries bigint, treated_entries bigint, holdout_entries bigint,
+        treated_converters bigint, holdout_converters bigint, undecided_entries bigint, messages_sent bigint,
+        first_entered_at timestamp, last_entered_at timestamp, treated_conversion_rate decimal(18, 6),
+        treated_conversion_rate_ci_low decimal(18, 6), treated_conversion_rate_ci_high decimal(18, 6),
+        holdout_conversion_rate decimal(18, 6), holdout_conversion_rate_ci_low decimal(18, 6),
+        holdout_conversion_rate_ci_high decimal(18, 6), absolute_lift decimal(18, 6),
+        absolute_lift_ci_low decimal(18, 6), absolute_lift_ci_high decimal(18, 6), relative_lift decimal(18, 6),
+        z_score decimal(18, 4), p_value decimal(18, 6), is_significant boolean, confidence_level decimal(4, 3),
+        as_of_date date""",
+}
+# welcome a1b2c3 (tests/dbt/test_journey_marts.py's figures): 11 entries, 4 held out; nodes listed out
+# of flow order on purpose. cart 9f8e7d: no holdout. node, depth, reached, sent, skipped, deferred,
+# failed, converted, exited, completed, converted, exit_condition, holdout, archived, median hours
+JOURNEY_NODES = {
+    ("welcome", "a1b2c3"): [
+        ("coupon_sms", 4, 3, 3, 0, 1, 0, 1, 3, 3, 0, 0, 0, 0, None),
+        ("(entry)", 0, 11, 0, 0, 0, 0, 3, 4, 0, 0, 0, 4, 0, None),
+        ("two_days", 2, 7, 0, 0, 0, 0, 2, 2, 0, 1, 1, 0, 0, 49.5),
+        ("welcome_email", 1, 7, 5, 1, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0.0),
+        ("bought", 3, 4, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0.0),
+    ],
+    ("cart", "9f8e7d"): [
+        ("(entry)", 0, 20, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, None),
+        ("reminder", 1, 20, 18, 2, 0, 0, 2, 20, 20, 0, 0, 0, 0, None),
+    ],
+}
+JOURNEY_LIFT = [
+    # journey, version, entries, treated, held out, treated conv, holdout conv, undecided, sent, rates, lift...
+    ("welcome", "a1b2c3", 11, 7, 4, 2, 1, 3, 8, 0.285714, 0.082189, 0.641124, 0.25, 0.045587, 0.699358,
+     0.035714, -0.466154, 0.456633, 0.142857, 0.1279, 0.898198, False),
+    ("cart", "9f8e7d", 20, 20, 0, 2, 0, 0, 18, 0.1, 0.027866, 0.301029, None, None, None,
+     None, None, None, None, None, None, None),
+]  # fmt: skip
+
+
+def write_journey_marts(path: Path, rows: bool = True) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        for name, ddl in JOURNEY_DDL.items():
+            con.execute(f"create table marts.{name} ({ddl})")
+        if not rows:
+            return
+        for (journey, version), nodes in JOURNEY_NODES.items():
+            con.executemany(
+                f"insert into marts.journey_performance values (?, ?, {', '.join(['?'] * 15)}, date '2026-03-02')",
+                [(journey, version, *node) for node in nodes],
+            )
+        con.executemany(
+            f"insert into marts.journey_lift values ({', '.join(['?'] * 9)}, timestamp '2026-03-01', "
+            f"timestamp '2026-03-02', {', '.join(['?'] * 13)}, 0.95, date '2026-03-02')",
+            JOURNEY_LIFT,
+        )
+    finally:
+        con.close()
+
+
+def test_the_journeys_section_shows_each_flow_and_its_lift(tmp_path: Path) -> None:
+    warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
+    write_journey_marts(warehouse)
+    result = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    assert result.sections == [*SECTIONS, "Journeys"] and result.charts_rendered == 7
+    page = result.path.read_text()
+    assert page.count("reportChartRendered('chart-") == 7
+    # the largest journey first; each flow from the entry point in depth order, 'entry' for (entry)
+    flows = _tables(page, "journeys")
+    cart, welcome, lift = flows[0], flows[1], flows[2]
+    assert [row[0] for row in welcome] == [
+        "Node",
+        "entry",
+        "welcome_email",
+        "two_days",
+        "bought",
+        "coupon_sms",
+    ]
+    assert welcome[1] == ["entry", "11", "0", "0", "0", "0", "3 27.3%", "4 holdout 4", "—"]
+    assert welcome[2] == ["welcome_email", "7", "5", "1", "0", "1", "2 28.6%", "0", "0.0"]
+    assert welcome[3] == [
+        "two_days",
+        "7",
+        "0",
+        "0",
+        "0",
+        "0",
+        "2 28.6%",
+        "2 converted 1, exit_condition 1",
+        "49.5",
+    ]
+    assert welcome[5] == ["coupon_sms", "3", "3", "0", "1", "0", "1 33.3%", "3 completed 3", "—"]
+    assert [row[0] for row in cart] == ["Node", "entry", "reminder"]
+    text = _section(page, "journeys")
+    assert text.index("cart · version 9f8e7d") < text.index("welcome · version a1b2c3")
+    assert (
+        "11 entries: treated 2 of 7 converted (28.6%), held out 1 of 4 (25.0%); lift +3.6 pp "
+        "(95% CI -46.6 pp to +45.7 pp), p = 0.898, not significant." in text
+    )
+    assert "20 entries: treated 2 of 20 converted (10.0%); no holdout, so no lift to measure." in text
+    assert lift[1:] == [
+        ["cart version 9f8e7d", "20", "18", "2 of 20 10.00%", "0 of 0 —", "no holdout", "", "no holdout"],
+        ["welcome version a1b2c3", "11", "8", "2 of 7 28.57%", "1 of 4 25.00%", "+3.57 pp -46.62 pp to +45.66 pp",
+         "p = 0.898", "not significant"],
+    ]  # fmt: skip
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        figure = journey_section(Marts(con)).figure
+    finally:
+        con.close()
+    reached = [t for t in figure.data if t.name == "Reached"]
+    assert [list(t.y) for t in reached] == [
+        ["entry", "reminder"],
+        ["entry", "welcome_email", "two_days", "bought", "coupon_sms"],
+    ]
+    assert list(reached[1].x) == [11, 7, 7, 4, 3]
+    assert [list(t.x) for t in figure.data if t.name == "Left here"][1] == [4, 0, 2, 1, 3]
+
+
+def test_no_journeys_no_section(tmp_path: Path) -> None:
+    """Without the journey marts (the other tests' warehouse) or with them empty, the report has no
+    Journeys section at all, not a 'no data' note."""
+    warehouse = write_report_marts(tmp_path / "warehouse.duckdb")
+    write_journey_marts(warehouse, rows=False)
+    result = build_campaign_report(warehouse, tmp_path / "reports", as_of="2026-03-02")
+    assert result.sections == SECTIONS and result.empty_sections == []
+    assert 'id="journeys"' not in result.path.read_text()

@@ -1,4 +1,5 @@
-"""The campaign report: one self-contained HTML page of charts over the engagement marts.
+"""The campaign report: one self-contained HTML page of charts over the engagement marts (and the
+journey marts, when the warehouse has journeys).
 
 `build_campaign_report(warehouse, out_dir)` reads the marts (read-only) and writes
 `campaign_report_<as_of>.html` plus a `campaign_report.html` copy. The page inlines plotly.js once,
@@ -30,6 +31,7 @@ from tideline.reporting.formats import (
     fmt_p,
     fmt_pct,
     fmt_pp,
+    fmt_rate,
     fmt_ratio,
     fmt_signed_pct,
     is_missing,
@@ -37,6 +39,8 @@ from tideline.reporting.formats import (
 )
 
 SCHEMA = "marts"
+# the journey marts: the Journeys section shows only when they exist and hold a journey
+JOURNEY_MARTS = ("journey_performance", "journey_lift")
 # the marts the report reads (each also a Dagster dependency of the report asset)
 MARTS = (
     "fct_messages",
@@ -46,6 +50,7 @@ MARTS = (
     "experiment_results",
     "customer_lifecycle_history",
     "attribution_models",
+    *JOURNEY_MARTS,
 )
 # the attribution model channel ROI is shown for, then the fallbacks when it is absent
 DEFAULT_ROI_MODEL = "data_driven"
@@ -62,6 +67,8 @@ STAGE_COLOURS = {
 }
 PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#64748b", "#ec4899"]
 FUNNEL_SERIES_LIMIT = 9  # campaign/variant funnels shown (largest by messages sent)
+JOURNEY_FLOW_LIMIT = 6  # journey × version flows drawn (most entries first)
+ENTRY_NODE = "(entry)"  # journey_performance's row for the entry point
 FUNNEL_COLUMNS = 3
 DAY_MS = 86_400_000  # one day on a plotly date axis
 # no toolbar (drag to zoom and double-click to reset still work); charts resize with the window
@@ -896,6 +903,209 @@ def _verdict(arm: dict) -> str:
     return "significant" if _true(arm["is_significant"]) else "not significant"
 
 
+# ---------------------------------------------------------------- journeys
+
+JOURNEY_BARS = [  # journey_performance column, label, colour
+    ("reached", "Reached", "#4f46e5"),
+    ("sent", "Sent", "#0ea5e9"),
+    ("converted", "Converted", "#10b981"),
+    ("exited", "Left here", "#f59e0b"),
+]
+EXIT_REASONS = ["completed", "converted", "exit_condition", "holdout", "archived"]
+
+
+def journey_section(marts: Marts) -> Section | None:
+    """Per journey × version, the flow with counts per node and the lift over the journey holdout;
+    None (no section at all) while the warehouse has no journey marts or no journey entered yet."""
+    if marts.rows("journey_performance") in (None, 0):
+        return None
+    section = Section(
+        "journeys",
+        "Journeys",
+        "Each journey's flow, node by node in the order entries reach them: how many treated entries "
+        "reached the node, what it sent, how many of those who reached it converted (the goal within its "
+        "window) and how many left the journey there. 'entry' counts every entry, held-out ones included "
+        "(they leave there). Lift is the conversion of treated entries against the journey's holdout, "
+        "with its confidence interval.",
+    )
+    nodes = marts.df(
+        f"select journey, version, node, node_depth, reached, sent, skipped, deferred, failed, converted, "
+        f"exited, {', '.join(f'exited_{r}' for r in EXIT_REASONS)}, "
+        f"median_hours_to_next_node::double as median_hours from {SCHEMA}.journey_performance"
+    )
+    lift = _journey_lift(marts)
+    entries = nodes[nodes["node"] == ENTRY_NODE].set_index(["journey", "version"])["reached"]
+    flows = sorted(entries.index, key=lambda k: (-int(entries[k]), k))
+    shown = flows[:JOURNEY_FLOW_LIMIT]
+    if len(flows) > len(shown):
+        section.intro += f" Showing the {len(shown)} largest of {len(flows)} journey versions."
+    section.figure = _journey_figure(nodes, shown)
+    for journey, version in shown:
+        flow = _flow(nodes, journey, version)
+        row = lift.get((journey, version))
+        section.tables.append(
+            f"<h3>{_esc(journey)} · version {_esc(version)}</h3>"
+            + f'<p class="note">{_esc(_journey_headline(row, int(entries[(journey, version)])))}</p>'
+            + _flow_table(flow)
+        )
+    if lift:
+        section.tables.append("<h3>Lift against the journey holdout</h3>" + _journey_lift_table(lift, flows))
+    return section
+
+
+def _journey_lift(marts: Marts) -> dict[tuple[str, str], dict]:
+    if not marts.rows("journey_lift"):
+        return {}
+    rows = marts.df(f"select * from {SCHEMA}.journey_lift").to_dict("records")
+    return {(r["journey"], r["version"]): r for r in rows}
+
+
+def _flow(nodes: pd.DataFrame, journey: str, version: str) -> pd.DataFrame:
+    """One journey version's nodes in flow order: the entry point, then by depth (unreached last)."""
+    flow = nodes[(nodes["journey"] == journey) & (nodes["version"] == version)].copy()
+    flow["order"] = flow["node_depth"].fillna(10**6)
+    return flow.sort_values(["order", "node"]).reset_index(drop=True)
+
+
+def _node_label(node: str) -> str:
+    return "entry" if node == ENTRY_NODE else node
+
+
+def _journey_figure(nodes: pd.DataFrame, shown: list[tuple[str, str]]) -> go.Figure:
+    """Horizontal bars per node (the flow reads top to bottom), one panel per journey version."""
+    flows = [_flow(nodes, j, v) for j, v in shown]
+    heights = [max(len(f), 1) for f in flows]
+    fig = make_subplots(
+        rows=len(flows),
+        cols=1,
+        row_heights=heights,
+        vertical_spacing=0.25 / len(flows) if len(flows) > 1 else 0.0,
+        subplot_titles=[f"{j} · version {v}" for j, v in shown],
+    )
+    for i, flow in enumerate(flows):
+        labels = [_node_label(n) for n in flow["node"]]
+        for col, name, colour in JOURNEY_BARS:
+            fig.add_trace(
+                go.Bar(
+                    y=labels,
+                    x=flow[col].fillna(0).astype(int),
+                    name=name,
+                    orientation="h",
+                    marker={"color": colour},
+                    text=[fmt_int(v) if v else "" for v in flow[col].fillna(0)],
+                    textposition="outside",
+                    cliponaxis=False,
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    hovertemplate="%{y}: %{x:,} " + name.lower() + "<extra></extra>",
+                ),
+                row=i + 1,
+                col=1,
+            )
+        fig.update_yaxes(autorange="reversed", type="category", row=i + 1, col=1)
+    fig.update_xaxes(rangemode="tozero", showticklabels=False)
+    height = 120 + sum(36 * h + 60 for h in heights)
+    _layout(fig, height=height, margin={"l": 150, "t": 100}, barmode="group")
+    fig.update_layout(legend={"y": 1 + 50 / (height - 150)})  # above the first panel's title
+    return fig
+
+
+def _journey_headline(row: dict | None, entries: int) -> str:
+    if row is None:
+        return f"{fmt_int(entries)} entries."
+    treated = (
+        f"treated {fmt_int(row['treated_converters'])} of {fmt_int(row['treated_entries'])} converted "
+        f"({fmt_pct(row['treated_conversion_rate'], 1)})"
+    )
+    if not row["holdout_entries"]:
+        return f"{fmt_int(entries)} entries: {treated}; no holdout, so no lift to measure."
+    holdout = (
+        f"held out {fmt_int(row['holdout_converters'])} of {fmt_int(row['holdout_entries'])} "
+        f"({fmt_pct(row['holdout_conversion_rate'], 1)})"
+    )
+    return (
+        f"{fmt_int(entries)} entries: {treated}, {holdout}; lift {fmt_pp(row['absolute_lift'])} "
+        f"({_level(row)} {fmt_pp(row['absolute_lift_ci_low'])} to {fmt_pp(row['absolute_lift_ci_high'])}), "
+        f"{fmt_p(row['p_value'])}, {'significant' if _true(row['is_significant']) else 'not significant'}."
+    )
+
+
+def _flow_table(flow: pd.DataFrame) -> str:
+    rows = []
+    for r in flow.to_dict("records"):
+        reasons = ", ".join(
+            f"{reason} {fmt_int(r[f'exited_{reason}'])}" for reason in EXIT_REASONS if r[f"exited_{reason}"]
+        )
+        rows.append(
+            [
+                _node_label(r["node"]),
+                fmt_int(r["reached"]),
+                fmt_int(r["sent"]),
+                fmt_int(r["skipped"]),
+                fmt_int(r["deferred"]),
+                fmt_int(r["failed"]),
+                (fmt_int(r["converted"]), fmt_rate(r["converted"], r["reached"])),
+                (fmt_int(r["exited"]), reasons),
+                fmt_num(r["median_hours"]),
+            ]
+        )
+    return html_table(
+        [
+            "Node",
+            "Reached",
+            "Sent",
+            "Skipped",
+            "Deferred",
+            "Failed",
+            "Converted",
+            "Left here",
+            "Median hours to next",
+        ],
+        rows,
+        [False, True, True, True, True, True, True, True, True],
+    )
+
+
+def _journey_lift_table(lift: dict[tuple[str, str], dict], flows: list[tuple[str, str]]) -> str:
+    rows = []
+    for key in flows:
+        r = lift.get(key)
+        if r is None:
+            continue
+        measured = bool(r["holdout_entries"]) and not is_missing(r["absolute_lift"])
+        rows.append(
+            [
+                (key[0], f"version {key[1]}"),
+                fmt_int(r["entries"]),
+                fmt_int(r["messages_sent"]),
+                (
+                    f"{fmt_int(r['treated_converters'])} of {fmt_int(r['treated_entries'])}",
+                    fmt_pct(r["treated_conversion_rate"], 2),
+                ),
+                (
+                    f"{fmt_int(r['holdout_converters'])} of {fmt_int(r['holdout_entries'])}",
+                    fmt_pct(r["holdout_conversion_rate"], 2),
+                ),
+                (
+                    fmt_pp(r["absolute_lift"], 2),
+                    f"{fmt_pp(r['absolute_lift_ci_low'], 2)} to {fmt_pp(r['absolute_lift_ci_high'], 2)}",
+                )
+                if measured
+                else NO_HOLDOUT,
+                fmt_p(r["p_value"]) if measured else "",
+                ("significant" if _true(r["is_significant"]) else "not significant")
+                if measured
+                else NO_HOLDOUT,
+            ]
+        )
+    return html_table(
+        ["Journey (version)", "Entries", "Messages sent", "Treated converted", "Held out converted",
+         "Lift vs holdout (CI)", "p-value", "Verdict"],
+        rows,
+        [False, True, True, True, True, True, True, False],
+    )  # fmt: skip
+
+
 SECTIONS: list[Callable[[Marts], Section]] = [
     lifecycle_section,
     funnel_section,
@@ -1118,6 +1328,9 @@ def build_campaign_report(
         sections = [
             roi_section(marts, roi_model) if build is roi_section else build(marts) for build in SECTIONS
         ]
+        journeys = journey_section(marts)  # no section at all without journeys
+        if journeys is not None:
+            sections.append(journeys)
     finally:
         con.close()
     page = render_html(sections, headline, as_of, generated, warehouse.name)

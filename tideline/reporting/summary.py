@@ -42,7 +42,7 @@ def build_summary(
     ui_command: str = "make ui",
     read_from: Path | str | None = None,
 ) -> str:
-    """Customers per lifecycle stage and RFM segment, top tags, campaign results, rejects and where
+    """Customers per lifecycle stage and RFM segment, top tags, campaign results, journeys, rejects and where
     to look next (the campaign report under `home`/reports when it is there; `home` is the
     warehouse's state folder; `read_from` another copy of it, the BI copy while a run holds the
     warehouse). The last line starts 'Open in BI:' with the BI copy's path."""
@@ -71,6 +71,7 @@ def build_summary(
         scores = _score_lines(con, str(as_of))
         activations = _activation_lines(con)
         campaigns = _campaign_lines(con)
+        journeys = _journey_lines(con)
     finally:
         con.close()
 
@@ -94,6 +95,7 @@ def build_summary(
     lines += scores
     lines += activations
     lines += campaigns
+    lines += journeys
     report = Path(home) / "reports" / "campaign_report.html" if home else None
     if report is not None and report.exists():
         lines += ["", f"Campaign report: {report.resolve()}"]
@@ -336,6 +338,50 @@ def _campaign_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
                     if winners
                     else "  winner: none significant yet"
                 )
+    return lines
+
+
+def _journey_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Journeys (marts.journey_lift): per journey, its entries, the messages sent and the conversions
+    of treated and held-out entries (all versions together), then each version's lift against its
+    holdout; nothing without the journey marts or any entry."""
+    if not table_exists(con, "marts", "journey_lift"):
+        return []
+    versions = _rows(
+        con,
+        "select journey, version, entries, messages_sent, treated_entries, treated_converters, holdout_entries, "
+        "holdout_converters, absolute_lift, absolute_lift_ci_low, absolute_lift_ci_high, p_value, confidence_level "
+        "from marts.journey_lift order by journey, last_entered_at desc, version",
+    )
+    if not versions:
+        return []
+    lines = [
+        "",
+        "Journeys                          entries      sent  treated converted       held out converted",
+    ]
+    by_journey: dict[str, list[tuple]] = {}
+    for row in versions:
+        by_journey.setdefault(row[0], []).append(row)
+    for journey, rows in by_journey.items():
+        entries, sent, treated, treated_conv, held, held_conv = (
+            sum(int(r[i] or 0) for r in rows) for i in range(2, 8)
+        )
+        holdout = f"{held_conv:,} of {held:,} ({_pct(held_conv, held)})" if held else "no holdout"
+        lines.append(
+            f"  {journey:<30}{entries:>9,}{sent:>10,}  "
+            f"{f'{treated_conv:,} of {treated:,} ({_pct(treated_conv, treated)})':<24}{holdout}"
+        )
+        for _j, version, *_counts, lift, low, high, p, level in rows:
+            if lift is None:
+                continue
+            lines.append(
+                f"    version {version}: lift vs holdout {_pts(lift)} ({100 * float(level or 0.95):.0f}% CI "
+                f"{_pts(low)} to {_pts(high)}), {fmt_p(p, missing='p = -')}"
+            )
+    lines.append(
+        "  treated: entries that went through the journey; held out: kept out at entry; converted: the goal "
+        "within its window"
+    )
     return lines
 
 

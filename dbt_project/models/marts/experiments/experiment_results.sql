@@ -145,14 +145,14 @@ tested as (
         -- Newcombe's hybrid score interval of the difference (method 10): built from the two
         -- Wilson intervals, so it stays inside [-1, 1] and is sound with few or no converters
         -- (a Wald interval collapses when an arm has 0 converters)
-        absolute_lift - sqrt(
-            power(conversion_rate - (wilson_centre - wilson_half_width), 2)
-            + power(baseline_wilson_centre + baseline_wilson_half_width - baseline_rate, 2)
-        ) as absolute_lift_low,
-        absolute_lift + sqrt(
-            power(wilson_centre + wilson_half_width - conversion_rate, 2)
-            + power(baseline_rate - (baseline_wilson_centre - baseline_wilson_half_width), 2)
-        ) as absolute_lift_high
+        {{ newcombe_low(
+            'conversion_rate', 'wilson_centre - wilson_half_width',
+            'baseline_rate', 'baseline_wilson_centre + baseline_wilson_half_width'
+        ) }} as absolute_lift_low,
+        {{ newcombe_high(
+            'conversion_rate', 'wilson_centre + wilson_half_width',
+            'baseline_rate', 'baseline_wilson_centre - baseline_wilson_half_width'
+        ) }} as absolute_lift_high
     from statistics
 ),
 
