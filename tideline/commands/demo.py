@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from tideline.commands.journey import tick_journeys
 from tideline.commands.run import print_summary, run_pipeline
 from tideline.settings import Settings
 
@@ -65,14 +66,23 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raw, DemoParams(args.customers, args.days, args.seed), today - dt.timedelta(days=1), say
     )
     settings = replace(base, raw_dir=raw, as_of=today.isoformat(), local_destinations=True)
+
+    def tick(values: Mapping[str, str], clock: dt.datetime) -> str:
+        results = tick_journeys(settings, {**env, **values}, clock)
+        return "; ".join(f"{r.journey} {r.entered} entered, {r.sent} sent, {r.exited} left" for r in results)
+
     ok, where = demo_loop(
         raw,
         settings.state_dir,
         settings.warehouse,
         args.seed,
         env,
-        run=lambda values: run_pipeline(settings, env, args.verbose, values),
+        run=lambda values, clock: run_pipeline(
+            replace(settings, journey_clock=clock), env, args.verbose, values
+        ),
         say=say,
+        as_of=today,
+        tick=tick,
     )
     if ok:
         print(f"Engagement receiver and demo shop ran on {where} (now stopped)")

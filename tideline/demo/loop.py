@@ -34,8 +34,17 @@ from tideline.demo.shop import DemoShop
 LIVE_FILES = ("engagement", "events/shop", "commerce/orders/shop", "crm/consents/receiver-*.jsonl")
 QUIET_HOURS = ("TIDELINE_QUIET_HOURS_START", "TIDELINE_QUIET_HOURS_END")
 
-# runs the pipeline once: (the activation config's ${VAR} values given as data) -> succeeded
-RunPipeline = Callable[[Mapping[str, str]], bool]
+# runs the pipeline once: (the activation config's ${VAR} values given as data, the journeys' clock
+# as ISO text, '' = the wall clock) -> succeeded
+RunPipeline = Callable[[Mapping[str, str], str], bool]
+# one tick of every journey outside the pipeline: (the ${VAR} values, the clock) -> one line to print
+TickJourneys = Callable[[Mapping[str, str], dt.datetime], str]
+
+# The demo's journeys went live JOURNEY_DAYS days before the as-of date: the first run ticks them
+# at that clock, then the loop ticks them every JOURNEY_TICK_HOURS up to now, so their waits (an
+# hour, a day, two days) pass and every step of the flows is reached before the audience reacts.
+JOURNEY_DAYS = 3
+JOURNEY_TICK_HOURS = 6
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,14 @@ def demo_loop(
     env: Mapping[str, str],
     run: RunPipeline,
     say: Callable[[str], None],
+    as_of: dt.date,
+    tick: TickJourneys | None = None,
 ) -> tuple[bool, str]:
-    """Pipeline, simulated audience, pipeline again, with the receiver, the demo shop and the local
-    destinations running; (succeeded, where the receiver and shop ran). `env` is the caller's
-    environment (its secrets and quiet hours win over the sandbox's)."""
+    """Pipeline, journey ticks, simulated audience, pipeline again, with the receiver, the demo shop
+    and the local destinations running; (succeeded, where the receiver and shop ran). `env` is the
+    caller's environment (its secrets and quiet hours win over the sandbox's). The journeys go live
+    JOURNEY_DAYS before `as_of`: the first run ticks them at that clock and `tick` catches them up
+    to now, every JOURNEY_TICK_HOURS; the second run ticks them at the wall clock."""
     keys = demo_secrets(state_dir, env)
     # The simulated audience reads its messages at once, at whatever hour `make run` is run, so
     # the demo sends around the clock (unless TIDELINE_QUIET_HOURS_* are set): otherwise quiet
@@ -108,7 +121,10 @@ def demo_loop(
         if quiet[QUIET_HOURS[0]] == quiet[QUIET_HOURS[1]]:
             say("Quiet hours are off for the demo (config/activation.yml: TIDELINE_QUIET_HOURS_*)")
         values = {**quiet, "TIDELINE_RECEIVER_URL": receiver_url, **local.values}
-        ok = run(values)
+        live = dt.datetime.combine(as_of - dt.timedelta(days=JOURNEY_DAYS), dt.time())
+        ok = run(values, live.isoformat() if tick is not None else "")
+        if ok and tick is not None:
+            catch_up_journeys(tick, values, live, say)
         if ok:
             started = time.monotonic()
             result = run_audience(
@@ -121,5 +137,25 @@ def demo_loop(
             )
             say(f"Simulated audience in {time.monotonic() - started:.1f}s: {result.describe()}")
             say("Running the pipeline again to load what came back ...")
-            ok = run(values)
+            ok = run(values, "")
     return ok, f"{receiver_url} and {shop.base_url}"
+
+
+def catch_up_journeys(
+    tick: TickJourneys, values: Mapping[str, str], live: dt.datetime, say: Callable[[str], None]
+) -> None:
+    """Tick the journeys every JOURNEY_TICK_HOURS from `live` up to now (UTC)."""
+    started = time.monotonic()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    clock, ticks = live + dt.timedelta(hours=JOURNEY_TICK_HOURS), 0
+    say(
+        f"Journeys live since {live:%Y-%m-%d %H:%M} UTC: ticking them every {JOURNEY_TICK_HOURS} hours up to now ..."
+    )
+    last = ""
+    while clock < now:
+        last = tick(values, clock)
+        ticks += 1
+        clock += dt.timedelta(hours=JOURNEY_TICK_HOURS)
+    last = tick(values, now)
+    ticks += 1
+    say(f"Journeys: {ticks} ticks in {time.monotonic() - started:.1f}s; the last: {last}")
