@@ -11,8 +11,8 @@ Each asset is a thin wrapper over activation.journeys.run.run_ticks; its metadat
 counts, and the `no_stuck_entries` check warns when entries are overdue by more than an hour.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster resolves the asset function's config
+# annotation (JourneyTickConfig) at definition time and cannot read it as a string.
 import datetime as dt
 from pathlib import Path
 

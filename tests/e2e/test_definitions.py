@@ -98,6 +98,11 @@ def test_schedules_and_sensors_run_the_jobs_they_are_meant_to(defs: dg.Definitio
     assert models | {"ml/customer_scores", "marts/high_propensity_buyers"} <= retrain
     assert not any(k.startswith(("landing/", "staging/", "intermediate/")) for k in retrain)
     assert "marts/dim_customers" not in retrain and retrain < everything
+    # the journeys' every-minute schedule runs their ticks (one asset per config/journeys file)
+    ticks = schedules.pop("journey_ticks_every_minute")
+    journeys = {f"journeys/{p.stem}" for p in (MANIFEST.parents[2] / "config" / "journeys").glob("*.yml")}
+    assert (ticks.cron_schedule, ticks.job_name) == ("* * * * *", "journey_ticks")
+    assert journeys and _selected(defs, "journey_ticks") == journeys <= everything
     # a sync's own schedule (activation.yml `schedule:`) runs that sync and nothing else
     for schedule in schedules.values():
         sync_key = schedule.job_name.removeprefix("sync__")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import duckdb
@@ -362,3 +363,48 @@ def test_chunking_writes_several_parts(tmp_path: Path) -> None:
         "format='newline_delimited')"
     ).fetchone()
     assert events[0] == events[1] == summary.events
+
+
+def test_last_days_start_the_demo_journeys(demo: DemoDataSummary) -> None:
+    """The welcome series, cart abandonment and 30-day win-back journeys (config/journeys/) start
+    on the last days' sign-ups, checkouts left without an order and buyers 30-45 days past their
+    last order: tens of each, the sign-ups in the CRM with consents, the counts as in the truth."""
+    root, truth = demo.out_dir, demo.truth_dir
+    recent = json.loads((truth / "demo.json").read_text())["recent"]
+    first = dt.date.fromisoformat(recent["first_day"])
+    assert recent["last_day"] == demo.end_date.isoformat() and first == demo.end_date - dt.timedelta(days=1)
+    con = duckdb.connect()
+    con.execute(f"create view ev as select * from {_reader(root / 'events' / '*' / '*.jsonl')}")
+    con.execute(
+        f"create view ord as select customer_id, ordered_at::timestamp as ordered_at from "
+        f"read_parquet('{root}/commerce/orders/*/*.parquet', hive_partitioning=false) "
+        "where try_cast(ordered_at as timestamp) is not null and customer_id is not null"
+    )
+    con.execute(f"create view contacts as select * from {_reader(root / 'crm' / 'contacts' / '*.csv')}")
+    con.execute(f"create view consents as select * from {_reader(root / 'crm' / 'consents' / '*.csv')}")
+    since = f"timestamp '{first}'"
+    signups = con.execute(
+        f"select customer_id from ev where event_type = 'signup' and occurred_at::timestamp >= {since}"
+    ).fetchall()
+    assert len(signups) == recent["signups"] >= 20
+    new = {c for (c,) in signups}
+    assert new <= {c for (c,) in con.execute("select customer_id from contacts").fetchall()}
+    email_ok = {
+        c
+        for (c,) in con.execute(
+            "select customer_id from consents where channel = 'email' and status = 'granted'"
+        ).fetchall()
+    }
+    assert len(new & email_ok) >= len(new) / 2
+    left = con.execute(f"""
+        select count(*), count(distinct customer_id) from ev e
+        where e.event_type = 'checkout_started' and e.customer_id is not null
+          and e.occurred_at::timestamp >= {since}
+          and not exists (select 1 from ord o where o.customer_id = e.customer_id
+                          and o.ordered_at >= e.occurred_at::timestamp)""").fetchone()
+    assert left[0] == recent["abandoned_checkouts"] and left[1] >= 20
+    customers = pd.read_parquet(truth / "customers.parquet")
+    last = pd.to_datetime(customers["last_purchase_at"], utc=True).dt.tz_localize(None)
+    end = pd.Timestamp(demo.end_date + dt.timedelta(days=1))
+    lapsed = (last < end - pd.Timedelta(days=30)) & (last >= end - pd.Timedelta(days=45))
+    assert lapsed.sum() >= 20

@@ -14,23 +14,37 @@ other side, through the real HTTP endpoints only:
   (email); delivered and clicked (SMS, push). The first delivery webhook is sent twice, as
   providers retry, so the models' deduplication has something to do;
 * everyone's own shopping: a small organic purchase rate for every recipient of a campaign,
-  the holdout included (read from tideline_sync.delivery_ledger), so the lift against the
+  the holdout included (read from tideline_sync.delivery_ledger), and for every customer who
+  entered a journey, its holdout included (tideline_journeys.entries), so the lift against the
   holdout is real and measurable.
 
-True rates (what the experiment should find; "profile" factors are explained below):
+Journey messages are campaign messages to the audience: the tick sends them through the same
+destinations with campaign `journey:<journey>` (in the tracking tokens, the X-Tideline-Campaign
+header and the webhook body) and the entry's split arm as the variant.
+
+True rates (what the experiments should find; "profile" factors are explained below). An email's
+click and purchase rates are those of its template, recognised by the shop page its first tracked
+link leads to (the click token carries the original URL); an email whose page is none of these
+gets the rates of the win-back template of its variant (A: win_back, B: win_back_discount):
 
     email  hard bounce 2% of sent; the rest delivered
            proxy open (GoogleImageProxy, within seconds) 25% of delivered
            human open 60% × engagement of delivered
-           click given a human open          A 25%   B 55%
-           purchase given a click            A 25%   B 80%   (B's 15% coupon)
-           => purchase per delivered email   A ~3.8% B ~26%  (B converts ~7× better: big enough
-              that the ~150 recipients per arm of a 2,000-customer demo find it significant
-              on any day's data: with the profile factors ~4% against ~19%, z ≈ 4)
+           template (page)              click | open   purchase | click   purchase / delivered
+           win_back (/new)                   25%            25%                ~3.8%
+           win_back_discount (/comeback)     55%            80%                ~26%
+           welcome (/welcome)                30%            30%                ~5.4%
+           cart_reminder (/cart)             45%            60%                ~16%
+           (purchase | click × loyalty; win_back_discount converts ~7× better than win_back: big
+           enough that the ~150 recipients per arm of a 2,000-customer demo find it significant
+           on any day's data: with the profile factors ~4% against ~19%, z ≈ 4)
+           a purchase uses the coupon in the page's `code` query parameter (WINBACK15: 15% off)
            unsubscribe 2% × (0.5 + churn probability); complaint 0.5% of the other delivered
-    sms    delivered 100%; click 10%; purchase given a click 35%
+    sms    delivered 100%; click 10%; purchase given a click 35% (with the coupon its text names,
+           e.g. the welcome series' WELCOME15: 15% off)
     push   delivered 100%; click 12%; purchase given a click 35%
-    organic purchase, once per customer and campaign, sent or holdout: 3% × loyalty
+    organic purchase, once per customer and campaign (a journey is campaign `journey:<journey>`):
+           3% × loyalty, for those sent to, campaign holdouts and every journey entry, held out or not
 
 engagement = 1.3 - 0.6 × churn probability (ml.customer_scores; 0.5 when unknown), between 0.7
 and 1.3; loyalty = 0.7 + 0.1 × completed orders (marts.dim_customers), capped at 1.3. Variants
@@ -62,7 +76,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import requests
@@ -88,15 +102,38 @@ PUSH_PROVIDER = "demo_push"
 BOUNCE_RATE = 0.02
 PROXY_OPEN_RATE = 0.25
 OPEN_RATE = 0.60
-CLICK_GIVEN_OPEN = {"A": 0.25, "B": 0.55}
-BUY_GIVEN_CLICK = {"A": 0.25, "B": 0.80}
-DEFAULT_VARIANT = "A"  # rates of an email without an experiment
 UNSUBSCRIBE_RATE = 0.02
 COMPLAINT_RATE = 0.005
 SMS_CLICK, PUSH_CLICK, MOBILE_BUY_GIVEN_CLICK = 0.10, 0.12, 0.35
 ORGANIC_RATE = 0.03
-COUPON = ("WINBACK15", 0.15)  # the discount variant's code and share off
+COUPON_SHARE = 0.15  # what every demo coupon (WINBACK15, WELCOME15) takes off
 DEFAULT_ORDER_VALUE = 60.0
+# a journey's messages (the tick's ledger rows) carry campaign journey:<journey>
+JOURNEY_CAMPAIGN = "journey:"
+
+
+@dataclass(frozen=True)
+class EmailRates:
+    """How recipients of one email template act: click given a human open, purchase given a click
+    (times loyalty), and the coupon a purchase uses when the page names none."""
+
+    template: str
+    click_given_open: float
+    buy_given_click: float
+    coupon: str | None = None
+
+
+WIN_BACK = EmailRates("win_back", 0.25, 0.25)
+WIN_BACK_DISCOUNT = EmailRates("win_back_discount", 0.55, 0.80, "WINBACK15")
+# the templates of config/templates, by the shop page their first link leads to
+EMAIL_RATES = {
+    "/new": WIN_BACK,
+    "/comeback": WIN_BACK_DISCOUNT,
+    "/welcome": EmailRates("welcome", 0.30, 0.30),
+    "/cart": EmailRates("cart_reminder", 0.45, 0.60),
+}
+VARIANT_RATES = {"A": WIN_BACK, "B": WIN_BACK_DISCOUNT}  # an email whose page is none of the above
+_COUPON_IN_TEXT = re.compile(r"\bcode ([A-Z][A-Z0-9]{3,19})\b")
 
 _TRACKED = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 
@@ -114,6 +151,8 @@ class Message:
     pixel_url: str | None = None
     click_urls: tuple[str, ...] = ()
     unsubscribe_url: str | None = None
+    page: str | None = None  # email: the path of the shop page its first tracked link leads to
+    coupon: str | None = None  # sms/push: the coupon code its text names
 
 
 @dataclass(frozen=True)
@@ -172,6 +211,21 @@ def token_payload(url: str) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def landing_page(click_url: str | None) -> str | None:
+    """The path of the page a tracked link leads to (its token's original URL), e.g. `/cart`."""
+    original = (token_payload(click_url) or {}).get("u") if click_url else None
+    if not isinstance(original, str):
+        return None
+    return urlsplit(original).path or "/"
+
+
+def email_rates(m: Message) -> EmailRates:
+    """The rates of the email's template (by its page), else of the win-back template of its variant."""
+    if m.page in EMAIL_RATES:
+        return EMAIL_RATES[m.page]
+    return VARIANT_RATES.get(m.variant or "A", WIN_BACK)
+
+
 def read_email_outbox(email_dir: Path) -> list[Message]:
     """Every .eml the SMTP sink stored, as Messages (those without a tracking token are left out)."""
     messages = []
@@ -209,6 +263,7 @@ def read_email_outbox(email_dir: Path) -> list[Message]:
                 pixel_url=pixel,
                 click_urls=clicks,
                 unsubscribe_url=unsubscribe,
+                page=landing_page(clicks[0] if clicks else None),
             )
         )
     return messages
@@ -227,6 +282,8 @@ def read_http_outbox(http_dir: Path) -> list[Message]:
             if request.get("status") != 200 or request.get("duplicate") or not isinstance(body, dict):
                 continue
             sent_at = datetime.fromtimestamp(float(request.get("received_at") or 0), UTC)
+            content = body.get("content") if isinstance(body.get("content"), dict) else {}
+            found = _COUPON_IN_TEXT.search(" ".join(str(content.get(k) or "") for k in ("text", "body")))
             for record in body.get("records") or []:
                 key = str(record.get("idempotency_key") or "")
                 if key and key not in messages and record.get("customer_id"):
@@ -237,6 +294,7 @@ def read_http_outbox(http_dir: Path) -> list[Message]:
                         campaign=body.get("campaign") or None,
                         variant=body.get("variant") or None,
                         sent_at=sent_at,
+                        coupon=found.group(1) if found else None,
                     )
     return list(messages.values())
 
@@ -293,6 +351,35 @@ def read_campaign_audience(warehouse: Path | None) -> list[tuple[str, str, str]]
         ).fetchall()
     finally:
         con.close()
+
+
+def read_journey_audience(warehouse: Path | None) -> list[tuple[str, str, str]]:
+    """(`journey:<journey>`, customer_id, 'holdout' or 'entered') of every customer who entered a
+    journey (tideline_journeys.entries), once per journey and customer. Every entry counts, not only
+    the held-out ones: lift compares all treated entries with the held-out ones, and a treated
+    entry the tick has not sent to (yet) shops on its own like anyone else."""
+    if warehouse is None or not Path(warehouse).exists():
+        return []
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        if not table_exists(con, "tideline_journeys", "entries"):
+            return []
+        rows = con.execute(
+            """select journey, customer_id, bool_or(holdout) from tideline_journeys.entries
+               group by 1, 2 order by 1, 2"""
+        ).fetchall()
+    finally:
+        con.close()
+    return [(f"{JOURNEY_CAMPAIGN}{j}", c, "holdout" if held else "entered") for j, c, held in rows]
+
+
+def organic_audience(warehouse: Path | None) -> list[tuple[str, str, str]]:
+    """Who may buy on their own, once per campaign (a journey is campaign `journey:<journey>`) and
+    customer: campaign recipients and holdouts (the ledger, whose status wins), then journey entries."""
+    chosen: dict[tuple[str, str], str] = {}
+    for campaign, customer, status in read_campaign_audience(warehouse) + read_journey_audience(warehouse):
+        chosen.setdefault((campaign, customer), status)
+    return [(campaign, customer, status) for (campaign, customer), status in sorted(chosen.items())]
 
 
 HUMAN_DELAY_SECONDS = 11.0  # > the engagement marts' bot window (bot_seconds_after_send, 10 s)
@@ -367,8 +454,12 @@ class Audience:
         if newest is not None:
             wait = (newest - datetime.now(UTC)).total_seconds() + self.human_delay
             time.sleep(min(max(wait, 0.0), self.human_delay))
+        seen: set[str] = set()
         for campaign, customer, status in campaign_audience:
             key = f"organic|{campaign}|{customer}"
+            if key in seen:  # once per campaign and customer, however often listed
+                continue
+            seen.add(key)
             if key in done:
                 result.counts["already_acted"] += 1
             else:
@@ -416,7 +507,7 @@ class Audience:
     def _email(
         self, http: requests.Session, m: Message, profile: Profile, rng: random.Random, out: _Outcome
     ) -> None:
-        variant = m.variant if m.variant in CLICK_GIVEN_OPEN else DEFAULT_VARIANT
+        rates = email_rates(m)
         draws = {k: rng.random() for k in ("bounce", "proxy", "open", "click", "buy", "unsub", "complain")}
         amount_factor = math.exp(rng.gauss(0.0, 0.25))
         if draws["bounce"] < BOUNCE_RATE:
@@ -436,12 +527,12 @@ class Audience:
             self._get(http, m.pixel_url, MAIL_CLIENT_UA)
             out.counts["opens"] += 1
         unsubscribes = draws["unsub"] < UNSUBSCRIBE_RATE * (0.5 + profile.churn_probability)
-        if opened and m.click_urls and draws["click"] < CLICK_GIVEN_OPEN[variant]:
+        if opened and m.click_urls and draws["click"] < rates.click_given_open:
             landing = self._click(http, m.click_urls[0])
             out.counts["clicks"] += 1
             self._visit(http, m.customer_id, landing)
-            if not unsubscribes and draws["buy"] < min(1.0, BUY_GIVEN_CLICK[variant] * profile.loyalty):
-                coupon = "code=WINBACK15" in landing or variant == "B"
+            if not unsubscribes and draws["buy"] < min(1.0, rates.buy_given_click * profile.loyalty):
+                coupon = parse_qs(urlsplit(landing).query).get("code", [rates.coupon])[0]
                 self._buy(http, m.customer_id, profile, amount_factor, coupon, out)
                 out.bought = True
                 out.counts["orders"] += 1
@@ -473,7 +564,7 @@ class Audience:
             out.counts["clicks"] += 1
             self._visit(http, m.customer_id, landing)
             if buy < min(1.0, MOBILE_BUY_GIVEN_CLICK * profile.loyalty):
-                self._buy(http, m.customer_id, profile, amount_factor, False, out)
+                self._buy(http, m.customer_id, profile, amount_factor, m.coupon, out)
                 out.bought = True
                 out.counts["orders"] += 1
 
@@ -485,7 +576,7 @@ class Audience:
         out.counts["organic_considered"] += 1
         if buys < ORGANIC_RATE * profile.loyalty:
             self._visit(http, customer, "https://shop.example.com/")
-            self._buy(http, customer, profile, amount_factor, False, out)
+            self._buy(http, customer, profile, amount_factor, None, out)
             out.counts["organic_orders"] += 1
         return out
 
@@ -514,15 +605,14 @@ class Audience:
         customer: str,
         profile: Profile,
         factor: float,
-        coupon: bool,
+        coupon: str | None,
         out: _Outcome,
     ) -> None:
         gross = round(max(5.0, profile.average_order_value * factor), 2)
         body: dict[str, Any] = {"amount": gross, "currency": "EUR"}
         if coupon:
-            code, share = COUPON
-            discount = round(gross * share, 2)
-            body.update(amount=round(gross - discount, 2), coupon_code=code, discount_amount=discount)
+            discount = round(gross * COUPON_SHARE, 2)
+            body.update(amount=round(gross - discount, 2), coupon_code=coupon, discount_amount=discount)
         http.cookies.set(CUSTOMER_COOKIE, customer)
         response = http.post(f"{self.shop_url}/checkout", json=body, timeout=self.timeout)
         _expect(response, 201, "checkout")
@@ -596,4 +686,4 @@ def run_audience(
         seed=seed,
         human_delay=human_delay,
     )
-    return audience.run(messages, read_campaign_audience(warehouse))
+    return audience.run(messages, organic_audience(warehouse))

@@ -14,7 +14,10 @@ The data carries real signal for RFM, lifecycle, tags and churn/CLV models:
 * web/app sessions precede orders, browsing and cart-abandoning sessions happen without orders,
   anonymous sessions precede signups, second devices start with a login;
 * ~3% duplicate accounts (same email in another case/spacing and/or same phone in another format) and
-  ~0.5% malformed rows are planted and listed in ``_truth``.
+  ~0.5% malformed rows are planted and listed in ``_truth``;
+* the last ``RECENT_DAYS`` days hold a sale (a sign-up drive and more carts left at checkout), so the
+  demo journeys have something to start on: sign-ups (welcome series) and checkouts without an order
+  (cart abandonment); their counts are in ``_truth/demo.json`` under ``recent``.
 
 Customers are simulated in chunks of ``chunk_size`` with numpy, so memory stays bounded however many
 customers are asked for. Everything that identifies a person (signup time, name, email, phone,
@@ -67,6 +70,13 @@ IMMEDIATE_FIRST_ORDER = 0.45  # buyers whose account is created in the checkout 
 ORDER_EMAIL_SHARE = 0.30
 BLACK_FRIDAY_RATE = 3.0
 ANONYMOUS_VISITORS_PER_CUSTOMER = 0.35
+# The last days of the window: a sale that the demo journeys start on (the loop's data ends
+# yesterday, so a journey tick today sees them). Signups run at SIGNUP_DRIVE_RATE times the usual
+# rate; every account still visiting starts RECENT_ABANDON_PER_YEAR more checkouts per year (in those
+# days only) that it leaves without an order in the next 7 days.
+RECENT_DAYS = 2
+SIGNUP_DRIVE_RATE = 4.0
+RECENT_ABANDON_PER_YEAR = 15.0
 
 # persona: share, share among duplicate accounts, rate Gamma(shape, mean per year),
 # dropout Beta(a, b), spend lognormal(median, sigma), coupon propensity Beta(a, b)
@@ -501,6 +511,7 @@ class _Calendar:
         growth = np.exp(0.55 * np.arange(days) / 365.0)
         signup_day = growth * (1 + 0.2 * np.cos(2 * np.pi * (doy[:days] - 350) / 365.25)) * weekday[:days]
         signup_day *= np.where(self.bf_week[:days], 1.8, 1.0)
+        signup_day[-RECENT_DAYS:] *= SIGNUP_DRIVE_RATE
         signup = (signup_day[:, None] * HOUR_PROFILE[None, :]).ravel()
         self.signup_cdf = np.concatenate([[0.0], np.cumsum(signup)]) / signup.sum()
         self.years = sorted({d.year for d in dates})
@@ -1305,12 +1316,7 @@ def _plan_browsing(
         form=(rng.random(m) < 0.04).astype(int),
     )
     row, t = _poisson_times(rng, cal, start, stop, np.where(buyer, 0.8 + 0.3 * acc.lam, 1.5))
-    okey = orders.cust.astype(np.float64) * 1e5 + orders.t
-    skey = row.astype(np.float64) * 1e5 + t
-    pos = np.searchsorted(okey, skey)
-    nxt = np.where(pos < len(okey), okey[np.minimum(pos, len(okey) - 1)] if len(okey) else _INF, _INF)
-    keep = ~(nxt < skey + 7.0)
-    row, t = row[keep], t[keep]
+    row, t = _no_order_within(orders, row, t, 7.0)
     m = len(row)
     s.add(
         cust=row,
@@ -1321,6 +1327,32 @@ def _plan_browsing(
         n_atc=1 + rng.binomial(2, 0.3, m),
         checkout=(rng.random(m) < 0.4).astype(int),
     )
+    # the sale of the last days: accounts still visiting start checkouts and leave them
+    recent = np.maximum(start, float(cal.days - RECENT_DAYS))
+    row, t = _poisson_times(rng, cal, recent, stop, np.full(acc.n, RECENT_ABANDON_PER_YEAR))
+    row, t = _no_order_within(orders, row, t, 7.0)
+    m = len(row)
+    s.add(
+        cust=row,
+        kind=S_ABANDON,
+        device=_session_device(rng, acc, row),
+        anchor=np.floor(t * SECONDS_PER_DAY),
+        n_pv=1 + rng.poisson(1.5, m),
+        n_atc=1 + rng.binomial(2, 0.3, m),
+        checkout=1,
+    )
+
+
+def _no_order_within(
+    orders: _Orders, row: np.ndarray, t: np.ndarray, days: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, t) sessions whose account places no order (window or future) in the `days` after t."""
+    okey = orders.cust.astype(np.float64) * 1e5 + orders.t
+    skey = row.astype(np.float64) * 1e5 + t
+    pos = np.searchsorted(okey, skey)
+    nxt = np.where(pos < len(okey), okey[np.minimum(pos, len(okey) - 1)] if len(okey) else _INF, _INF)
+    keep = ~(nxt < skey + days)
+    return row[keep], t[keep]
 
 
 def _session_device(rng: np.random.Generator, acc: _Accounts, row: np.ndarray) -> np.ndarray:
@@ -1562,6 +1594,7 @@ class _Context:
     )
     malformed_rows: list[dict[str, object]] = field(default_factory=list)
     duplicate_rows: list[dict[str, str]] = field(default_factory=list)
+    recent: dict[str, int] = field(default_factory=lambda: {"signups": 0, "abandoned_checkouts": 0})
 
 
 def _tz_offsets(start: dt.date, n_days: int) -> dict[str, np.ndarray]:
@@ -2143,6 +2176,10 @@ def _write_events(
     table = _events_table(rng, ctx, plan, ev, acc, n_visitors)
     _write_monthly(ctx, table, ev.sec, EVENTS.path, chunk, "jsonl", _write_jsonl)
     ctx.counts["events"] += table.num_rows
+    recent = ev.sec >= (ctx.cal.days - RECENT_DAYS) * SECONDS_PER_DAY
+    ctx.recent["signups"] += int((recent & (ev.etype == EV_SIGNUP)).sum())
+    left = recent & (ev.etype == EV_CHECKOUT) & ev.known & (plan["kind"][ev.session] == S_ABANDON)
+    ctx.recent["abandoned_checkouts"] += int(left.sum())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -2217,7 +2254,9 @@ def generate_demo_data(
     = valid landing orders of any status, ``purchases_*``/``revenue_*`` = completed orders only,
     ``*_next_90d`` from the same process simulated 90 days past the window (not in the landing zone),
     ``churned_next_90d`` = a completed order in the last 365 days of the window and none in the next
-    90), ``duplicates.csv``, ``malformed.csv`` (1-based data rows) and ``demo.json``.
+    90), ``duplicates.csv``, ``malformed.csv`` (1-based data rows) and ``demo.json`` (the arguments,
+    the counts, and under ``recent`` the last days' sale: its days, rates, the ``signups`` events and
+    the ``abandoned_checkouts``: checkout_started events of known customers that no order follows).
     """
     _validate(customers, days, seed, chunk_size)
     out_dir = Path(out_dir)
@@ -2282,5 +2321,12 @@ def _write_truth_files(
         "counts": {**ctx.counts, "products": products, "customers": customers},
         "currency": CURRENCY,
         "personas": {name: spec["share"] for name, spec in PERSONAS.items()},
+        "recent": {
+            "first_day": (end_date - dt.timedelta(days=min(RECENT_DAYS, days) - 1)).isoformat(),
+            "last_day": end_date.isoformat(),
+            "signup_drive_rate": SIGNUP_DRIVE_RATE,
+            "abandon_per_year": RECENT_ABANDON_PER_YEAR,
+            **ctx.recent,
+        },
     }
     (truth / "demo.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
