@@ -171,3 +171,19 @@ def test_a_long_step_without_progress_says_it_is_still_running() -> None:
     report.step_started("ml__churn_model", 0.0)
     report.heartbeat(12.0)
     assert tty.getvalue().endswith("\r\x1b[K  … ml/churn_model (12s)")
+
+
+def test_a_journey_tick_says_who_entered_was_sent_to_and_left() -> None:
+    import io
+
+    from tideline.reporting.console import ConsoleReport
+
+    out = io.StringIO()
+    report = ConsoleReport(out, color=False, tty=False)
+    report.step_started("journeys__cart_abandonment", 0.0)
+    report.materialized(
+        "journeys__cart_abandonment",
+        {"entered": 12, "sent": 9, "skipped": 2, "exited": 4, "status": "active"},
+    )
+    report.step_finished("journeys__cart_abandonment", True, 1.0)
+    assert "entered 12, sent 9, skipped 2, left 4" in out.getvalue()

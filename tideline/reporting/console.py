@@ -154,7 +154,12 @@ class ConsoleReport:
             state.notes.append(str(values["status"]))
         if isinstance(values.get("roc_auc"), float):
             state.notes.append(f"ROC AUC {values['roc_auc']:.3f}")
-        if isinstance(values.get("sent"), int):
+        if isinstance(values.get("entered"), int):  # a journey tick
+            state.notes.append(
+                f"entered {values['entered']:,}, sent {int(values.get('sent') or 0):,}, "
+                f"skipped {int(values.get('skipped') or 0):,}, left {int(values.get('exited') or 0):,}"
+            )
+        elif isinstance(values.get("sent"), int):
             state.notes.append(
                 f"sent {values['sent']:,}, skipped {int(values.get('skipped') or 0):,}, "
                 f"failed {int(values.get('failed') or 0):,}"
