@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -15,8 +16,10 @@ import pandas as pd
 import pytest
 
 from orchestration.definitions import build_definitions
+from tideline.commands.journey import tick_journeys
 from tideline.demo.data import generate_demo_data
 from tideline.demo.local import local_destinations
+from tideline.demo.loop import JOURNEY_DAYS, JOURNEY_TICK_HOURS
 from tideline.settings import Settings
 
 pytestmark = pytest.mark.slow  # the module's fixture builds and runs the whole pipeline
@@ -32,6 +35,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         raw_dir=base / "raw",
         as_of=str(summary.end_date),
         local_destinations=True,
+        # the demo's journeys go live three days before the as-of date (as `make run` does)
+        journey_clock=f"{summary.end_date - dt.timedelta(days=JOURNEY_DAYS)}T00:00:00",
     )
     # sends happen at the wall clock's hour: without this, a run while every demo customer is in
     # quiet hours (around 05:00-07:00 UTC) defers all email and SMS (the demo loop does the same)
@@ -47,6 +52,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         event_log = "\n".join(
             json.dumps(json.loads(dg.serialize_value(entry)), ensure_ascii=False) for entry in stored
         )
+        # then, as the demo loop does, the journeys are ticked every six hours up to the as-of day's end
+        env = {**os.environ, **no_quiet_hours, **local.values}
+        clock = dt.datetime.fromisoformat(settings.journey_clock)
+        while clock <= dt.datetime.combine(summary.end_date, dt.time(23)):
+            clock += dt.timedelta(hours=JOURNEY_TICK_HOURS)
+            tick_journeys(settings, env, clock)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     yield SimpleNamespace(
         summary=summary,
@@ -187,6 +198,38 @@ def _planted_personal_data(raw: Path, truth: Path) -> dict[str, set[str]]:
     # at least 6 characters: skips blanks, malformed stubs and short names ("Lee", "Koch") that are
     # too likely to be part of something else
     return {kind: {v.strip() for v in values if v and len(v.strip()) >= 6} for kind, values in found.items()}
+
+
+def test_the_demo_journeys_reach_every_step_and_send_only_with_consent(demo_run) -> None:
+    """Each demo journey (config/journeys) entered customers and, over the three days the demo ticks
+    them, moved some through every step; its messages went to consenting customers only, once."""
+    from activation.journeys.files import journeys_dir, load_project_journeys
+
+    con = demo_run.con
+    reached = con.execute(
+        "select journey, list(distinct to_node) from tideline_journeys.steps where to_node is not null group by 1"
+    ).fetchall()
+    reached = {journey: set(nodes) for journey, nodes in reached}
+    journeys = load_project_journeys(journeys_dir())
+    assert {j.name for j in journeys} == {"cart_abandonment", "welcome_series", "win_back_30d"}
+    for journey in journeys:
+        assert {s.id for s in journey.steps} <= reached.get(journey.name, set()), journey.name
+    held_out = con.execute(
+        "select count(*) from tideline_journeys.entries where holdout and exit_reason = 'holdout'"
+    ).fetchone()[0]
+    assert held_out > 0
+    sent = con.execute(
+        """select count(*), count(distinct idempotency_key) from tideline_sync.delivery_ledger
+           where campaign like 'journey:%' and status = 'sent'"""
+    ).fetchone()
+    assert sent[0] > 0 and sent[0] == sent[1]
+    leaks = con.execute(
+        """select count(*) from tideline_sync.delivery_ledger as l join marts.dim_customers as c using (customer_id)
+           where l.campaign like 'journey:%' and l.status = 'sent'
+             and ((l.channel = 'email' and not c.email_opt_in) or (l.channel = 'sms' and not c.sms_opt_in)
+                  or (l.channel = 'push' and not c.push_opt_in))"""
+    ).fetchone()[0]
+    assert leaks == 0
 
 
 def test_the_runs_event_log_holds_no_personal_data(demo_run) -> None:
