@@ -530,3 +530,68 @@ def test_an_event_and_an_order_appended_to_the_landing_zone_reach_the_next_tick_
     run_ticks(con, [journey], at(1.1), deliver=deliver, catalog=CATALOG, raw_dir=raw)
     assert sent_to(sink) == ["c2"]
     assert entries(con)["c1"] == (None, "exit_condition", False)
+
+
+def test_consent_revoked_between_two_steps_stops_the_second(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """An unsubscribe the receiver recorded after the first message (a consent line in the landing
+    zone, no dbt build in between) stops the second."""
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e2", "c2", "checkout_started", at(0))
+    journey = cart_journey(goal=None, exit_when=None)
+    tick(con, [journey], at(0.1), deliver)
+    tick(con, [journey], at(1.5), deliver)
+    assert sent_to(sink) == ["c1", "c2"]
+    consents = deliver.raw_dir / "crm" / "consents" / "receiver-1.jsonl"
+    consents.parent.mkdir(parents=True)
+    revoked = {"customer_id": "c1", "channel": "sms", "status": "revoked", "consented_at": at(2).isoformat()}
+    consents.write_text(json.dumps(revoked) + "\n")
+    last = tick(con, [journey], at(27), deliver)["cart"]
+    assert sent_to(sink) == ["c1", "c2", "c2"]
+    assert last.by_reason["skipped:no_consent"] == 1
+
+
+def test_sync_and_notify_steps_deliver_once_through_their_destinations(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """A sync step upserts the customer to the CRM and a notify step posts a signed staff alert
+    carrying ids only; both once per entry, whatever ticks follow."""
+    from activation.journeys.spec import Notify, SyncAction
+
+    path = tmp_path / "activation.yml"
+    destinations = {
+        "crm": {
+            "type": "crm",
+            "base_url": sink.url("/crm"),
+            "token_env": "TEST_CRM_TOKEN",
+            "object": "contacts",
+        },
+        "staff": {"type": "webhook", "url": sink.url("/alerts"), "secret_env": "TEST_JOURNEY_SECRET"},
+    }
+    path.write_text(
+        json.dumps({"destinations": destinations, "policies": {"quiet_hours": {"start": 0, "end": 0}}})
+    )
+    config = load_config(path, env={"TEST_JOURNEY_SECRET": SECRET, "TEST_CRM_TOKEN": "crm-test-token"})
+    deliver = EngineDelivery(config, tmp_path / "raw", LIMITS, workers=1)
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e3", "c3", "checkout_started", at(0))  # no SMS consent: irrelevant to a CRM sync
+    journey = cart_journey(
+        goal=None,
+        exit_when=None,
+        steps=(
+            Step("to_crm", SyncAction("crm", {"phone": "phone", "firstname": "first_name"}), "tell"),
+            Step("tell", Notify("staff", "a cart was abandoned"), END),
+        ),
+    )
+    first = tick(con, [journey], at(0.5), deliver)["cart"]
+    tick(con, [journey], at(0.6), deliver)
+    upserts = [r for q in sink.requests_for("/crm/contacts/batch/upsert") for r in q.body["inputs"]]
+    alerts = [r for q in sink.requests_for("/alerts") for r in q.body["records"]]
+    assert sorted(u["properties"]["firstname"] for u in upserts) == ["C1", "C3"]
+    assert sorted(a["customer_id"] for a in alerts) == ["c1", "c3"]
+    assert {a["fields"]["message"] for a in alerts} == {"a cart was abandoned"}
+    assert all("phone" not in a["fields"] for a in alerts)  # ids and words, never personal data
+    assert first.sent == 4 and first.by_reason == {"exited:completed": 2}
