@@ -41,11 +41,13 @@ def activate(
     now: dt.datetime | None = None,
     keep_decisions: str | None = None,
     record_run: bool = True,
+    customers: str = "marts.dim_customers",
 ) -> Activation:
     """Sync `binding`'s segment to its destination (ConfigError naming the segment, destination
     and key when the binding or the destination's config cannot be used: nothing is sent then).
     `now`: the clock the policies and the ledger use (default the wall clock; a journey tick passes
-    its own); `keep_decisions`, `record_run`: see SyncEngine."""
+    its own); `keep_decisions`, `record_run`, `customers` (whose consent and time zone the policies
+    read): see SyncEngine."""
     binding.validate(config.destinations)
     destination = config.destination(binding.destination)
     rate = float(config.destinations[binding.destination].get("rate_limit_per_second", 0))
@@ -63,6 +65,7 @@ def activate(
                 now=now,
                 keep_decisions=keep_decisions,
                 record_run=record_run,
+                customers=customers,
             ).run(dry_run=dry_run)
     finally:
         destination.close()

@@ -36,7 +36,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "activation.ym
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "config" / "templates"
 TEMPLATE_PARTS = {"subject": "subject.j2", "html": "html.j2", "text": "text.j2"}
 MAX_NAME = 100  # campaign, variant and content version names
-SECTIONS = ("destinations", "policies", "alerts")
+SECTIONS = ("destinations", "policies", "alerts", "test_accounts")
+# what a test account may say about itself: the columns a send maps from dim_customers
+TEST_ACCOUNT_KEYS = ("email", "phone", "first_name", "last_name", "country", "city", "timezone")
 POLICY_KEYS = ("frequency_caps", "quiet_hours", "default_timezone", "max_attempts", "failure_share_warn")
 SECRET_KEYS = ("secret_env", "token_env", "password_env", "dsn_env")  # keys naming an environment variable
 _REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}")
@@ -122,6 +124,8 @@ class ActivationConfig:
     destinations: dict[str, dict[str, Any]]
     policies: PolicyConfig
     alerts: AlertsConfig = AlertsConfig()
+    # internal test accounts by list name (`test_accounts:`): what test sends go to
+    test_accounts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # the resolved environment the config was loaded with: where destinations look up the secrets
     # they name (never shown: it holds secret values)
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -224,7 +228,27 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     alerts = AlertsConfig()
     if "alerts" in raw:
         alerts = alerts_from_raw(raw["alerts"], destinations, where=where)
-    return ActivationConfig(destinations, policies, alerts, env=dict(env))
+    test_accounts = _test_accounts(where, raw.get("test_accounts"), env)
+    return ActivationConfig(destinations, policies, alerts, test_accounts=test_accounts, env=dict(env))
+
+
+def _test_accounts(where: str, raw: Any, env: Mapping[str, str]) -> dict[str, list[dict[str, str]]]:
+    """`test_accounts: {list name: [{email: ..., phone: ..., first_name: ...}, ...]}`: internal
+    accounts test sends go to (never customers). ${VAR:-default} as for destinations."""
+    lists: dict[str, list[dict[str, str]]] = {}
+    for name, accounts in _section(where, "test_accounts", raw, None).items():
+        key = f"test_accounts.{name}"
+        if not isinstance(accounts, list) or not accounts:
+            raise ConfigError(f"{where}: {key} must be a non-empty list of accounts")
+        lists[name] = []
+        for i, account in enumerate(accounts):
+            account = _expanded(
+                where, f"{key}[{i}]", _section(where, f"{key}[{i}]", account, TEST_ACCOUNT_KEYS), env
+            )
+            if not account.get("email") and not account.get("phone"):
+                raise ConfigError(f"{where}: {key}[{i}] needs an email or a phone")
+            lists[name].append({k: str(v) for k, v in account.items()})
+    return lists
 
 
 def _policies(where: str, p: dict[str, Any], env: Mapping[str, str]) -> PolicyConfig:

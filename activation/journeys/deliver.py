@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 
-from activation.activate import activate
+from activation.activate import Activation, activate
 from activation.config import ActivationConfig, SyncBinding
 from activation.journeys.spec import Journey, Notify, Send, Step, SyncAction
 from activation.ledger import SCHEMA as LEDGER
@@ -67,7 +67,17 @@ class EngineDelivery:
     dry_run: bool = False
 
     def __call__(self, con: duckdb.DuckDBPyConnection, binding: SyncBinding, clock: dt.datetime) -> None:
-        activate(
+        self.run(con, binding, clock)
+
+    def run(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        binding: SyncBinding,
+        clock: dt.datetime,
+        customers: str = "marts.dim_customers",
+    ) -> Activation:
+        """One engine run; `customers`: whose consent and time zone the policies read."""
+        return activate(
             con,
             binding,
             self.config,
@@ -78,6 +88,7 @@ class EngineDelivery:
             now=clock,
             keep_decisions=DECISIONS,
             record_run=not self.dry_run,
+            customers=customers,
         )
 
 

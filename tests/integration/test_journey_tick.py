@@ -595,3 +595,26 @@ def test_sync_and_notify_steps_deliver_once_through_their_destinations(
     assert {a["fields"]["message"] for a in alerts} == {"a cart was abandoned"}
     assert all("phone" not in a["fields"] for a in alerts)  # ids and words, never personal data
     assert first.sent == 4 and first.by_reason == {"exited:completed": 2}
+
+
+def test_a_test_send_goes_to_the_test_accounts_only_and_is_never_a_customers_message(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """send-test renders each message step for the internal accounts, through the real destination:
+    no customer gets it, no entry is made, the ledger marks it test:, and asking again sends again."""
+    from activation.journeys.testsend import send_test
+
+    con = make_warehouse(tmp_path / "w.duckdb")
+    event(con, "e1", "c1", "checkout_started", at(0))
+    journey = cart_journey()
+    accounts = [{"phone": "+447700900001", "first_name": "QA"}, {"phone": "+447700900002"}]
+    first = send_test(con, journey, accounts, deliver, at(0.5), list_name="internal", steps=("reminder",))
+    again = send_test(con, journey, accounts, deliver, at(0.6), list_name="internal")
+    records = [r for q in sink.requests_for("/sms") for r in q.body["records"]]
+    assert first == {"reminder": {"sent": 2, "skipped": {}, "failed": 0}}
+    assert set(again) == {"reminder", "last_call"} and all(v["sent"] == 2 for v in again.values())
+    assert sorted(r["fields"]["phone"] for r in records) == ["+447700900001"] * 3 + ["+447700900002"] * 3
+    assert {r["customer_id"] for r in records} == {"test:internal:1", "test:internal:2"}
+    campaigns = con.execute("select distinct campaign from tideline_sync.delivery_log").fetchall()
+    assert campaigns == [("test:journey:cart",)]
+    assert con.execute("select count(*) from tideline_journeys.entries").fetchone()[0] == 0

@@ -4,6 +4,7 @@
     tideline journey list [--warehouse FILE]       each journey: status, version, steps, in flight
     tideline journey tick [NAME ...] [--at ISO] [--dry-run]
     tideline journey simulate NAME --from D1 --to D2 [--every-minutes 60] [--json]
+    tideline journey send-test NAME --to LIST [--step STEP]   messages to internal test accounts
 
 tick runs one tick now (or at --at) outside Dagster, like one run of the journey_ticks job (the
 Dagster schedule is the normal way; this is for a person at a terminal). simulate replays the
@@ -51,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     tick.add_argument("--dry-run", action="store_true", help="decide, send nothing")
     common(tick)
     tick.set_defaults(func=cmd_journey_tick)
+    test = verbs.add_parser("send-test", help="send a journey's messages to internal test accounts")
+    test.add_argument("name")
+    test.add_argument("--to", required=True, help="a list of the activation config's test_accounts")
+    test.add_argument("--step", action="append", default=[], help="only this message step (repeatable)")
+    common(test)
+    test.set_defaults(func=cmd_journey_send_test)
     sim = verbs.add_parser("simulate", help="replay the history through a journey, sending nothing")
     sim.add_argument("name")
     sim.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True)
@@ -76,9 +83,8 @@ def _load(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - (config
 
 
 def cmd_journey_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from activation.journeys.parse import describe_journey
-
     from activation.destinations.base import ConfigError
+    from activation.journeys.parse import describe_journey
     from activation.journeys.spec import JourneyError
 
     settings = Settings.from_env(env)
@@ -179,6 +185,42 @@ def cmd_journey_tick(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     clock = args.at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for r in tick_journeys(settings, env, clock, args.names, args.dry_run):
         print(json.dumps({"journey": r.journey, **r.as_metadata()}, sort_keys=True))
+    return 0
+
+
+def cmd_journey_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from activation.journeys.deliver import EngineDelivery
+    from activation.journeys.testsend import send_test
+
+    settings = settings_from(args, env)
+    config, journeys = _load(settings, env)
+    found = [j for j in journeys if j.name == args.name]
+    if not found:
+        print(f"tideline: no journey named {args.name} in config/journeys", file=sys.stderr)
+        return 2
+    if args.to not in config.test_accounts:
+        known = ", ".join(sorted(config.test_accounts)) or "none"
+        print(
+            f"tideline: no test_accounts list {args.to!r} in the activation config (lists: {known})",
+            file=sys.stderr,
+        )
+        return 2
+    deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings))
+    con = _connect(settings)
+    try:
+        results = send_test(
+            con,
+            found[0],
+            config.test_accounts[args.to],
+            deliver,
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            list_name=args.to,
+            steps=tuple(args.step),
+        )
+    finally:
+        con.close()
+    for step, outcome in results.items():
+        print(json.dumps({"journey": args.name, "step": step, **outcome}, sort_keys=True))
     return 0
 
 

@@ -4,7 +4,7 @@
 -- another mode (a sync that crashed before writing its sync_runs row still counts).
 with ledger as (
     select * from {{ ref('stg_tideline_sync__delivery_log') }}
-    where recorded_at < {{ as_of_cutoff() }}
+    where recorded_at < {{ as_of_cutoff() }} and not is_test  -- test sends are not performance
 ),
 
 syncs as (

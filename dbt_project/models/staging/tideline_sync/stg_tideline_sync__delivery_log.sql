@@ -1,6 +1,7 @@
 -- Every delivery ledger event (activation/ledger.py), with the message key as text: the
 -- idempotency key as a lower-case UUID with dashes, as the tracking tokens carry it.
--- Empty until the first sync has created the ledger.
+-- Empty until the first sync has created the ledger. is_test: a test send to internal accounts
+-- (campaign test:..., activation/journeys/testsend.py), never counted in performance.
 with delivery_log as (
     select * from {{ sync_ledger_relation('delivery_log') }} as ledger
 )
@@ -18,5 +19,6 @@ select
     campaign,
     variant,
     content_version,
-    recorded_at
+    recorded_at,
+    coalesce(campaign like 'test:%', false) as is_test
 from delivery_log

@@ -1,0 +1,103 @@
+"""Test sends of a journey: each message step rendered with its real content and sent to internal
+test accounts (the activation config's `test_accounts:` lists), through the real destinations.
+
+    results = send_test(con, journey, config.test_accounts["internal"], deliver, clock)
+
+The accounts are not customers: they get ids `test:<list>:<n>`, consent granted for every channel
+and the time zone they give (UTC by default), in a table of their own that the policies read in
+place of dim_customers, so a test send never touches a customer's consent, caps or state. Their
+ledger rows carry campaign `test:journey:<journey>` and sync key `test__journey__<journey>__<step>
+__<destination>`: the engagement marts leave campaigns starting with `test:` out of performance
+(stg_tideline_sync__delivery_log.is_test). Every test send is new (its key holds a fresh id), so
+running it again sends again: it is a person asking to see the messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import duckdb
+
+from activation.journeys.deliver import EngineDelivery, binding_for
+from activation.journeys.spec import Journey, Send
+from activation.journeys.store import SCHEMA, ensure_schema
+from activation.warehouse import quote_identifier
+
+TEST_PREFIX = "test:"
+QUEUE = "test_queue"
+ACCOUNTS = "test_accounts"
+
+
+def send_test(
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    accounts: list[dict[str, str]],
+    deliver: EngineDelivery,
+    clock: dt.datetime,
+    *,
+    list_name: str = "test",
+    steps: tuple[str, ...] = (),
+) -> dict[str, dict[str, Any]]:
+    """Send each message step of `journey` (or only `steps`) to `accounts`; per step what the
+    engine did (sent, skipped by reason, failed)."""
+    if not accounts:
+        raise ValueError("no test accounts to send to")
+    chosen = [s for s in journey.steps if isinstance(s.action, Send) and (not steps or s.id in steps)]
+    unknown = set(steps) - {s.id for s in journey.steps if isinstance(s.action, Send)}
+    if unknown:
+        raise ValueError(f"journey {journey.name} has no message step {', '.join(sorted(unknown))}")
+    ensure_schema(con)
+    _accounts_table(con, accounts, list_name)
+    run_id = uuid.uuid4().hex[:12]
+    results: dict[str, dict[str, Any]] = {}
+    for step in chosen:
+        binding = binding_for(journey, step, SCHEMA, None)
+        binding = replace(
+            binding,
+            segment=f"test__{binding.segment}",
+            relation=f"{SCHEMA}.{QUEUE}",
+            campaign=f"{TEST_PREFIX}{binding.campaign}",
+            frequency_cap=None,
+        )
+        columns = sorted(set(binding.fields.values()) - {"customer_id"})
+        picked = "".join(f", a.{quote_identifier(c)}" for c in columns)
+        con.execute(
+            f"create or replace table {SCHEMA}.{QUEUE} as "
+            f"select a.customer_id, ? || ':' || a.customer_id as entry_id{picked} from {SCHEMA}.{ACCOUNTS} as a",
+            [f"test-{run_id}"],
+        )
+        done = deliver.run(con, binding, clock, customers=f"{SCHEMA}.{ACCOUNTS}")
+        results[step.id] = {
+            "sent": done.result.sent,
+            "skipped": done.result.skipped_by_reason,
+            "failed": done.result.failed + done.result.dead_letters,
+        }
+    return results
+
+
+def _accounts_table(con: duckdb.DuckDBPyConnection, accounts: list[dict[str, str]], list_name: str) -> None:
+    """The accounts as a customer table: every column a send may map, consent granted."""
+    con.execute(
+        f"""create or replace table {SCHEMA}.{ACCOUNTS} (
+                customer_id varchar, email varchar, phone varchar, first_name varchar, last_name varchar,
+                country varchar, city varchar, timezone varchar,
+                email_opt_in boolean, sms_opt_in boolean, push_opt_in boolean,
+                email_consent_at timestamp, sms_consent_at timestamp, push_consent_at timestamp)"""
+    )
+    for i, a in enumerate(accounts, start=1):
+        con.execute(
+            f"insert into {SCHEMA}.{ACCOUNTS} values (?, ?, ?, ?, ?, ?, ?, ?, true, true, true, null, null, null)",
+            [
+                f"{TEST_PREFIX}{list_name}:{i}",
+                a.get("email"),
+                a.get("phone"),
+                a.get("first_name"),
+                a.get("last_name"),
+                a.get("country"),
+                a.get("city"),
+                a.get("timezone", "UTC"),
+            ],
+        )
