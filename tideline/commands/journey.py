@@ -241,10 +241,7 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     if args.every_minutes < 1 or args.end < args.start:
         print("tideline: --to must not be before --from, and --every-minutes at least 1", file=sys.stderr)
         return 2
-    limits = DuckDBLimits.resolve(
-        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
-    )
-    deliver = EngineDelivery(config, Path(settings.raw_dir), limits, dry_run=True)
+    deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings), dry_run=True)
     start = dt.datetime.combine(args.start, dt.time())
     end = dt.datetime.combine(args.end + dt.timedelta(days=1), dt.time())
     con = _connect(settings)
