@@ -84,23 +84,7 @@
 {%- endmacro %}
 
 {% macro journey_state_relation(table) -%}
-    {%- set src = source('tideline_journeys', table) -%}
-    {%- set found = none -%}
-    {%- if execute -%}
-        {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier) -%}
-    {%- endif -%}
-    (
-        select
-        {%- for name, type in journey_state_columns(table) %}
-            {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
-            {%- if not loop.last %},{% endif %}
-        {%- endfor %}
-        {%- if found is none %}
-            where 1 = 0
-        {%- else %}
-            from {{ src }}
-        {%- endif %}
-    )
+    {{ python_owned_relation('tideline_journeys', table, journey_state_columns(table)) }}
 {%- endmacro %}
 
 {#- The delivery ledger key of a journey's message (activation/planner.py, row_message_key_sql):

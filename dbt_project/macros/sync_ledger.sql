@@ -60,14 +60,21 @@
 {%- endmacro %}
 
 {% macro sync_ledger_relation(table) -%}
-    {%- set src = source('tideline_sync', table) -%}
+    {{ python_owned_relation('tideline_sync', table, sync_ledger_columns(table)) }}
+{%- endmacro %}
+
+{#- A table Python code creates (the ledger, the journey state), read by dbt: the source itself
+    when it exists at execution time, else an empty select with the same `columns` (a list of
+    (name, type)), so a fresh warehouse builds. source() is called either way (lineage). -#}
+{% macro python_owned_relation(source_name, table, columns) -%}
+    {%- set src = source(source_name, table) -%}
     {%- set found = none -%}
     {%- if execute -%}
         {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier) -%}
     {%- endif -%}
     (
         select
-        {%- for name, type in sync_ledger_columns(table) %}
+        {%- for name, type in columns %}
             {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
