@@ -155,12 +155,15 @@ def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
         t.result.by_reason["waiting:unknown_customer"] += unknown
     moved = 0
     arms = [a for (a,) in con.execute("select distinct arm from _j_due where known order by 1").fetchall()]
-    for arm in arms:
-        binding = binding_for(journey, step, s, arm)
-        _fill_queue(t, step, binding, arm)
-        con.execute(f"drop table if exists {DECISIONS}")
-        t.deliver(con, binding, t.clock)
-        moved += _move_by_outcome(t, journey, step, binding)
+    try:
+        for arm in arms:
+            binding = binding_for(journey, step, s, arm)
+            _fill_queue(t, step, binding, arm)
+            con.execute(f"drop table if exists {DECISIONS}")
+            t.deliver(con, binding, t.clock)
+            moved += _move_by_outcome(t, journey, step, binding)
+    finally:  # the queue holds the step's contact fields: it is not kept between steps
+        con.execute(f"drop table if exists {s}.{QUEUE}")
     return moved
 
 

@@ -17,8 +17,6 @@ steps         append-only log of every node transition: entry, from node, to nod
               notified, exited), reason, the tick and its clock
 ticks         one row per tick per journey: the clock, counts (entered, advanced, sent, skipped,
               exited) and the counts by reason as JSON, duration
-cursors       per journey: the clock of the last tick that took in triggers (event and date
-              triggers read only what is newer than it, minus the entry lookback)
 members       per journey with an audience or condition trigger: who matched at the last tick,
               so the next tick enters only those who newly match
 tag_changes   tags added and removed by journey steps (append-only); marts.customer_tags reads it
@@ -95,10 +93,6 @@ create table if not exists {SCHEMA}.ticks (
     by_reason varchar,             -- JSON object: reason -> count (skipped:no_consent, exited:converted)
     duration_seconds double,
     dry_run boolean not null default false
-);
-create table if not exists {SCHEMA}.cursors (
-    journey varchar primary key,
-    clock timestamp not null
 );
 create table if not exists {SCHEMA}.members (
     journey varchar not null,

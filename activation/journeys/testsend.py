@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from activation.journeys.deliver import EngineDelivery, binding_for
-from activation.journeys.spec import Journey, Send
+from activation.journeys.spec import Journey, Send, Step
 from activation.journeys.store import SCHEMA, ensure_schema
 from activation.warehouse import quote_identifier
 
@@ -52,6 +52,21 @@ def send_test(
     ensure_schema(con)
     _accounts_table(con, accounts, list_name)
     run_id = uuid.uuid4().hex[:12]
+    try:
+        return _send_steps(con, journey, chosen, deliver, clock, run_id)
+    finally:  # the accounts' contact fields are not kept in the warehouse
+        con.execute(f"drop table if exists {SCHEMA}.{QUEUE}")
+        con.execute(f"drop table if exists {SCHEMA}.{ACCOUNTS}")
+
+
+def _send_steps(
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    chosen: list[Step],
+    deliver: EngineDelivery,
+    clock: dt.datetime,
+    run_id: str,
+) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for step in chosen:
         binding = binding_for(journey, step, SCHEMA, None)

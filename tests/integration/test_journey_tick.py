@@ -618,3 +618,9 @@ def test_a_test_send_goes_to_the_test_accounts_only_and_is_never_a_customers_mes
     campaigns = con.execute("select distinct campaign from tideline_sync.delivery_log").fetchall()
     assert campaigns == [("test:journey:cart",)]
     assert con.execute("select count(*) from tideline_journeys.entries").fetchone()[0] == 0
+    # the accounts' and the queue's contact fields are not left in the warehouse
+    left = con.execute(
+        "select table_name from information_schema.tables where table_schema = 'tideline_journeys' "
+        "and table_name in ('test_accounts', 'test_queue', 'send_queue')"
+    ).fetchall()
+    assert left == []
