@@ -186,9 +186,14 @@ def limited(con: duckdb.DuckDBPyConnection, limits: DuckDBLimits, what: str) -> 
 
 
 def _restore(con: duckdb.DuckDBPyConnection, name: str, value: Any) -> None:
-    """Back to `value`: by RESET when that was DuckDB's default (exact), else by SET (DuckDB shows
-    sizes rounded, e.g. 18.8 GiB, so setting the text back would drift)."""
-    con.execute(f"reset {name}")  # name: one of this module's _SETTINGS
+    """Back to `value`, as shown before. SET first: in DuckDB 1.5 `RESET memory_limit` changes what
+    current_setting shows but not the buffer pool's limit (duckdb/duckdb#22203), so without it
+    everything after a sync in the same process ran under the sync's limit (the journey benchmark's
+    ticks failed at 128MB). Then RESET when `value` was DuckDB's default (a size is shown rounded,
+    18.8 GiB: the setting shows the exact default again, the pool within that rounding of it), else
+    SET again."""
+    con.execute(f"set {name} = ?", [value])  # name: one of this module's _SETTINGS
+    con.execute(f"reset {name}")
     if con.execute("select current_setting(?)", [name]).fetchone()[0] != value:
         con.execute(f"set {name} = ?", [value])
 

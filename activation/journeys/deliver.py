@@ -143,7 +143,8 @@ def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
     con.execute(
         f"""create or replace temp table _j_due as
             select c.entry_id, c.customer_id, c.arm,
-                   c.customer_id in (select customer_id from {quote_relation(t.customers)}) as known
+                   exists (select 1 from {quote_relation(t.customers)} as d where d.customer_id = c.customer_id)
+                       as known
             from {s}.entries as c where {where}""",
         params,
     )
@@ -187,7 +188,10 @@ def _fill_queue(t: JourneyTick, step: Step, binding: SyncBinding, arm: str | Non
 
 def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: SyncBinding) -> int:
     con, s = t.con, t.s
-    values = {**binding_params(binding)}
+    since = con.execute(
+        f"select min(j.node_entered_at) from {s}.{QUEUE} as q join {s}.entries as j on j.entry_id = q.entry_id"
+    ).fetchone()[0]
+    values = {**binding_params(binding), "since": since or t.clock}
     key = row_message_key_sql("q.customer_id", "q.entry_id")
     has_decisions = bool(
         con.execute(
@@ -215,6 +219,9 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
                          arg_max(not_before, seq) as not_before
                   from {LEDGER}.delivery_log
                   where sync_key = $sync_key and idempotency_key in (select idempotency_key from k)
+                    -- a key's events are all recorded at or after its entry reached the step (the
+                    -- engine's clock is the tick's): a time range DuckDB prunes, not the sync's history
+                    and recorded_at >= $since
                   group by idempotency_key)
             select k.entry_id, coalesce({ledger_first}, d.status) as status,
                    coalesce(l.reason, d.reason) as reason, coalesce(l.not_before, d.not_before) as not_before

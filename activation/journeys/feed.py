@@ -768,13 +768,17 @@ def prune_feed(con: duckdb.DuckDBPyConnection) -> int:
     """Delete the live rows whose id dbt's relation now holds (after a dbt build); how many."""
     ensure_feed_schema(con)
     pruned = 0
-    for table, key, relation in (
-        ("live_events", "event_id", DBT_EVENTS),
-        ("live_orders", "order_id", DBT_ORDERS),
+    for table, key, at, relation in (
+        ("live_events", "event_id", "occurred_at", DBT_EVENTS),
+        ("live_orders", "order_id", "ordered_at", DBT_ORDERS),
     ):
         if _relation_exists(con, relation):
+            # dbt's rows from the earliest live row's time on (a range DuckDB prunes), as the views
+            # look: a scan of every id in the history each tick grew with the history
             row = con.execute(
-                f"delete from {SCHEMA}.{table} where {key} in (select {key} from {'.'.join(relation)})"
+                f"""delete from {SCHEMA}.{table} where {key} in (
+                        select d.{key} from {".".join(relation)} as d
+                        where d.{at} >= (select min({at}) from {SCHEMA}.{table}))"""
             ).fetchone()
             pruned += int(row[0]) if row else 0
     if pruned:
