@@ -80,13 +80,13 @@ SECRET_ENV = "BENCH_JOURNEYS_WEBHOOK_SECRET"
 TARGET_TICK_SECONDS = 10.0
 TARGET_PEAK_MB = 2048.0
 TARGET_LATENCY_P95_SECONDS = 90.0
-HISTORY_DAYS_PER_EVENT = 365 / 40
+HISTORY_DAYS_PER_EVENT = 365 / 40  # 40 events per customer = one year of history
 # The sends' DuckDB memory limit (TIDELINE_DUCKDB_MEMORY_LIMIT). The engine's default, 128MB, is a
 # limit of the whole database instance, and the tick's connection already holds memory DuckDB cannot
 # evict: the ART index of tideline_journeys.entries' primary key (about 60 bytes an entry: 118 MB at
-# the 1.9 million entries of a year's history) and of live_events'. At 128MB the first send of
-# the year-history run fails with WarehouseMemoryError (run with --engine-memory-limit default).
-ENGINE_MEMORY_LIMIT = "512MB"  # 40 events per customer = one year of history
+# the 1.9 million entries of a year's history). At 128MB the first send of the year-history run
+# fails with WarehouseMemoryError (run with --engine-memory-limit default).
+ENGINE_MEMORY_LIMIT = "512MB"
 
 # per 1,000,000 customers (all scale with --customers)
 IN_FLIGHT = 100_000
