@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.audience_preview
+	$(BIN)/python -m bench.journeys
 
 ## kill syncs at random points under a fault storm, per destination type (minutes; not in make test)
 drill: install
