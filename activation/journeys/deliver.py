@@ -43,7 +43,7 @@ from activation.warehouse import DuckDBLimits, execute, quote_identifier, quote_
 if TYPE_CHECKING:
     from activation.journeys.tick import JourneyTick
 
-DECISIONS = "_journey_decisions"
+DECISIONS = "_j_decisions"
 QUEUE = "send_queue"
 
 

@@ -61,7 +61,7 @@ from activation.journeys.spec import (
 )
 from activation.journeys.sql import Sql
 from activation.journeys.store import SCHEMA, ensure_schema
-from activation.warehouse import execute
+from activation.warehouse import execute, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +147,29 @@ class JourneyTick:
     def run(self) -> TickResult:
         started, wall = time.monotonic(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
         ensure_schema(self.con, self.s)
-        self._register()
-        self._conversions()
-        if self.journey.status == "archived":
-            self._exit_all("archived")
-        elif self.journey.status == "active":
-            self.result.entered, self.result.held_out = enter_new(self)
-            for version in self._versions_in_flight():
-                self._advance(self.versions[version])
+        try:
+            self._register()
+            self._conversions()
+            if self.journey.status == "archived":
+                self._exit_all("archived")
+            elif self.journey.status == "active":
+                self.result.entered, self.result.held_out = enter_new(self)
+                for version in self._versions_in_flight():
+                    self._advance(self.versions[version])
+        finally:
+            self._drop_work_tables()
         self.result.duration_seconds = time.monotonic() - started
         self._record(wall)
         return self.result
+
+    def _drop_work_tables(self) -> None:
+        """The tick's temp tables (_j_*): gone with the tick, so a connection kept across ticks
+        holds no customer ids and no memory for them."""
+        names = self.con.execute(
+            "select table_name from duckdb_tables() where temporary and starts_with(table_name, '_j_')"
+        ).fetchall()
+        for (name,) in names:
+            self.con.execute(f"drop table if exists {quote_identifier(name)}")
 
     def _advance(self, journey: Journey) -> None:
         self._event_waits(journey)
