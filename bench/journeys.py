@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -60,16 +59,17 @@ import re
 import resource
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.sync import sink_process, sink_records  # the lean HTTP sink in its own process
 
 RESULTS = Path(__file__).resolve().parent / "results" / "journeys.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -532,36 +532,6 @@ def write_chunks(folder: Path, w: Workload, cart_in_flight: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 # The sink and the activation config
 # ------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sink_process() -> Iterator[str]:
-    """The project's HTTP sink in its own process (lean: counts, keeps no bodies); its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tideline.demo.sinks.http_sink", "--lean", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if "listening on" not in line:
-            raise RuntimeError(f"the HTTP sink did not start: {line!r}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def sink_records(base_url: str) -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{base_url}/_sink/stats", timeout=10) as response:
-        return int(json.loads(response.read())["records"])
 
 
 def write_config(folder: Path, base_url: str) -> Path:
