@@ -666,18 +666,27 @@ accounts as (
     group by m.source_id
 )"""
 
+
+def _live_cte(table: str, key: str, at: str) -> str:
+    """`live`: the live rows dbt's relation ({dbt}, filled in later) does not hold, looked for
+    among dbt's rows since the earliest live row (a range DuckDB prunes: no scan of every id)."""
+    return f"""with live as (
+    select l.*
+    from {SCHEMA}.{table} as l
+    where not exists (
+        select 1 from {{dbt}} as d
+        where d.{key} = l.{key}
+            and d.{at} >= (select min(m.{at}) from {SCHEMA}.{table} as m)
+    )
+)"""
+
+
 EVENTS_VIEW = (
     f"""
 create or replace view {SCHEMA}.events as
-with live as (
-    select l.*
-    from {SCHEMA}.live_events as l
-    where not exists (
-        select 1 from {{dbt}} as d
-        where d.event_id = l.event_id
-            and d.occurred_at >= (select min(m.occurred_at) from {SCHEMA}.live_events as m)
-    )
-),"""
+"""
+    + _live_cte("live_events", "event_id", "occurred_at")
+    + ""","""
     + _ACCOUNTS
     + f""",
 resolved as (
@@ -716,15 +725,9 @@ left join stitched_live on r.anonymous_id = stitched_live.anonymous_id
 ORDERS_VIEW = (
     f"""
 create or replace view {SCHEMA}.orders as
-with live as (
-    select l.*
-    from {SCHEMA}.live_orders as l
-    where not exists (
-        select 1 from {{dbt}} as d
-        where d.order_id = l.order_id
-            and d.ordered_at >= (select min(m.ordered_at) from {SCHEMA}.live_orders as m)
-    )
-),"""
+"""
+    + _live_cte("live_orders", "order_id", "ordered_at")
+    + ""","""
     + _ACCOUNTS
     + f"""
 select {", ".join(ORDER_COLUMNS)}
