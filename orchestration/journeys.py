@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from activation.journeys.clock import parse_clock
 from activation.journeys.deliver import EngineDelivery
 from activation.journeys.files import journey_names, journeys_dir, load_project_journeys, project_catalog
 from activation.journeys.health import stuck_entries
@@ -72,7 +73,7 @@ def _journey_asset(name: str) -> dg.AssetsDefinition:
             for j in load_project_journeys(journeys_dir(activation.journeys_dir), settings, project_catalog())
             if j.name == name
         ]
-        clock = _clock(config.clock or activation.journey_clock)
+        clock = parse_clock(config.clock or activation.journey_clock)
         deliver = EngineDelivery(
             settings,
             Path(pipeline.raw_dir),
@@ -116,13 +117,6 @@ def _journey_asset(name: str) -> dg.AssetsDefinition:
         )
 
     return _tick
-
-
-def _clock(text: str) -> dt.datetime:
-    if not text:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    clock = dt.datetime.fromisoformat(text)
-    return clock.astimezone(dt.UTC).replace(tzinfo=None) if clock.tzinfo else clock
 
 
 def build_journeys(directory: Path) -> tuple[list[dg.AssetsDefinition], list, list]:

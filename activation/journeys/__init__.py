@@ -6,7 +6,9 @@
 spec (the Journey dataclasses), parse (YAML -> Journey, errors naming file, step and field), store
 (the state tables), entries (new entries), tick (one tick of one journey), deliver (steps through
 the activation engine), run (every journey at one clock), simulate (the history replayed, sending
-nothing), health (overdue entries), files (where journey files live). Plain Python: no Dagster.
+nothing), testsend (messages to internal test accounts), health (overdue entries), files (where
+journey files live), clock (naive UTC from any moment or ISO text), sql (statements from compiled
+conditions). Plain Python: no Dagster.
 """
 
 from .deliver import EngineDelivery

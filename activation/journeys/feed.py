@@ -67,6 +67,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from activation.journeys.clock import naive_utc
+
 log = logging.getLogger(__name__)
 
 SCHEMA = "tideline_journeys"  # activation.journeys.store.SCHEMA: the journey state's schema
@@ -210,7 +212,7 @@ def take_in_feed(
     tideline_journeys.live_events / live_orders (see the module docstring)."""
     raw = Path(raw_dir).resolve()
     ensure_feed_schema(con)
-    taken_in_at = _naive_utc(now or dt.datetime.now(dt.UTC))
+    taken_in_at = naive_utc(now or dt.datetime.now(dt.UTC))
     known = {
         file: (int(size), int(lines), head)
         for file, size, lines, head in con.execute(
@@ -625,10 +627,6 @@ def _write(con: duckdb.DuckDBPyConnection, batch: _Batch, taken_in_at: dt.dateti
         con.unregister("_feed_lines")
         con.unregister("_feed_offsets")
     return FeedResult(0, len(batch), int(events), int(orders), int(skipped), problems)
-
-
-def _naive_utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 # ------------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import duckdb
 
 from activation.conditions import Catalog, CompileContext, Condition, compile_condition, compile_event_filter
 from activation.journeys import deliver as delivery
+from activation.journeys.clock import naive_utc
 from activation.journeys.entries import enter_new
 from activation.journeys.spec import (
     END,
@@ -127,11 +128,7 @@ class JourneyTick:
         policies decide and nothing is sent; see activation.journeys.deliver).
         `versions`: earlier versions with entries in flight, by version (from the versions table)."""
         self.con, self.journey, self.catalog = con, journey, catalog
-        self.clock = (
-            clock.replace(tzinfo=None)
-            if clock.tzinfo is None
-            else clock.astimezone(dt.UTC).replace(tzinfo=None)
-        )
+        self.clock = naive_utc(clock)
         self.deliver = deliver
         self.versions = {journey.version: journey, **(versions or {})}
         self.default_timezone = default_timezone

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from activation.journeys.clock import parse_clock
 from tideline.commands.run import settings_from
 from tideline.settings import Settings, read_sandbox_secrets
 
@@ -48,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     show.set_defaults(func=cmd_journey_list)
     tick = verbs.add_parser("tick", help="one tick of the journeys now (outside Dagster)")
     tick.add_argument("names", nargs="*", help="journeys to tick (default: all)")
-    tick.add_argument("--at", type=_when, default=None, help="the clock, e.g. 2026-03-10T09:30 (UTC)")
+    tick.add_argument("--at", type=parse_clock, default=None, help="the clock, e.g. 2026-03-10T09:30 (UTC)")
     tick.add_argument("--dry-run", action="store_true", help="decide, send nothing")
     common(tick)
     tick.set_defaults(func=cmd_journey_tick)
@@ -66,11 +67,6 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     sim.add_argument("--json", action="store_true")
     common(sim)
     sim.set_defaults(func=cmd_journey_simulate)
-
-
-def _when(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text)
-    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _load(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - (config, journeys)
