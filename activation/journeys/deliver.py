@@ -193,24 +193,9 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
     ).fetchone()[0]
     values = {**binding_params(binding), "since": since or t.clock}
     key = row_message_key_sql("q.customer_id", "q.entry_id")
-    has_decisions = bool(
-        con.execute(
-            "select count(*) from duckdb_tables() where temporary and table_name = ?", [DECISIONS]
-        ).fetchone()[0]
-    )
-    decided = (
-        f"""left join (select idempotency_key,
-                              case decision when 'send' then 'sent' when 'skip' then 'skipped'
-                                   when 'defer' then 'deferred' when 'dead' then 'dead_letter' else decision end
-                                  as status, reason, not_before
-                       from {DECISIONS}) as d on d.idempotency_key = k.idempotency_key"""
-        if has_decisions
-        else "left join (select null::uuid as idempotency_key, null as status, null as reason, "
-        "null::timestamp as not_before) as d on false"
-    )
     # a live run: the ledger says what happened (this run's sends and an earlier, killed run's);
     # a dry run: what the policies decided (the ledger holds only earlier live outcomes)
-    ledger_first = "l.status" if not t.deliver.dry_run else "coalesce(d.status, l.status)"
+    status = "coalesce(d.status, l.status)" if t.deliver.dry_run else "coalesce(l.status, d.status)"
     execute(
         con,
         f"""create or replace temp table _j_outcome as
@@ -223,9 +208,14 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
                     -- engine's clock is the tick's): a time range DuckDB prunes, not the sync's history
                     and recorded_at >= $since
                   group by idempotency_key)
-            select k.entry_id, coalesce({ledger_first}, d.status) as status,
+            select k.entry_id, {status} as status,
                    coalesce(l.reason, d.reason) as reason, coalesce(l.not_before, d.not_before) as not_before
-            from k left join l on l.idempotency_key = k.idempotency_key {decided}""",
+            from k left join l on l.idempotency_key = k.idempotency_key
+            left join (select idempotency_key,
+                              case decision when 'send' then 'sent' when 'skip' then 'skipped'
+                                   when 'defer' then 'deferred' when 'dead' then 'dead_letter' else decision end
+                                  as status, reason, not_before
+                       from {DECISIONS}) as d on d.idempotency_key = k.idempotency_key""",
         values,
     )
     outcome = {"send": "sent", "sync": "synced", "notify": "notified"}[step.kind]
