@@ -9,6 +9,7 @@ from pathlib import Path
 from activation.audiences.files import audience_catalog
 from activation.conditions import Catalog
 from activation.config import TEMPLATE_ROOT, ActivationConfig
+from activation.journeys.parse import load_journeys
 from activation.journeys.spec import Journey
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "config" / "journeys"
@@ -37,8 +38,6 @@ def load_project_journeys(
 ) -> list[Journey]:
     """Every journey of `directory`, checked against the catalog, the destinations and the templates
     (a JourneyError names the file, the step and the field)."""
-    from activation.journeys.parse import load_journeys
-
     return load_journeys(
         directory,
         catalog=catalog or project_catalog(),

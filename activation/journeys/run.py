@@ -25,6 +25,7 @@ import duckdb
 from activation.conditions import Catalog, Relation
 from activation.journeys import feed
 from activation.journeys.deliver import Deliver
+from activation.journeys.parse import parse_journey
 from activation.journeys.spec import Journey, TagAction
 from activation.journeys.store import SCHEMA, ensure_schema
 from activation.journeys.tick import JourneyTick, TickResult
@@ -62,8 +63,6 @@ def earlier_versions(
     found: dict[str, Journey] = {}
     if not rows:
         return found
-    from activation.journeys.parse import parse_journey
-
     for version, definition, source in rows:
         old = parse_journey(json.loads(definition), f"{source} (version {version})", journey.name)
         # the stored definition is the one that was live; pausing or archiving the file applies to all
