@@ -406,32 +406,23 @@ class JourneyTick:
         )
         self.result.converted = self.con.execute("select count(*) from _j_converted").fetchone()[0]
         for version, journey in self.versions.items():
-            self.move(
+            self._exit(
                 journey,
-                f"""select c.entry_id, ? as to_node, 'exited' as outcome, 'converted' as reason,
-                           cast(null as varchar) as arm, 'converted' as exit_reason
-                    from {self.s}.entries as c
-                    where c.journey = ? and c.version = ? and c.exited_at is null and c.converted_at is not null""",
-                [END, journey.name, version],
+                "converted",
+                "c.journey = ? and c.version = ? and c.exited_at is null and c.converted_at is not null",
+                [journey.name, version],
             )
 
     def _exit_all(self, reason: str) -> None:
         for version, journey in self.versions.items():
-            self.move(
+            self._exit(
                 journey,
-                f"""select c.entry_id, ? as to_node, 'exited' as outcome, ? as reason,
-                           cast(null as varchar) as arm, ? as exit_reason
-                    from {self.s}.entries as c where c.journey = ? and c.version = ? and c.exited_at is null""",
-                [END, reason, reason, journey.name, version],
+                reason,
+                "c.journey = ? and c.version = ? and c.exited_at is null",
+                [journey.name, version],
             )
         # entries on versions no longer known exit too
-        self.move(
-            self.journey,
-            f"""select c.entry_id, ? as to_node, 'exited' as outcome, ? as reason,
-                       cast(null as varchar) as arm, ? as exit_reason
-                from {self.s}.entries as c where c.journey = ? and c.exited_at is null""",
-            [END, reason, reason, self.journey.name],
-        )
+        self._exit(self.journey, reason, "c.journey = ? and c.exited_at is null", [self.journey.name])
 
     def _exits(self, journey: Journey) -> int:
         """Entries due now whose exit condition holds leave before any action."""
@@ -439,14 +430,19 @@ class JourneyTick:
             return 0
         q = Sql()
         cond = q.cond(self.compiled(journey.exit_when))
-        params = [END, *q.params, journey.name, journey.version, self.clock]
+        where = f"{cond} and c.journey = ? and c.version = ? and c.exited_at is null and c.due_at <= ?"
+        return self._exit(
+            journey, "exit_condition", where, [*q.params, journey.name, journey.version, self.clock]
+        )
+
+    def _exit(self, journey: Journey, reason: str, where: str, params: list[Any]) -> int:
+        """Finish the entries `where` (over the entry row c, positional `params`) selects, as `reason`."""
         return self.move(
             journey,
-            f"""select c.entry_id, ? as to_node, 'exited' as outcome, 'exit_condition' as reason,
-                       cast(null as varchar) as arm, 'exit_condition' as exit_reason
-                from {self.s}.entries as c
-                where {cond} and c.journey = ? and c.version = ? and c.exited_at is null and c.due_at <= ?""",
-            params,
+            f"""select c.entry_id, ? as to_node, 'exited' as outcome, ? as reason,
+                       cast(null as varchar) as arm, ? as exit_reason
+                from {self.s}.entries as c where {where}""",
+            [END, reason, reason, *params],
         )
 
     # --- steps ----------------------------------------------------------------------------------------
