@@ -280,6 +280,8 @@ def build_warehouse(folder: Path, w: Workload) -> dict[str, Any]:
     _ledger_history(con, w)
     say("ledger built")
     _win_back_members(con)
+    for journey in versions:  # what the ticks before T0 would have left: the finished entries archived
+        store.archive_done(con, store.SCHEMA, journey, T0)
     con.execute("checkpoint")
     counts = {
         "customers": n,
@@ -354,7 +356,7 @@ def _entries_in_flight(con: Any, w: Workload, versions: dict[str, str]) -> list[
     table = pa.table(rows)
     con.register("_bench_in_flight", table)
     con.execute(
-        """insert into tideline_journeys.entries (entry_id, journey, version, customer_id, trigger_id,
+        """insert into tideline_journeys.entries_live (entry_id, journey, version, customer_id, trigger_id,
                    entered_at, holdout, current_node, node_entered_at, due_at, goal_until, arm, tick_id)
            select entry_id, journey, version, customer_id, trigger_id, entered_at, false, current_node,
                   node_entered_at, due_at, goal_until, arm, 'bench-warm-up'
@@ -372,7 +374,7 @@ def _entries_of_history(con: Any, w: Workload, versions: dict[str, str]) -> None
     total = w.exited_per_day * w.history_days
     span_us = max(1, w.history_days - 4) * 86400 * 1_000_000
     con.execute(
-        f"""insert into tideline_journeys.entries (entry_id, journey, version, customer_id, trigger_id,
+        f"""insert into tideline_journeys.entries_live (entry_id, journey, version, customer_id, trigger_id,
                    entered_at, holdout, exited_at, exit_reason, goal_until, converted_at, arm, tick_id)
             with h as (
                 select i, case when i % 10 < 6 then 'cart_abandonment' when i % 10 < 9 then 'welcome_series'
@@ -403,7 +405,7 @@ def _entries_of_history(con: Any, w: Workload, versions: dict[str, str]) -> None
     )
     # the trigger events inside the lookback (48 hours) were taken in by earlier ticks
     con.execute(
-        f"""insert into tideline_journeys.entries (entry_id, journey, version, customer_id, trigger_id,
+        f"""insert into tideline_journeys.entries_live (entry_id, journey, version, customer_id, trigger_id,
                    entered_at, holdout, exited_at, exit_reason, goal_until, tick_id)
             select substr(sha256(j.journey || '|' || e.customer_id || '|event:' || e.event_id), 1, 32),
                    j.journey, j.version, e.customer_id, 'event:' || e.event_id, e.occurred_at, false,

@@ -95,6 +95,7 @@ DIM_CUSTOMERS = _columns(
     Column("country", TEXT),
     Column("city", TEXT),
     Column("timezone", TEXT),
+    Column("birth_date", TIMESTAMP, personal=True),  # a date; compared as a timestamp at midnight
     Column("signed_up_at", TIMESTAMP),
     Column("acquisition_source", TEXT),
     Column("acquisition_medium", TEXT),

@@ -87,6 +87,10 @@ class CompileContext:
     reads the dbt var `as_of`); default the day of `now`, else today (UTC). anchor: a SQL
     expression of a per-row timestamp (a journey's `j.entered_at`) for `since: entry`; it is
     written into the SQL as given, so it comes from code, never from a condition file.
+    anchor_floor: a constant the anchor is known never to be below (the earliest entry time of
+    the entries a statement reads); `since: entry` windows then also say `>= anchor_floor`, so
+    DuckDB prunes the events and orders before it by their zone maps instead of reading the
+    whole history (the per-row bound alone is a join condition, applied after the scan).
     vars: the dbt vars a condition may name with `{var: name}` and their defaults (tag rules
     pass dbt_project.yml's); the dbt target writes `{{ var('name') }}`, the runtime targets bind
     the value given here. None: var references are an error."""
@@ -95,6 +99,7 @@ class CompileContext:
     now: dt.datetime | None = None
     as_of: dt.date | None = None
     anchor: str | None = None
+    anchor_floor: dt.datetime | None = None
     vars: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
@@ -503,7 +508,10 @@ class _Compiler:
             ]
         if self.ctx.anchor is None:
             raise at.error("since: entry needs an entry time; it is only available in journey conditions")
-        return [f"{expr} >= ({self.ctx.anchor})", f"{expr} < {self.now(at)}"]
+        bounds = [f"{expr} >= ({self.ctx.anchor})", f"{expr} < {self.now(at)}"]
+        if self.ctx.anchor_floor is not None:
+            bounds.append(f"{expr} >= {self.bind(self.ctx.anchor_floor, at)}")
+        return bounds
 
     def count(self, source: str, where: list[str], cmp: Comparison | None) -> str:
         """`exists` for at least one (the default), else `(select count(*) ...) <op> value`."""

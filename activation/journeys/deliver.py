@@ -145,7 +145,7 @@ def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
             select c.entry_id, c.customer_id, c.arm,
                    exists (select 1 from {quote_relation(t.customers)} as d where d.customer_id = c.customer_id)
                        as known
-            from {s}.entries as c where {where}""",
+            from {s}.entries_live as c where {where}""",
         params,
     )
     total, unknown = con.execute("select count(*), count(*) filter (where not known) from _j_due").fetchone()
@@ -189,7 +189,7 @@ def _fill_queue(t: JourneyTick, step: Step, binding: SyncBinding, arm: str | Non
 def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: SyncBinding) -> int:
     con, s = t.con, t.s
     since = con.execute(
-        f"select min(j.node_entered_at) from {s}.{QUEUE} as q join {s}.entries as j on j.entry_id = q.entry_id"
+        f"select min(j.node_entered_at) from {s}.{QUEUE} as q join {s}.entries_live as j on j.entry_id = q.entry_id"
     ).fetchone()[0]
     values = {**binding_params(binding), "since": since or t.clock}
     key = row_message_key_sql("q.customer_id", "q.entry_id")
@@ -255,11 +255,11 @@ def _defer(t: JourneyTick, journey: Journey, step: Step) -> None:
                                        reason, tick_id, moved_at)
                 select j.entry_id, j.journey, j.version, j.customer_id, j.current_node, j.current_node,
                        'deferred', 'quiet_hours', ?, ?
-                from _j_outcome as o join {s}.entries as j on j.entry_id = o.entry_id where o.status = 'deferred'""",
+                from _j_outcome as o join {s}.entries_live as j on j.entry_id = o.entry_id where o.status = 'deferred'""",
             [t.tick_id, t.clock],
         )
         con.execute(
-            f"""update {s}.entries as j set due_at = coalesce(o.not_before, j.due_at), tick_id = ?
+            f"""update {s}.entries_live as j set due_at = coalesce(o.not_before, j.due_at), tick_id = ?
                 from _j_outcome as o where j.entry_id = o.entry_id and o.status = 'deferred'""",
             [t.tick_id],
         )

@@ -8,7 +8,8 @@ Triggers and the candidates they give (customer, trigger id, entered at):
                id and time. An event arriving late (within the lookback) still starts an entry;
                the same event never starts two (the entry id is a hash of journey, customer and
                trigger id, and an existing id is never entered again).
-    date       dim_customers.<attribute> + offset_days in [clock - lookback, clock)
+    date       dim_customers.<attribute> + offset_days in [clock - lookback, clock); for the
+               attribute `birthday`, this year's birthday (day and month of birth_date) + offset_days
     audience   members of the audience model who were not members at the previous tick; on the
     condition  journey's first tick every current member enters. Entered at the tick's clock.
 
@@ -21,9 +22,11 @@ the entry is recorded and exits `holdout` at once, and its conversion is measure
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from activation.conditions import CompileContext, compile_condition
+from activation.journeys.parse import BIRTH_DATE_COLUMN, BIRTHDAY
 from activation.journeys.spec import END, AudienceTrigger, ConditionTrigger, DateTrigger, EventTrigger
 from activation.journeys.sql import Sql
 from activation.warehouse import execute, quote_identifier, quote_relation
@@ -45,10 +48,16 @@ def enter_new(t: JourneyTick) -> tuple[int, int]:
         q = Sql()
         cond = q.cond(t.compiled(j.entry.exclude))
         con.execute(f"delete from _j_first as c where {cond}", q.params)
+    # The same trigger always gives the same entry id and entry time, so an id entered before is
+    # found among the entries at or after the earliest candidate's time (a range the history's
+    # zone maps prune); the entry in flight is a live one; re-entry rules read every entry.
+    (floor,) = con.execute("select min(entered_at) from _j_first").fetchone()
     rules = [
-        f"not exists (select 1 from {s}.entries as x where x.entry_id = n.entry_id)",
-        f"not exists (select 1 from {s}.entries as x where x.journey = $journey and x.customer_id = n.customer_id "
-        "and x.exited_at is null)",
+        f"not exists (select 1 from {s}.entries_live as x where x.entry_id = n.entry_id)",
+        f"not exists (select 1 from {s}.entries_history as x where x.entry_id = n.entry_id "
+        "and x.entered_at >= $floor)",
+        f"not exists (select 1 from {s}.entries_live as x where x.journey = $journey "
+        "and x.customer_id = n.customer_id and x.exited_at is null)",
     ]
     if j.entry.re_entry == "never":
         rules.append(
@@ -57,13 +66,14 @@ def enter_new(t: JourneyTick) -> tuple[int, int]:
     elif j.entry.re_entry == "after":
         rules.append(
             f"not exists (select 1 from {s}.entries as x where x.journey = $journey and x.customer_id = n.customer_id "
-            "and x.entered_at > n.entered_at - to_days($after))"
+            "and x.entered_at > n.entered_at - to_days($after) and x.entered_at > $floor - to_days($after))"
         )
     values = {
         "journey": j.name,
         "salt": f"journey|{j.name}",
         "holdout": float(j.entry.holdout),
         "after": int(j.entry.re_entry_after_days or 0),
+        "floor": floor or t.clock,
     }
     execute(
         con,
@@ -80,7 +90,7 @@ def enter_new(t: JourneyTick) -> tuple[int, int]:
     goal_days = j.goal.within_days if j.goal is not None else None
     also = [
         (
-            f"""insert into {s}.entries (entry_id, journey, version, customer_id, trigger_id, entered_at, holdout,
+            f"""insert into {s}.entries_live (entry_id, journey, version, customer_id, trigger_id, entered_at, holdout,
                                          goal_until, tick_id)
                 select entry_id, ?, ?, customer_id, trigger_id, entered_at, holdout,
                        case when ? is null then null else entered_at + to_days(cast(? as integer)) end, ?
@@ -126,14 +136,18 @@ def _candidates(t: JourneyTick) -> bool:
             q.params,
         )
         return False
+    if isinstance(trigger, DateTrigger) and trigger.attribute == BIRTHDAY:
+        _birthdays(t, trigger, since)
+        return False
     if isinstance(trigger, DateTrigger):
         column = quote_identifier(trigger.attribute)
         con.execute(
             f"""create or replace temp table _j_cand as
-                select customer_id, 'date:' || strftime(at, '%Y-%m-%dT%H:%M:%S') as trigger_id, at as entered_at
-                from (select c.customer_id, cast(c.{column} as timestamp) + to_days(cast(? as integer)) as at
+                select customer_id, 'date:' || strftime(moment, '%Y-%m-%dT%H:%M:%S') as trigger_id,
+                       moment as entered_at
+                from (select c.customer_id, cast(c.{column} as timestamp) + to_days(cast(? as integer)) as moment
                       from {quote_relation(t.customers)} as c)
-                where at >= ? and at < ?""",
+                where moment >= ? and moment < ?""",
             [trigger.offset_days, since, clock],
         )
         return False
@@ -160,3 +174,28 @@ def _candidates(t: JourneyTick) -> bool:
         [f"joined:{clock.isoformat(timespec='seconds')}", clock, t.journey.name],
     )
     return True
+
+
+def _birthdays(t: JourneyTick, trigger: DateTrigger, since: dt.datetime) -> None:
+    """_j_cand for `date: {attribute: birthday}`: each customer's birthday (day and month of
+    dim_customers.birth_date; 29 February is the 28th in other years) plus offset_days, at midnight
+    UTC, in [since, clock); the trigger id names the day, so one entry per customer and year."""
+    reach = 1 + abs(trigger.offset_days) // 365 + 1  # years either side the offset can move a birthday
+    years = list(range(since.year - reach, t.clock.year + reach + 1))
+    con = t.con
+    con.execute(
+        f"""create or replace temp table _j_cand as
+            select customer_id, 'birthday:' || strftime(moment, '%Y-%m-%d') as trigger_id, moment as entered_at
+            from (
+                select c.customer_id,
+                       cast(case when month(c.b) = 2 and day(c.b) = 29
+                                      and not ((y.y % 4 = 0 and y.y % 100 <> 0) or y.y % 400 = 0)
+                                 then make_date(y.y, 2, 28)
+                                 else make_date(y.y, month(c.b), day(c.b)) end as timestamp)
+                           + to_days(cast(? as integer)) as moment
+                from (select customer_id, cast({quote_identifier(BIRTH_DATE_COLUMN)} as date) as b
+                      from {quote_relation(t.customers)} where {quote_identifier(BIRTH_DATE_COLUMN)} is not null) as c
+                cross join (select unnest(cast(? as integer[])) as y) as y)
+            where moment >= ? and moment < ?""",
+        [trigger.offset_days, years, since, t.clock],
+    )

@@ -21,10 +21,12 @@ class Stuck:
 
 def stuck_entries(con: duckdb.DuckDBPyConnection, journey: str, due_before: dt.datetime) -> Stuck:
     """Entries of `journey` in flight whose due time is before `due_before`."""
-    if not table_exists(con, SCHEMA, "entries"):
+    # entries in flight are live ones; a warehouse no tick has opened since the split has `entries`
+    table = next((t for t in ("entries_live", "entries") if table_exists(con, SCHEMA, t)), None)
+    if table is None:
         return Stuck()
     rows = con.execute(
-        f"""select current_node, count(*), min(due_at) from {SCHEMA}.entries
+        f"""select current_node, count(*), min(due_at) from {SCHEMA}.{table}
             where journey = ? and exited_at is null and due_at < ? group by 1 order by 1""",
         [journey, due_before],
     ).fetchall()

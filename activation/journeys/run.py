@@ -56,7 +56,7 @@ def earlier_versions(
     rows = con.execute(
         f"""select v.version, v.definition, v.source from {schema}.versions as v
             where v.journey = ? and v.version <> ?
-              and exists (select 1 from {schema}.entries as e where e.journey = v.journey
+              and exists (select 1 from {schema}.entries_live as e where e.journey = v.journey
                           and e.version = v.version and e.exited_at is null)""",
         [journey.name, journey.version],
     ).fetchall()

@@ -4,7 +4,8 @@ reads them as the source `tideline_journeys` for the journey marts).
 versions      one row per journey version ever seen: its canonical definition (JSON), so customers
               in flight finish on the version they entered even after the file changed
 journeys      one row per journey: its current version and status (active, paused, archived)
-entries       one row per entry: entry id (32 hex digits of sha256 of journey, customer and
+entries       view: every entry, in flight or finished (entries_live union all entries_history); what
+              dbt, BI and people read. One row per entry: entry id (32 hex digits of sha256 of journey, customer and
               trigger id: the same trigger always makes the same entry, so a rerun after a crash
               never enters anyone twice), journey, version, customer, trigger id, entered at, the
               holdout flag, the current node and when it was reached, when it is due, and once
@@ -12,6 +13,12 @@ entries       one row per entry: entry id (32 hex digits of sha256 of journey, c
               archived), the arm of the last split it passed, and converted_at: when the goal
               was first seen met, looked for until goal_until whether the entry is still in
               flight, exited or held out (so conversion and lift are measured on every entry)
+entries_live  the entries a tick works on: in flight, or finished with their goal window still
+              open (conversion is looked for until goal_until). Every tick statement scans this
+              table, so it is kept to those: the tick moves the rest out (archive)
+entries_history  the entries that are done: finished, and converted or past their goal window.
+              Append-only, never read by a tick's moves, so a tick's cost follows the entries in
+              flight, not the months of history behind them
 steps         append-only log of every node transition: entry, from node, to node, outcome
               (entered, waited, branched, split, sent, skipped, deferred, failed, tagged, synced,
               notified, exited), reason, the tick and its clock
@@ -47,7 +54,7 @@ create table if not exists {SCHEMA}.journeys (
     status varchar not null,       -- active | paused | archived
     changed_at timestamp not null
 );
-create table if not exists {SCHEMA}.entries (
+create table if not exists {SCHEMA}.entries_live (
     entry_id varchar primary key,
     journey varchar not null,
     version varchar not null,
@@ -65,6 +72,9 @@ create table if not exists {SCHEMA}.entries (
     arm varchar,                   -- the arm of the last split the entry passed (the ledger's variant)
     tick_id varchar not null       -- the tick that last changed the row
 );
+create table if not exists {SCHEMA}.entries_history as select * from {SCHEMA}.entries_live limit 0;
+create view if not exists {SCHEMA}.entries as
+select * from {SCHEMA}.entries_live union all select * from {SCHEMA}.entries_history;
 create sequence if not exists {SCHEMA}.step_seq;
 create table if not exists {SCHEMA}.steps (
     seq bigint not null default nextval('{SCHEMA}.step_seq'),
@@ -114,4 +124,37 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> None:
     scratch schema of a simulation (a plain identifier from code)."""
     if not schema.isidentifier():
         raise ValueError(f"journey state schema {schema!r} is not a plain identifier")
+    _split_entries(con, schema)
     con.execute(DDL.format(SCHEMA=schema))
+
+
+def _split_entries(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """A warehouse from before the split has one table `entries`: it becomes entries_live (the next
+    tick archives what is done) and `entries` the view over both."""
+    kind = con.execute(
+        "select table_type from information_schema.tables where table_schema = ? and table_name = 'entries'",
+        [schema],
+    ).fetchone()
+    if kind and kind[0] == "BASE TABLE":
+        con.execute(f"alter table {schema}.entries rename to entries_live")
+
+
+def archive_done(con: duckdb.DuckDBPyConnection, schema: str, journey: str, clock: object) -> int:
+    """Move the journey's entries that are done (finished, and converted or past their goal window
+    at `clock`) from entries_live to entries_history, in one transaction; how many moved."""
+    done = (
+        "journey = ? and exited_at is not null "
+        "and (converted_at is not null or goal_until is null or goal_until < ?)"
+    )
+    con.execute("begin")
+    try:
+        con.execute(
+            f"insert into {schema}.entries_history select * from {schema}.entries_live where {done}",
+            [journey, clock],
+        )
+        (moved,) = con.execute(f"delete from {schema}.entries_live where {done}", [journey, clock]).fetchone()
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return int(moved)

@@ -61,7 +61,7 @@ from activation.journeys.spec import (
     Wait,
 )
 from activation.journeys.sql import Sql
-from activation.journeys.store import SCHEMA, ensure_schema
+from activation.journeys.store import SCHEMA, archive_done, ensure_schema
 from activation.warehouse import execute, quote_identifier
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class TickResult:
     exited: int = 0
     converted: int = 0
     waiting: int = 0  # due but held: deferred, failed (retried), customer not in the warehouse yet
+    archived: int = 0  # finished entries moved to entries_history (done: converted or goal window over)
     by_reason: Counter = field(default_factory=Counter)  # "skipped:no_consent", "exited:converted", ...
     reached: Counter = field(default_factory=Counter)  # step id (or "end") -> entries moved into it
     duration_seconds: float = 0.0
@@ -135,6 +136,7 @@ class JourneyTick:
         self.s = schema
         self.customers = customers
         self.tick_id = uuid.uuid4().hex
+        self.anchor_floor: dt.datetime | None = None  # set at the start of run (_anchor_floor)
         self.result = TickResult(
             journey.name, journey.version, self.tick_id, self.clock, journey.status, dry_run=deliver.dry_run
         )
@@ -146,6 +148,8 @@ class JourneyTick:
         ensure_schema(self.con, self.s)
         try:
             self._register()
+            self.result.archived = archive_done(self.con, self.s, self.journey.name, self.clock)
+            self.anchor_floor = self._anchor_floor()
             self._conversions()
             if self.journey.status == "archived":
                 self._exit_all("archived")
@@ -158,6 +162,15 @@ class JourneyTick:
         self.result.duration_seconds = time.monotonic() - started
         self._record(wall)
         return self.result
+
+    def _anchor_floor(self) -> dt.datetime:
+        """The earliest entry time any condition of this tick sees: the journey's live entries
+        (after archive_done) and the new ones (entered at or after clock - lookback)."""
+        (earliest,) = self.con.execute(
+            f"select min(entered_at) from {self.s}.entries_live where journey = ?", [self.journey.name]
+        ).fetchone()
+        since = self.clock - self.journey.entry.lookback
+        return since if earliest is None else min(earliest, since)
 
     def _drop_work_tables(self) -> None:
         """The tick's temp tables (_j_*): gone with the tick, so a connection kept across ticks
@@ -209,7 +222,7 @@ class JourneyTick:
 
     def _versions_in_flight(self) -> list[str]:
         rows = self.con.execute(
-            f"select distinct version from {self.s}.entries where journey = ? and exited_at is null",
+            f"select distinct version from {self.s}.entries_live where journey = ? and exited_at is null",
             [self.journey.name],
         ).fetchall()
         found = [v for (v,) in rows]
@@ -247,11 +260,11 @@ class JourneyTick:
 
     def compiled(self, cond: Condition) -> tuple[str, list]:
         """`cond` over the entry row `c` (c.customer_id, c.entered_at) at the tick's clock."""
-        ctx = CompileContext(target="duckdb", now=self.clock, anchor=ANCHOR)
+        ctx = CompileContext(target="duckdb", now=self.clock, anchor=ANCHOR, anchor_floor=self.anchor_floor)
         return compile_condition(cond, self.catalog, ctx)
 
     def event_filter(self, cond: Condition, alias: str) -> tuple[str, list]:
-        ctx = CompileContext(target="duckdb", now=self.clock, anchor=ANCHOR)
+        ctx = CompileContext(target="duckdb", now=self.clock, anchor=ANCHOR, anchor_floor=self.anchor_floor)
         return compile_event_filter(cond, self.catalog, ctx, alias)
 
     def due(self, journey: Journey, step_id: str) -> tuple[str, list]:
@@ -309,12 +322,12 @@ class JourneyTick:
                                                 outcome, reason, tick_id, moved_at)
                     select j.entry_id, j.journey, j.version, j.customer_id, j.current_node,
                            nullif(m.to_node, $end), m.outcome, m.reason, $tick, $clock
-                    from _j_moves as m join {self.s}.entries as j on j.entry_id = m.entry_id""",
+                    from _j_moves as m join {self.s}.entries_live as j on j.entry_id = m.entry_id""",
                 values,
             )
             execute(
                 con,
-                f"""update {self.s}.entries as j set
+                f"""update {self.s}.entries_live as j set
                         current_node = nullif(m.to_node, $end),
                         node_entered_at = $clock,
                         due_at = case when m.to_node = $end then null else {due} end,
@@ -396,12 +409,12 @@ class JourneyTick:
         )
         cond = q.cond(self.compiled(goal.when))
         self.con.execute(
-            f"create or replace temp table _j_converted as select c.entry_id from {self.s}.entries as c "
+            f"create or replace temp table _j_converted as select c.entry_id from {self.s}.entries_live as c "
             f"where {where} and {cond}",
             q.params,
         )
         self.con.execute(
-            f"update {self.s}.entries set converted_at = ? where entry_id in (select entry_id from _j_converted)",
+            f"update {self.s}.entries_live set converted_at = ? where entry_id in (select entry_id from _j_converted)",
             [self.clock],
         )
         self.result.converted = self.con.execute("select count(*) from _j_converted").fetchone()[0]
@@ -441,7 +454,7 @@ class JourneyTick:
             journey,
             f"""select c.entry_id, ? as to_node, 'exited' as outcome, ? as reason,
                        cast(null as varchar) as arm, ? as exit_reason
-                from {self.s}.entries as c where {where}""",
+                from {self.s}.entries_live as c where {where}""",
             [END, reason, reason, *params],
         )
 
@@ -470,7 +483,7 @@ class JourneyTick:
             journey,
             f"""select c.entry_id, ? as to_node, 'waited' as outcome, ? as reason, cast(null as varchar) as arm,
                        cast(null as varchar) as exit_reason
-                from {self.s}.entries as c where {where}""",
+                from {self.s}.entries_live as c where {where}""",
             [to, reason, *params],
         )
 
@@ -486,7 +499,7 @@ class JourneyTick:
             # the waiting entries joined to the events of their customers since the earliest wait
             # began (a time range DuckDB prunes): no scan of the whole history per entry
             sql = f"""with waiting as (
-                          select c.entry_id, c.customer_id, c.node_entered_at from {self.s}.entries as c
+                          select c.entry_id, c.customer_id, c.node_entered_at from {self.s}.entries_live as c
                           where c.journey = {q.bind(journey.name)} and c.version = {q.bind(journey.version)}
                             and c.current_node = {q.bind(step.id)} and c.exited_at is null)
                       select distinct w.entry_id, {q.bind(step.next)} as to_node, 'waited' as outcome,
@@ -512,7 +525,7 @@ class JourneyTick:
             journey,
             f"""select c.entry_id, {target} as to_node, 'branched' as outcome, cast(null as varchar) as reason,
                        cast(null as varchar) as arm, cast(null as varchar) as exit_reason
-                from {self.s}.entries as c where {where}""",
+                from {self.s}.entries_live as c where {where}""",
             [*q.params, *params],
         )
 
@@ -537,7 +550,7 @@ class JourneyTick:
             journey,
             f"""select entry_id, {to_sql} as to_node, 'split' as outcome, {arm_sql} as reason, {arm_sql} as arm,
                        cast(null as varchar) as exit_reason
-                from (select c.entry_id, {unit} as u from {self.s}.entries as c where {where})""",
+                from (select c.entry_id, {unit} as u from {self.s}.entries_live as c where {where})""",
             values,
         )
 
@@ -547,7 +560,7 @@ class JourneyTick:
         where, params = self.due(journey, step.id)
         self.con.execute(
             f"""create or replace temp table _j_tagging as
-                select c.entry_id, c.customer_id from {self.s}.entries as c where {where}""",
+                select c.entry_id, c.customer_id from {self.s}.entries_live as c where {where}""",
             params,
         )
         change = (

@@ -54,6 +54,7 @@ def write_landing_zone(raw: Path) -> None:
                 "created_at": "2024-01-05T09:00:00Z",
                 "first_name": "Alice",
                 "source": "newsletter",
+                "birth_date": "1990-02-28",
             },
             {
                 "customer_id": "c2",
@@ -68,6 +69,7 @@ def write_landing_zone(raw: Path) -> None:
                 "phone": "0049 30 1234567",
                 "country": "DE",
                 "created_at": "2024-07-01",
+                "birth_date": "1991-13-01",  # not a date: cleared, reported
             },
             {
                 "customer_id": "c4",
@@ -75,6 +77,7 @@ def write_landing_zone(raw: Path) -> None:
                 "phone": "(415) 555-0123",
                 "country": "US",
                 "created_at": "2024-02-01",
+                "birth_date": "2999-01-01",  # after the as-of date: cleared, reported
             },
             {
                 "customer_id": "c5",
@@ -110,6 +113,7 @@ def write_landing_zone(raw: Path) -> None:
             "timezone",
             "created_at",
             "source",
+            "birth_date",
         ],
     )
     order_cols = ["order_id", "customer_id", "ordered_at", "amount", "status", "coupon_code", "email"]
@@ -281,6 +285,7 @@ def test_dim_customers_profile(warehouse) -> None:
     assert c1["order_count"] == 3
     assert float(c1["revenue"]) == pytest.approx(240.0)  # 110 (later file wins) + 50 + 80
     assert c1["coupon_order_count"] == 2
+    assert c1["birth_date"] == dt.date(1990, 2, 28)  # c3's unreadable one is cleared, never merged in
     c4 = rows["c4"]
     assert c4["phone"] == "+14155550123"
     assert (c4["sms_opt_in"], c4["email_opt_in"], c4["push_opt_in"]) == (True, False, False)
@@ -300,6 +305,7 @@ def test_dim_customers_profile(warehouse) -> None:
     assert rows["g1"]["email"] is None and rows["g1"]["is_buyer"] is True
     assert rows["c13"]["email"] is None and rows["c13"]["signed_up_at"] is None  # cleared, row kept
     assert rows["c14"]["phone"] is None
+    assert rows["c4"]["birth_date"] is None and rows["c7"]["birth_date"] is None
 
 
 def test_rfm_values_scores_and_segments(warehouse) -> None:
@@ -409,6 +415,8 @@ def test_every_malformed_row_reaches_rejects_with_a_reason(warehouse) -> None:
         ("crm_contacts", "crm/contacts/contacts.csv", 12, "email"): "field_cleared",
         ("crm_contacts", "crm/contacts/contacts.csv", 12, "created_at"): "field_cleared",
         ("crm_contacts", "crm/contacts/contacts.csv", 13, "phone"): "field_cleared",
+        ("crm_contacts", "crm/contacts/contacts.csv", 3, "birth_date"): "field_cleared",
+        ("crm_contacts", "crm/contacts/contacts.csv", 4, "birth_date"): "field_cleared",
         ("crm_consents", "crm/consents/consents.csv", 5, "customer_id"): "row_rejected",  # unknown customer
         ("crm_consents", "crm/consents/consents.csv", 6, "status"): "row_rejected",
         ("events", "events/2025-06.jsonl", 8, None): "row_rejected",  # not JSON
@@ -419,6 +427,11 @@ def test_every_malformed_row_reaches_rejects_with_a_reason(warehouse) -> None:
     assert {k: v[0] for k, v in rejects.items()} == expected
     assert "use a dot as decimal separator" in rejects[("commerce_orders", orders, 12, "amount")][1]
     assert "negative" in rejects[("commerce_orders", orders, 13, "amount")][1]
+    assert "is not a date" in rejects[("crm_contacts", "crm/contacts/contacts.csv", 3, "birth_date")][1]
+    assert (
+        "not a plausible birth date"
+        in rejects[("crm_contacts", "crm/contacts/contacts.csv", 4, "birth_date")][1]
+    )
     assert "unknown customer" in rejects[("crm_consents", "crm/consents/consents.csv", 5, "customer_id")][1]
     assert (
         "superseded by commerce/orders/2025b.csv row 1"

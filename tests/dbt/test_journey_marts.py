@@ -209,7 +209,7 @@ def write_state(warehouse: Path) -> None:
         store.ensure_schema(con)
         entered = {e[0]: e for e in ENTRIES}
         con.executemany(
-            f"""insert into {store.SCHEMA}.entries (entry_id, journey, version, customer_id, trigger_id,
+            f"""insert into {store.SCHEMA}.entries_live (entry_id, journey, version, customer_id, trigger_id,
                    entered_at, holdout, current_node, exited_at, exit_reason, goal_until, converted_at, tick_id)
                values (?, 'welcome', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'tick')""",
             [

@@ -425,6 +425,13 @@ def test_since_entry_measures_from_the_anchor(duck: tuple) -> None:
         sql, params = compiled(text, "duckdb", anchor="c.entered_at")
         rows = con.execute(f"select c.customer_id from entries as c where {sql}", params).fetchall()
         assert {r[0] for r in rows} == expected, text
+        # a floor at or below the earliest entry (what a tick passes) changes nothing
+        floored = compiled(text, "duckdb", anchor="c.entered_at", anchor_floor=ts("2026-03-01 00:00"))
+        rows = con.execute(
+            f"select c.customer_id from entries as c where {floored[0]}", floored[1]
+        ).fetchall()
+        assert {r[0] for r in rows} == expected, text
+        assert len(floored[1]) == len(params) + 1
 
 
 def test_now_moves_the_windows(duck: tuple) -> None:

@@ -345,7 +345,7 @@ def add_journey_entries(warehouse: Path) -> set[tuple[str, str]]:
     rows += [("cart_abandonment", f"j{i:04d}", False, f"c{i}") for i in range(1, N_JOURNEY_EMAIL + 1)]
     for journey, customer, holdout, trigger in rows:
         con.execute(
-            f"""insert into {JOURNEY_SCHEMA}.entries (entry_id, journey, version, customer_id, trigger_id,
+            f"""insert into {JOURNEY_SCHEMA}.entries_live (entry_id, journey, version, customer_id, trigger_id,
                 entered_at, holdout, current_node, exited_at, exit_reason, tick_id)
                 values (?, ?, 'abc123def456', ?, ?, now()::timestamp, ?, null, now()::timestamp, ?, 'tick-1')""",
             [

@@ -25,6 +25,7 @@ from activation.journeys.spec import (
     END,
     Branch,
     BranchArm,
+    DateTrigger,
     Entry,
     EventTrigger,
     Goal,
@@ -328,6 +329,131 @@ def test_re_entry_rules(tmp_path: Path, sink: HttpSink, deliver: EngineDelivery)
     )
     assert counts == {"never": 1, "weekly": 2, "always": 3}
     assert len(sent_to(sink)) == 6  # one message per entry
+
+
+def test_finished_entries_move_to_the_history_and_still_count_for_dedup_and_re_entry(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """Ticks work on entries_live only: an entry leaves it once finished and done with its goal
+    (converted, or the goal window over); entries (the view) still shows it, and a trigger seen
+    again within the lookback after the entry was archived does not enter it twice."""
+    con = make_warehouse(tmp_path / "w.duckdb")
+    journeys = [
+        cart_journey(
+            name="again",
+            steps=(sms("only", END),),
+            goal=None,
+            exit_when=None,
+            entry=Entry(EventTrigger(cond({"event": {"type": "checkout_started"}})), re_entry="always"),
+        ),
+        cart_journey(name="goal", steps=(sms("only", END),), exit_when=None),  # goal: an order within 7 days
+    ]
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e2", "c2", "checkout_started", at(0))
+
+    def where(table: str) -> dict[str, list[str]]:
+        rows = con.execute(
+            f"select journey, list(customer_id order by customer_id) from tideline_journeys.{table} group by 1"
+        ).fetchall()
+        return dict(rows)
+
+    tick(con, journeys, at(1), deliver)  # both enter, are sent to and finish
+    assert where("entries_live") == {"again": ["c1", "c2"], "goal": ["c1", "c2"]}
+    order(con, "o1", "c1", at(1.5))
+    results = tick(con, journeys, at(2), deliver)  # e1 and e2 are still inside the 24-hour lookback
+    assert results["again"].entered == 0 and results["again"].archived == 2  # no goal: done at once
+    assert results["goal"].converted == 1 and results["goal"].archived == 0  # converted at this tick
+    assert where("entries_history") == {"again": ["c1", "c2"]}
+    tick(con, journeys, at(3), deliver)
+    assert where("entries_history") == {"again": ["c1", "c2"], "goal": ["c1"]}  # c1 converted
+    assert where("entries_live") == {"goal": ["c2"]}  # c2's goal window is open for 7 days
+    results = tick(con, journeys, at(24 * 7 + 1), deliver)
+    assert results["goal"].archived == 1 and where("entries_live") == {}
+    assert where("entries") == {"again": ["c1", "c2"], "goal": ["c1", "c2"]}
+    assert len(sent_to(sink)) == 4  # one message per entry, none again
+
+
+def test_a_birthday_trigger_enters_on_the_day_every_year(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    """date: {attribute: birthday}: the day and month of birth_date at midnight UTC plus the offset;
+    29 February is the 28th in other years; one entry per customer and year; no birth date: never."""
+    con = make_warehouse(tmp_path / "w.duckdb")
+    con.execute("alter table marts.dim_customers add column birth_date date")
+    for cid, born in [("c1", "1990-03-10"), ("c2", "2000-02-29"), ("c4", "1985-03-11")]:
+        con.execute("update marts.dim_customers set birth_date = ? where customer_id = ?", [born, cid])
+
+    def birthday(name: str, offset: int) -> Journey:
+        return cart_journey(
+            name=name,
+            steps=(sms("greet", END),),
+            goal=None,
+            exit_when=None,
+            entry=Entry(DateTrigger("birthday", offset), re_entry="always"),
+        )
+
+    journeys = [birthday("on_the_day", 0), birthday("day_before", -1)]
+    # and a plain date attribute: 30 days after signing up
+    con.execute("alter table marts.dim_customers add column signed_up_at timestamp")
+    con.execute(
+        "update marts.dim_customers set signed_up_at = ? where customer_id = 'c5'", [at(-24 * 30 + 0.5)]
+    )
+    month = cart_journey(
+        name="month_in", steps=(sms("greet", END),), goal=None, exit_when=None,
+        entry=Entry(DateTrigger("signed_up_at", 30)),
+    )  # fmt: skip
+    journeys.append(month)
+
+    def entered() -> set[tuple[str, str, str]]:
+        rows = con.execute(
+            "select journey, customer_id, trigger_id from tideline_journeys.entries"
+        ).fetchall()
+        return set(rows)
+
+    tick(con, journeys, at(1), deliver)  # 2026-03-10 11:00, window from 03-09 11:00
+    assert entered() == {
+        ("on_the_day", "c1", "birthday:2026-03-10"),
+        ("day_before", "c4", "birthday:2026-03-10"),  # born on 11 March: the day before is the 10th
+        ("month_in", "c5", "date:2026-03-10T10:30:00"),  # signed up 30 days before 10:30 today
+    }
+    tick(con, journeys, at(15), deliver)  # 2026-03-11 01:00
+    assert ("on_the_day", "c4", "birthday:2026-03-11") in entered()
+    tick(con, journeys, at(20), deliver)  # nothing new inside the lookback: no second entry
+    assert len(entered()) == 4
+    tick(con, journeys, dt.datetime(2027, 2, 28, 1), deliver)  # 2027 is not a leap year
+    assert ("on_the_day", "c2", "birthday:2027-02-28") in entered()
+    tick(con, journeys, dt.datetime(2027, 3, 10, 1), deliver)  # a year on: c1 again
+    assert ("on_the_day", "c1", "birthday:2027-03-10") in entered()
+    assert {c for j, c, _ in entered() if j != "month_in"} == {"c1", "c2", "c4"}  # c3, c5: no birth date
+    assert len(sent_to(sink)) == len(entered())
+
+
+def test_a_warehouse_from_before_the_split_keeps_its_entries(tmp_path: Path) -> None:
+    from activation.journeys.store import ensure_schema
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("create schema tideline_journeys")
+    con.execute(
+        """create table tideline_journeys.entries (entry_id varchar primary key, journey varchar not null,
+               version varchar not null, customer_id varchar not null, trigger_id varchar not null,
+               entered_at timestamp not null, holdout boolean not null, current_node varchar,
+               node_entered_at timestamp, due_at timestamp, exited_at timestamp, exit_reason varchar,
+               goal_until timestamp, converted_at timestamp, arm varchar, tick_id varchar not null)"""
+    )
+    con.execute(
+        "insert into tideline_journeys.entries (entry_id, journey, version, customer_id, trigger_id, "
+        "entered_at, holdout, current_node, tick_id) values ('x', 'j', 'v', 'c1', 't', ?, false, 'wait', 'k')",
+        [T0],
+    )
+    ensure_schema(con)
+    ensure_schema(con)  # idempotent
+    assert con.execute("select entry_id from tideline_journeys.entries_live").fetchall() == [("x",)]
+    assert con.execute("select entry_id from tideline_journeys.entries").fetchall() == [("x",)]
+    kind = con.execute(
+        "select table_type from information_schema.tables "
+        "where table_schema = 'tideline_journeys' and table_name = 'entries'"
+    ).fetchone()
+    assert kind == ("VIEW",)
 
 
 def test_customers_in_flight_finish_on_their_version_and_pause_holds_everyone(

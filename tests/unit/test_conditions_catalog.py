@@ -64,7 +64,7 @@ def test_attribute_types_follow_the_column_names() -> None:
         elif name.endswith(("_count", "_accounts")):
             assert column.type == cat.INTEGER, name
     personal = {n for n, c in cat.DIM_CUSTOMERS.items() if c.personal}
-    assert personal == {"email", "phone", "first_name", "last_name"}
+    assert personal == {"email", "phone", "first_name", "last_name", "birth_date"}
 
 
 def test_rfm_lifecycle_and_their_closed_lists() -> None:

@@ -64,6 +64,12 @@ CONTACTS = Entity(
         _c("timezone", "text", False, "IANA time zone, e.g. Europe/Berlin"),
         _c("created_at", "timestamp", False, "When the account was created (ISO 8601; no offset means UTC)"),
         _c("source", "text", False, "Lead or acquisition source recorded by the CRM"),
+        _c(
+            "birth_date",
+            "date",
+            False,
+            "Date of birth (YYYY-MM-DD); birthday journeys trigger on its day and month",
+        ),
     ),
 )
 

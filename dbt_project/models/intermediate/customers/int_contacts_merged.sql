@@ -27,6 +27,7 @@ merged as (
         coalesce(max(case when preference = 1 then city end), max(city)) as city,
         coalesce(max(case when preference = 1 then timezone end), max(timezone)) as timezone,
         coalesce(max(case when preference = 1 then lead_source end), max(lead_source)) as lead_source,
+        coalesce(max(case when preference = 1 then birth_date end), max(birth_date)) as birth_date,
         min(created_at) as created_at
     from contacts
     group by customer_id
@@ -60,6 +61,7 @@ select
     merged.city,
     merged.timezone,
     merged.lead_source,
+    merged.birth_date,
     merged.created_at
 from customers
 left join merged on customers.customer_id = merged.customer_id

@@ -60,6 +60,7 @@ final as (
         contacts.country,
         contacts.city,
         contacts.timezone,
+        contacts.birth_date,
         case
             when contacts.created_at is null then coalesce(event_stats.first_signup_at, first_seen.first_seen_at)
             when event_stats.first_signup_at is null then contacts.created_at

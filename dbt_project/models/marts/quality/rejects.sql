@@ -31,6 +31,7 @@ with field_issues as (
         ('email', 'raw__email', 'field_cleared'),
         ('phone', 'raw__phone', 'field_cleared'),
         ('created_at', 'raw__created_at', 'field_cleared'),
+        ('birth_date', 'raw__birth_date', 'field_cleared'),
         ('customer_id', 'raw__customer_id', 'duplicate'),
     ]) }}
     union all

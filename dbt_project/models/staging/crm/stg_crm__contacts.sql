@@ -10,6 +10,7 @@ select
     timezone,
     created_at,
     lead_source,
+    birth_date,
     _file,
     _row
 from {{ ref('base_crm__contacts') }}

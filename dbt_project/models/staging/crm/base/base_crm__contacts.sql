@@ -1,6 +1,6 @@
 {{ config(materialized="table") }}
 {#- Every landing contact row, typed and normalised, with the reason each field is
-    unusable. Bad optional fields (email, phone, created_at) are cleared and
+    unusable. Bad optional fields (email, phone, created_at, birth_date) are cleared and
     reported; the row is rejected only without a customer_id or as a duplicate. -#}
 with source as (
     select * from {{ source('crm', 'crm_contacts') }}
@@ -24,10 +24,12 @@ parsed as (
         {{ nullif_blank('source.timezone') }} as timezone,
         {{ parse_timestamp('source.created_at') }} as created_at,
         lower({{ nullif_blank('source.source') }}) as lead_source,
+        cast({{ parse_timestamp('source.birth_date') }} as date) as birth_date_parsed,
         source.customer_id as raw__customer_id,
         source.email as raw__email,
         source.phone as raw__phone,
-        source.created_at as raw__created_at
+        source.created_at as raw__created_at,
+        source.birth_date as raw__birth_date
     from source
 ),
 
@@ -57,7 +59,14 @@ checked as (
                     || case when country is null then ' (no country given)' else ' for country ' || country end
                     || '; cleared'
         end as issue__phone,
-        {{ timestamp_issue('raw__created_at', 'created_at', 'created_at', required=false) }} as issue__created_at
+        {{ timestamp_issue('raw__created_at', 'created_at', 'created_at', required=false) }} as issue__created_at,
+        case
+            when {{ nullif_blank('raw__birth_date') }} is null then null
+            when birth_date_parsed is null
+                then 'birth_date "' || raw__birth_date || '" is not a date (use YYYY-MM-DD, e.g. 1990-05-17)'
+            when birth_date_parsed < cast('1900-01-01' as date) or birth_date_parsed > {{ as_of_date() }}
+                then 'birth_date ' || raw__birth_date || ' is not a plausible birth date'
+        end as issue__birth_date
     from phones
 ),
 
@@ -90,14 +99,17 @@ final as (
         timezone,
         created_at,
         lead_source,
+        case when issue__birth_date is null then birth_date_parsed end as birth_date,
         raw__customer_id,
         raw__email,
         raw__phone,
         raw__created_at,
+        raw__birth_date,
         issue__customer_id,
         issue__email,
         issue__phone,
         case when issue__created_at is not null then issue__created_at || '; cleared' end as issue__created_at,
+        case when issue__birth_date is not null then issue__birth_date || '; cleared' end as issue__birth_date,
         case
             when _version_rank > 1
                 then 'duplicate customer_id "' || customer_id || '": superseded by ' || _winner
