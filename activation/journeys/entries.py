@@ -29,6 +29,7 @@ from activation.conditions import CompileContext, compile_condition
 from activation.journeys.parse import BIRTH_DATE_COLUMN, BIRTHDAY
 from activation.journeys.spec import END, AudienceTrigger, ConditionTrigger, DateTrigger, EventTrigger
 from activation.journeys.sql import Sql
+from activation.journeys.store import erased_customers_sql
 from activation.warehouse import execute, quote_identifier, quote_relation
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ def enter_new(t: JourneyTick) -> tuple[int, int]:
         f"not exists (select 1 from {s}.entries_live as x where x.journey = $journey "
         "and x.customer_id = n.customer_id and x.exited_at is null)",
     ]
+    erased = erased_customers_sql(con)
+    if erased is not None:  # an erased customer never enters again
+        rules.append(f"n.customer_id not in ({erased})")
     if j.entry.re_entry == "never":
         rules.append(
             f"not exists (select 1 from {s}.entries as x where x.journey = $journey and x.customer_id = n.customer_id)"

@@ -158,3 +158,17 @@ def archive_done(con: duckdb.DuckDBPyConnection, schema: str, journey: str, cloc
         con.execute("rollback")
         raise
     return int(moved)
+
+
+ERASURES = ("tideline_sync", "erasure_requests")  # written by `tideline customer erase`
+
+
+def erased_customers_sql(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A subquery of the customer ids with an erasure request, or None when none was ever made."""
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        list(ERASURES),
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    return f"select customer_id from {ERASURES[0]}.{ERASURES[1]}"

@@ -61,7 +61,7 @@ from activation.journeys.spec import (
     Wait,
 )
 from activation.journeys.sql import Sql
-from activation.journeys.store import SCHEMA, archive_done, ensure_schema
+from activation.journeys.store import SCHEMA, archive_done, ensure_schema, erased_customers_sql
 from activation.warehouse import execute, quote_identifier
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,7 @@ class JourneyTick:
             self._register()
             self.result.archived = archive_done(self.con, self.s, self.journey.name, self.clock)
             self.anchor_floor = self._anchor_floor()
+            self._exit_erased()
             self._conversions()
             if self.journey.status == "archived":
                 self._exit_all("archived")
@@ -436,6 +437,20 @@ class JourneyTick:
             )
         # entries on versions no longer known exit too
         self._exit(self.journey, reason, "c.journey = ? and c.exited_at is null", [self.journey.name])
+
+    def _exit_erased(self) -> None:
+        """Customers with an erasure request (tideline customer erase) leave every journey at once,
+        before anything else happens to them (their sends are suppressed by the engine as well)."""
+        erased = erased_customers_sql(self.con)
+        if erased is None:
+            return
+        for version, journey in self.versions.items():
+            self._exit(
+                journey,
+                "erased",
+                f"c.journey = ? and c.version = ? and c.exited_at is null and c.customer_id in ({erased})",
+                [journey.name, version],
+            )
 
     def _exits(self, journey: Journey) -> int:
         """Entries due now whose exit condition holds leave before any action."""

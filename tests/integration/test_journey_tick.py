@@ -428,6 +428,26 @@ def test_a_birthday_trigger_enters_on_the_day_every_year(
     assert len(sent_to(sink)) == len(entered())
 
 
+def test_an_erased_customer_leaves_every_journey_and_never_enters_again(
+    tmp_path: Path, sink: HttpSink, deliver: EngineDelivery
+) -> None:
+    con = make_warehouse(tmp_path / "w.duckdb")
+    journeys = [cart_journey()]
+    event(con, "e1", "c1", "checkout_started", at(0))
+    event(con, "e2", "c2", "checkout_started", at(0))
+    tick(con, journeys, at(0.5), deliver)  # both wait an hour
+    con.execute("create schema if not exists tideline_sync")
+    con.execute("create table tideline_sync.erasure_requests (customer_id varchar, requested_at timestamp)")
+    con.execute("insert into tideline_sync.erasure_requests values ('c1', ?)", [at(0.6)])
+    event(con, "e3", "c1", "checkout_started", at(0.7))
+    tick(con, journeys, at(1.5), deliver)
+    assert entries(con)["c1"] == (None, "erased", False)
+    assert con.execute(
+        "select count(*) from tideline_journeys.entries where customer_id = 'c1'"
+    ).fetchone() == (1,)
+    assert sent_to(sink) == ["c2"]
+
+
 def test_a_warehouse_from_before_the_split_keeps_its_entries(tmp_path: Path) -> None:
     from activation.journeys.store import ensure_schema
 
