@@ -3,6 +3,7 @@ tracking secret for the whole session (there is no default secret; refusal tests
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.helpers import Warehouse, build_warehouse
 from tideline.dbt_manifest import parse_dbt_project
+from tideline.settings import DBT_PROJECT_DIR
 
 # Long and varied enough for activation.tokens.check_secret; used only by tests, never a default.
 TEST_TRACKING_SECRET = "tideline-tests-only-tracking-secret-9f3c1a7e5b"
@@ -26,8 +28,13 @@ def tracking_secret_for_tests() -> Iterator[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest() -> Path:
-    """The dbt manifest the Dagster definitions are built from (dbt parse, once per session)."""
-    return parse_dbt_project()
+    """The dbt manifest the Dagster definitions are built from (dbt parse, once per session; under
+    pytest-xdist once per worker, one worker at a time: they share dbt_project/target)."""
+    lock = DBT_PROJECT_DIR / "target" / ".parse.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return parse_dbt_project()
 
 
 @pytest.fixture
