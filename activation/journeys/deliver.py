@@ -195,7 +195,10 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
     key = row_message_key_sql("q.customer_id", "q.entry_id")
     # a live run: the ledger says what happened (this run's sends and an earlier, killed run's);
     # a dry run: what the policies decided (the ledger holds only earlier live outcomes)
-    status = "coalesce(d.status, l.status)" if t.deliver.dry_run else "coalesce(l.status, d.status)"
+    first, then = ("d", "l") if t.deliver.dry_run else ("l", "d")
+    status, reason, not_before = (
+        f"coalesce({first}.{c}, {then}.{c})" for c in ("status", "reason", "not_before")
+    )
     execute(
         con,
         f"""create or replace temp table _j_outcome as
@@ -208,8 +211,7 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
                     -- engine's clock is the tick's): a time range DuckDB prunes, not the sync's history
                     and recorded_at >= $since
                   group by idempotency_key)
-            select k.entry_id, {status} as status,
-                   coalesce(l.reason, d.reason) as reason, coalesce(l.not_before, d.not_before) as not_before
+            select k.entry_id, {status} as status, {reason} as reason, {not_before} as not_before
             from k left join l on l.idempotency_key = k.idempotency_key
             left join (select idempotency_key,
                               case decision when 'send' then 'sent' when 'skip' then 'skipped'
