@@ -360,7 +360,8 @@ srm_statistics as (
         sum(
             case when expected > 0 then (observed - expected) * (observed - expected) / expected else 0 end
         ) as chi_square,
-        count(*) - 1 as degrees_of_freedom,
+        -- arms the design gives no share and no one is in are no cells
+        sum(case when expected > 0 or observed > 0 then 1 else 0 end) - 1 as degrees_of_freedom,
         -- customers in an arm the design gives no share: a mismatch whatever the counts
         max(case when expected = 0 and observed > 0 then 1 else 0 end) as has_unexpected_arm
     from srm_cells
