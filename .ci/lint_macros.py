@@ -52,6 +52,7 @@ EXAMPLE_ARGUMENTS: dict[str, dict[str, object]] = {
     "unique_combination": {"columns": ["customer_id", "tag"]},
     "campaign_rate": {"name": "open_rate"},  # a rate the macro knows (it refuses any other)
     "python_owned_relation": {"columns": []},  # the columns are the callers' (ledger, journey state)
+    "chi_square_tail_at": {"k": 3},  # a whole number of degrees of freedom (the macro does arithmetic on it)
 }
 
 

@@ -42,6 +42,7 @@ from activation.engine.journal import SyncFiles, resolve_interrupted
 from activation.engine.ledger_writes import RunStamp, record_decisions
 from activation.engine.sending import Sender, sync_context
 from activation.engine.state import SyncResult, fold_state, write_run
+from activation.experiments import record_design
 from activation.ledger import ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
@@ -113,6 +114,8 @@ class SyncEngine:
             result.confirmed, result.released = settled.confirmed, settled.released
         planner.plan(con, b, self.key_column)
         apply_policies(con, b, self.policies, self.now, self.customers)
+        if not dry_run:  # the arms' intended shares, for the sample-ratio check (experiment_results)
+            record_design(con, b, self.now)
         result.counts = planner.counts(con, b)
         _dead_letter_exhausted(con, self.policies.max_attempts)
         if self.keep_decisions is not None:

@@ -15,8 +15,6 @@ running it again sends again: it is a person asking to see the messages.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -24,11 +22,11 @@ import duckdb
 from activation.journeys.deliver import EngineDelivery, binding_for
 from activation.journeys.spec import Journey, Send, Step
 from activation.journeys.store import SCHEMA, ensure_schema
+from activation.testsend import TestSendError, accounts_table, drop_tables, new_run_id, test_binding
 from activation.warehouse import quote_identifier
 
-TEST_PREFIX = "test:"
-QUEUE = "test_queue"
-ACCOUNTS = "test_accounts"
+QUEUE = f"{SCHEMA}.test_queue"
+ACCOUNTS = f"{SCHEMA}.test_accounts"
 
 
 def send_test(
@@ -44,19 +42,17 @@ def send_test(
     """Send each message step of `journey` (or only `steps`) to `accounts`; per step what the
     engine did (sent, skipped by reason, failed)."""
     if not accounts:
-        raise ValueError("no test accounts to send to")
+        raise TestSendError("no test accounts to send to")
     chosen = [s for s in journey.steps if isinstance(s.action, Send) and (not steps or s.id in steps)]
     unknown = set(steps) - {s.id for s in journey.steps if isinstance(s.action, Send)}
     if unknown:
         raise ValueError(f"journey {journey.name} has no message step {', '.join(sorted(unknown))}")
     ensure_schema(con)
-    _accounts_table(con, accounts, list_name)
-    run_id = uuid.uuid4().hex[:12]
+    accounts_table(con, ACCOUNTS, accounts, list_name)
     try:
-        return _send_steps(con, journey, chosen, deliver, clock, run_id)
+        return _send_steps(con, journey, chosen, deliver, clock, new_run_id())
     finally:  # the accounts' contact fields are not kept in the warehouse
-        con.execute(f"drop table if exists {SCHEMA}.{QUEUE}")
-        con.execute(f"drop table if exists {SCHEMA}.{ACCOUNTS}")
+        drop_tables(con, QUEUE, ACCOUNTS)
 
 
 def _send_steps(
@@ -69,50 +65,18 @@ def _send_steps(
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for step in chosen:
-        binding = binding_for(journey, step, SCHEMA, None)
-        binding = replace(
-            binding,
-            segment=f"test__{binding.segment}",
-            relation=f"{SCHEMA}.{QUEUE}",
-            campaign=f"{TEST_PREFIX}{binding.campaign}",
-            frequency_cap=None,
-        )
+        binding = test_binding(binding_for(journey, step, SCHEMA, None), QUEUE)
         columns = sorted(set(binding.fields.values()) - {"customer_id"})
         picked = "".join(f", a.{quote_identifier(c)}" for c in columns)
         con.execute(
-            f"create or replace table {SCHEMA}.{QUEUE} as "
-            f"select a.customer_id, ? || ':' || a.customer_id as entry_id{picked} from {SCHEMA}.{ACCOUNTS} as a",
+            f"create or replace table {QUEUE} as "
+            f"select a.customer_id, ? || ':' || a.customer_id as entry_id{picked} from {ACCOUNTS} as a",
             [f"test-{run_id}"],
         )
-        done = deliver.run(con, binding, clock, customers=f"{SCHEMA}.{ACCOUNTS}")
+        done = deliver.run(con, binding, clock, customers=ACCOUNTS)
         results[step.id] = {
             "sent": done.result.sent,
             "skipped": done.result.skipped_by_reason,
             "failed": done.result.failed + done.result.dead_letters,
         }
     return results
-
-
-def _accounts_table(con: duckdb.DuckDBPyConnection, accounts: list[dict[str, str]], list_name: str) -> None:
-    """The accounts as a customer table: every column a send may map, consent granted."""
-    con.execute(
-        f"""create or replace table {SCHEMA}.{ACCOUNTS} (
-                customer_id varchar, email varchar, phone varchar, first_name varchar, last_name varchar,
-                country varchar, city varchar, timezone varchar,
-                email_opt_in boolean, sms_opt_in boolean, push_opt_in boolean,
-                email_consent_at timestamp, sms_consent_at timestamp, push_consent_at timestamp)"""
-    )
-    for i, a in enumerate(accounts, start=1):
-        con.execute(
-            f"insert into {SCHEMA}.{ACCOUNTS} values (?, ?, ?, ?, ?, ?, ?, ?, true, true, true, null, null, null)",
-            [
-                f"{TEST_PREFIX}{list_name}:{i}",
-                a.get("email"),
-                a.get("phone"),
-                a.get("first_name"),
-                a.get("last_name"),
-                a.get("country"),
-                a.get("city"),
-                a.get("timezone", "UTC"),
-            ],
-        )

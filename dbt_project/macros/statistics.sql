@@ -108,3 +108,54 @@
         '0.999': 3.290527,
     }) }}
 {%- endmacro %}
+
+{#- The largest degrees of freedom chi_square_upper_tail computes (an experiment of up to 20 arms);
+    beyond it the p-value is null. -#}
+{% macro chi_square_max_df() -%}
+    {{ return(19) }}
+{%- endmacro %}
+
+{#- Q(df/2, x/2) = P(χ²_df ≥ x), the upper tail of the chi-square distribution with `df` (a whole
+    number 1..chi_square_max_df()) degrees of freedom, by the closed forms of the regularised upper
+    incomplete gamma function at whole and half-whole shapes (Abramowitz & Stegun 26.4.4-5),
+    with y = x/2:
+      even df = 2m:     Q = e^(−y) · Σ_{j<m} y^j / j!
+      odd df = 2m + 1:  Q = erfc(√y) + e^(−y) · √y · (2/√π) · Σ_{j<m} y^j / ((3/2)(5/2)…(j + 1/2))
+    erfc(√y) is 2Φ(−√x), Hart's normal tail above (normal_lower_tail), so odd df are as accurate as
+    the normal p-values. Each sum is written out with its coefficients (Horner's scheme), all terms
+    positive: no cancellation. tests/dbt/test_experiments.py compares it with scipy.stats.chi2.sf.
+    Null for a null x, a df out of range, or x < 0; 0 past y = 700 (PostgreSQL's exp underflow). -#}
+{% macro chi_square_upper_tail(x, df) -%}
+    (case
+        when cast({{ x }} as double precision) < 0 or {{ df }} < 1 or {{ df }} > {{ chi_square_max_df() }} then null
+        when cast({{ x }} as double precision) > 1400 then 0.0
+        {%- for k in range(1, chi_square_max_df() + 1) %}
+            when {{ df }} = {{ k }} then {{ chi_square_tail_at(x, k) }}
+        {%- endfor %}
+    end)
+{%- endmacro %}
+
+{#- The upper tail at one whole `k` degrees of freedom (see chi_square_upper_tail): the sum's
+    coefficients are worked out here, in Jinja, and written into the SQL with Horner's scheme. -#}
+{% macro chi_square_tail_at(x, k) -%}
+    {%- set y = '(cast(' ~ x ~ ' as double precision) / 2.0)' -%}
+    {%- set ns = namespace(c=1.0, sql='') -%}
+    {%- set coefficients = [] -%}
+    {%- for j in range(k // 2) -%}
+        {%- if j > 0 -%}{%- set ns.c = ns.c / (j if k % 2 == 0 else j + 0.5) -%}{%- endif -%}
+        {%- do coefficients.append('%.17g' | format(ns.c)) -%}
+    {%- endfor -%}
+    {%- for c in coefficients | reverse -%}
+        {%- set ns.sql = c if loop.first else c ~ ' + ' ~ y ~ ' * (' ~ ns.sql ~ ')' -%}
+    {%- endfor -%}
+    {%- if k % 2 == 0 -%}
+        exp(-{{ y }}) * ({{ ns.sql }})
+    {%- elif k == 1 -%}
+        {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as double precision))') }}
+    {%- else -%}
+        (
+            {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as double precision))') }}
+            + exp(-{{ y }}) * sqrt({{ y }}) * 1.1283791670955126 * ({{ ns.sql }})
+        )
+    {%- endif -%}
+{%- endmacro %}

@@ -1,8 +1,12 @@
--- One row per campaign × channel × arm: reach, conversion and lift against the holdout.
--- Methods (Wilson, Newcombe, Katz log, pooled z-test, the winner rule): docs/experiments.md.
+-- One row per campaign × channel × arm: reach, conversion and lift against the holdout, the
+-- sample-ratio check, Holm-adjusted p-values, guardrail rates and the winner.
+-- Methods (Wilson, Newcombe, Katz log, pooled z-test, SRM chi-square, Holm, guardrails, the
+-- winner rule): docs/experiments.md.
 {%- set z = experiment_z_critical() %}
 {%- set level = experiment_confidence_level() %}
 {%- set alpha = '(1 - ' ~ level ~ ')' %}
+{%- set srm_alpha = var('experiment_srm_alpha', 0.001) | float %}
+{%- set guardrails = ['unsubscribed', 'complained', 'bounced'] %}
 
 with exposed_messages as (
     select
@@ -11,6 +15,8 @@ with exposed_messages as (
         channel,
         variant,
         customer_id,
+        content_version,
+        is_sent,
         is_holdout,
         exposed_at
     from {{ ref('fct_messages') }}
@@ -26,6 +32,7 @@ first_exposures as (
         customer_id,
         is_holdout,
         variant,
+        content_version,
         row_number() over (
             partition by campaign, channel, customer_id order by exposed_at, message_key
         ) as exposure_number
@@ -33,7 +40,7 @@ first_exposures as (
 ),
 
 recipients as (
-    select campaign, channel, customer_id, is_holdout, variant
+    select campaign, channel, customer_id, is_holdout, variant, content_version
     from first_exposures
     where exposure_number = 1
 ),
@@ -49,6 +56,23 @@ recipient_orders as (
         conversions.order_amount
     from {{ ref('int_message_conversions') }} as conversions
     inner join exposed_messages on conversions.message_key = exposed_messages.message_key
+),
+
+-- Guardrail events (docs/experiments.md) drawn by the campaign × channel's sent messages, one
+-- flag per customer and event type.
+recipient_guardrails as (
+    select
+        exposed_messages.campaign,
+        exposed_messages.channel,
+        exposed_messages.customer_id,
+        {%- for event in guardrails %}
+            max(case when events.event_type = '{{ event }}' then 1 else 0 end) as {{ event }}
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from {{ ref('fct_message_events') }} as events
+    inner join exposed_messages on events.message_key = exposed_messages.message_key
+    where exposed_messages.is_sent and events.event_type in ('{{ guardrails | join("', '") }}')
+    group by exposed_messages.campaign, exposed_messages.channel, exposed_messages.customer_id
 ),
 
 recipient_outcomes as (
@@ -69,17 +93,38 @@ recipient_outcomes as (
     group by recipients.campaign, recipients.channel, recipients.customer_id, recipients.is_holdout, recipients.variant
 ),
 
-arm_members as (
-    select campaign, channel, variant as arm, 'variant' as arm_type, converted, revenue
+recipient_results as (
+    select
+        recipient_outcomes.*,
+        {%- for event in guardrails %}
+            coalesce(recipient_guardrails.{{ event }}, 0) as {{ event }}
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
     from recipient_outcomes
+    left join recipient_guardrails
+        on
+            recipient_outcomes.campaign = recipient_guardrails.campaign
+            and recipient_outcomes.channel = recipient_guardrails.channel
+            and recipient_outcomes.customer_id = recipient_guardrails.customer_id
+),
+
+arm_members as (
+    select
+        campaign, channel, variant as arm, 'variant' as arm_type, converted, revenue,
+        unsubscribed, complained, bounced
+    from recipient_results
     where not is_holdout and variant is not null
     union all
-    select campaign, channel, 'treated' as arm, 'treated' as arm_type, converted, revenue
-    from recipient_outcomes
+    select
+        campaign, channel, 'treated' as arm, 'treated' as arm_type, converted, revenue,
+        unsubscribed, complained, bounced
+    from recipient_results
     where not is_holdout
     union all
-    select campaign, channel, 'holdout' as arm, 'holdout' as arm_type, converted, revenue
-    from recipient_outcomes
+    select
+        campaign, channel, 'holdout' as arm, 'holdout' as arm_type, converted, revenue,
+        unsubscribed, complained, bounced
+    from recipient_results
     where is_holdout
 ),
 
@@ -92,7 +137,11 @@ arms as (
         count(*) as reach,
         sum(converted) as converters,
         sum(revenue) as revenue,
-        cast(sum(converted) as double precision) / count(*) as conversion_rate
+        cast(sum(converted) as double precision) / count(*) as conversion_rate,
+        {%- for event in guardrails %}
+            sum({{ event }}) as {{ event }}
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
     from arm_members
     group by campaign, channel, arm, arm_type
 ),
@@ -156,16 +205,25 @@ tested as (
     from statistics
 ),
 
--- Every ordered pair of variants of a campaign × channel, with their pooled rate.
+-- Every ordered pair of variants of a campaign × channel, with their pooled rates: conversion,
+-- and each guardrail.
 variant_pairs as (
     select
         candidate.campaign,
         candidate.channel,
         candidate.arm,
+        other.arm as other_arm,
         candidate.conversion_rate - other.conversion_rate as difference,
         1.0 / candidate.reach + 1.0 / other.reach as inverse_reach_sum,
         cast(candidate.converters + other.converters as double precision)
-        / (candidate.reach + other.reach) as pooled_rate
+        / (candidate.reach + other.reach) as pooled_rate,
+        {%- for event in guardrails %}
+            cast(candidate.{{ event }} as double precision) / candidate.reach
+            - cast(other.{{ event }} as double precision) / other.reach as {{ event }}_difference,
+            cast(candidate.{{ event }} + other.{{ event }} as double precision)
+            / (candidate.reach + other.reach) as {{ event }}_pooled_rate
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
     from arms as candidate
     inner join arms as other
         on
@@ -175,24 +233,245 @@ variant_pairs as (
     where candidate.arm_type = 'variant' and other.arm_type = 'variant'
 ),
 
+variant_pair_z as (
+    select
+        campaign,
+        channel,
+        arm,
+        other_arm,
+        difference,
+        {{ pooled_z('difference', 'pooled_rate', 'inverse_reach_sum') }} as z_score,
+        {%- for event in guardrails %}
+            {{ event }}_difference,
+            {{ pooled_z(event ~ '_difference', event ~ '_pooled_rate', 'inverse_reach_sum') }} as {{ event }}_z_score
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from variant_pairs
+),
+
 variant_pair_tests as (
     select
         campaign,
         channel,
         arm,
+        other_arm,
         difference,
-        {{ pooled_z('difference', 'pooled_rate', 'inverse_reach_sum') }} as z_score
-    from variant_pairs
+        {{ normal_two_sided_p('z_score') }} as p_value,
+        {%- for event in guardrails %}
+            {{ event }}_difference,
+            {{ normal_two_sided_p(event ~ '_z_score') }} as {{ event }}_p_value
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from variant_pair_z
 ),
 
--- A winner has a higher rate than every other variant, each difference significant.
+-- Sample-ratio mismatch: the reach of each arm (variants and holdout; 'treated' when the campaign
+-- has no variants) against the shares the latest design of each content version intended,
+-- weighted by the customers first exposed under that version. Only campaign × channels whose
+-- every exposed version has a recorded design are checked.
+designs as (
+    select campaign, channel, content_version, arm, expected_share
+    from {{ ref('stg_tideline_experiments__experiment_designs') }}
+),
+
+exposure_versions as (
+    select campaign, channel, content_version, count(*) as recipients
+    from recipients
+    group by campaign, channel, content_version
+),
+
+design_totals as (
+    select campaign, channel, content_version, sum(expected_share) as total_share
+    from designs
+    group by campaign, channel, content_version
+    having sum(expected_share) > 0
+),
+
+design_coverage as (
+    select
+        exposure_versions.campaign,
+        exposure_versions.channel,
+        count(*) as versions,
+        count(design_totals.content_version) as designed_versions
+    from exposure_versions
+    left join design_totals
+        on
+            exposure_versions.campaign = design_totals.campaign
+            and exposure_versions.channel = design_totals.channel
+            and exposure_versions.content_version = design_totals.content_version
+    group by exposure_versions.campaign, exposure_versions.channel
+),
+
+expected_arms as (
+    select
+        designs.campaign,
+        designs.channel,
+        designs.arm,
+        sum(exposure_versions.recipients * designs.expected_share / design_totals.total_share) as expected
+    from designs
+    inner join design_totals
+        on
+            designs.campaign = design_totals.campaign
+            and designs.channel = design_totals.channel
+            and designs.content_version = design_totals.content_version
+    inner join exposure_versions
+        on
+            designs.campaign = exposure_versions.campaign
+            and designs.channel = exposure_versions.channel
+            and designs.content_version = exposure_versions.content_version
+    group by designs.campaign, designs.channel, designs.arm
+),
+
+observed_arms as (
+    select campaign, channel, arm, reach
+    from arms
+    where
+        arm_type in ('variant', 'holdout')
+        or (
+            arm_type = 'treated'
+            and not exists (
+                select 1 from arms as variants
+                where
+                    variants.campaign = arms.campaign
+                    and variants.channel = arms.channel
+                    and variants.arm_type = 'variant'
+            )
+        )
+),
+
+srm_cells as (
+    select
+        coalesce(observed_arms.campaign, expected_arms.campaign) as campaign,
+        coalesce(observed_arms.channel, expected_arms.channel) as channel,
+        coalesce(observed_arms.reach, 0) as observed,
+        coalesce(expected_arms.expected, 0) as expected
+    from observed_arms
+    full outer join expected_arms
+        on
+            observed_arms.campaign = expected_arms.campaign
+            and observed_arms.channel = expected_arms.channel
+            and observed_arms.arm = expected_arms.arm
+),
+
+srm_statistics as (
+    select
+        campaign,
+        channel,
+        sum(
+            case when expected > 0 then (observed - expected) * (observed - expected) / expected else 0 end
+        ) as chi_square,
+        -- arms the design gives no share and no one is in are no cells
+        sum(case when expected > 0 or observed > 0 then 1 else 0 end) - 1 as degrees_of_freedom,
+        -- customers in an arm the design gives no share: a mismatch whatever the counts
+        max(case when expected = 0 and observed > 0 then 1 else 0 end) as has_unexpected_arm
+    from srm_cells
+    group by campaign, channel
+),
+
+srm as (
+    select
+        srm_statistics.campaign,
+        srm_statistics.channel,
+        case
+            when srm_statistics.has_unexpected_arm = 1 then 0.0
+            else {{ chi_square_upper_tail('srm_statistics.chi_square', 'srm_statistics.degrees_of_freedom') }}
+        end as srm_p_value
+    from srm_statistics
+    inner join design_coverage
+        on
+            srm_statistics.campaign = design_coverage.campaign
+            and srm_statistics.channel = design_coverage.channel
+    where design_coverage.designed_versions = design_coverage.versions and srm_statistics.degrees_of_freedom >= 1
+),
+
+-- Holm: the comparisons of a campaign × channel (each variant against the holdout, and each
+-- unordered pair of variants) form one family when more than two arms (variants and holdout) are
+-- compared; the i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)).
+compared_arms as (
+    select campaign, channel, count(*) as arm_count
+    from arms
+    where arm_type in ('variant', 'holdout')
+    group by campaign, channel
+),
+
+comparisons as (
+    select campaign, channel, arm, baseline_arm as other_arm, p_value
+    from tested
+    where arm_type = 'variant' and baseline_arm is not null
+    union all
+    select campaign, channel, arm, other_arm, p_value
+    from variant_pair_tests
+    where arm < other_arm
+),
+
+holm_ranked as (
+    select
+        comparisons.*,
+        compared_arms.arm_count,
+        row_number() over (
+            partition by comparisons.campaign, comparisons.channel
+            order by comparisons.p_value nulls last, comparisons.arm, comparisons.other_arm
+        ) as holm_rank,
+        count(comparisons.p_value) over (partition by comparisons.campaign, comparisons.channel) as tests
+    from comparisons
+    inner join compared_arms
+        on
+            comparisons.campaign = compared_arms.campaign
+            and comparisons.channel = compared_arms.channel
+),
+
+holm_adjusted as (
+    select
+        campaign,
+        channel,
+        arm,
+        other_arm,
+        case
+            when p_value is null then null
+            when arm_count <= 2 then p_value
+            else least(1.0, max((tests - holm_rank + 1) * p_value) over (
+                partition by campaign, channel order by holm_rank
+                rows between unbounded preceding and current row
+            ))
+        end as p_value_adjusted
+    from holm_ranked
+),
+
+-- A winner has a higher rate than every other variant, each difference significant (Holm-adjusted
+-- when it applies); guardrails and the SRM check are applied in final.
 winners as (
-    select campaign, channel, arm
+    select pairs.campaign, pairs.channel, pairs.arm
+    from variant_pair_tests as pairs
+    left join holm_adjusted as adjusted
+        on
+            pairs.campaign = adjusted.campaign
+            and pairs.channel = adjusted.channel
+            and least(pairs.arm, pairs.other_arm) = adjusted.arm
+            and greatest(pairs.arm, pairs.other_arm) = adjusted.other_arm
+    group by pairs.campaign, pairs.channel, pairs.arm
+    having min(
+        case when pairs.difference > 0 and adjusted.p_value_adjusted < {{ alpha }} then 1 else 0 end
+    ) = 1
+),
+
+-- Guardrails: a variant breaches when any guardrail rate is significantly higher (pooled z-test,
+-- p < 1 - confidence level, not adjusted: a guardrail errs on the side of caution) than that of
+-- any other variant of the campaign × channel.
+guardrail_checks as (
+    select
+        campaign,
+        channel,
+        arm,
+        max(
+            case
+                {%- for event in guardrails %}
+                    when {{ event }}_difference > 0 and {{ event }}_p_value < {{ alpha }} then 1
+                {%- endfor %}
+                else 0
+            end
+        ) = 1 as guardrail_breached
     from variant_pair_tests
     group by campaign, channel, arm
-    having min(
-        case when difference > 0 and {{ normal_two_sided_p('z_score') }} < {{ alpha }} then 1 else 0 end
-    ) = 1
 ),
 
 final as (
@@ -229,18 +508,58 @@ final as (
         end as relative_lift_ci_high,
         cast(tested.z_score as decimal(18, 4)) as z_score,
         cast(tested.p_value as decimal(18, 6)) as p_value,
+        cast(
+            case when tested.arm_type = 'variant' then against_holdout.p_value_adjusted else tested.p_value end
+            as decimal(18, 6)
+        ) as p_value_adjusted,
         case
-            when tested.baseline_arm is not null then coalesce(tested.p_value < {{ alpha }}, false)
+            when tested.baseline_arm is not null
+                then coalesce(
+                    case
+                        when tested.arm_type = 'variant' then against_holdout.p_value_adjusted else tested.p_value
+                    end < {{ alpha }},
+                    false
+                )
         end as is_significant,
-        winners.arm is not null as is_winner,
+        {%- for event, rate in [('unsubscribed', 'unsubscribe_rate'), ('complained', 'complaint_rate'), ('bounced', 'bounce_rate')] %}
+            case
+                when tested.arm_type <> 'holdout'
+                    then cast(cast(tested.{{ event }} as double precision) / tested.reach as decimal(18, 6))
+            end as {{ rate }},
+        {%- endfor %}
+        guardrail_checks.guardrail_breached,
+        cast(srm.srm_p_value as decimal(18, 6)) as srm_p_value,
+        srm.srm_p_value < {{ srm_alpha }} as srm_mismatch,
+        (
+            winners.arm is not null
+            and not coalesce(guardrail_checks.guardrail_breached, false)
+            and not coalesce(srm.srm_p_value < {{ srm_alpha }}, false)
+        ) as is_winner,
         cast({{ level }} as decimal(4, 3)) as confidence_level
     from tested
+    left join holm_adjusted as against_holdout
+        on
+            tested.campaign = against_holdout.campaign
+            and tested.channel = against_holdout.channel
+            and tested.arm = against_holdout.arm
+            and tested.baseline_arm = against_holdout.other_arm
+            and tested.arm_type = 'variant'
     left join winners
         on
             tested.campaign = winners.campaign
             and tested.channel = winners.channel
             and tested.arm = winners.arm
             and tested.arm_type = 'variant'
+    left join guardrail_checks
+        on
+            tested.campaign = guardrail_checks.campaign
+            and tested.channel = guardrail_checks.channel
+            and tested.arm = guardrail_checks.arm
+            and tested.arm_type = 'variant'
+    left join srm
+        on
+            tested.campaign = srm.campaign
+            and tested.channel = srm.channel
 )
 
 select * from final
