@@ -16,7 +16,7 @@ left and a second erasure says it was done already.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 
@@ -83,7 +83,9 @@ def find_person(
             "name one with --customer-id"
         )
     if resolved:
-        return _person(con, resolved.pop())
+        person = _person(con, resolved.pop())
+        # erased, but the marts not rebuilt yet: the person is still there, and flagged
+        return replace(person, erased_by=_request_of(con, person.customer_id))
     erased = _erased(con, wanted if customer_id is not None else None, wanted if email is not None else None)
     if erased is not None:
         return erased
@@ -176,6 +178,17 @@ def _person(con: duckdb.DuckDBPyConnection, customer_id: str) -> Person:
         tuple(sorted(emails)),
         tuple(sorted(phones)),
     )
+
+
+def _request_of(con: duckdb.DuckDBPyConnection, customer_id: str) -> str | None:
+    """The first erasure request of a resolved customer, or None."""
+    if not table_exists(con, SCHEMA, "erasure_requests"):
+        return None
+    row = con.execute(
+        f"select request_id from {SCHEMA}.erasure_requests where customer_id = ? order by requested_at limit 1",
+        [customer_id],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _erased(con: duckdb.DuckDBPyConnection, customer_id: str | None, email: str | None) -> Person | None:
