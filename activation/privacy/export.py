@@ -48,6 +48,7 @@ SECTIONS: dict[str, tuple[Source, ...]] = {
     "identities": (
         Source("marts.customer_id_map", IDS),
         Source("intermediate.int_account_keys_collected", ACCOUNTS),
+        Source("intermediate.int_anonymous_ids_stitched", IDS),
         Source("staging.stg_crm__contacts", IDS),
     ),
     "consents": (

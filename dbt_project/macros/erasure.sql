@@ -21,7 +21,7 @@
 {#- The erased values of one kind, as a subquery for `x not in (...)` (never null). -#}
 {% macro erased_values(kind) -%}
     (
-        select erased.value from {{ ref('stg_tideline_sync__erased_identities') }} as erased
+        select erased.value from {{ ref('stg_tideline_privacy__erased_identities') }} as erased
         where erased.kind = '{{ kind }}'
     )
 {%- endmacro %}
@@ -34,16 +34,16 @@
     (
         true
         {%- if customer_id is not none %}
-        and ({{ customer_id }} is null or {{ customer_id }} not in {{ erased_values('customer_id') }})
+            and ({{ customer_id }} is null or {{ customer_id }} not in {{ erased_values('customer_id') }})
         {%- endif %}
         {%- if anonymous_id is not none %}
-        and ({{ anonymous_id }} is null or {{ anonymous_id }} not in {{ erased_values('anonymous_id') }})
+            and ({{ anonymous_id }} is null or {{ anonymous_id }} not in {{ erased_values('anonymous_id') }})
         {%- endif %}
         {%- if email is not none %}
-        and ({{ email }} is null or {{ sha256_hex(email) }} not in {{ erased_values('email_sha256') }})
+            and ({{ email }} is null or {{ sha256_hex(email) }} not in {{ erased_values('email_sha256') }})
         {%- endif %}
         {%- if phone is not none %}
-        and ({{ phone }} is null or {{ sha256_hex(phone) }} not in {{ erased_values('phone_sha256') }})
+            and ({{ phone }} is null or {{ sha256_hex(phone) }} not in {{ erased_values('phone_sha256') }})
         {%- endif %}
     )
 {%- endmacro %}

@@ -82,10 +82,10 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _erased_view(con, schema_prefix: str = "") -> None:
     con.execute(f"create schema if not exists {schema_prefix}staging")
     con.execute(
-        f"create table {schema_prefix}staging.stg_tideline_sync__erased_identities (kind varchar, value varchar)"
+        f"create table {schema_prefix}staging.stg_tideline_privacy__erased_identities (kind varchar, value varchar)"
     )
     con.execute(
-        f"insert into {schema_prefix}staging.stg_tideline_sync__erased_identities values "
+        f"insert into {schema_prefix}staging.stg_tideline_privacy__erased_identities values "
         "('customer_id', 'c1'), ('anonymous_id', 'anon-ada'), ('email_sha256', ?), ('phone_sha256', ?)",
         [sha(ADA_EMAIL), sha(ADA_PHONE)],
     )
@@ -129,9 +129,9 @@ def test_on_postgres_the_filter_matches_the_hashes_python_stored(compiled: dict[
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("drop schema if exists staging cascade")
         cur.execute("create schema staging")
-        cur.execute("create table staging.stg_tideline_sync__erased_identities (kind text, value text)")
+        cur.execute("create table staging.stg_tideline_privacy__erased_identities (kind text, value text)")
         cur.execute(
-            "insert into staging.stg_tideline_sync__erased_identities values "
+            "insert into staging.stg_tideline_privacy__erased_identities values "
             "('customer_id', 'c1'), ('anonymous_id', 'anon-ada'), ('email_sha256', %s), ('phone_sha256', %s)",
             [sha(ADA_EMAIL), sha(ADA_PHONE)],
         )

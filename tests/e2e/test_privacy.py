@@ -359,7 +359,7 @@ def test_after_the_rebuild_no_table_holds_ada_s_ids_email_or_phone(world: World)
                where table_schema in ('marts', 'ml', 'intermediate', 'staging', 'analytics')
                  and data_type = 'VARCHAR'
                  -- the erasure record itself: ids and hashes kept on purpose, to match future rows
-                 and table_name <> 'stg_tideline_sync__erased_identities'
+                 and table_name <> 'stg_tideline_privacy__erased_identities'
                order by 1, 2, 3"""
         ).fetchall()
         assert len(columns) > 100  # the whole build is scanned

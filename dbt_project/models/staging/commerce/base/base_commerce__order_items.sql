@@ -56,4 +56,9 @@ final as (
 )
 
 select * from final
-where order_id is null or order_id not in (select erased_orders.order_id from erased_orders where erased_orders.order_id is not null)
+where
+    order_id is null
+    or order_id not in (
+        select erased_orders.order_id from erased_orders
+        where erased_orders.order_id is not null
+    )
