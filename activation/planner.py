@@ -35,6 +35,11 @@ back to fields delivered before is a new key), or `<campaign>:<content version>`
 (`<campaign>:<content version>:<row key>` for a keyed binding: a journey's entry id). A key already delivered (sent, dead-lettered, or unknown after
 a crash) is never planned again. Candidates whose key is already `sent` but whose
 state was not folded (the run that sent them died first) are folded by the engine.
+
+Erased customers (activation.privacy: tideline_sync.erased_identities) are left out of the segment
+the moment their erasure is recorded, before dbt rebuilds it: message syncs plan nothing for them,
+and every mode that keeps state (upsert, insert, mirror) plans a delete for those it delivered to,
+so the destination removes them on its next sync.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import duckdb
 
 from activation.config import SyncBinding
 from activation.ledger import FINAL, SCHEMA
+from activation.privacy.erasure import erased_customers_sql
 from activation.warehouse import execute, literal, quote_identifier, quote_relation
 
 
@@ -101,6 +107,10 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     columns = ", ".join(f"{quote_identifier(col)} as {name}" for col, name in _aliases(binding).items())
     relation = quote_relation(binding.relation)
     values = params(binding)
+    # erased customers: out of the segment at once; a delete for those a destination holds
+    erased = erased_customers_sql(con)
+    live = f"where {key} is null or {key} not in ({erased})" if erased else ""
+    erased_in_state = f" or (s.customer_id is null and st.customer_id in ({erased}))" if erased else ""
     if binding.mode == "message":
         # a keyed binding (journeys): the row's key column is part of the version, so each entry
         # of a journey gets its own message at each step
@@ -110,7 +120,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             message_key = row_message_key_sql("s.customer_id", "s._row_key")
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
                                   {", " + columns if columns else ""}{row_key}
-                           from {relation}),
+                           from {relation} {live}),
             diff as materialized (
                 select s.customer_id, $delivery_action as action, 'message' as change, s.field_hash,
                        {_fields_json_sql(binding)} as fields_json,
@@ -127,6 +137,8 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             "insert": "s.customer_id is not null and st.customer_id is null",
             "mirror": "s.customer_id is null or st.customer_id is null or st.field_hash <> s.field_hash",
         }[binding.mode]
+        if binding.mode != "mirror":  # mirror deletes every leaver already
+            keep = f"({keep}){erased_in_state}"
         gone = "c.gone"
         # the generation the key is made with: the state's, or for a customer coming back after a
         # delivered delete (mirror), the one the delete left; none yet (null) keeps the key as it was
@@ -142,7 +154,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
             f" || coalesce(':g' || cast({generation} as varchar), '')"
         )
         ctes = f"""seg as (select {key} as customer_id, {field_hash_sql(binding)} as field_hash
-                           from {relation}),
+                           from {relation} {live}),
             state as (select customer_id, field_hash, fields_json, generation from {SCHEMA}.synced_state
                       where sync_key = $sync_key),
             {removed}

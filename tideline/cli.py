@@ -12,6 +12,7 @@ tideline audience preview FILE [--json] [--as-of YYYY-MM-DD] [--warehouse FILE] 
 tideline tags build|check                                        (the tag models from dbt_project/tags.yml)
 tideline journey check|list|tick|simulate                        (journeys: docs/journeys.md)
 tideline send-test ACTIVATION --to LIST [--customers N] [--synthetic]   (test send to internal accounts)
+tideline customer export|erase --customer-id ID | --email EMAIL   (GDPR requests: docs/privacy.md)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import os
 import sys
 
-from tideline.commands import audience, journey, send_test, tags
+from tideline.commands import audience, customer, journey, send_test, tags
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -112,6 +113,11 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
     )
     send_test.add_parser(
+        sub,
+        home_help="folder for generated state (default: $TIDELINE_HOME)",
+        warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
+    )
+    customer.add_parser(
         sub,
         home_help="folder for generated state (default: $TIDELINE_HOME)",
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",

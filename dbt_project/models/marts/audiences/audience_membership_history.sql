@@ -5,13 +5,15 @@
 -- closes the spells of customers who left (exited_at = the as-of date) and opens one for each
 -- customer who joined (entered_at = the as-of date). A run as of a date first rewinds what a run
 -- as of that date or later recorded (the pre-hooks), so rerunning a date gives the same history.
+-- The spells of erased customers (docs/privacy.md) are deleted by the last pre-hook.
 {{ config(
     materialized='incremental',
     unique_key=['audience', 'customer_id', 'entered_at'],
     incremental_strategy='delete+insert',
     pre_hook=[
         "{% if is_incremental() %}delete from {{ this }} where entered_at >= {{ as_of_date() }}{% endif %}",
-        "{% if is_incremental() %}update {{ this }} set exited_at = null where exited_at >= {{ as_of_date() }}{% endif %}"
+        "{% if is_incremental() %}update {{ this }} set exited_at = null where exited_at >= {{ as_of_date() }}{% endif %}",
+        "{% if is_incremental() %}delete from {{ this }} where customer_id in (select erased.value from {{ erased_identities_relation() }} as erased where erased.kind = 'customer_id'){% endif %}"
     ]
 ) }}
 

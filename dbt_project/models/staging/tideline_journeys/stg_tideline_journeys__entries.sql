@@ -22,3 +22,4 @@ select
     converted_at,
     tick_id
 from entries
+where {{ not_erased(customer_id='customer_id') }}

@@ -17,3 +17,4 @@ select
     tick_id,
     moved_at
 from steps
+where {{ not_erased(customer_id='customer_id') }}

@@ -12,3 +12,4 @@ select
     entry_id,
     changed_at
 from tag_changes
+where {{ not_erased(customer_id='customer_id') }}

@@ -22,3 +22,4 @@ select
     recorded_at,
     coalesce(campaign like 'test:%', false) as is_test
 from delivery_log
+where {{ not_erased(customer_id='customer_id') }}

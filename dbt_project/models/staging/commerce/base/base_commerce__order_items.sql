@@ -3,6 +3,13 @@ with source as (
     select * from {{ source('commerce', 'commerce_order_items') }}
 ),
 
+-- the orders of erased people (macro not_erased): their lines are left out with them
+erased_orders as (
+    select {{ nullif_blank('orders.order_id') }} as order_id
+    from {{ source('commerce', 'commerce_orders') }} as orders
+    where not {{ not_erased(customer_id=nullif_blank('orders.customer_id'), email=normalise_email('orders.email')) }}
+),
+
 parsed as (
     select
         _file,
@@ -49,3 +56,9 @@ final as (
 )
 
 select * from final
+where
+    order_id is null
+    or order_id not in (
+        select erased_orders.order_id from erased_orders
+        where erased_orders.order_id is not null
+    )

@@ -119,3 +119,4 @@ final as (
 )
 
 select * from final
+where {{ not_erased(customer_id='customer_id', email='email') }}

@@ -59,3 +59,4 @@ select
     coalesce(issue__customer_id, issue__channel, issue__consented_at) is not null or is_granted is null
         as _rejected
 from checked
+where {{ not_erased(customer_id='customer_id') }}

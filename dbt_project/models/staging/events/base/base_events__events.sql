@@ -77,3 +77,4 @@ select
         as issue__duplicate,
     _invalid or coalesce(_version_rank > 1, false) as _rejected
 from ranked
+where {{ not_erased(customer_id='customer_id', anonymous_id='anonymous_id') }}
