@@ -40,7 +40,7 @@ import duckdb
 from activation.config import SyncBinding
 from activation.launches import store
 from activation.launches.spec import LaunchSpec, PilotSpec, RolloutSpec
-from activation.launches.stats import RateVerdict, judge
+from activation.launches.stats import judge
 from activation.policies import _unit_sql
 from activation.warehouse import execute, quote_relation, table_exists
 
@@ -58,7 +58,9 @@ CANCELLED = "pilot:cancelled"
 AWAITING_DECISION = "rollout:awaiting_decision"
 AWAITING_APPROVAL = "approval:awaiting"
 
-GateFailed = Callable[[SyncBinding, list[RateVerdict]], None]
+# called with the binding and its failing rules in words, at every run that holds the rest after a
+# failed gate (the alert is deduplicated downstream, so one that could not be sent is tried again)
+GateFailed = Callable[[SyncBinding, list[str]], None]
 
 
 @dataclass
@@ -68,7 +70,7 @@ class LaunchOutcome:
     stage: str | None = None  # pilot, held, cancelled, test, rollout, full, awaiting_approval
     waiting: dict[str, int] = field(default_factory=dict)  # records held, by reason
     decisions: list[str] = field(default_factory=list)  # the decisions made this run, in words
-    failed: list[RateVerdict] = field(default_factory=list)  # a gate that failed this run: its rules
+    failed: list[str] = field(default_factory=list)  # a failed gate's failing rules, in words
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def _pilot_stage(
         if started is not None and now >= started + pilot.wait:
             verdict = _judge_pilot(con, binding, pilot, now, record, rates, outcome)
     decision = verdict[0] if verdict else None
+    if decision == "fail":
+        outcome.failed = store.failing_rules(con, binding.sync_key, binding.content_version)
     if decision in ("pass", "released"):
         return _Stage("full", salt, pilot.share, "pilot", "full")
     hold = {None: AWAITING_GATE, "fail": GATE_FAILED, "cancelled": CANCELLED}[decision]
@@ -210,7 +214,6 @@ def _judge_pilot(
     if record:
         store.record(con, rows)
     outcome.decisions.append(summary)
-    outcome.failed = failing
     log.info("%s: %s", binding.sync_key, summary)
     return decision, None, now, AUTO
 

@@ -127,3 +127,19 @@ def first_sent(
         [sync_key, content_version, stage],
     ).fetchone()
     return row[0] if row else None
+
+
+def failing_rules(con: duckdb.DuckDBPyConnection, sync_key: str, content_version: str) -> list[str]:
+    """The failing rules of the launch's latest failed pilot gate, in words (their `detail`)."""
+    rows = con.execute(
+        f"""with verdict as (
+                select decision_id from {TABLE}
+                where sync_key = ? and content_version = ? and stage = 'pilot' and metric is null
+                  and decision = 'fail'
+                order by decided_at desc, rowid desc limit 1)
+            select detail from {TABLE}
+            where decision_id in (select decision_id from verdict) and metric is not null and decision = 'fail'
+            order by metric""",
+        [sync_key, content_version],
+    ).fetchall()
+    return [str(d) for (d,) in rows]
