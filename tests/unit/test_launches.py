@@ -1,0 +1,193 @@
+"""Staged launches without a warehouse: what a segment's meta may declare (and the errors naming
+segment, destination and key), the Wilson bound the gate judges by (hand-worked), who launched a
+Dagster run (its tags), and what the sync asset's metadata says while a launch waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from activation.config import PolicyConfig, binding_from_meta, load_config
+from activation.destinations.base import ConfigError
+from activation.engine import SyncResult
+from activation.launches.spec import GateRule, parse_duration
+from activation.launches.stats import judge, wilson_interval, z_for
+from orchestration.activation import launch_metadata, launched_by
+
+PILOT = {
+    "share": 0.05,
+    "wait": "24h",
+    "min_delivered": 200,
+    "gate": {"open_rate": {"min": 0.15}, "unsubscribe_rate": {"max": 0.005}},
+}
+
+
+def meta(**destination) -> dict:
+    return {
+        "campaign": "spring",
+        "destinations": [
+            {
+                "name": "email",
+                "mode": "message",
+                "channel": "email",
+                "fields": {"email": "email"},
+                **destination,
+            }
+        ],
+    }
+
+
+def test_a_pilot_and_a_roll_out_are_read_from_the_meta() -> None:
+    (b,) = binding_from_meta("seg", "marts.seg", meta(pilot=PILOT))
+    assert b.launch.pilot.share == 0.05 and b.launch.pilot.wait == dt.timedelta(hours=24)
+    assert b.launch.pilot.gate == (
+        GateRule("open_rate", "min", 0.15),
+        GateRule("unsubscribe_rate", "max", 0.005),
+    )
+    experiment = {
+        "variants": {"A": {}, "B": {}},
+        "rollout": "winner",
+        "test_share": 0.2,
+        "decide_after": "2d",
+        "fallback": "A",
+    }
+    (r,) = binding_from_meta("seg", "marts.seg", {**meta(), "experiment": experiment, "approval_above": 5000})
+    assert r.launch.rollout.test_share == 0.2 and r.launch.rollout.decide_after == dt.timedelta(days=2)
+    assert r.launch.rollout.fallback == "A" and r.launch.approval_above == 5000
+    (plain,) = binding_from_meta("seg", "marts.seg", meta())
+    assert plain.launch is None
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ({"pilot": {**PILOT, "share": 1.5}}, "pilot.share must be a share between 0 and 1"),
+        ({"pilot": {**PILOT, "wait": "tomorrow"}}, "pilot.wait 'tomorrow' is not a duration"),
+        ({"pilot": {**PILOT, "gate": {"open_rate": {"above": 0.1}}}}, "pilot.gate.open_rate has unknown key"),
+        ({"pilot": {**PILOT, "gate": {"revenue": {"min": 1}}}}, "pilot.gate has unknown key(s) revenue"),
+        (
+            {"pilot": {**PILOT, "gate": {"click_rate": {"min": 2}}}},
+            "pilot.gate.click_rate.min must be a rate",
+        ),
+        ({"pilot": {k: v for k, v in PILOT.items() if k != "gate"}}, "pilot.gate is missing"),
+        ({"pilot": PILOT, "mode": "upsert"}, "a pilot or a roll-out needs mode: message"),
+        (
+            {"experiment": {"variants": {"A": {}, "B": {}}, "rollout": "best"}},
+            "experiment.rollout must be 'winner'",
+        ),
+        (
+            {
+                "experiment": {
+                    "variants": {"A": {}, "B": {}},
+                    "rollout": "winner",
+                    "test_share": 0.2,
+                    "decide_after": "1h",
+                }
+            },
+            "experiment.fallback is missing",
+        ),
+        (
+            {
+                "experiment": {
+                    "variants": {"A": {}, "B": {}},
+                    "rollout": "winner",
+                    "test_share": 0.2,
+                    "decide_after": "1h",
+                    "fallback": "C",
+                }
+            },
+            "experiment.fallback 'C' is not one of the variants",
+        ),
+        (
+            {
+                "pilot": PILOT,
+                "experiment": {
+                    "variants": {"A": {}, "B": {}},
+                    "rollout": "winner",
+                    "test_share": 0.2,
+                    "decide_after": "1h",
+                    "fallback": "A",
+                },
+            },
+            "declare a pilot or experiment.rollout, not both",
+        ),
+        ({"approval_above": -1}, "approval_above must be a whole number"),
+    ],
+)
+def test_a_bad_launch_is_an_error_naming_segment_destination_and_key(destination: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        binding_from_meta("seg", "marts.seg", meta(**destination))
+    assert str(raised.value).startswith("segment seg, destination email: ")
+    assert message in str(raised.value)
+
+
+def test_durations() -> None:
+    assert parse_duration("w", "k", "30m") == dt.timedelta(minutes=30)
+    assert parse_duration("w", "k", "0h") == dt.timedelta(0)
+    assert parse_duration("w", "k", "1.5d") == dt.timedelta(hours=36)
+    with pytest.raises(ConfigError, match="k 24 is not a duration"):
+        parse_duration("w", "k", 24)
+
+
+def test_the_approval_limit_is_a_policy(tmp_path) -> None:
+    path = tmp_path / "activation.yml"
+    path.write_text("destinations: {}\npolicies: {approval_above: 1000}\n")
+    assert load_config(path).policies.approval_above == 1000
+    assert PolicyConfig().approval_above is None
+    path.write_text("destinations: {}\npolicies: {approval_above: lots}\n")
+    with pytest.raises(ConfigError, match="policies.approval_above must be a whole number"):
+        load_config(path)
+
+
+def test_wilson_bounds_worked_by_hand() -> None:
+    # z = 1.959964, z² = 3.841459
+    assert z_for() == pytest.approx(1.959964, abs=1e-6)
+    # 30 of 200: centre (0.15 + 3.841459/400) / (1 + 3.841459/200) = 0.156596,
+    # half 1.959964 × sqrt(0.15 × 0.85/200 + 3.841459/160000) / 1.0192073 = 0.049460
+    low, high = wilson_interval(30, 200)
+    assert low == pytest.approx(0.107136, abs=1e-6) and high == pytest.approx(0.206056, abs=1e-6)
+    # 0 of 10: the upper bound is z² / (n + z²) = 3.841459 / 13.841459
+    assert wilson_interval(0, 10) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.277533, abs=1e-6))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_a_rate_passes_only_when_its_bound_clears_the_threshold() -> None:
+    lucky = judge("open_rate", "min", 0.15, 3, 10)  # 30% of 10: lower bound 10.78%
+    assert not lucky.passed and lucky.value == 0.3 and lucky.bound == pytest.approx(0.107791, abs=1e-6)
+    assert judge("open_rate", "min", 0.15, 60, 200).passed  # lower bound 24.07%
+    # no unsubscribe at all, but 200 messages cannot show a rate below 0.5% (upper bound 1.88%)
+    assert not judge("unsubscribe_rate", "max", 0.005, 0, 200).passed
+    assert judge("unsubscribe_rate", "max", 0.005, 0, 1000).passed  # upper 3.83/1003.84 = 0.38%
+    assert not judge("click_rate", "min", 0.0, 0, 0).passed  # nothing delivered: nothing to pass on
+    assert "lower bound 10.78% fails min 15.00%" in lucky.describe()
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"tideline/launched_by": "cli:maria", "dagster/schedule_name": "daily"}, "cli:maria"),
+        ({"dagster/schedule_name": "daily_pipeline"}, "schedule:daily_pipeline"),
+        ({"dagster/sensor_name": "deferred_messages"}, "sensor:deferred_messages"),
+        ({"dagster/backfill": "abc"}, "backfill:abc"),
+        ({"dagster/user": "dana@example.com"}, "user:dana@example.com"),
+        ({}, "dagster:manual"),
+    ],
+)
+def test_who_launched_a_dagster_run(tags: dict, expected: str) -> None:
+    assert launched_by(tags) == expected
+
+
+def test_the_metadata_says_why_a_launch_waits_and_what_to_do() -> None:
+    (b,) = binding_from_meta("seg", "marts.seg", meta(pilot=PILOT))
+    result = SyncResult(
+        "s1", b.sync_key, False, launch_stage="held", launch_waiting={"pilot:gate_failed": 40}
+    )
+    metadata = launch_metadata(b, result)
+    assert metadata["launch_stage"].value == "held"
+    assert metadata["launch_waiting"].value == {"pilot:gate_failed": 40}
+    assert "tideline pilot release seg__email --by NAME" in metadata["launch_what_to_do"].value
+    waiting = SyncResult("s2", b.sync_key, False, launch_stage="awaiting_approval",
+                         launch_waiting={"approval:awaiting": 900})  # fmt: skip
+    assert "tideline approve seg__email --by NAME" in launch_metadata(b, waiting)["launch_what_to_do"].value
+    assert launch_metadata(b, SyncResult("s3", b.sync_key, False)) == {}
