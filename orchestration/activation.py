@@ -24,9 +24,25 @@ import duckdb
 from activation.activate import activate
 from activation.config import SyncBinding, bindings_from_manifest
 from activation.engine import SyncResult
+from activation.launches import gate
 from activation.ledger import due_deferrals
 from orchestration.dbt import model_key
 from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
+
+LAUNCHED_BY_TAG = "tideline/launched_by"
+WAITING_HELP = {
+    gate.AWAITING_GATE: "The pilot's gate is judged once its wait has passed and enough was delivered.",
+    gate.GATE_FAILED: (
+        "The pilot's gate failed (tideline_sync.launch_decisions): `tideline pilot release {key} --by NAME` "
+        "sends the rest, `tideline pilot cancel {key} --by NAME` drops it."
+    ),
+    gate.CANCELLED: "The launch was cancelled after its pilot: nothing more is sent for this content version.",
+    gate.AWAITING_DECISION: "The test share is out; the winner goes to the rest after decide_after.",
+    gate.AWAITING_APPROVAL: (
+        "The audience is above the approval limit: nothing beyond the pilot or test is sent until "
+        "`tideline approve {key} --by NAME` approves this content version."
+    ),
+}
 
 
 class SyncRunConfig(dg.Config):
@@ -83,22 +99,6 @@ def launch_metadata(binding: SyncBinding, result: SyncResult) -> dict[str, dg.Me
     if todo:
         metadata["launch_what_to_do"] = dg.MetadataValue.text(" ".join(todo))
     return metadata
-
-
-LAUNCHED_BY_TAG = "tideline/launched_by"
-WAITING_HELP = {
-    "pilot:awaiting_gate": "The pilot's gate is judged once its wait has passed and enough was delivered.",
-    "pilot:gate_failed": (
-        "The pilot's gate failed (tideline_sync.launch_decisions): `tideline pilot release {key} --by NAME` "
-        "sends the rest, `tideline pilot cancel {key} --by NAME` drops it."
-    ),
-    "pilot:cancelled": "The launch was cancelled after its pilot: nothing more is sent for this content version.",
-    "rollout:awaiting_decision": "The test share is out; the winner goes to the rest after decide_after.",
-    "approval:awaiting": (
-        "The audience is above the approval limit: nothing beyond the pilot or test is sent until "
-        "`tideline approve {key} --by NAME` approves this content version."
-    ),
-}
 
 
 def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:

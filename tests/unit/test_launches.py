@@ -191,3 +191,42 @@ def test_the_metadata_says_why_a_launch_waits_and_what_to_do() -> None:
                          launch_waiting={"approval:awaiting": 900})  # fmt: skip
     assert "tideline approve seg__email --by NAME" in launch_metadata(b, waiting)["launch_what_to_do"].value
     assert launch_metadata(b, SyncResult("s3", b.sync_key, False)) == {}
+
+
+def test_the_summary_shows_each_launchs_stage_its_decision_and_what_waits_for_approval() -> None:
+    import duckdb
+
+    from activation.launches import store
+    from activation.ledger import ensure_schema
+    from tideline.reporting.summary import _launch_lines
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    for sync_id, key, started, stage, audience, reasons in (
+        ("r1", "win_back__sms", dt.datetime(2026, 3, 2, 9), "pilot", 500, '{"pilot:awaiting_gate": 350}'),
+        ("r2", "win_back__sms", dt.datetime(2026, 3, 3, 9), "full", 500, '{"no_consent": 12}'),
+        ("r3", "win_back__email", dt.datetime(2026, 3, 3, 9), "awaiting_approval", 9000,
+         '{"approval:awaiting": 8000, "holdout": 900}'),
+        ("r4", "crm__crm", dt.datetime(2026, 3, 3, 9), None, 40, "{}"),
+    ):  # fmt: skip
+        con.execute(
+            """insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run,
+                   started_at, segment_rows, skipped_by_reason, content_version, launch_stage)
+               values (?, ?, 'seg', 'd', 'message', false, ?, ?, ?, 'v1', ?)""",
+            [sync_id, key, started, audience, reasons, stage],
+        )
+    store.record(
+        con,
+        [store.Decision("win_back__sms", "win_back", "v1", "pilot", "pass", dt.datetime(2026, 3, 3, 8, 59),
+                        "gate:auto", detail="pilot gate passed on 150 delivered: click_rate ...")],
+    )  # fmt: skip
+    assert _launch_lines(con) == [
+        "",
+        "Launches (pilot, roll-out, approval: docs/launches.md)",
+        f"  {'win_back__email':<37}{'awaiting_approval':<19}no decision yet; holding approval:awaiting 8,000",
+        f"  {'win_back__sms':<37}{'full':<19}pilot gate passed on 150 delivered: click_rate ... "
+        "(gate:auto, 2026-03-03 08:59)",
+        "  waiting for approval: win_back__email (9,000 customers, content v1): "
+        "tideline approve win_back__email --by NAME",
+    ]
+    assert _launch_lines(duckdb.connect()) == []  # a warehouse before any sync
