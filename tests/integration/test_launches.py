@@ -426,3 +426,31 @@ def rollout_sms_binding() -> SyncBinding:
         "segment", "marts.segment", "sms", "message", "sms", {"phone": "phone"}, "spring",
         holdout_share=0.1, variants=b.variants, variant_weights=b.variant_weights, launch=b.launch,
     )  # fmt: skip
+
+
+@pytest.mark.slow  # the command parses the dbt project for the activations' content versions
+def test_approve_release_and_cancel_from_the_command_line(isolated_home: Path, capsys) -> None:
+    from tideline.cli import main
+
+    warehouse = isolated_home / "warehouse.duckdb"
+    assert main(["approve", "win_back_dormant", "--by", "dana"]) == 0  # a segment: both its activations
+    out = capsys.readouterr().out
+    assert "win_back_dormant__email (campaign win_back_2026q4, content v1): approved by dana" in out
+    assert "win_back_dormant__sms (campaign win_back_2026q4, content v1): approved by dana" in out
+    assert main(["approve", "win_back_dormant__sms", "--by", "lee"]) == 2
+    assert "already approved by dana" in capsys.readouterr().err
+    assert main(["pilot", "release", "win_back_dormant__sms", "--by", "maria"]) == 0
+    assert main(["pilot", "cancel", "win_back_dormant__email", "--by", "maria"]) == 2
+    assert "declares no pilot" in capsys.readouterr().err
+    assert main(["approve", "no_such_campaign", "--by", "dana"]) == 2
+    assert "no message activation named 'no_such_campaign'" in capsys.readouterr().err
+    con = duckdb.connect(str(warehouse), read_only=True)
+    rows = con.execute(
+        "select sync_key, stage, decision, decided_by from tideline_sync.launch_decisions order by decided_at"
+    ).fetchall()
+    con.close()
+    assert rows == [
+        ("win_back_dormant__email", "approval", "approved", "dana"),
+        ("win_back_dormant__sms", "approval", "approved", "dana"),
+        ("win_back_dormant__sms", "pilot", "released", "maria"),
+    ]
