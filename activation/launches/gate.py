@@ -88,11 +88,16 @@ class _Stage:
 
 def approval_limit(binding: SyncBinding, approval_above: int | None) -> int | None:
     """The binding's approval limit: its own (approval_above in its meta), else the policies'.
-    Only message activations need approval (a CRM upsert or an ad audience sends no message)."""
+    Only message activations need approval (a CRM upsert or an ad audience sends no message). A
+    keyed binding (a journey step: its segment is one tick's entries, not the journey's audience)
+    takes the policies' limit only through its own launch spec: the journey decides what its
+    audience is."""
     if binding.mode != "message":
         return None
     own = binding.launch.approval_above if binding.launch else None
-    return own if own is not None else approval_above
+    if own is not None or binding.row_key is not None:
+        return own
+    return approval_above
 
 
 def apply_launch_gates(

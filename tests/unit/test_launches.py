@@ -230,3 +230,18 @@ def test_the_summary_shows_each_launchs_stage_its_decision_and_what_waits_for_ap
         "tideline approve win_back__email --by NAME",
     ]
     assert _launch_lines(duckdb.connect()) == []  # a warehouse before any sync
+
+
+def test_which_activations_need_an_approval() -> None:
+    from dataclasses import replace
+
+    from activation.launches.gate import approval_limit
+    from activation.launches.spec import LaunchSpec
+
+    (message,) = binding_from_meta("seg", "marts.seg", meta())
+    assert approval_limit(message, 1000) == 1000  # the policies' limit
+    assert approval_limit(replace(message, launch=LaunchSpec(approval_above=50)), 1000) == 50  # its own wins
+    assert approval_limit(replace(message, mode="upsert"), 1000) is None  # sends no message
+    step = replace(message, row_key="entry_id")  # a journey step: one tick's entries, not an audience
+    assert approval_limit(step, 1000) is None
+    assert approval_limit(replace(step, launch=LaunchSpec(approval_above=50)), 1000) == 50
