@@ -100,6 +100,15 @@ def approval_limit(binding: SyncBinding, approval_above: int | None) -> int | No
     return approval_above
 
 
+def randomised_share(binding: SyncBinding) -> float:
+    """The share of the eligible audience whose variant is randomised: a winner roll-out's test
+    share (the rest gets the winner, chosen, not drawn), else all of it. The experiment design
+    (activation.experiments.record_design, contract §1) scales each variant's expected share
+    (1 - holdout) × weight by it, and the roll-out's sends are the arm `rollout`."""
+    launch = binding.launch
+    return launch.rollout.test_share if launch and launch.rollout else 1.0
+
+
 def apply_launch_gates(
     con: duckdb.DuckDBPyConnection,
     binding: SyncBinding,

@@ -245,3 +245,13 @@ def test_which_activations_need_an_approval() -> None:
     step = replace(message, row_key="entry_id")  # a journey step: one tick's entries, not an audience
     assert approval_limit(step, 1000) is None
     assert approval_limit(replace(step, launch=LaunchSpec(approval_above=50)), 1000) == 50
+
+
+def test_only_a_roll_outs_test_share_is_randomised() -> None:
+    from activation.launches.gate import randomised_share
+
+    experiment = {"variants": {"A": {}, "B": {}}, "rollout": "winner", "test_share": 0.2, "decide_after": "1h",
+                  "fallback": "A"}  # fmt: skip
+    (rollout,) = binding_from_meta("seg", "marts.seg", {**meta(), "experiment": experiment})
+    (plain,) = binding_from_meta("seg", "marts.seg", meta(experiment={"variants": {"A": {}, "B": {}}}))
+    assert (randomised_share(rollout), randomised_share(plain)) == (0.2, 1.0)
