@@ -255,3 +255,28 @@ def test_only_a_roll_outs_test_share_is_randomised() -> None:
     (rollout,) = binding_from_meta("seg", "marts.seg", {**meta(), "experiment": experiment})
     (plain,) = binding_from_meta("seg", "marts.seg", meta(experiment={"variants": {"A": {}, "B": {}}}))
     assert (randomised_share(rollout), randomised_share(plain)) == (0.2, 1.0)
+
+
+def test_an_outcome_journal_written_before_stages_still_reads(tmp_path) -> None:
+    """A run that died before an upgrade left a journal without the stage column: the next run
+    records its deliveries (stage unknown: null), never fails on the missing column."""
+    import pyarrow as pa
+
+    from activation.engine.journal import OutcomeJournal
+
+    old = pa.schema([f for f in OutcomeJournal.SCHEMA if f.name != "stage"])
+    meta = {"sync_id": "s1", "channel": "sms", "campaign": "spring", "content_version": "v1",
+            "recorded_at": "2026-03-02T12:00:00"}  # fmt: skip
+    path = tmp_path / "outcomes.arrow"
+    with path.open("wb") as fh, pa.ipc.new_stream(fh, old.with_metadata(meta)) as writer:
+        writer.write_table(
+            pa.table(
+                {"idempotency_key": ["k1"], "customer_id": ["c1"], "action": ["send"], "variant": [""],
+                 "attempt": pa.array([1], pa.int32()), "remote_id": [None]},
+                schema=old,
+            )
+        )  # fmt: skip
+    table, stamp = OutcomeJournal.read(path, "seg__sms")
+    assert table.schema.names == OutcomeJournal.SCHEMA.names
+    assert table.column("stage").to_pylist() == [None] and table.column("customer_id").to_pylist() == ["c1"]
+    assert stamp.sync_id == "s1"
