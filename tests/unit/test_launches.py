@@ -280,3 +280,29 @@ def test_an_outcome_journal_written_before_stages_still_reads(tmp_path) -> None:
     assert table.schema.names == OutcomeJournal.SCHEMA.names
     assert table.column("stage").to_pylist() == [None] and table.column("customer_id").to_pylist() == ["c1"]
     assert stamp.sync_id == "s1"
+
+
+def test_a_ledger_from_before_launches_gains_the_new_columns_and_table() -> None:
+    import duckdb
+
+    from activation.ledger import ensure_schema
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute("drop table tideline_sync.launch_decisions")
+    for table, column in (("delivery_log", "stage"), ("sync_runs", "launched_by"), ("sync_runs", "campaign"),
+                          ("sync_runs", "content_version"), ("sync_runs", "launch_stage")):  # fmt: skip
+        con.execute(f"alter table tideline_sync.{table} drop column {column}")
+    con.execute(
+        "insert into tideline_sync.sync_runs (sync_id, sync_key, segment, destination, mode, dry_run, started_at) "
+        "values ('old', 'k', 's', 'd', 'message', false, timestamp '2026-01-01')"
+    )
+    ensure_schema(con)
+    columns = set(
+        con.execute(
+            "select table_name || '.' || column_name from information_schema.columns where table_schema = 'tideline_sync'"
+        ).fetchall()
+    )
+    assert {("delivery_log.stage",), ("sync_runs.launched_by",), ("sync_runs.launch_stage",),
+            ("launch_decisions.decided_by",)} <= columns  # fmt: skip
+    assert con.execute("select launched_by from tideline_sync.sync_runs").fetchall() == [(None,)]
