@@ -139,7 +139,7 @@ def apply_launch_gates(
     needs_approval = stage.hold is None and limit is not None and audience > limit
     if needs_approval and store.approval(con, binding.sync_key, binding.content_version) is None:
         stage = replace(stage, name="awaiting_approval", hold=AWAITING_APPROVAL)
-    _apply(con, binding, stage, outcome)
+    _apply(con, stage, outcome)
     if outcome.failed and on_gate_failed is not None and record:
         on_gate_failed(binding, outcome.failed)
     return outcome
@@ -328,9 +328,7 @@ def _decide_winner(
     return decision, variant, now, AUTO
 
 
-def _apply(
-    con: duckdb.DuckDBPyConnection, binding: SyncBinding, stage: _Stage, outcome: LaunchOutcome
-) -> None:
+def _apply(con: duckdb.DuckDBPyConnection, stage: _Stage, outcome: LaunchOutcome) -> None:
     """Stage, hold and winner onto `_decided` (removals are left alone)."""
     values: dict[str, Any] = {"sample_stage": stage.sample_stage, "rest_stage": stage.rest_stage}
     if stage.salt is not None:
