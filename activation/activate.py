@@ -19,6 +19,7 @@ import duckdb
 from activation.config import ActivationConfig, SyncBinding
 from activation.engine import SyncEngine, SyncResult
 from activation.intake import IntakeResult, take_in_revocations
+from activation.launches.notify import gate_failed_notifier
 from activation.reconcile import ProviderEvents
 from activation.warehouse import DuckDBLimits, limited
 
@@ -42,12 +43,14 @@ def activate(
     keep_decisions: str | None = None,
     record_run: bool = True,
     customers: str = "marts.dim_customers",
+    launched_by: str | None = None,
 ) -> Activation:
     """Sync `binding`'s segment to its destination (ConfigError naming the segment, destination
     and key when the binding or the destination's config cannot be used: nothing is sent then).
     `now`: the clock the policies and the ledger use (default the wall clock; a journey tick passes
     its own); `keep_decisions`, `record_run`, `customers` (whose consent and time zone the policies
-    read): see SyncEngine."""
+    read), `launched_by` (who or what started it): see SyncEngine. A launch whose pilot gate fails
+    alerts staff through the alerts destination (activation.launches.notify)."""
     binding.validate(config.destinations)
     destination = config.destination(binding.destination)
     rate = float(config.destinations[binding.destination].get("rate_limit_per_second", 0))
@@ -66,6 +69,8 @@ def activate(
                 keep_decisions=keep_decisions,
                 record_run=record_run,
                 customers=customers,
+                launched_by=launched_by,
+                on_gate_failed=gate_failed_notifier(con, config),
             ).run(dry_run=dry_run)
     finally:
         destination.close()

@@ -29,6 +29,7 @@ import yaml
 from activation import tokens
 from activation.destinations import TYPES, create
 from activation.destinations.base import ConfigError, Destination, expand_env
+from activation.launches.spec import LaunchSpec, parse_launch
 
 MODES = ("upsert", "mirror", "insert", "message")
 CHANNELS = ("email", "sms", "push")
@@ -39,7 +40,14 @@ MAX_NAME = 100  # campaign, variant and content version names
 SECTIONS = ("destinations", "policies", "alerts", "test_accounts")
 # what a test account may say about itself: the columns a send maps from dim_customers
 TEST_ACCOUNT_KEYS = ("email", "phone", "first_name", "last_name", "country", "city", "timezone")
-POLICY_KEYS = ("frequency_caps", "quiet_hours", "default_timezone", "max_attempts", "failure_share_warn")
+POLICY_KEYS = (
+    "frequency_caps",
+    "quiet_hours",
+    "default_timezone",
+    "max_attempts",
+    "failure_share_warn",
+    "approval_above",
+)
 SECRET_KEYS = ("secret_env", "token_env", "password_env", "dsn_env")  # keys naming an environment variable
 _REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}")
 
@@ -86,6 +94,9 @@ class PolicyConfig:
     default_timezone: str = "UTC"
     max_attempts: int = 5  # tries per record across runs before it is dead-lettered
     failure_share_warn: float = 0.05
+    # a message activation whose segment has more customers sends nothing beyond its pilot or test
+    # share without `tideline approve` for its content version (activation.launches); None: never
+    approval_above: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class SyncBinding:
     # quiet hours then, as for any binding without a channel.
     row_key: str | None = None
     delivery_action: str = "send"
+    # a staged launch: pilot with a KPI gate, winner roll-out, approval limit (activation.launches)
+    launch: LaunchSpec | None = None
 
     @property
     def sync_key(self) -> str:
@@ -278,6 +291,11 @@ def _policies(where: str, p: dict[str, Any], env: Mapping[str, str]) -> PolicyCo
         max_attempts=_whole(where, "policies.max_attempts", p.get("max_attempts", 5), 1),
         failure_share_warn=_number(
             where, "policies.failure_share_warn", p.get("failure_share_warn", 0.05), share=True
+        ),
+        approval_above=(
+            None
+            if p.get("approval_above") is None
+            else _whole(where, "policies.approval_above", p.get("approval_above"), 0)
         ),
     )
 
@@ -455,12 +473,21 @@ def binding_from_meta(
         weights = {str(k): float(v) for k, v in (experiment.get("weights") or {}).items()}
         if variants and not weights:
             weights = {k: 1.0 / len(variants) for k in variants}
+        mode = d.get("mode", "upsert")
+        launch = parse_launch(
+            f"segment {segment}, destination {d['name']}",
+            mode,
+            d.get("pilot", spec.get("pilot")),
+            experiment,
+            sorted(variants),
+            d.get("approval_above", spec.get("approval_above")),
+        )
         out.append(
             SyncBinding(
                 segment=segment,
                 relation=relation,
                 destination=d["name"],
-                mode=d.get("mode", "upsert"),
+                mode=mode,
                 channel=d.get("channel"),
                 fields=dict(d.get("fields") or {}),
                 campaign=campaign,
@@ -472,6 +499,7 @@ def binding_from_meta(
                 variant_weights=weights,
                 schedule=d.get("schedule", spec.get("schedule")),
                 owner=owner,
+                launch=launch,
             )
         )
     return out

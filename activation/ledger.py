@@ -4,6 +4,7 @@ delivery_log     append-only events, one per record per step: in_flight, sent, f
                  dead_letter, skipped (with reason), holdout, deferred, unknown, released
                  (an SMTP record a crashed run never handed over: planned again). Deferred
                  events carry `not_before`, when quiet hours end for that customer (UTC).
+                 A staged launch's events carry its `stage` (test, pilot, rollout, full).
 delivery_ledger  view: the latest event per idempotency key (what happened to each message),
                  written so that a filter on it (a sync, a status) is applied before the latest
                  event is looked up: asking for one sync's in-flight records does not rank the log.
@@ -17,7 +18,11 @@ synced_state     per sync (segment × destination) and customer: the field hash 
 removed_state    mirror mode: the generation of a customer whose delete was delivered, so a
                  customer who comes back with the fields they left with gets a new key too.
 sync_runs        one row per sync run: planned, added, changed, removed, sent, skipped by
-                 reason, failed, dead letters, duration.
+                 reason, failed, dead letters, duration; who or what launched it (launched_by),
+                 the campaign and content version, and the launch's stage (activation.launches).
+launch_decisions every decision of a staged launch (activation.launches): a pilot gate's verdict
+                 and each metric's numbers, a roll-out's winner, releases, cancellations and
+                 approvals, with who decided.
 suppressions     global suppression list (unsubscribed, hard_bounced, complained, erased),
                  per channel or 'all'; operators add to it (`suppress`).
 consent_revocations  unsubscribes and complaints the engagement receiver recorded, taken in by
@@ -68,7 +73,8 @@ create table if not exists {SCHEMA}.delivery_log (
     variant varchar,
     content_version varchar,
     recorded_at timestamp not null,
-    not_before timestamp  -- deferred records: when they may go out (UTC)
+    not_before timestamp,  -- deferred records: when they may go out (UTC)
+    stage varchar          -- a staged launch's stage: test, pilot, rollout, full (null: no launch plan)
 );
 create or replace view {SCHEMA}.delivery_ledger as
 select * from {SCHEMA}.delivery_log as l
@@ -109,7 +115,28 @@ create table if not exists {SCHEMA}.sync_runs (
     dead_letters bigint,
     unknown bigint,
     duration_seconds double,
-    status varchar
+    status varchar,
+    launched_by varchar,      -- schedule:<name>, sensor:<name>, user:<name>, cli:<person>
+    campaign varchar,
+    content_version varchar,
+    launch_stage varchar      -- the launch's stage this run (activation.launches), null without one
+);
+create table if not exists {SCHEMA}.launch_decisions (
+    decision_id varchar not null,     -- one per decision (a gate's metric rows share it)
+    sync_key varchar not null,
+    campaign varchar not null,
+    content_version varchar not null,
+    stage varchar not null,           -- pilot, rollout, approval
+    decision varchar not null,        -- pass, fail, released, cancelled, approved, winner, fallback
+    metric varchar,                   -- null: the overall decision, else the metric judged
+    value double,                     -- the observed rate (or the winner's conversion rate)
+    bound double,                     -- the Wilson bound the rule read (lower for min, upper for max)
+    threshold double,
+    sample bigint,                    -- the rate's denominator
+    variant varchar,                  -- roll-out: the variant that goes to the rest
+    detail varchar,
+    decided_at timestamp not null,
+    decided_by varchar not null       -- gate:auto, or the person (release, cancel, approve)
 );
 create table if not exists {SCHEMA}.suppressions (
     customer_id varchar not null,
@@ -138,6 +165,10 @@ create table if not exists {SCHEMA}.consent_intake_files (
 CURRENT = {
     ("delivery_log", "idempotency_key", "UUID"),
     ("delivery_log", "not_before", "TIMESTAMP"),
+    ("delivery_log", "stage", "VARCHAR"),
+    ("sync_runs", "launched_by", "VARCHAR"),
+    ("sync_runs", "launch_stage", "VARCHAR"),
+    ("launch_decisions", "decided_by", "VARCHAR"),
     ("synced_state", "field_hash", "UBIGINT"),
     ("synced_state", "fields_json", "VARCHAR"),
     ("synced_state", "generation", "INTEGER"),
@@ -152,6 +183,7 @@ LEDGER_TABLES = (
     "synced_state",
     "removed_state",
     "sync_runs",
+    "launch_decisions",
     "suppressions",
     "consent_revocations",
     "consent_intake_files",
@@ -176,6 +208,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         ("synced_state", "fields_json", "varchar"),
         ("synced_state", "generation", "integer"),
         ("delivery_log", "not_before", "timestamp"),
+        ("delivery_log", "stage", "varchar"),
+        ("sync_runs", "launched_by", "varchar"),
+        ("sync_runs", "campaign", "varchar"),
+        ("sync_runs", "content_version", "varchar"),
+        ("sync_runs", "launch_stage", "varchar"),
     ):
         if _column_type(con, table, "sync_key") and not _column_type(con, table, column):
             con.execute(f"alter table {SCHEMA}.{table} add column {column} {kind}")

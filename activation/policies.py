@@ -248,7 +248,8 @@ def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """create or replace temp table _decided as
            select d.customer_id, d.action, d.change, d.field_hash, d.fields_json, d.generation, d.idempotency_key,
-                  x.ledger_status, x.attempts, x.decision, x.reason, x.variant, x.not_before
+                  x.ledger_status, x.attempts, x.decision, x.reason, x.variant, x.not_before,
+                  cast(null as varchar) as stage  -- a staged launch's stage (activation.launches)
            from _diff as d inner join _decisions as x on d.idempotency_key = x.idempotency_key"""
     )
     _drop(con, ("_decisions",))

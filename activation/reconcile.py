@@ -279,9 +279,9 @@ def _record(
         con.execute(
             f"""insert into {SCHEMA}.delivery_log (idempotency_key, sync_key, sync_id, customer_id, action,
                     status, reason, error, attempt, remote_id, channel, campaign, variant, content_version,
-                    recorded_at)
+                    recorded_at, stage)
                 select l.idempotency_key, l.sync_key, ?, l.customer_id, l.action, s.status, s.reason, null,
-                       l.attempt, l.remote_id, l.channel, l.campaign, l.variant, l.content_version, ?
+                       l.attempt, l.remote_id, l.channel, l.campaign, l.variant, l.content_version, ?, l.stage
                 from {SCHEMA}.delivery_log as l
                 join _settled as s on l.idempotency_key = cast(s.idempotency_key as uuid)
                 where l.sync_key = ? and l.status = 'unknown'

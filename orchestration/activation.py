@@ -8,12 +8,14 @@ the others run whenever the pipeline builds their segment.
 
 Each asset is a thin wrapper over activation.activate.activate (revocations taken in, the
 destination built from the run's validated activation config, the engine run under the DuckDB
-limits of ActivationConfigResource); here it becomes metadata and checks.
+limits of ActivationConfigResource); here it becomes metadata and checks. The run's launcher
+(schedule, sensor, a person) goes into tideline_sync.sync_runs; a staged launch's stage, what it
+holds back and why are in the metadata (activation.launches, docs/launches.md).
 """
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -22,9 +24,25 @@ import duckdb
 from activation.activate import activate
 from activation.config import SyncBinding, bindings_from_manifest
 from activation.engine import SyncResult
+from activation.launches import gate
 from activation.ledger import due_deferrals
 from orchestration.dbt import model_key
 from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
+
+LAUNCHED_BY_TAG = "tideline/launched_by"
+WAITING_HELP = {
+    gate.AWAITING_GATE: "The pilot's gate is judged once its wait has passed and enough was delivered.",
+    gate.GATE_FAILED: (
+        "The pilot's gate failed (tideline_sync.launch_decisions): `tideline pilot release {key} --by NAME` "
+        "sends the rest, `tideline pilot cancel {key} --by NAME` drops it."
+    ),
+    gate.CANCELLED: "The launch was cancelled after its pilot: nothing more is sent for this content version.",
+    gate.AWAITING_DECISION: "The test share is out; the winner goes to the rest after decide_after.",
+    gate.AWAITING_APPROVAL: (
+        "The audience is above the approval limit: nothing beyond the pilot or test is sent until "
+        "`tideline approve {key} --by NAME` approves this content version."
+    ),
+}
 
 
 class SyncRunConfig(dg.Config):
@@ -35,7 +53,52 @@ def _upstream(binding: SyncBinding) -> list[dg.AssetKey]:
     """The dbt models a sync reads, by the keys the manifest gives them: its segment and, for a
     channel's sends, the hard bounces and complaints the engagement marts found."""
     suppressions = [model_key("engagement_suppressions")] if binding.channel else []
-    return [model_key(binding.segment), *suppressions]
+    return [model_key(binding.segment), *suppressions, *_launch_upstream(binding)]
+
+
+def _launch_upstream(binding: SyncBinding) -> list[dg.AssetKey]:
+    """The marts a staged launch's decisions read (activation.launches.gate): a pilot's gate
+    rates, a roll-out's experiment results; built before the sync, so a run judges fresh numbers."""
+    launch = binding.launch
+    if launch is None:
+        return []
+    pilot = [model_key("launch_gate_rates")] if launch.pilot else []
+    rollout = [model_key("experiment_results")] if launch.rollout else []
+    return [*pilot, *rollout]
+
+
+def launched_by(tags: Mapping[str, str]) -> str:
+    """Who or what launched a Dagster run, from its tags: a person through `tideline` (the tag
+    tideline/launched_by: cli:<name>), a schedule, a sensor, a backfill, a user Dagster names
+    (dagster/user), else someone in the Dagster UI or CLI whose name Dagster does not know."""
+    if tags.get(LAUNCHED_BY_TAG):
+        return tags[LAUNCHED_BY_TAG]
+    for tag, kind in (
+        ("dagster/schedule_name", "schedule"),
+        ("dagster/sensor_name", "sensor"),
+        ("dagster/backfill", "backfill"),
+        ("dagster/user", "user"),
+    ):
+        if tags.get(tag):
+            return f"{kind}:{tags[tag]}"
+    return "dagster:manual"
+
+
+def launch_metadata(binding: SyncBinding, result: SyncResult) -> dict[str, dg.MetadataValue]:
+    """What a staged launch did in the run, for the asset's metadata: its stage, what it holds
+    back and why (with what a person can do), the decisions it made. Empty without a launch."""
+    if result.launch_stage is None:
+        return {}
+    metadata: dict[str, dg.MetadataValue] = {
+        "launch_stage": dg.MetadataValue.text(result.launch_stage),
+        "launch_waiting": dg.MetadataValue.json(result.launch_waiting),
+    }
+    if result.launch_decisions:
+        metadata["launch_decisions"] = dg.MetadataValue.json(result.launch_decisions)
+    todo = [WAITING_HELP[reason].format(key=binding.sync_key) for reason in result.launch_waiting]
+    if todo:
+        metadata["launch_what_to_do"] = dg.MetadataValue.text(" ".join(todo))
+    return metadata
 
 
 def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:
@@ -52,7 +115,8 @@ def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.As
         description=(
             f"Syncs segment {binding.segment} to {binding.destination} ({binding.mode}"
             f"{', channel ' + binding.channel if binding.channel else ''}): plan against the last synced state, "
-            f"apply consent, suppression, caps, quiet hours and holdout, send, record every record in the ledger."
+            f"apply consent, suppression, caps, quiet hours and holdout, then the launch's pilot, roll-out and "
+            f"approval gates, send, record every record in the ledger."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -80,6 +144,7 @@ def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.As
                 limits=activation.duckdb_limits(),
                 workers=activation.workers,
                 dry_run=config.dry_run,
+                launched_by=launched_by(context.run.tags),
             )
         intake, result = done.intake, done.result
         context.log.info("%s: %s", binding.sync_key, json.dumps(result.as_dict()))
@@ -95,6 +160,7 @@ def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.As
             "dead_letters": dg.MetadataValue.int(result.dead_letters),
             "unknown": dg.MetadataValue.int(result.unknown),
             "seconds": round(result.duration_seconds, 2),
+            **launch_metadata(binding, result),
         }
         if result.samples:
             metadata["plan_sample"] = dg.MetadataValue.json(result.samples)

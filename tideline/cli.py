@@ -1,7 +1,7 @@
 """`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
 
 tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
-tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose]
+tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose] [--by NAME]
 tideline demo [--customers N] [--days D] [--seed S] [--verbose]   (what `make run` calls: the demo loop)
 tideline summary [--warehouse FILE] [--home DIR]
 tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destinations] [--port 3000]
@@ -13,6 +13,8 @@ tideline tags build|check                                        (the tag models
 tideline journey check|list|tick|simulate                        (journeys: docs/journeys.md)
 tideline send-test ACTIVATION --to LIST [--customers N] [--synthetic]   (test send to internal accounts)
 tideline customer export|erase --customer-id ID | --email EMAIL   (GDPR requests: docs/privacy.md)
+tideline pilot release|cancel NAME --by PERSON                   (a launch whose pilot gate failed)
+tideline approve NAME --by PERSON                                (a launch above the approval limit)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import os
 import sys
 
-from tideline.commands import audience, customer, journey, send_test, tags
+from tideline.commands import audience, customer, journey, launch, send_test, tags
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -64,6 +66,9 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         "--local-destinations", action=argparse.BooleanOptionalAction, default=None, help=LOCAL_HELP
     )
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    p.add_argument(
+        "--by", default=None, help="who launches the run, kept with its syncs (default: the OS user)"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="generate demo data if needed and run the whole pipeline on it")
@@ -118,6 +123,11 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
     )
     customer.add_parser(
+        sub,
+        home_help="folder for generated state (default: $TIDELINE_HOME)",
+        warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
+    )
+    launch.add_parser(
         sub,
         home_help="folder for generated state (default: $TIDELINE_HOME)",
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",

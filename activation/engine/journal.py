@@ -100,6 +100,7 @@ class OutcomeJournal:
             ("customer_id", pa.string()),
             ("action", pa.string()),
             ("variant", pa.string()),
+            ("stage", pa.string()),
             ("attempt", pa.int32()),
             ("remote_id", pa.string()),
         ]
@@ -162,6 +163,10 @@ class OutcomeJournal:
             meta["content_version"],
             dt.datetime.fromisoformat(meta["recorded_at"]),
         )
+        if batches and "stage" not in batches[0].schema.names:  # written before launch stages
+            table = pa.Table.from_batches(batches)
+            table = table.append_column("stage", pa.nulls(table.num_rows, pa.string()))
+            batches = table.select(OutcomeJournal.SCHEMA.names).to_batches()
         return pa.Table.from_batches(batches, schema=OutcomeJournal.SCHEMA), stamp
 
 
@@ -244,7 +249,7 @@ def resolve_interrupted(
             f"""{log_insert()}
                 select idempotency_key, sync_key, $sync_id, customer_id, action, 'unknown',
                        'interrupted during send; not resent to avoid a duplicate', null, attempt, null,
-                       channel, campaign, variant, content_version, $recorded_at
+                       channel, campaign, variant, content_version, $recorded_at, stage
                 from ({_IN_FLIGHT})""",
             stamp.params(),
         )
@@ -284,7 +289,7 @@ def _resolve_delivery_journal(con: duckdb.DuckDBPyConnection, path: Path, stamp:
                            else 'interrupted while being handed over; not resent to avoid a duplicate'
                        end,
                        null, l.attempt, j.remote_id, l.channel, l.campaign, l.variant, l.content_version,
-                       $recorded_at
+                       $recorded_at, l.stage
                 from ({_IN_FLIGHT}) as l
                 left join _journal as j on l.idempotency_key = cast(j.idempotency_key as uuid)""",
             stamp.params(),

@@ -45,6 +45,7 @@ LOG_COLUMNS = (
     "variant",
     "content_version",
     "recorded_at",
+    "stage",
 )
 
 # (decision in the plan, ledger status, which of its rows), in the order they are appended;
@@ -94,7 +95,7 @@ def record_decisions(con: duckdb.DuckDBPyConnection, stamp: RunStamp, decided: M
             con,
             f"""{log_insert("not_before") if deferred else log_insert()}
                 select idempotency_key, $sync_key, $sync_id, customer_id, action, $status, reason, null,
-                       attempts, null, $channel, $campaign, variant, $content_version, $recorded_at{not_before}
+                       attempts, null, $channel, $campaign, variant, $content_version, $recorded_at, stage{not_before}
                 from _decided where decision = $decision {only}""",
             {**stamp.params(), "status": status, "decision": decision},
         )
@@ -109,8 +110,9 @@ def insert_events(
     unless_logged: bool = False,
 ) -> None:
     """Append per-record events (idempotency_key, customer_id, action, variant, status, error,
-    attempt, remote_id) on `con`, each with the run's constants and `reason`. `unless_logged`:
-    leave out keys the stamp's run has already logged (a journal resolved twice)."""
+    attempt, remote_id, and stage when the table has it: a journal written before stages had none)
+    on `con`, each with the run's constants and `reason`. `unless_logged`: leave out keys the
+    stamp's run has already logged (a journal resolved twice)."""
     if events.num_rows == 0:
         return
     already = (
@@ -118,6 +120,7 @@ def insert_events(
         if unless_logged
         else ""
     )
+    stage = "nullif(stage, '')" if "stage" in events.column_names else "cast(null as varchar)"
     con.register("_events", events)
     try:
         execute(
@@ -125,7 +128,7 @@ def insert_events(
             f"""{log_insert()}
                 select cast(idempotency_key as uuid), $sync_key, $sync_id, customer_id, action, status, $reason,
                        error, attempt, remote_id, $channel, $campaign, nullif(variant, ''), $content_version,
-                       $recorded_at
+                       $recorded_at, {stage}
                 from _events {already}""",
             {**stamp.params(), "reason": reason},
         )
@@ -135,12 +138,13 @@ def insert_events(
 
 def event_columns(part: pa.Table) -> dict[str, pa.ChunkedArray]:
     """The columns every per-record event of a window (or batch) of the send list carries:
-    key, customer, action, variant, and the number of this attempt."""
+    key, customer, action, variant, the launch stage ('' without one) and the number of this attempt."""
     return {
         "idempotency_key": part.column("idempotency_key"),
         "customer_id": part.column("customer_id"),
         "action": part.column("action"),
         "variant": part.column("variant"),
+        "stage": part.column("stage"),
         "attempt": pc.add(part.column("attempts"), 1).cast(pa.int32()),
     }
 

@@ -9,7 +9,9 @@
    the destination's delivery evidence, provider webhooks): confirmed ones become `sent`,
    undelivered ones `released` (planned again); the rest stay unknown and are reported.
 3. Plan (activation.planner) and apply policies (activation.policies) in the warehouse;
-   records that failed `max_attempts` times become dead letters.
+   records that failed `max_attempts` times become dead letters; then the launch gate
+   (activation.launches.gate): a pilot, a winner roll-out or an approval limit holds back what
+   its stage does not allow yet, and makes the decisions that are due.
 4. Hold for the destination's Retry-After from an earlier run (activation.engine.backoff):
    wait it out, or defer the sends until then.
 5. Record every decision that is not a send (activation.engine.ledger_writes).
@@ -43,6 +45,7 @@ from activation.engine.ledger_writes import RunStamp, record_decisions
 from activation.engine.sending import Sender, sync_context
 from activation.engine.state import SyncResult, fold_state, write_run
 from activation.experiments import record_design
+from activation.launches.gate import GateFailed, apply_launch_gates, randomised_share
 from activation.ledger import ensure_schema
 from activation.policies import apply_policies
 from activation.ratelimit import TokenBucket
@@ -74,6 +77,8 @@ class SyncEngine:
         max_backoff_wait_seconds: float = 120.0,
         keep_decisions: str | None = None,
         record_run: bool = True,
+        launched_by: str | None = None,
+        on_gate_failed: GateFailed | None = None,
     ):
         """`journal_dir`: where the delivery journal and the destination's "not before" file live
         (default: next to the warehouse file). `evidence`: more sources for settling unknown
@@ -82,7 +87,10 @@ class SyncEngine:
         waited out; a longer one defers the run's sends. `keep_decisions`: the name of a temp table
         to leave behind with each planned record's decision (customer_id, idempotency_key, decision,
         reason, not_before): a journey tick reads it, dry runs included. `record_run`: False leaves
-        sync_runs alone (a journey simulation's dry runs, hundreds of them)."""
+        sync_runs alone (a journey simulation's dry runs, hundreds of them). `launched_by`: who or
+        what started the run (schedule:<name>, sensor:<name>, user:<name>, cli:<person>), kept in
+        sync_runs. `on_gate_failed`: called when a launch's pilot gate fails in this run (staff
+        alerts, activation.launches.notify)."""
         self.con, self.destination, self.binding, self.policies = con, destination, binding, policies
         self.journal_dir = journal_dir
         self.workers = max(1, workers)
@@ -93,6 +101,8 @@ class SyncEngine:
         self.max_backoff_wait_seconds = max_backoff_wait_seconds
         self.keep_decisions = keep_decisions
         self.record_run = record_run
+        self.launched_by = launched_by
+        self.on_gate_failed = on_gate_failed
 
     def run(self, dry_run: bool = False, sample_size: int = 10) -> SyncResult:
         try:
@@ -115,9 +125,10 @@ class SyncEngine:
         planner.plan(con, b, self.key_column)
         apply_policies(con, b, self.policies, self.now, self.customers)
         if not dry_run:  # the arms' intended shares, for the sample-ratio check (experiment_results)
-            record_design(con, b, self.now)
+            record_design(con, b, self.now, share_scale=randomised_share(b))
         result.counts = planner.counts(con, b)
         _dead_letter_exhausted(con, self.policies.max_attempts)
+        self._gate(result, dry_run)
         if self.keep_decisions is not None:
             con.execute(
                 f"create or replace temp table {quote_identifier(self.keep_decisions)} as "
@@ -151,6 +162,21 @@ class SyncEngine:
         self.destination.finalize(sync_context(b, self.sync_id, None))
         return self._finish(result, started)
 
+    def _gate(self, result: SyncResult, dry_run: bool) -> None:
+        """The launch gate (activation.launches.gate): holds back what the launch's stage does not
+        allow yet, makes the decisions due (written only in a real run), stamps each record's stage."""
+        launch = apply_launch_gates(
+            self.con,
+            self.binding,
+            self.now,
+            result.counts.get("segment_rows", 0),
+            approval_above=self.policies.approval_above,
+            record=not dry_run,
+            on_gate_failed=self.on_gate_failed,
+        )
+        result.launch_stage, result.launch_waiting = launch.stage, launch.waiting
+        result.launch_decisions = launch.decisions
+
     def _fold_state(self, not_sent: int = 0) -> None:
         """Fold delivered records into synced_state (a method, so tests can kill a run here)."""
         fold_state(self.con, self.binding, self.sync_id, self.now, not_sent)
@@ -162,7 +188,7 @@ class SyncEngine:
         )
         result.duration_seconds = time.monotonic() - started
         if self.record_run:
-            write_run(self.con, result, self.binding, self.now, started)
+            write_run(self.con, result, self.binding, self.now, started, self.launched_by)
         return result
 
     def _drop_work_tables(self) -> None:

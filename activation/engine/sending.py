@@ -113,7 +113,7 @@ class Sender:
         order = "order by variant" if self.binding.variants else ""
         reader = self.con.execute(
             f"""select coalesce(variant, '') as variant, customer_id, cast(idempotency_key as varchar) as idempotency_key,
-                       action, attempts {_RECORD_JSON if self.encoded else ", fields_json"}
+                       action, attempts, coalesce(stage, '') as stage {_RECORD_JSON if self.encoded else ", fields_json"}
                 from _decided where decision = 'send' {order}"""
         ).fetch_record_batch(window)
         try:

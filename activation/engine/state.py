@@ -19,6 +19,35 @@ import duckdb
 from activation.config import SyncBinding
 from activation.ledger import SCHEMA
 
+RUN_COLUMNS = (
+    "sync_id",
+    "sync_key",
+    "segment",
+    "destination",
+    "mode",
+    "dry_run",
+    "started_at",
+    "finished_at",
+    "segment_rows",
+    "rejected_keys",
+    "planned",
+    "added",
+    "changed",
+    "removed",
+    "sent",
+    "skipped",
+    "skipped_by_reason",
+    "failed",
+    "dead_letters",
+    "unknown",
+    "duration_seconds",
+    "status",
+    "launched_by",
+    "campaign",
+    "content_version",
+    "launch_stage",
+)
+
 
 @dataclass
 class SyncResult:
@@ -38,6 +67,9 @@ class SyncResult:
     backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
     duration_seconds: float = 0.0
     samples: list[dict[str, Any]] = field(default_factory=list)
+    launch_stage: str | None = None  # a staged launch's stage this run (activation.launches)
+    launch_waiting: dict[str, int] = field(default_factory=dict)  # held by the launch, by reason
+    launch_decisions: list[str] = field(default_factory=list)  # decisions this run made, in words
 
     @property
     def skipped(self) -> int:
@@ -65,6 +97,9 @@ class SyncResult:
             "unknown_outstanding": self.unknown_outstanding,
             "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
             "duration_seconds": round(self.duration_seconds, 3),
+            "launch_stage": self.launch_stage,
+            "launch_waiting": self.launch_waiting,
+            "launch_decisions": self.launch_decisions,
         }
 
 
@@ -130,13 +165,19 @@ def _replace_state(con: duckdb.DuckDBPyConnection, binding: SyncBinding, now: dt
 
 
 def write_run(
-    con: duckdb.DuckDBPyConnection, result: SyncResult, binding: SyncBinding, now: dt.datetime, started: float
+    con: duckdb.DuckDBPyConnection,
+    result: SyncResult,
+    binding: SyncBinding,
+    now: dt.datetime,
+    started: float,
+    launched_by: str | None = None,
 ) -> None:
-    """The run record: one row of sync_runs (`started`: the run's time.monotonic() at its start)."""
+    """The run record: one row of sync_runs (`started`: the run's time.monotonic() at its start;
+    `launched_by`: who or what started the run, e.g. schedule:<name>, cli:<person>)."""
     c = result.counts
     con.execute(
-        f"""insert into {SCHEMA}.sync_runs values
-            (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        f"""insert into {SCHEMA}.sync_runs ({", ".join(RUN_COLUMNS)}) values
+            (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             result.sync_id,
             binding.sync_key,
@@ -159,5 +200,9 @@ def write_run(
             result.unknown,
             time.monotonic() - started,
             "dry_run" if result.dry_run else "done",
+            launched_by,
+            binding.campaign,
+            binding.content_version,
+            result.launch_stage,
         ],
     )

@@ -171,6 +171,47 @@ def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
     assert audience and "@" not in audience
 
 
+def test_the_demo_launches_send_their_pilot_and_test_share_first(demo_run) -> None:
+    """The win-back SMS launches through a pilot, the A/B email through a winner roll-out
+    (dbt_project/audiences/win_back_dormant.yml): one run sends the pilot and the test share only and
+    holds the rest for the next run's decisions (docs/launches.md); every run records its launcher."""
+    con = demo_run.con
+    runs = dict(
+        con.execute(
+            """select sync_key, launch_stage from tideline_sync.sync_runs
+               where not dry_run and sync_key like 'win_back_dormant__%'"""
+        ).fetchall()
+    )
+    assert runs == {"win_back_dormant__sms": "pilot", "win_back_dormant__email": "test"}
+    sent = con.execute(
+        """select sync_key, stage, count(*) from tideline_sync.delivery_ledger
+           where status = 'sent' and sync_key like 'win_back_dormant__%' group by 1, 2 order by 1, 2"""
+    ).fetchall()
+    assert [(key, stage) for key, stage, _n in sent] == [
+        ("win_back_dormant__email", "test"),
+        ("win_back_dormant__sms", "pilot"),
+    ]
+    held = dict(
+        con.execute(
+            """select sync_key, count(*) from tideline_sync.delivery_ledger where status = 'skipped'
+               and reason in ('pilot:awaiting_gate', 'rollout:awaiting_decision') group by 1"""
+        ).fetchall()
+    )
+    assert held["win_back_dormant__sms"] > 0 and held["win_back_dormant__email"] > 0
+    # the pilot is about 30% of the sendable SMS audience, the test share about 50% of the email one
+    counts = {key: n for key, _stage, n in sent}
+    assert (
+        0.15
+        < counts["win_back_dormant__sms"] / (counts["win_back_dormant__sms"] + held["win_back_dormant__sms"])
+        < 0.45
+    )
+    assert con.execute("select count(*) from tideline_sync.launch_decisions").fetchone()[0] == 0  # not yet
+    launchers = con.execute(
+        "select distinct launched_by from tideline_sync.sync_runs where not starts_with(sync_key, 'journey__')"
+    ).fetchall()
+    assert launchers == [("dagster:manual",)]  # execute_in_process: no schedule, sensor or named person
+
+
 def _planted_personal_data(raw: Path, truth: Path) -> dict[str, set[str]]:
     """The emails, phones and names the generator wrote into the landing zone (raw and normalised)."""
     con = duckdb.connect()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import shutil
 import sys
 import time
@@ -60,6 +61,7 @@ def run_pipeline(
     env: Mapping[str, str],
     verbose: bool = False,
     activation_values: Mapping[str, str] | None = None,
+    launched_by: str | None = None,
 ) -> bool:
     """Materialise every asset and run every check through Dagster. True when the run succeeded.
 
@@ -68,7 +70,8 @@ def run_pipeline(
     code location `make ui` / `tideline ui` serve. `env` is the CLI's environment (the activation
     config's variables, the console's settings); `activation_values` are `${VAR}` values given as
     data (the local destinations'). The console shows one line per step; dbt's detail and every
-    log line go to <state folder>/logs/<run id>.log."""
+    log line go to <state folder>/logs/<run id>.log. The run's syncs record who launched it:
+    cli:<launched_by>, or cli:<the OS user> (tideline_sync.sync_runs.launched_by)."""
     if not settings.raw_dir.is_dir():
         raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
     settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
@@ -90,6 +93,7 @@ def run_pipeline(
     parse_dbt_project()
     import dagster as dg
 
+    from orchestration.activation import LAUNCHED_BY_TAG
     from orchestration.console import console_run_config, failure_paragraph
     from orchestration.runner import load_definitions, run_job
 
@@ -110,7 +114,8 @@ def run_pipeline(
     )
     started = time.monotonic()
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
-        outcome = run_job(instance, PIPELINE_JOB, run_config, run_id=run_id)
+        tags = {LAUNCHED_BY_TAG: f"cli:{launched_by or _os_user()}"}
+        outcome = run_job(instance, PIPELINE_JOB, run_config, tags=tags, run_id=run_id)
     seconds = time.monotonic() - started
     status = "succeeded" if outcome.success else "FAILED"
     print(f"Dagster run {outcome.run_id} {status} in {seconds:.1f}s", flush=True)
@@ -118,6 +123,14 @@ def run_pipeline(
         paragraph = failure_paragraph(outcome.events, log_path, settings.raw_dir, outcome.planned_steps)
         print(paragraph, file=sys.stderr, flush=True)
     return outcome.success
+
+
+def _os_user() -> str:
+    """The person at the terminal, as the OS names them ('unknown' when it cannot)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def warehouse_free(settings: Settings) -> bool:
@@ -173,9 +186,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
     if local:
         with with_local_destinations(settings, env) as (settings, values):
-            ok = run_pipeline(settings, env, args.verbose, values)
+            ok = run_pipeline(settings, env, args.verbose, values, launched_by=args.by)
     else:
-        ok = run_pipeline(settings, env, args.verbose)
+        ok = run_pipeline(settings, env, args.verbose, launched_by=args.by)
     if ok:
         print_summary(settings)
     return 0 if ok else 1

@@ -19,6 +19,7 @@ from tideline.reporting.formats import (
 )
 
 NONE = "-"  # a missing number in the plain-text summary (the report's is an em dash)
+LAUNCH_HOLDS = ("pilot:", "rollout:", "approval:")  # skip reasons of the launch gate (activation.launches)
 
 
 def _pct(n: int, total: int) -> str:
@@ -70,6 +71,7 @@ def build_summary(
         ]
         scores = _score_lines(con, str(as_of))
         activations = _activation_lines(con)
+        launches = _launch_lines(con)
         campaigns = _campaign_lines(con)
         journeys = _journey_lines(con)
     finally:
@@ -94,6 +96,7 @@ def build_summary(
         lines.append(f"  {tag:<22}{n:>9,}  {100 * float(share):>5.1f}%")
     lines += scores
     lines += activations
+    lines += launches
     lines += campaigns
     lines += journeys
     report = Path(home) / "reports" / "campaign_report.html" if home else None
@@ -255,6 +258,48 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         "same activation (delivery ledger), never sent again"
     )
     return lines
+
+
+def _launch_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Staged launches (activation.launches, docs/launches.md): per activation with one, its stage in
+    its latest real run and the latest gate or roll-out decision with its numbers; then what waits
+    for an approval, with the command that gives it. Nothing before any staged launch ran."""
+    if "launch_stage" not in columns_of(con, "tideline_sync.sync_runs"):
+        return []
+    runs = _rows(
+        con,
+        "select sync_key, content_version, launch_stage, segment_rows, skipped_by_reason "
+        "from tideline_sync.sync_runs where not dry_run and not starts_with(sync_key, 'journey__') "
+        "qualify row_number() over (partition by sync_key order by started_at desc, finished_at desc) = 1 "
+        "order by sync_key",
+    )
+    runs = [r for r in runs if r[2] is not None]
+    if not runs:
+        return []
+    lines = ["", "Launches (pilot, roll-out, approval: docs/launches.md)"]
+    waiting: list[str] = []
+    for key, version, stage, audience, reasons in runs:
+        decision = _rows(
+            con,
+            "select detail, decided_by, decided_at from tideline_sync.launch_decisions "
+            "where sync_key = ? and content_version = ? and metric is null and stage in ('pilot', 'rollout') "
+            "order by decided_at desc, rowid desc limit 1",
+            [key, version],
+        )
+        said = (
+            f"{decision[0][0]} ({decision[0][1]}, {decision[0][2]:%Y-%m-%d %H:%M})"
+            if decision
+            else "no decision yet"
+        )
+        held = {r: n for r, n in json.loads(reasons or "{}").items() if r.startswith(LAUNCH_HOLDS)}
+        holding = ", ".join(f"{r} {n:,}" for r, n in held.items())
+        lines.append(f"  {key:<37}{stage:<19}{said}" + (f"; holding {holding}" if holding else ""))
+        if stage == "awaiting_approval":
+            waiting.append(
+                f"  waiting for approval: {key} ({int(audience or 0):,} customers, content {version}): "
+                f"tideline approve {key} --by NAME"
+            )
+    return lines + waiting
 
 
 def _ledger_counts(con: duckdb.DuckDBPyConnection, sync_key: str, sync_id: str) -> tuple[int, int]:

@@ -39,7 +39,8 @@ timings as (
         min(recorded_at) as planned_at,
         min(case when status = 'sent' then recorded_at end) as sent_at,
         min(case when status = 'holdout' then recorded_at end) as held_out_at,
-        max(variant) as any_variant
+        max(variant) as any_variant,
+        max(launch_stage) as any_launch_stage
     from message_events
     group by message_key
 ),
@@ -57,6 +58,7 @@ final as (
         latest.campaign,
         latest.channel,
         coalesce(latest.variant, timings.any_variant) as variant,
+        coalesce(latest.launch_stage, timings.any_launch_stage) as launch_stage,
         latest.customer_id,
         latest.content_version,
         latest.status,

@@ -25,16 +25,7 @@ events as (
 message_outcomes as (
     select
         messages.message_key,
-        max(case when events.event_type = 'bounced' then 1 else 0 end) as bounced,
-        max(case when events.event_type = 'bounced' and events.bounce_type = 'hard' then 1 else 0 end)
-            as hard_bounced,
-        -- a human click implies the message was opened (images may be blocked)
-        max(case when events.event_type in ('opened', 'clicked') and events.is_human then 1 else 0 end)
-            as opened,
-        sum(case when events.event_type = 'opened' and events.is_bot then 1 else 0 end) as bot_opens,
-        max(case when events.event_type = 'clicked' and events.is_human then 1 else 0 end) as clicked,
-        max(case when events.event_type = 'unsubscribed' then 1 else 0 end) as unsubscribed,
-        max(case when events.event_type = 'complained' then 1 else 0 end) as complained
+        {{ message_outcome_columns('events') }}
     from messages
     left join events on messages.message_key = events.message_key
     where messages.is_sent

@@ -12,6 +12,7 @@ final as (
         campaign,
         channel,
         variant,
+        launch_stage,
         customer_id,
         content_version,
         status,

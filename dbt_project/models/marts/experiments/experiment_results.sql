@@ -20,7 +20,11 @@ with exposed_messages as (
         is_holdout,
         exposed_at
     from {{ ref('fct_messages') }}
-    where (is_sent or is_holdout) and exposed_at is not null
+    where
+        (is_sent or is_holdout)
+        and exposed_at is not null
+        -- a roll-out's winner went to the rest by choice, not by chance: not part of the comparison
+        and coalesce(launch_stage, '') != 'rollout'
 ),
 
 -- A customer counts once per campaign × channel, in the arm of their first exposure

@@ -20,6 +20,7 @@ select
     variant,
     content_version,
     recorded_at,
+    stage as launch_stage,
     coalesce(campaign like 'test:%', false) as is_test
 from delivery_log
 where {{ not_erased(customer_id='customer_id') }}

@@ -13,5 +13,12 @@ select
     dry_run,
     started_at,
     finished_at,
-    status
+    status,
+    segment_rows,
+    sent,
+    skipped,
+    launched_by,
+    campaign,
+    content_version,
+    launch_stage
 from sync_runs
