@@ -22,6 +22,13 @@ from {{ ref('int_events_stitched') }} as e
 where e.customer_id is not null and e.occurred_at < {{ as_of_cutoff() }} and (e.event_type in ('add_to_cart', 'checkout_started'))
 -- noqa: enable=all
 union all
+-- visited_recently: Visited the shop
+select e.customer_id, cast('visited_recently' as varchar) as rule, e.occurred_at, e.event_id as occurrence_id
+from {{ ref('int_events_stitched') }} as e
+-- noqa: disable=LT05
+where e.customer_id is not null and e.occurred_at < {{ as_of_cutoff() }} and (e.event_type in ('page_view', 'product_view', 'app_open', 'login'))
+-- noqa: enable=all
+union all
 -- browsed_products: Viewed 3+ products in 14 days
 select e.customer_id, cast('browsed_products' as varchar) as rule, e.occurred_at, e.event_id as occurrence_id
 from {{ ref('int_events_stitched') }} as e

@@ -80,8 +80,21 @@ select
     cast('Added to cart' as varchar) as description
 union all
 select
-    cast('browsed_products' as varchar) as rule,
+    cast('visited_recently' as varchar) as rule,
     7 as rule_order,
+    cast('engagement' as varchar) as rule_group,
+    cast('behaviour' as varchar) as kind,
+    cast(15 as double precision) as points,
+    cast(25 as double precision) as group_cap,
+    cast(14 as integer) as half_life_days,
+    cast(30 as integer) as window_days,
+    1 as min_count,
+    cast('Visited the shop' as varchar) as reason,
+    cast('Visited the shop' as varchar) as description
+union all
+select
+    cast('browsed_products' as varchar) as rule,
+    8 as rule_order,
     cast('engagement' as varchar) as rule_group,
     cast('behaviour' as varchar) as kind,
     cast(10 as double precision) as points,
@@ -94,7 +107,7 @@ select
 union all
 select
     cast('submitted_form' as varchar) as rule,
-    8 as rule_order,
+    9 as rule_order,
     cast('engagement' as varchar) as rule_group,
     cast('behaviour' as varchar) as kind,
     cast(10 as double precision) as points,
@@ -107,7 +120,7 @@ select
 union all
 select
     cast('clicked_email' as varchar) as rule,
-    9 as rule_order,
+    10 as rule_order,
     cast('engagement' as varchar) as rule_group,
     cast('behaviour' as varchar) as kind,
     cast(10 as double precision) as points,
@@ -120,7 +133,7 @@ select
 union all
 select
     cast('unsubscribed' as varchar) as rule,
-    10 as rule_order,
+    11 as rule_order,
     cast('engagement' as varchar) as rule_group,
     cast('behaviour' as varchar) as kind,
     cast(-20 as double precision) as points,
