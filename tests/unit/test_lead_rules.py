@@ -18,6 +18,7 @@ from tideline.cli import main
 
 PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 RULES = yaml.safe_load((PROJECT / "lead_scoring.yml").read_text())
+AT = {r["name"]: f"rules[{i}]" for i, r in enumerate(RULES["rules"])}  # a rule's path in the file
 
 
 def test_checked_in_generated_models_are_current() -> None:
@@ -125,79 +126,87 @@ CASES = [
     (
         "points not a number",
         lambda r: rule(r, "viewed_pricing").update(points="lots"),
-        "x.yml: rules[3].points: points must be a number (got 'lots')",
+        f"x.yml: {AT['viewed_pricing']}.points: points must be a number (got 'lots')",
     ),
-    ("zero points", lambda r: rule(r, "carted").update(points=0), "x.yml: rules[5].points: must not be 0"),
+    (
+        "zero points",
+        lambda r: rule(r, "carted").update(points=0),
+        f"x.yml: {AT['carted']}.points: must not be 0",
+    ),
     (
         "unknown group",
         lambda r: rule(r, "carted").update(group="intnet"),
-        "x.yml: rules[5].group: unknown group 'intnet' (did you mean 'intent'?",
+        f"x.yml: {AT['carted']}.group: unknown group 'intnet' (did you mean 'intent'?",
     ),
     (
         "unknown rule key",
         lambda r: rule(r, "carted").update(decay=2),
-        "x.yml: rules[5].decay: unknown key of a rule 'decay'",
+        f"x.yml: {AT['carted']}.decay: unknown key of a rule 'decay'",
     ),
-    ("missing reason", lambda r: rule(r, "carted").pop("reason"), "x.yml: rules[5]: a rule needs `reason:`"),
+    (
+        "missing reason",
+        lambda r: rule(r, "carted").pop("reason"),
+        f"x.yml: {AT['carted']}: a rule needs `reason:`",
+    ),
     (
         "duplicate name",
         lambda r: rule(r, "carted").update(name="viewed_pricing"),
-        "x.yml: rules[5].name: rule 'viewed_pricing' is already defined at rules[3]",
+        f"x.yml: {AT['carted']}.name: rule 'viewed_pricing' is already defined at {AT['viewed_pricing']}",
     ),
     (
         "event in a fit group",
         lambda r: rule(r, "core_market").update(where={"event": {"type": "signup"}}),
-        "x.yml: rules[1].where.event: group 'fit' is a fit group: events and messages belong in a behaviour group",
+        f"x.yml: {AT['core_market']}.where.event: group 'fit' is a fit group: events and messages belong in a behaviour group",
     ),
     (
         "profile condition in a behaviour group",
         lambda r: rule(r, "carted").update(where={"consent": "email"}),
-        "x.yml: rules[5].where.consent: group 'intent' is a behaviour group",
+        f"x.yml: {AT['carted']}.where.consent: group 'intent' is a behaviour group",
     ),
     (
         "window other than within_days",
         lambda r: rule(r, "carted").update(where={"event": {"type": "add_to_cart", "before_days": 3}}),
-        "x.yml: rules[5].where.event.before_days: a behaviour rule's window is `within_days: N`",
+        f"x.yml: {AT['carted']}.where.event.before_days: a behaviour rule's window is `within_days: N`",
     ),
     (
         "count other than gte",
         lambda r: rule(r, "browsed_products")["where"]["event"].update(count={"eq": 3}),
-        "x.yml: rules[6].where.event.count: a behaviour rule counts occurrences as `count: {gte: N}`",
+        f"x.yml: {AT['browsed_products']}.where.event.count: a behaviour rule counts occurrences as `count: {{gte: N}}`",
     ),
     (
         "count without a window",
         lambda r: rule(r, "browsed_products")["where"]["event"].pop("within_days"),
-        "x.yml: rules[6].where.event.count: `count: {gte: N}` needs a window",
+        f"x.yml: {AT['browsed_products']}.where.event.count: `count: {{gte: N}}` needs a window",
     ),
     (
         "not_followed_by",
         lambda r: rule(r, "carted")["where"]["event"].update(not_followed_by="order"),
-        "x.yml: rules[5].where.event.not_followed_by: leads have no purchase yet",
+        f"x.yml: {AT['carted']}.where.event.not_followed_by: leads have no purchase yet",
     ),
     (
         "message flag false",
         lambda r: rule(r, "clicked_email").update(where={"message": {"clicked": False}}),
-        "x.yml: rules[8].where.message: `clicked: false` has no occurrence to score",
+        f"x.yml: {AT['clicked_email']}.where.message: `clicked: false` has no occurrence to score",
     ),
     (
         "score condition",
         lambda r: rule(r, "core_market").update(where={"score": {"name": "churn_probability", "gte": 0.5}}),
-        "x.yml: rules[1].where.score: lead rules cannot read ml scores",
+        f"x.yml: {AT['core_market']}.where.score: lead rules cannot read ml scores",
     ),
     (
         "condition shape (from the condition parser)",
         lambda r: rule(r, "carted")["where"]["event"].update(within_days="week"),
-        "x.yml: rules[5].where.event.within_days: must be a whole number of days >= 1 (got 'week')",
+        f"x.yml: {AT['carted']}.where.event.within_days: must be a whole number of days >= 1 (got 'week')",
     ),
     (
         "reason with Jinja",
         lambda r: rule(r, "carted").update(reason="{{ evil }}"),
-        "x.yml: rules[5].reason:",
+        f"x.yml: {AT['carted']}.reason:",
     ),
     (
         "reason too long",
         lambda r: rule(r, "carted").update(reason="x" * 61),
-        "x.yml: rules[5].reason: reason is shown in lists of reasons: at most 60 characters",
+        f"x.yml: {AT['carted']}.reason: reason is shown in lists of reasons: at most 60 characters",
     ),
     (
         "group without rules",
