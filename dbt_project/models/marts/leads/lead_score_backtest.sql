@@ -94,6 +94,18 @@ totals as (
     group by scorer
 ),
 
+aucs as (
+    select
+        scorer,
+        leads,
+        buyers,
+        case
+            when buyers > 0 and leads > buyers
+                then (buyer_rank_sum - buyers * (buyers + 1) / 2.0) / (buyers * (leads - buyers))
+        end as exact_auc
+    from totals
+),
+
 scorers as (
     select 'lead_score' as scorer, 1 as scorer_order
     union all
@@ -109,12 +121,7 @@ select
     {{ horizon }} as horizon_days,
     coalesce(totals.leads, 0) as leads,
     coalesce(totals.buyers, 0) as buyers,
-    case
-        when totals.buyers > 0 and totals.leads > totals.buyers
-            then cast(round(cast(
-                (totals.buyer_rank_sum - totals.buyers * (totals.buyers + 1) / 2.0)
-                / (totals.buyers * (totals.leads - totals.buyers)) as numeric(18, 6)), 4) as double precision)
-    end as roc_auc,
+    cast(round(cast(totals.exact_auc as numeric(18, 6)), 4) as double precision) as roc_auc,
     case
         when totals.leads is null and scorers.scorer = 'purchase_propensity'
             then 'no propensity scores as of the cutoff yet (they accumulate with daily runs)'
@@ -125,4 +132,4 @@ select
     {{ as_of_date() }} as as_of_date
 from scorers
 cross join cutoff
-left join totals on scorers.scorer = totals.scorer
+left join aucs as totals on scorers.scorer = totals.scorer

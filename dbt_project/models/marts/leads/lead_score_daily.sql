@@ -1,19 +1,26 @@
 -- The lead score of each customer on each score day: fit and engagement (behaviour) scores,
 -- the total and the stage. A group gives at most its cap (the sum of its rules' points, capped);
 -- fit score = sum of the fit groups, engagement score = sum of the behaviour groups.
-with group_points as (
+with rule_points as (
+    select
+        rule_days.customer_id,
+        rule_days.score_on,
+        rule_days.rule_group,
+        rule_days.kind,
+        rule_days.points,
+        rules.group_cap
+    from {{ ref('lead_score_rule_days') }} as rule_days
+    inner join {{ ref('lead_score_rules') }} as rules on rule_days.rule = rules.rule
+),
+
+group_points as (
     select
         customer_id,
         score_on,
         rule_group,
         kind,
         case when sum(points) > max(group_cap) then max(group_cap) else sum(points) end as points
-    from (
-        select rule_days.customer_id, rule_days.score_on, rule_days.rule_group, rule_days.kind,
-            rule_days.points, rules.group_cap
-        from {{ ref('lead_score_rule_days') }} as rule_days
-        inner join {{ ref('lead_score_rules') }} as rules on rule_days.rule = rules.rule
-    ) as capped
+    from rule_points
     group by customer_id, score_on, rule_group, kind
 ),
 

@@ -53,7 +53,7 @@ recent_days as (
 daily as (
     select bounds.customer_id, recent_days.score_on
     from bounds
-    inner join recent_days on recent_days.score_on >= bounds.first_on
+    inner join recent_days on bounds.first_on <= recent_days.score_on
 ),
 
 earlier as (

@@ -33,7 +33,7 @@ counted as (
         on
             occurrences.customer_id = kth.customer_id
             and occurrences.rule = kth.rule
-            and kth.nth = occurrences.nth - rules.min_count + 1
+            and occurrences.nth - rules.min_count + 1 = kth.nth
 ),
 
 day_ends as (
@@ -69,7 +69,7 @@ behaviour as (
     inner join spells
         on
             days.customer_id = spells.customer_id
-            and spells.latest_on <= days.score_on
+            and days.score_on >= spells.latest_on
             and (spells.next_on is null or days.score_on < spells.next_on)
     inner join rules on spells.rule = rules.rule
     where
@@ -95,24 +95,38 @@ holding as (
     select customer_id, score_on, rule, latest_on, age_days from behaviour
     union all
     select customer_id, score_on, rule, latest_on, age_days from fit
-)
+),
 
-select
-    holding.customer_id,
-    holding.score_on,
-    holding.rule,
-    rules.rule_order,
-    rules.rule_group,
-    rules.kind,
-    rules.points as full_points,
-    cast(round(cast(
+valued as (
+    select
+        holding.customer_id,
+        holding.score_on,
+        holding.rule,
+        rules.rule_order,
+        rules.rule_group,
+        rules.kind,
+        rules.points as full_points,
         case
             when rules.kind = 'fit' then rules.points
             else rules.points * power(0.5, cast(holding.age_days as double precision) / rules.half_life_days)
-        end
-        as numeric(18, 6)), 2) as double precision) as points,
-    holding.latest_on,
-    holding.age_days,
-    rules.reason
-from holding
-inner join rules on holding.rule = rules.rule
+        end as exact_points,
+        holding.latest_on,
+        holding.age_days,
+        rules.reason
+    from holding
+    inner join rules on holding.rule = rules.rule
+)
+
+select
+    customer_id,
+    score_on,
+    rule,
+    rule_order,
+    rule_group,
+    kind,
+    full_points,
+    cast(round(cast(exact_points as numeric(18, 6)), 2) as double precision) as points,
+    latest_on,
+    age_days,
+    reason
+from valued
