@@ -10,6 +10,7 @@ tideline receiver [--landing-dir DIR] [--port 8090]
 tideline audience build                                          (regenerate models/marts/audiences/)
 tideline audience preview FILE [--json] [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR]
 tideline tags build|check                                        (the tag models from dbt_project/tags.yml)
+tideline leads build|check                                       (the lead scoring models from dbt_project/lead_scoring.yml)
 tideline journey check|list|tick|simulate                        (journeys: docs/journeys.md)
 tideline send-test ACTIVATION --to LIST [--customers N] [--synthetic]   (test send to internal accounts)
 tideline customer export|erase --customer-id ID | --email EMAIL   (GDPR requests: docs/privacy.md)
@@ -24,7 +25,7 @@ import logging
 import os
 import sys
 
-from tideline.commands import audience, customer, journey, launch, send_test, tags
+from tideline.commands import audience, customer, journey, launch, leads, send_test, tags
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -112,6 +113,7 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
     )
     tags.add_parser(sub)
+    leads.add_parser(sub)
     journey.add_parser(
         sub,
         home_help="folder for generated state (default: $TIDELINE_HOME)",

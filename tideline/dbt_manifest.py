@@ -23,13 +23,15 @@ def dbt_executable() -> str:
 
 def generate_models(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
     """Regenerate the dbt models written from files (the audience files in dbt_project/audiences/,
-    the tag rules in dbt_project/tags.yml), so an edited file takes effect in the next run; the
+    the tag rules in dbt_project/tags.yml, the lead scoring rules in dbt_project/lead_scoring.yml),
+    so an edited file takes effect in the next run; the
     names of the generated files that changed. A file that does not check raises ConditionError
     (a ValueError naming the file and the path in it)."""
-    from activation import tags
+    from activation import leads, tags
     from activation.audiences import refresh
 
-    return refresh(project_dir) + [path.name for path in tags.build(project_dir)]
+    changed = refresh(project_dir) + [path.name for path in tags.build(project_dir)]
+    return changed + [path.name for path in leads.build(project_dir)]
 
 
 def parse_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:

@@ -10,7 +10,14 @@ Plain Python: no dagster, no dbt. The language is documented in docs/audiences.m
 """
 
 from .catalog import Catalog, Column, Relation
-from .compile import TARGETS, CompileContext, compile_condition, compile_event_filter, compile_last_event_at
+from .compile import (
+    TARGETS,
+    CompileContext,
+    compile_condition,
+    compile_event_filter,
+    compile_last_event_at,
+    compile_message_filter,
+)
 from .errors import ConditionError
 from .nodes import Condition
 from .parse import parse_condition
@@ -26,5 +33,6 @@ __all__ = [
     "compile_condition",
     "compile_event_filter",
     "compile_last_event_at",
+    "compile_message_filter",
     "parse_condition",
 ]

@@ -151,6 +151,19 @@ def compile_event_filter(cond: Event, catalog: Catalog, ctx: CompileContext, ali
     return compiler.finish(" and ".join(f"({w})" for w in compiler.event_row(cond, safe_identifier(alias))))
 
 
+def compile_message_filter(
+    cond: Message, catalog: Catalog, ctx: CompileContext, alias: str
+) -> tuple[str, str, list]:
+    """The relation `cond` reads (fct_messages for `sent`, else fct_message_events), and SQL of its
+    action, campaign(s) and channel over one row `alias` of it, with its parameters: lead scoring
+    turns each matching row into a scored occurrence (the flag and the window are not looked at;
+    its parser refuses `false` and handles the window itself). `alias` comes from code."""
+    compiler = _Compiler(catalog, ctx)
+    relation, _, where = compiler.message_row(cond, safe_identifier(alias))
+    sql, params = compiler.finish(" and ".join(f"({w})" for w in where))
+    return relation, sql, params
+
+
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
 
@@ -635,21 +648,18 @@ class _Compiler:
             parts.append(self.predicate(expr, _SUM_TYPE, cond.sum, "sum"))
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
-    def _message(self, cond: Message) -> str:
+    def message_row(self, cond: Message, a: str) -> tuple[str, str, list[str]]:
+        """The relation of `cond`'s action (fct_messages for sent, else fct_message_events), the
+        time column of one row `a` of it, and the predicates on that row (action, campaign, channel)."""
         if cond.channel is not None and cond.channel not in self.catalog.message_channels:
             raise cond.loc.key("channel").error(
                 unknown_name("channel", cond.channel, self.catalog.message_channels)
             )
-        a = self.alias("x")
         if cond.action == "sent":
-            relation, when = self.named("messages"), f"{a}.sent_at"
-            where = [f"{a}.customer_id = {self.row}.customer_id", f"{a}.is_sent"]
+            relation, when, where = self.named("messages"), f"{a}.sent_at", [f"{a}.is_sent"]
         else:
             relation, when = self.named("message_events"), f"{a}.occurred_at"
-            where = [
-                f"{a}.customer_id = {self.row}.customer_id",
-                f"{a}.event_type {_HUMAN_EVENTS[cond.action]}",
-            ]
+            where = [f"{a}.event_type {_HUMAN_EVENTS[cond.action]}"]
             if cond.action != "unsubscribed":
                 where.append(f"{a}.is_human")
         if cond.campaigns:
@@ -657,6 +667,12 @@ class _Compiler:
             where.append(f"{a}.campaign in ({listed})")
         if cond.channel is not None:
             where.append(f"{a}.channel = {self.bind(cond.channel, cond.loc.key('channel'))}")
+        return relation, when, where
+
+    def _message(self, cond: Message) -> str:
+        a = self.alias("x")
+        relation, when, row = self.message_row(cond, a)
+        where = [f"{a}.customer_id = {self.row}.customer_id", *row]
         where += self.window(cond.window, when, cond.loc)
         found = f"exists (select 1 from {relation} {a} where " + " and ".join(where) + ")"
         return found if cond.flag else f"not {found}"
@@ -682,4 +698,11 @@ def _mentions(cond: Condition, name: str) -> bool:
     return isinstance(cond, Attribute) and cond.name == name
 
 
-__all__ = ["CompileContext", "ConditionError", "TARGETS", "compile_condition", "compile_last_event_at"]
+__all__ = [
+    "CompileContext",
+    "ConditionError",
+    "TARGETS",
+    "compile_condition",
+    "compile_last_event_at",
+    "compile_message_filter",
+]

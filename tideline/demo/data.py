@@ -692,6 +692,17 @@ def _bad_email(email: str, kind: int) -> str:
 H_BIRTH = 220  # a stream of its own after those above: adding it changed none of their draws
 BIRTH_DATE_RATE = 0.8  # contacts with a birth date
 BIRTH_FIRST, BIRTH_SPAN_DAYS = dt.date(1950, 1, 1), 55 * 365  # born 1950 to 2005
+# Lead signals (the planted truth the lead score is checked against, docs/leads.md): streams of their
+# own, so adding them changed none of the draws above. A "hot" lead is an account with a first
+# purchase (in the window or after it) at least LEAD_MIN_LEAD_DAYS after its signup that shows intent
+# first: 1 to 3 pricing page views or webinar registrations 2 to 28 days before that purchase. Other
+# accounts show one such signal at a random time with LEAD_NOISE_RATE (interest that does not buy).
+H_LEAD = 230
+LEAD_HOT_RATE = 0.7
+LEAD_NOISE_RATE = 0.12
+LEAD_MIN_LEAD_DAYS = 3.0
+LEAD_SIGNAL_DAYS = (2.0, 28.0)  # how long before the first purchase a hot lead's signals come
+LEAD_PATHS = ("/pricing", "/webinar")  # a page_view of pricing, a form_submit registering for a webinar
 
 EMAIL_NUMBER_MULT = 7_368_787
 PHONE_SUB_MULT = 5_102_787
@@ -2025,6 +2036,80 @@ def _write_csv(ctx: _Context, table: pa.Table, rel: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _LeadSignals:
+    """Planted intent events of one chunk: per signal the account, its slot (0..3) and time in
+    seconds since the window start, and whether it is a webinar registration; per account whether
+    it is a hot lead (its signals precede its first purchase)."""
+
+    cust: np.ndarray
+    slot: np.ndarray
+    sec: np.ndarray
+    webinar: np.ndarray
+    hot: np.ndarray
+
+
+def _lead_signals(ctx: _Context, acc: _Accounts, orders: _Orders) -> _LeadSignals:
+    """The planted lead signals: a pure function of (seed, account index) and the simulated orders."""
+    gidx, n, end = acc.gidx, acc.n, float(ctx.cal.days)
+    first = np.full(n, _INF)
+    np.minimum.at(first, orders.cust[orders.completed], orders.t[orders.completed])
+    u = ctx.ident.u
+    hot = (
+        np.isfinite(first) & (first - acc.signup_t >= LEAD_MIN_LEAD_DAYS) & (u(H_LEAD, gidx) < LEAD_HOT_RATE)
+    )
+    count = np.where(hot, 1 + np.minimum((u(H_LEAD + 1, gidx) * 3).astype(np.int64), 2), 0)
+    noise = ~hot & (u(H_LEAD + 5, gidx) < LEAD_NOISE_RATE)
+    cust, slot, t = [], [], []
+    lo, hi = LEAD_SIGNAL_DAYS
+    for j in range(3):
+        k = np.flatnonzero(count > j)
+        cust.append(k)
+        slot.append(np.full(len(k), j))
+        t.append(first[k] - (lo + (hi - lo) * u(H_LEAD + 10 + j, gidx[k])))
+    k = np.flatnonzero(noise)
+    stop = np.minimum(first[k], end)
+    cust.append(k)
+    slot.append(np.full(len(k), 3))
+    t.append(acc.signup_t[k] + (stop - acc.signup_t[k]) * u(H_LEAD + 20, gidx[k]))
+    cust_a, slot_a, t_a = np.concatenate(cust), np.concatenate(slot), np.concatenate(t)
+    keep = (t_a > acc.signup_t[cust_a] + 0.01) & (t_a >= 0) & (t_a < end)
+    cust_a, slot_a, t_a = cust_a[keep], slot_a[keep], t_a[keep]
+    webinar = u(H_LEAD + 30, gidx[cust_a] * 4 + slot_a) >= 0.55
+    return _LeadSignals(cust_a, slot_a, np.floor(t_a * SECONDS_PER_DAY).astype(np.int64), webinar, hot)
+
+
+def _write_lead_signals(ctx: _Context, acc: _Accounts, orders: _Orders, chunk: int) -> None:
+    """The planted signals as known customers' events, in files of their own
+    (``events/month=YYYY-MM/leads-<chunk>.jsonl``), so the other event files stay as they were."""
+    sig = _lead_signals(ctx, acc, orders)
+    if not len(sig.cust):
+        return
+    gidx = acc.gidx[sig.cust]
+    key = gidx * 4 + sig.slot
+    urls = pa.array([SHOP_URL + path for path in LEAD_PATHS])
+    table = pa.table(
+        {
+            "event_id": _hex_ids("evt_", _hash_ids(ctx.seed, H_LEAD + 40, key)),
+            "event_type": pa.array(np.where(sig.webinar, "form_submit", "page_view")),
+            "occurred_at": ctx.ts.utc(sig.sec),
+            "anonymous_id": _hex_ids("anon_", _hash_ids(ctx.seed, H_ANON, gidx * 2)),
+            "customer_id": acc.ids.take(pa.array(sig.cust)),
+            "session_id": _hex_ids("s_", _hash_ids(ctx.seed, H_LEAD + 41, key)),
+            "url": urls.take(pa.array(sig.webinar.astype(np.int64))),
+        }
+    )
+    month = ctx.ts.month(sig.sec)
+    for m in np.unique(month):
+        rows = np.flatnonzero(month == m)
+        rows = rows[np.lexsort((rows, sig.sec[rows]))]
+        path = ctx.out_dir / EVENTS.path / f"month={ctx.ts.month_names[m]}" / f"leads-{chunk:05d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_jsonl(table.take(pa.array(rows)), path)
+    ctx.counts["events"] += table.num_rows  # rows of the landing zone, as the other events
+    ctx.counts["lead_signals"] = ctx.counts.get("lead_signals", 0) + table.num_rows
+
+
 def _truth_table(ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders) -> pa.Table:
     """One row per account: latent parameters and realised outcomes in and after the window."""
     n, end = acc.n, float(ctx.cal.days)
@@ -2053,6 +2138,7 @@ def _truth_table(ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders
         )
 
     dup_of = np.where(acc.is_dup, acc.dup_of + 1, -1)
+    signals = _lead_signals(ctx, acc, orders)
     return pa.table(
         {
             "customer_id": acc.ids,
@@ -2077,6 +2163,8 @@ def _truth_table(ctx: _Context, acc: _Accounts, pur: _Purchases, orders: _Orders
             "phone_e164": pa.array(acc.identity.phone_e164, type=pa.string()),
             "mean_order_value": pa.array(np.round(acc.spend, 2)),
             "coupon_propensity": pa.array(np.round(acc.coupon, 4)),
+            "lead_hot": pa.array(signals.hot),
+            "lead_signals": pa.array(np.bincount(signals.cust, minlength=n).astype(np.int64)),
         }
     )
 
@@ -2110,6 +2198,7 @@ def _generate_chunk(
     item_start = np.full(len(orders.cust), -1, dtype=np.int64)
     item_start[window] = np.concatenate([[0], np.cumsum(orders.n_lines[window])[:-1]]).astype(np.int64)
     _write_events(rng, ctx, acc, pur, orders, items, item_start, chunk)
+    _write_lead_signals(ctx, acc, orders, chunk)
     for k in np.flatnonzero(acc.is_dup):
         ctx.duplicate_rows.append(
             {
@@ -2261,6 +2350,8 @@ def generate_demo_data(
       float64.
     * ``events/month=YYYY-MM/part-NNNNN.jsonl``: one object per line, empty fields omitted; utm fields
       and the utm query string sit on the first event of a web session; app events have no ``url``.
+    * ``events/month=YYYY-MM/leads-NNNNN.jsonl``: the planted lead signals (pricing page views,
+      webinar registrations as ``form_submit`` on ``/webinar``) of known customers; see ``H_LEAD``.
 
     Ground truth in ``out_dir/_truth``: ``customers.parquet`` (one row per account: persona, latent
     rate and dropout probability, ``alive_at_end`` = a buyer not in a dropped-out state at the end of
@@ -2268,7 +2359,8 @@ def generate_demo_data(
     = valid landing orders of any status, ``purchases_*``/``revenue_*`` = completed orders only,
     ``*_next_90d`` from the same process simulated 90 days past the window (not in the landing zone),
     ``churned_next_90d`` = a completed order in the last 365 days of the window and none in the next
-    90), ``duplicates.csv``, ``malformed.csv`` (1-based data rows) and ``demo.json`` (the arguments,
+    90, ``lead_hot`` = a planted hot lead whose signals precede its first purchase, ``lead_signals`` = its
+    planted signals), ``duplicates.csv``, ``malformed.csv`` (1-based data rows) and ``demo.json`` (the arguments,
     the counts, and under ``recent`` the last days' sale: its days, rates, the ``signups`` events and
     the ``abandoned_checkouts``: checkout_started events of known customers that no order follows).
     """

@@ -69,7 +69,7 @@ def build_summary(
         merged = _rows(con, "select count(*) filter (where merged_accounts > 1) from marts.dim_customers")[0][
             0
         ]
-        scores = _score_lines(con, str(as_of))
+        scores = _lead_lines(con) + _score_lines(con, str(as_of))
         activations = _activation_lines(con)
         launches = _launch_lines(con)
         campaigns = _campaign_lines(con)
@@ -428,6 +428,57 @@ def _journey_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         "  treated: entries that went through the journey; held out: kept out at entry; converted: the goal "
         "within its window"
     )
+    return lines
+
+
+LEAD_STAGES = ("raw_lead", "nurtured", "marketing_qualified")
+LEAD_SCORERS = {
+    "lead_score": "lead score",
+    "recency": "recency",
+    "purchase_propensity": "purchase propensity",
+}
+
+
+def _lead_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Leads (marts.lead_scores, marts.lead_score_backtest): leads per stage, how many crossed the
+    MQL threshold in the last 30 days, and the backtest's ROC AUC of each scorer; nothing without
+    the lead marts."""
+    if not table_exists(con, "marts", "lead_scores"):
+        return []
+    stages = dict(_rows(con, "select lead_stage, count(*) from marts.lead_scores group by 1"))
+    leads = sum(stages.values())
+    new_mqls = _rows(
+        con,
+        "select count(*) from marts.lead_scores where is_mql and mql_first_on > as_of_date - interval 30 day",
+    )[0][0]
+    lines = [
+        "",
+        f"Lead stage               leads   share   ({new_mqls:,} first reached MQL in the last 30 days)",
+    ]
+    for stage in LEAD_STAGES:
+        n = int(stages.get(stage, 0))
+        lines.append(f"  {stage:<22}{n:>7,}  {_pct(n, leads):>6}")
+    if not table_exists(con, "marts", "lead_score_backtest"):
+        return lines
+    rows = _rows(
+        con,
+        "select scorer, cutoff_on, horizon_days, leads, buyers, roc_auc, note "
+        "from marts.lead_score_backtest order by scorer_order",
+    )
+    if rows:
+        _, cutoff, horizon, n_leads, buyers, _, _ = rows[0]
+        aucs = ", ".join(
+            f"{LEAD_SCORERS.get(name, name)} {auc:.3f}"
+            if auc is not None
+            else f"{LEAD_SCORERS.get(name, name)} {NONE}"
+            for name, *_rest, auc, _note in rows
+        )
+        lines.append(
+            f"  backtest: {n_leads:,} leads on {cutoff}, {buyers:,} made a first purchase within {horizon} days; "
+            f"ROC AUC {aucs}"
+        )
+        lines += [f"    {LEAD_SCORERS.get(name, name)}: {note}" for name, *_rest, note in rows if note]
+    lines.append("  top reasons per lead: table marts.lead_scores; rules: dbt_project/lead_scoring.yml")
     return lines
 
 
