@@ -287,7 +287,7 @@ def _inputs() -> tuple[list[tuple], list[tuple], list[tuple], dict]:
             messages.append(
                 (key, f"{campaign}_segment__{channel}", f"{campaign}_segment", campaign, channel, variant,
                  customer, "v1", "holdout" if holdout else "sent", None, not holdout, holdout, SENT_AT,
-                 None if holdout else SENT_AT, SENT_AT, SENT_AT[:10])
+                 None if holdout else SENT_AT, SENT_AT, SENT_AT[:10], None)
             )  # fmt: skip
             if i < converters:
                 orders = 2 if i % 4 == 0 else 1
@@ -313,12 +313,21 @@ def _inputs() -> tuple[list[tuple], list[tuple], list[tuple], dict]:
         key, customer = f"spring-email-skipped-{i:04d}", f"spring-skipped-{i:04d}"
         messages.append(
             (key, "spring_segment__email", "spring_segment", "spring", "email", "A", customer, "v1",
-             "skipped", "no_consent", False, False, SENT_AT, None, None, None)
+             "skipped", "no_consent", False, False, SENT_AT, None, None, None, None)
         )  # fmt: skip
         conversions.append(
             (key, customer, "spring", "A", "email", False, None, f"o-{key}", "2026-03-04 12:00:00", 99.0, None)
         )  # fmt: skip
         events.append(_event(f"{key}-unsubscribed", key, customer, "spring", "A", "email", "unsubscribed"))
+    for i in range(60):  # a winner roll-out's sends to the rest (chosen, not randomised), all converting:
+        key, customer = f"spring-email-rollout-{i:04d}", f"spring-rollout-{i:04d}"  # not counted
+        messages.append(
+            (key, "spring_segment__email", "spring_segment", "spring", "email", "B", customer, "v1",
+             "sent", None, True, False, SENT_AT, SENT_AT, SENT_AT, SENT_AT[:10], "rollout")
+        )  # fmt: skip
+        conversions.append(
+            (key, customer, "spring", "B", "email", False, SENT_AT, f"o-{key}", "2026-03-04 12:00:00", 99.0, 1.0)
+        )  # fmt: skip
     return messages, conversions, events, revenue
 
 
@@ -334,7 +343,7 @@ MESSAGES_DDL = """create table marts.fct_messages (
     message_key varchar, sync_key varchar, segment varchar, campaign varchar, channel varchar,
     variant varchar, customer_id varchar, content_version varchar, status varchar,
     skip_reason varchar, is_sent boolean, is_holdout boolean, planned_at timestamp,
-    sent_at timestamp, exposed_at timestamp, send_date date)"""
+    sent_at timestamp, exposed_at timestamp, send_date date, launch_stage varchar)"""
 CONVERSIONS_DDL = """create table intermediate.int_message_conversions (
     message_key varchar, customer_id varchar, campaign varchar, variant varchar,
     channel varchar, is_holdout boolean, exposed_at timestamp, order_id varchar,
