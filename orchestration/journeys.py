@@ -23,6 +23,7 @@ from activation.journeys.deliver import EngineDelivery
 from activation.journeys.files import journey_names, journeys_dir, load_project_journeys, project_catalog
 from activation.journeys.health import stuck_entries
 from activation.journeys.run import run_ticks
+from orchestration.activation import launched_by
 from orchestration.dbt import model_key
 from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 
@@ -80,6 +81,7 @@ def _journey_asset(name: str) -> dg.AssetsDefinition:
             activation.duckdb_limits(),
             workers=activation.workers,
             dry_run=config.dry_run,
+            launched_by=launched_by(context.run.tags),
         )
         with warehouse.connect() as con:
             (result,) = run_ticks(

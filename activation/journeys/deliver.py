@@ -65,6 +65,7 @@ class EngineDelivery:
     limits: DuckDBLimits
     workers: int = 4
     dry_run: bool = False
+    launched_by: str | None = None  # who or what started the tick (schedule:..., cli:...): sync_runs
 
     def __call__(self, con: duckdb.DuckDBPyConnection, binding: SyncBinding, clock: dt.datetime) -> None:
         self.run(con, binding, clock)
@@ -89,6 +90,7 @@ class EngineDelivery:
             keep_decisions=DECISIONS,
             record_run=not self.dry_run,
             customers=customers,
+            launched_by=self.launched_by,
         )
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.integration.test_journey_tick import SECRET, at, event, make_warehouse
 from tideline.cli import main
+from tideline.commands.run import os_user
 from tideline.demo.sinks.http_sink import HttpSink
 
 pytestmark = pytest.mark.slow  # several engine runs to a sink
@@ -73,6 +75,11 @@ def test_the_journey_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         assert main(["journey", "tick", "cart", "--at", at(1.2).isoformat()]) == 0
         ticks = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [t["entered"] for t in ticks] == [2, 0] and ticks[1]["sent"] == 1
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as ro:
+            launchers = ro.execute(
+                "select distinct launched_by from tideline_sync.sync_runs where sync_key like 'journey__%'"
+            ).fetchall()
+        assert launchers == [(f"cli:{os_user()}",)]  # who ticked, in the sync's run record
         assert main(["journey", "list"]) == 0
         assert "0 in flight" in capsys.readouterr().out
 

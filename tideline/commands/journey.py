@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activation.journeys.clock import parse_clock
-from tideline.commands.run import settings_from
+from tideline.commands.run import os_user, settings_from
 from tideline.settings import Settings, read_sandbox_secrets
 
 if TYPE_CHECKING:
@@ -152,7 +152,9 @@ def tick_journeys(
     if unknown:
         raise ValueError(f"no journey named {', '.join(sorted(unknown))} in config/journeys")
     chosen = [j for j in journeys if not names or j.name in names]
-    deliver = EngineDelivery(config, settings.raw_dir, _limits(settings), dry_run=dry_run)
+    deliver = EngineDelivery(
+        config, settings.raw_dir, _limits(settings), dry_run=dry_run, launched_by=f"cli:{os_user()}"
+    )
     con = _connect(settings)
     try:
         return run_ticks(

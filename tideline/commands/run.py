@@ -114,7 +114,7 @@ def run_pipeline(
     )
     started = time.monotonic()
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
-        tags = {LAUNCHED_BY_TAG: f"cli:{launched_by or _os_user()}"}
+        tags = {LAUNCHED_BY_TAG: f"cli:{launched_by or os_user()}"}
         outcome = run_job(instance, PIPELINE_JOB, run_config, tags=tags, run_id=run_id)
     seconds = time.monotonic() - started
     status = "succeeded" if outcome.success else "FAILED"
@@ -125,7 +125,7 @@ def run_pipeline(
     return outcome.success
 
 
-def _os_user() -> str:
+def os_user() -> str:
     """The person at the terminal, as the OS names them ('unknown' when it cannot)."""
     try:
         return getpass.getuser()
