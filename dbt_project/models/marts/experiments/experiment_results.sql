@@ -24,7 +24,7 @@ with exposed_messages as (
         (is_sent or is_holdout)
         and exposed_at is not null
         -- a roll-out's winner went to the rest by choice, not by chance: not part of the comparison
-        and coalesce(launch_stage, '') != 'rollout'
+        and coalesce(launch_stage, '') <> 'rollout'
 ),
 
 -- A customer counts once per campaign × channel, in the arm of their first exposure

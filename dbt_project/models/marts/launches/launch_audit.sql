@@ -45,7 +45,7 @@ approved as (
         on
             runs.sync_key = approvals.sync_key
             and runs.content_version = approvals.content_version
-            and approvals.decided_at <= runs.started_at
+            and runs.started_at >= approvals.decided_at
 ),
 
 final as (

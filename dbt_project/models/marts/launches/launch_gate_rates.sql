@@ -77,20 +77,20 @@ final as (
     {%- for rate in gate_rates %}
         {%- set numerator, denominator, only_channel = campaign_rates()[rate] %}
         {%- set applies = 'true' if only_channel is none else "channel = '" ~ only_channel ~ "'" %}
-    select
-        sync_key,
-        campaign,
-        channel,
-        content_version,
-        '{{ rate }}' as metric,
-        cast(case when {{ applies }} then {{ numerator }} end as {{ dbt.type_bigint() }}) as successes,
-        cast(case when {{ applies }} then {{ denominator }} end as {{ dbt.type_bigint() }}) as sample,
-        {{ campaign_rate(rate) }} as rate,
-        first_sent_at
-    from measured
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            sync_key,
+            campaign,
+            channel,
+            content_version,
+            '{{ rate }}' as metric,
+            cast(case when {{ applies }} then {{ numerator }} end as {{ dbt.type_bigint() }}) as successes,
+            cast(case when {{ applies }} then {{ denominator }} end as {{ dbt.type_bigint() }}) as sample,
+            {{ campaign_rate(rate) }} as rate,
+            first_sent_at
+        from measured
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 )
 
