@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tideline.commands.run import settings_from
+from tideline.commands.run import connect_warehouse, settings_from
 from tideline.settings import Settings
 
 
@@ -50,17 +49,9 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
 
 
 def _connect(settings: Settings, read_only: bool):  # noqa: ANN202 - a DuckDB connection
-    from tideline.warehouse import connect_waiting
-
     if not settings.warehouse.is_file():
         raise ValueError(f"no warehouse at {settings.warehouse}: run the pipeline first (tideline run)")
-    return connect_waiting(
-        settings.warehouse,
-        read_only=read_only,
-        wait_seconds=settings.lock_wait_seconds,
-        on_wait=lambda message: print(f"tideline: {message}", file=sys.stderr),
-        bi_path=str(settings.bi_path),
-    )
+    return connect_warehouse(settings, read_only=read_only)
 
 
 def cmd_customer_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activation.journeys.clock import parse_clock
-from tideline.commands.run import os_user, settings_from
+from tideline.commands.run import connect_warehouse, os_user, settings_from
 from tideline.settings import Settings, read_sandbox_secrets
 
 if TYPE_CHECKING:
@@ -96,18 +96,6 @@ def cmd_journey_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _connect(settings: Settings, read_only: bool = False):  # noqa: ANN202
-    from tideline.warehouse import connect_waiting
-
-    return connect_waiting(
-        settings.warehouse,
-        read_only=read_only,
-        wait_seconds=settings.lock_wait_seconds,
-        on_wait=lambda message: print(f"tideline: {message}", file=sys.stderr),
-        bi_path=str(settings.bi_path),
-    )
-
-
 def cmd_journey_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from activation.journeys.store import SCHEMA
     from activation.warehouse import table_exists
@@ -116,7 +104,7 @@ def cmd_journey_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, journeys = _load(settings, env)
     in_flight: dict[str, int] = {}
     if settings.warehouse.is_file():
-        con = _connect(settings, read_only=True)
+        con = connect_warehouse(settings, read_only=True)
         try:
             if table_exists(con, SCHEMA, "entries"):
                 in_flight = dict(
@@ -155,7 +143,7 @@ def tick_journeys(
     deliver = EngineDelivery(
         config, settings.raw_dir, _limits(settings), dry_run=dry_run, launched_by=f"cli:{os_user()}"
     )
-    con = _connect(settings)
+    con = connect_warehouse(settings)
     try:
         return run_ticks(
             con,
@@ -204,7 +192,7 @@ def cmd_journey_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> i
         )
         return 2
     deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings))
-    con = _connect(settings)
+    con = connect_warehouse(settings)
     try:
         results = send_test(
             con,
@@ -242,7 +230,7 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings), dry_run=True)
     start = dt.datetime.combine(args.start, dt.time())
     end = dt.datetime.combine(args.end + dt.timedelta(days=1), dt.time())
-    con = _connect(settings)
+    con = connect_warehouse(settings)
     try:
         result = simulate(
             con,

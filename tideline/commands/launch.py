@@ -12,8 +12,7 @@ import argparse
 import sys
 from collections.abc import Mapping
 
-from tideline.commands.run import settings_from
-from tideline.settings import Settings
+from tideline.commands.run import connect_warehouse, settings_from
 
 
 def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: str) -> None:
@@ -45,17 +44,6 @@ def _bindings(name: str):  # noqa: ANN202 - list[SyncBinding]
     return resolve(bindings_from_manifest(parse_dbt_project()), name)
 
 
-def _connect(settings: Settings):  # noqa: ANN202
-    from tideline.warehouse import connect_waiting
-
-    return connect_waiting(
-        settings.warehouse,
-        wait_seconds=settings.lock_wait_seconds,
-        on_wait=lambda message: print(f"tideline: {message}", file=sys.stderr),
-        bi_path=str(settings.bi_path),
-    )
-
-
 def _each(args: argparse.Namespace, env: Mapping[str, str], decide) -> int:  # noqa: ANN001
     from activation.launches.actions import LaunchError
 
@@ -66,7 +54,7 @@ def _each(args: argparse.Namespace, env: Mapping[str, str], decide) -> int:  # n
         print(f"tideline: {exc}", file=sys.stderr)
         return 2
     failed = 0
-    con = _connect(settings)
+    con = connect_warehouse(settings)
     try:
         for binding in bindings:
             try:

@@ -151,6 +151,20 @@ def warehouse_free(settings: Settings) -> bool:
     return True
 
 
+def connect_warehouse(settings: Settings, read_only: bool = False):  # noqa: ANN201 - a DuckDB connection
+    """The warehouse for a command: waits (up to TIDELINE_LOCK_WAIT_SECONDS) while another process
+    holds it, saying so on stderr, then gives the one-sentence lock error naming the BI copy."""
+    from tideline.warehouse import connect_waiting
+
+    return connect_waiting(
+        settings.warehouse,
+        read_only=read_only,
+        wait_seconds=settings.lock_wait_seconds,
+        on_wait=lambda message: print(f"tideline: {message}", file=sys.stderr),
+        bi_path=str(settings.bi_path),
+    )
+
+
 def print_summary(settings: Settings, read_from: Path | None = None, note: str = "") -> None:
     from tideline.reporting.summary import build_summary
 

@@ -24,12 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tideline.commands.run import settings_from
+from tideline.commands.run import connect_warehouse, settings_from
 from tideline.settings import Settings, read_sandbox_secrets
 
 if TYPE_CHECKING:
-    import duckdb
-
     from activation.config import ActivationConfig, SyncBinding
     from activation.warehouse import DuckDBLimits
 
@@ -74,17 +72,6 @@ def _config(settings: Settings, env: Mapping[str, str]) -> ActivationConfig:
     return load_config(settings.activation_config or None, env={**secrets, **env})
 
 
-def _connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    from tideline.warehouse import connect_waiting
-
-    return connect_waiting(
-        settings.warehouse,
-        wait_seconds=settings.lock_wait_seconds,
-        on_wait=lambda message: print(f"tideline: {message}", file=sys.stderr),
-        bi_path=str(settings.bi_path),
-    )
-
-
 def _limits(settings: Settings) -> DuckDBLimits:
     from activation.warehouse import DuckDBLimits
 
@@ -124,7 +111,7 @@ def cmd_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     test_config = replace(config, policies=replace(config.policies, quiet_hours_start=0, quiet_hours_end=0))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     limits = _limits(settings)
-    con = _connect(settings)
+    con = connect_warehouse(settings)
     try:
 
         def run(test: SyncBinding, customers: str):  # noqa: ANN202 - SyncResult
