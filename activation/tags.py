@@ -108,18 +108,25 @@ def display_name(path: Path, root: Path | None = None) -> str:
         return str(path)
 
 
-def read_rules_yaml(path: Path) -> tuple[list[Any], Loc]:
-    """The list under `tags:` and the location of the file, or a ConditionError."""
+def read_yaml_file(path: Path, missing: str) -> tuple[Any, Loc]:
+    """A rules file's YAML value and its location (named by display_name), or a ConditionError:
+    `missing` (with the expected path) when there is no file, the line of a YAML syntax error."""
     source = display_name(path)
     top = Loc(source, "")
     if not path.exists():
-        raise top.error(f"the tag rules file is missing (expected at {path}); it lists every tag")
+        raise top.error(missing.format(path=path))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(top)"
         raise ConditionError(source, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return raw, top
+
+
+def read_rules_yaml(path: Path) -> tuple[list[Any], Loc]:
+    """The list under `tags:` and the location of the file, or a ConditionError."""
+    raw, top = read_yaml_file(path, "the tag rules file is missing (expected at {path}); it lists every tag")
     if not isinstance(raw, Mapping) or set(raw) != {"tags"} or not isinstance(raw["tags"], list):
         raise top.error("must be a mapping with one key, `tags:`, holding a list of rules")
     return raw["tags"], top.key("tags")

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from activation.conditions import ConditionError, parse_condition
+from activation.conditions import parse_condition
 from activation.conditions.errors import Loc, known, unknown_name
 from activation.conditions.literals import UnsafeLiteral, dbt_literal
 from activation.conditions.nodes import (
@@ -36,6 +34,7 @@ from activation.conditions.nodes import (
     Not,
     Score,
 )
+from activation.tags import read_yaml_file
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 RULES_NAME = "lead_scoring.yml"
@@ -90,28 +89,13 @@ def default_rules_file(project_dir: Path | None = None) -> Path:
     return (project_dir or PROJECT_DIR) / RULES_NAME
 
 
-def display_name(path: Path) -> str:
-    """The file as messages name it: relative to the repository when inside it."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_DIR.parent.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def load(path: Path | None = None) -> LeadScoring:
     """The rules file parsed and checked (names, types, kinds); conditions are compiled later."""
     path = path or default_rules_file()
-    source = display_name(path)
-    top = Loc(source, "")
-    if not path.exists():
-        raise top.error(f"the lead scoring file is missing (expected at {path}); see docs/leads.md")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(top)"
-        raise ConditionError(source, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse(raw, source)
+    raw, top = read_yaml_file(
+        path, "the lead scoring file is missing (expected at {path}); see docs/leads.md"
+    )
+    return parse(raw, top.source)
 
 
 def parse(raw: Any, source: str) -> LeadScoring:

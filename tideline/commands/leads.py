@@ -43,7 +43,7 @@ def cmd_leads_build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_leads_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from activation import leads
     from activation.conditions import ConditionError
-    from activation.leads.rules import display_name
+    from activation.tags import display_name
 
     try:
         outdated = leads.stale()
