@@ -69,7 +69,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sync import sink_process, sink_records  # the lean HTTP sink in its own process
+from bench.sync import (  # the lean HTTP sink in its own process; the commit
+    _commit,
+    sink_process,
+    sink_records,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "journeys.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -1002,25 +1006,6 @@ def run_history(w: Workload, keep: Path | None, engine: EngineSetup) -> dict[str
         "first_tick": ticks[0],
         "ticks": measured,
     }
-
-
-def _commit() -> str:
-    """The code measured: the git commit, marked -dirty when the tree has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!bench/results"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 LATENCY_NOTE = (
