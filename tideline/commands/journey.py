@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from activation.journeys.clock import parse_clock
 from tideline.commands.run import connect_warehouse, os_user, settings_from
+from tideline.commands.send_test import accounts_list_known
 from tideline.settings import Settings, read_sandbox_secrets
 
 if TYPE_CHECKING:
@@ -184,12 +185,7 @@ def cmd_journey_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> i
     if not found:
         print(f"tideline: no journey named {args.name} in config/journeys", file=sys.stderr)
         return 2
-    if args.to not in config.test_accounts:
-        known = ", ".join(sorted(config.test_accounts)) or "none"
-        print(
-            f"tideline: no test_accounts list {args.to!r} in the activation config (lists: {known})",
-            file=sys.stderr,
-        )
+    if not accounts_list_known(config, args.to):
         return 2
     deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings))
     con = connect_warehouse(settings)

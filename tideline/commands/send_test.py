@@ -65,6 +65,17 @@ def find_binding(bindings: list[SyncBinding], name: str) -> SyncBinding:
     raise ValueError(f"no activation named {name} in the dbt manifest (message activations: {known})")
 
 
+def accounts_list_known(config: ActivationConfig, name: str) -> bool:
+    """Whether the activation config has the test_accounts list `name`; if not, says so on stderr."""
+    if name in config.test_accounts:
+        return True
+    known = ", ".join(sorted(config.test_accounts)) or "none"
+    print(
+        f"tideline: no test_accounts list {name!r} in the activation config (lists: {known})", file=sys.stderr
+    )
+    return False
+
+
 def _config(settings: Settings, env: Mapping[str, str]) -> ActivationConfig:
     from activation.config import load_config
 
@@ -96,12 +107,7 @@ def cmd_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     settings = settings_from(args, env)
     config = _config(settings, env)
-    if args.to not in config.test_accounts:
-        known = ", ".join(sorted(config.test_accounts)) or "none"
-        print(
-            f"tideline: no test_accounts list {args.to!r} in the activation config (lists: {known})",
-            file=sys.stderr,
-        )
+    if not accounts_list_known(config, args.to):
         return 2
     binding = find_binding(_bindings(args.manifest), args.activation)
     if not settings.warehouse.is_file():
