@@ -6,8 +6,8 @@ planned by the database, not in Python memory:
     _diff      one row per record the diff found: action (upsert, delete, send), change
                (added, changed, removed, message), field_hash, fields_json, idempotency_key
     _rejects   rows with a null or duplicate key (rejected with a reason, never sent)
-    _latest    the latest ledger status and attempt count of the candidates' keys
-    _cand      view: _diff without rejected keys, with their ledger status and attempts
+    _latest    the latest ledger status, reason and attempt count of the candidates' keys
+    _cand      view: _diff without rejected keys, with their ledger status, reason and attempts
     _plan      view: the candidates still to deliver (their key is not final in the ledger)
 
 The diff reads the segment once: a 64-bit hash of the mapped columns (and of the mapping
@@ -189,7 +189,8 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     execute(
         con,
         f"""create or replace temp table _latest as
-            select idempotency_key, arg_max(status, seq) as status, arg_max(attempt, seq) as attempt
+            select idempotency_key, arg_max(status, seq) as status, arg_max(attempt, seq) as attempt,
+                   arg_max(reason, seq) as reason
             from {SCHEMA}.delivery_log
             where sync_key = $sync_key and idempotency_key in (select idempotency_key from _diff)
             group by idempotency_key""",
@@ -198,7 +199,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     # a view, not a copy: at a full sync _diff holds the whole segment's JSON
     con.execute(
         """create or replace temp view _cand as
-           select d.*, l.status as ledger_status, coalesce(l.attempt, 0) as attempts
+           select d.*, l.status as ledger_status, l.reason as ledger_reason, coalesce(l.attempt, 0) as attempts
            from _diff as d left join _latest as l on d.idempotency_key = l.idempotency_key
            where d.customer_id is not null  -- x NOT IN (empty set) is true even for a null x
              and d.customer_id not in (select customer_id from _rejects where customer_id is not null)"""

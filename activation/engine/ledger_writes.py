@@ -49,9 +49,15 @@ LOG_COLUMNS = (
 )
 
 # (decision in the plan, ledger status, which of its rows), in the order they are appended;
-# a holdout is recorded once per key, not again on every run that holds it out
+# a holdout is recorded once per key, not again on every run that holds it out, and a skip once
+# per key and reason while it lasts (a pilot's held rest, planned again by every journey tick, or
+# a customer without consent at every daily run: one row, not one per run)
 _DECISIONS = (
-    ("skip", "skipped", ""),
+    (
+        "skip",
+        "skipped",
+        "and not (coalesce(ledger_status, '') = 'skipped' and ledger_reason is not distinct from reason)",
+    ),
     ("defer", "deferred", ""),
     ("holdout", "holdout", "and coalesce(ledger_status, '') <> 'holdout'"),
     ("dead", "dead_letter", ""),
