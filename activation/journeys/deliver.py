@@ -35,6 +35,7 @@ import duckdb
 from activation.activate import Activation, activate
 from activation.config import ActivationConfig, SyncBinding
 from activation.journeys.spec import Journey, Notify, Send, Step, SyncAction
+from activation.launches.gate import AWAITING_APPROVAL, AWAITING_DECISION, AWAITING_GATE, GATE_FAILED
 from activation.ledger import SCHEMA as LEDGER
 from activation.planner import params as binding_params
 from activation.planner import row_message_key_sql
@@ -45,6 +46,13 @@ if TYPE_CHECKING:
 
 DECISIONS = "_j_decisions"
 QUEUE = "send_queue"
+TRIED = (
+    "_j_tried"  # (entry, step) this tick's deliveries have tried (a _j_ work table: dropped with the tick)
+)
+# the launch gate's holds (activation.launches.gate): not a skip that moves the entry on, a wait
+# at the step until the gate passes, a person releases the pilot or approves the version (a
+# cancelled pilot, `pilot:cancelled`, is final: those entries move on as skipped)
+HOLDS = (AWAITING_GATE, GATE_FAILED, AWAITING_DECISION, AWAITING_APPROVAL)
 
 
 class Deliver(Protocol):
@@ -114,6 +122,7 @@ def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> S
             fields=dict(action.fields),
             content=dict(action.content),
             frequency_cap=action.frequency_cap,
+            launch=action.launch,
             **common,
         )
     if isinstance(action, SyncAction):
@@ -138,21 +147,38 @@ def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> S
     )
 
 
+def launch_bindings(journeys: list[Journey], schema: str) -> list[SyncBinding]:
+    """The bindings of the send steps that declare a pilot or an approval limit, with the
+    journeys' current versions: what `tideline pilot release|cancel` and `tideline approve` decide
+    on (a decision is per step and journey version, as it is per content version for a segment)."""
+    return [
+        binding_for(j, step, schema, None)
+        for j in journeys
+        for step in j.steps
+        if isinstance(step.action, Send) and step.action.launch is not None
+    ]
+
+
 def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
     """Deliver to the entries due at `step` and move them by the outcome; the number moved."""
     con, s = t.con, t.s
     where, params = t.due(journey, step.id)
+    # an entry the tick already tried at this step and left there (held by a pilot, a failed send
+    # to retry, a customer not known yet) is not tried again by the tick's next pass
+    con.execute(f"create temp table if not exists {TRIED} (entry_id varchar, node varchar)")
     con.execute(
         f"""create or replace temp table _j_due as
             select c.entry_id, c.customer_id, c.arm,
                    exists (select 1 from {quote_relation(t.customers)} as d where d.customer_id = c.customer_id)
                        as known
-            from {s}.entries_live as c where {where}""",
-        params,
+            from {s}.entries_live as c where {where}
+              and c.entry_id not in (select entry_id from {TRIED} where node = ?)""",
+        [*params, step.id],
     )
     total, unknown = con.execute("select count(*), count(*) filter (where not known) from _j_due").fetchone()
     if not total:
         return 0
+    con.execute(f"insert into {TRIED} select entry_id, ? from _j_due", [step.id])
     if unknown:
         t.result.waiting += unknown
         t.result.by_reason["waiting:unknown_customer"] += unknown
@@ -229,8 +255,9 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
                    case status when 'skipped' then 'skipped' when 'dead_letter' then 'failed' else ? end as outcome,
                    case when status in ('skipped') then reason when status <> 'sent' then status end as reason,
                    cast(null as varchar) as arm, cast(null as varchar) as exit_reason
-            from _j_outcome where status in ('sent', 'unknown', 'dead_letter', 'skipped')""",
-        [step.next, outcome],
+            from _j_outcome where status in ('sent', 'unknown', 'dead_letter', 'skipped')
+              and not (status = 'skipped' and list_contains(?, coalesce(reason, '')))""",
+        [step.next, outcome, list(HOLDS)],
     )
     if outcome != "sent":  # syncs and notifications count as sent in the tick's totals
         t.result.sent += con.execute(
@@ -238,8 +265,12 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
         ).fetchone()[0]
     _defer(t, journey, step)
     for status, n in con.execute(
-        "select coalesce(status, 'not_planned'), count(*) from _j_outcome "
-        "where status is null or status not in ('sent', 'unknown', 'dead_letter', 'skipped') group by 1"
+        """select case when status = 'skipped' then reason else coalesce(status, 'not_planned') end, count(*)
+           from _j_outcome
+           where status is null or status not in ('sent', 'unknown', 'dead_letter', 'skipped')
+              or (status = 'skipped' and list_contains(?, coalesce(reason, '')))
+           group by 1""",
+        [list(HOLDS)],
     ).fetchall():
         t.result.waiting += n
         t.result.by_reason[f"waiting:{status}"] += n

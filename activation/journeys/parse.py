@@ -45,6 +45,8 @@ from activation.conditions import (
 from activation.conditions.catalog import TIMESTAMP
 from activation.conditions.errors import known, unknown_name
 from activation.conditions.nodes import Event, Window
+from activation.destinations.base import ConfigError
+from activation.launches.spec import LaunchSpec, parse_launch
 
 from .spec import (
     END,
@@ -80,7 +82,17 @@ DATE_KEYS = ("attribute", "offset_days")
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}  # seconds: the canonical form
 WAIT_KEYS = (*DURATION_UNITS, "until_time", "event", "timeout", "timed_out")
 CONTENT_KEYS = ("template", "subject", "text", "html", "title", "body", "variables")
-SEND_KEYS = ("destination", "channel", "fields", "content", "frequency_cap", "campaign", *CONTENT_KEYS)
+LAUNCH_KEYS = ("pilot", "approval_above")  # a staged launch (activation.launches.spec)
+SEND_KEYS = (
+    "destination",
+    "channel",
+    "fields",
+    "content",
+    "frequency_cap",
+    "campaign",
+    *CONTENT_KEYS,
+    *LAUNCH_KEYS,
+)
 SYNC_KEYS = ("destination", "fields")
 NOTIFY_KEYS = ("destination", "message", "route")
 SPLIT_ARM_KEYS = ("weight", "next")
@@ -757,8 +769,45 @@ class _Reader:
         if "campaign" in raw:
             campaign = _campaign(raw["campaign"], at.key("campaign"))
             canonical["campaign"] = campaign
-        send = Send(destination, channel, dict(fields), dict(content), frequency_cap=cap, campaign=campaign)
+        launch, launch_canonical = self.launch(raw, at)
+        canonical |= launch_canonical
+        send = Send(
+            destination,
+            channel,
+            dict(fields),
+            dict(content),
+            frequency_cap=cap,
+            campaign=campaign,
+            launch=launch,
+        )
         return send, canonical
+
+    def launch(self, raw: Mapping[str, Any], at: _At) -> tuple[LaunchSpec | None, dict[str, Any]]:
+        """A send's `pilot:` and `approval_above:`, read by the segment activations' own parser
+        (activation.launches.spec: one rule for both), and their canonical form (part of the version)."""
+        if not any(k in raw for k in LAUNCH_KEYS):
+            return None, {}
+        try:
+            spec = parse_launch(
+                f"{at.source}: {at.path}", "message", raw.get("pilot"), {}, [], raw.get("approval_above")
+            )
+        except ConfigError as exc:
+            raise JourneyError(str(exc)) from None
+        canonical: dict[str, Any] = {}
+        if spec is not None and spec.pilot is not None:
+            pilot = spec.pilot
+            gate: dict[str, dict[str, float]] = {}
+            for rule in pilot.gate:
+                gate.setdefault(rule.metric, {})[rule.direction] = rule.threshold
+            canonical["pilot"] = {
+                "share": pilot.share,
+                "wait": _minutes(pilot.wait),
+                "min_delivered": pilot.min_delivered,
+                "gate": gate,
+            }
+        if spec is not None and spec.approval_above is not None:
+            canonical["approval_above"] = spec.approval_above
+        return spec, canonical
 
     def content(self, raw: Mapping[str, Any], at: _At, channel: str) -> dict[str, Any]:
         """`template: NAME` (a folder of the templates directory) or inline parts for the channel,
@@ -996,7 +1045,12 @@ def _describe(step: Step, canonical: Any) -> str:
     if isinstance(a, Send):
         via = f" via {a.destination}" if a.destination != a.channel else ""
         what = f"template {a.content['template']}" if "template" in a.content else "inline"
-        return f"send {a.channel}{via} ({what}) -> {step.next}"
+        staged = ""
+        if a.launch is not None and a.launch.pilot is not None:
+            staged += f", pilot {a.launch.pilot.share:.0%} judged after {_human(a.launch.pilot.wait)}"
+        if a.launch is not None and a.launch.approval_above is not None:
+            staged += f", approval above {a.launch.approval_above}"
+        return f"send {a.channel}{via} ({what}{staged}) -> {step.next}"
     if isinstance(a, Wait):
         if a.duration is not None:
             return f"wait {_human(a.duration)} -> {step.next}"
@@ -1022,6 +1076,11 @@ def _describe(step: Step, canonical: Any) -> str:
     if isinstance(a, Notify):
         return f"notify {a.destination} (route {a.route}) -> {step.next}"
     raise AssertionError(type(a))
+
+
+def _minutes(duration: dt.timedelta) -> str:
+    """A duration as the pilot's `wait` text in minutes (`90m`): canonical, and parsed back the same."""
+    return f"{duration.total_seconds() / 60:.6f}".rstrip("0").rstrip(".") + "m"
 
 
 def _human(duration: dt.timedelta) -> str:

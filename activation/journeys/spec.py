@@ -29,6 +29,8 @@ The file format (docs/journeys.md has the demo journeys as examples):
     steps:                          # the nodes, in order; each has an `id` and one kind;
       - id: welcome                 # `next` defaults to the following step, `end` finishes
         send: {destination: email, channel: email, template: welcome, fields: {email: email}}
+        # optional in a send: pilot: {share: 0.05, wait: 24h, min_delivered: 200, gate: {...}}
+        # and approval_above: N (docs/launches.md "For journeys")
       - id: two_days
         wait: {days: 2}             # or {until_time: "09:00"} (customer's time zone)
                                     # or {event: {type: order_completed}, timeout: {days: 3},
@@ -61,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from activation.conditions import Condition
+from activation.launches.spec import LaunchSpec
 
 END = "end"  # the `next` that finishes an entry (exit reason `completed`)
 STATUSES = ("active", "paused", "archived")
@@ -169,6 +172,9 @@ class Send:
     content: dict[str, Any]  # template / subject / text / title / body, and variables
     frequency_cap: str | None = "marketing"
     campaign: str | None = None  # default: journey_<journey name>
+    # a pilot with a KPI gate and/or an approval limit (activation.launches): the entries outside
+    # the pilot sample wait at the step until the gate passes or a person releases them
+    launch: LaunchSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ def decide_pilot(
     if decision not in ("released", "cancelled"):
         raise LaunchError(f"a pilot is released or cancelled, not {decision!r}")
     if binding.launch is None or binding.launch.pilot is None:
-        raise LaunchError(f"{_where(binding)} declares no pilot (meta.activation pilot:)")
+        raise LaunchError(
+            f"{_where(binding)} declares no pilot (pilot: in its meta.activation or a journey send step)"
+        )
     by = _check_person(by)
     ensure_schema(con)
     verdict = store.latest_verdict(con, binding.sync_key, binding.content_version, "pilot")
@@ -102,13 +104,16 @@ def approve(
 
 
 def resolve(bindings: list[SyncBinding], name: str) -> list[SyncBinding]:
-    """The message activations `name` means: a sync key (segment__destination), a segment (all its
-    message destinations) or a campaign (all its message activations); LaunchError when none."""
+    """The message activations `name` means: a sync key (segment__destination, or a journey step's
+    journey__<journey>__<step>__<destination>), a segment (all its message destinations), a
+    campaign (all its message activations) or a journey (its send steps that declare a launch);
+    LaunchError when none."""
     messages = [b for b in bindings if b.mode == "message"]
     for match in (
         [b for b in messages if b.sync_key == name],
         [b for b in messages if b.segment == name],
         [b for b in messages if b.campaign == name],
+        [b for b in messages if b.campaign == f"journey:{name}"],
     ):
         if match:
             return match

@@ -343,6 +343,10 @@ ERRORS = [
     ("content key", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'content: {templat: welcome}')}}}]", "steps[0] (a).send.content.templat", "did you mean 'template'?"),
     ("frequency cap", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'template: welcome, frequency_cap: 3')}}}]", "steps[0] (a).send.frequency_cap", "must be a cap class"),
     ("campaign newline", "entry: {event: signup}\nsteps: [{id: a, send: {destination: email, channel: email, template: welcome, fields: {email: email}, campaign: \"a\\nb\"}}]", "steps[0] (a).send.campaign", "contains a control character"),
+    ("pilot share", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'template: welcome, pilot: {share: 5, wait: 24h, gate: {click_rate: {min: 0.02}}}')}}}]", "steps[0] (a).send", "pilot.share must be a share between 0 and 1 (0.05 is 5%), got 5"),
+    ("pilot gate rate", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'template: welcome, pilot: {share: 0.1, wait: 24h, gate: {open_rat: {min: 0.1}}}')}}}]", "steps[0] (a).send", "pilot.gate has unknown key(s) open_rat"),
+    ("pilot wait", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'template: welcome, pilot: {share: 0.1, wait: soon, gate: {open_rate: {min: 0.1}}}')}}}]", "steps[0] (a).send", "pilot.wait 'soon' is not a duration"),
+    ("approval_above", f"entry: {{event: signup}}\nsteps: [{{id: a, send: {SEND.replace('template: welcome', 'template: welcome, approval_above: -1')}}}]", "steps[0] (a).send", "approval_above must be a whole number >= 0, got -1"),
     ("tag both", "entry: {event: signup}\nsteps: [{id: a, tag: {add: vip, remove: dormant}}]", "steps[0] (a).tag", "must be {add: <tag>} or {remove: <tag>}"),
     ("tag name", "entry: {event: signup}\nsteps: [{id: a, tag: {add: Big Spender}}]", "steps[0] (a).tag.add", "a tag name is a plain lower-case identifier"),
     ("sync fields", "entry: {event: signup}\nsteps: [{id: a, sync: {destination: crm}}]", "steps[0] (a).sync.fields", "needs a non-empty mapping"),
@@ -506,6 +510,10 @@ def test_writing_defaults_out_is_not_a_new_version(templates: Path) -> None:
         ("exclude: {tag: vip}", "exclude: {tag: dormant}"),
         ("re_entry: {after_days: 30}", "re_entry: always"),
         ("route: team", "route: owner"),
+        (
+            "frequency_cap: null}",
+            "frequency_cap: null, pilot: {share: 0.1, wait: 24h, gate: {click_rate: {min: 0.02}}}}",
+        ),
     ],
 )
 def test_a_real_change_is_a_new_version(templates: Path, old: str, new: str) -> None:
@@ -633,3 +641,33 @@ def test_the_documented_examples_are_valid_journeys() -> None:
     shown = re.search(r"one line per step \(for the command line\):\n\n```\n(.*?)```", docs, re.S)
     cart = parse_journey(yaml.safe_load(blocks[0][0]), "x.yml", "cart_abandonment", catalog=Catalog.default())
     assert shown is not None and describe_journey(cart) == shown.group(1).splitlines()
+
+
+def test_a_pilot_on_a_send_is_the_segment_activations_pilot_and_part_of_the_version(templates: Path) -> None:
+    text = EVERY_KIND.replace(
+        "frequency_cap: null}",
+        "frequency_cap: null,\n           pilot: {share: 0.1, wait: 36h, min_delivered: 200,\n"
+        "                   gate: {click_rate: {min: 0.02}, unsubscribe_rate: {max: 0.01}}},\n"
+        "           approval_above: 500}",
+    )
+    j = parse(text, templates)
+    launch = j.step("nudge").action.launch
+    assert launch.pilot.share == 0.1 and launch.pilot.wait == dt.timedelta(hours=36)
+    assert launch.pilot.min_delivered == 200 and launch.approval_above == 500
+    assert {(r.metric, r.direction, r.threshold) for r in launch.pilot.gate} == {
+        ("click_rate", "min", 0.02),
+        ("unsubscribe_rate", "max", 0.01),
+    }
+    assert j.step("reminder").action.launch is None  # a send without one has none
+    nudge = next(s for s in j.canonical["steps"] if s["id"] == "nudge")["send"]
+    assert nudge["pilot"] == {
+        "share": 0.1,
+        "wait": "2160m",
+        "min_delivered": 200,
+        "gate": {"click_rate": {"min": 0.02}, "unsubscribe_rate": {"max": 0.01}},
+    }
+    again = parse(json.loads(json.dumps(j.canonical)), templates)  # the canonical form reads back the same
+    assert again.version == j.version and again.step("nudge").action.launch == launch
+    assert "nudge: send sms (inline, pilot 10% judged after 1 day 12 hours, approval above 500)" in " ".join(
+        describe_journey(j)
+    )

@@ -70,6 +70,11 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     sim.set_defaults(func=cmd_journey_simulate)
 
 
+def load_journeys_of(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - list[Journey]
+    """The journeys of the settings' folder, checked against the activation config."""
+    return _load(settings, env)[1]
+
+
 def _load(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - (config, journeys)
     from activation.config import load_config
     from activation.journeys.files import journeys_dir, load_project_journeys

@@ -1,7 +1,8 @@
 """`tideline pilot release|cancel NAME --by PERSON` and `tideline approve NAME --by PERSON`.
 
-NAME is an activation's sync key (win_back_dormant__email), a segment (each of its message
-activations) or a campaign. The decision is recorded for the activation's current content version
+NAME is an activation's sync key (win_back_dormant__email, or a journey step's
+journey__cart_abandonment__reminder__email), a segment (each of its message activations), a
+campaign, or a journey (each of its send steps that declares a pilot or an approval limit). The decision is recorded for the activation's current content version
 (from the dbt project's manifest) in tideline_sync.launch_decisions, and the sync's next run acts
 on it (docs/launches.md). Waits for the warehouse while a run holds it (TIDELINE_LOCK_WAIT_SECONDS).
 """
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 from tideline.commands.run import connect_warehouse, settings_from
+from tideline.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: str) -> None:
@@ -36,12 +38,24 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     p.set_defaults(func=cmd_approve)
 
 
-def _bindings(name: str):  # noqa: ANN202 - list[SyncBinding]
+def _bindings(name: str, settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - list[SyncBinding]
+    """The activations `name` means, among the segments' and the journeys' send steps with a launch.
+    A journey folder that does not load keeps only its own launches out (the error is printed)."""
     from activation.config import bindings_from_manifest
+    from activation.destinations.base import ConfigError
+    from activation.journeys.deliver import launch_bindings
+    from activation.journeys.spec import JourneyError
+    from activation.journeys.store import SCHEMA
     from activation.launches.actions import resolve
+    from tideline.commands.journey import load_journeys_of
     from tideline.dbt_manifest import parse_dbt_project
 
-    return resolve(bindings_from_manifest(parse_dbt_project()), name)
+    bindings = bindings_from_manifest(parse_dbt_project())
+    try:
+        bindings += launch_bindings(load_journeys_of(settings, env), SCHEMA)
+    except (JourneyError, ConfigError) as exc:
+        print(f"tideline: journeys not read ({exc})", file=sys.stderr)
+    return resolve(bindings, name)
 
 
 def _each(args: argparse.Namespace, env: Mapping[str, str], decide) -> int:  # noqa: ANN001
@@ -49,7 +63,7 @@ def _each(args: argparse.Namespace, env: Mapping[str, str], decide) -> int:  # n
 
     settings = settings_from(args, env)
     try:
-        bindings = _bindings(args.name)
+        bindings = _bindings(args.name, settings, env)
     except LaunchError as exc:
         print(f"tideline: {exc}", file=sys.stderr)
         return 2
