@@ -252,6 +252,11 @@ def test_too_few_delivered_keeps_waiting_and_a_cancel_keeps_the_rest_out(con, sm
         run = sync(con, smtp, b, NOON + dt.timedelta(hours=hours))
         assert run.sent == 0 and run.skipped_by_reason == {"pilot:cancelled": 400 - len(PILOT)}
     assert set(recipients(smtp)) == PILOT
+    # each held key's skips: one row per reason it was held for, not one per run (four runs)
+    skips = con.execute(
+        "select reason, count(*) from tideline_sync.delivery_log where status = 'skipped' group by 1"
+    ).fetchall()
+    assert dict(skips) == {"pilot:awaiting_gate": 400 - len(PILOT), "pilot:cancelled": 400 - len(PILOT)}
     with pytest.raises(LaunchError, match="already decided"):
         decide_pilot(con, b, "released", "lee")
 
