@@ -1,4 +1,5 @@
-"""The landing-zone asset: snapshots the raw files into the warehouse's landing schema."""
+"""The landing-zone asset: brings the warehouse's landing schema up to date with the raw files
+(incrementally: tideline/landing/loader.py)."""
 
 from collections.abc import Iterator
 
@@ -10,6 +11,15 @@ from tideline.landing.contract import ENTITIES
 from tideline.landing.loader import SCHEMA, load_landing_zone
 
 ENTITY_KEYS = {e.name: dg.AssetKey([SCHEMA, e.name]) for e in ENTITIES}
+
+
+class LandingConfig(dg.Config):
+    """`full_refresh`: read every landing file again, not only the new and changed ones
+    (`tideline run --full-refresh`; in the UI's launchpad: ops: landing_zone: config)."""
+
+    full_refresh: bool = False
+
+
 REJECTS_KEY = dg.AssetKey([SCHEMA, "load_rejects"])
 FILES_KEY = dg.AssetKey([SCHEMA, "files"])
 
@@ -31,15 +41,23 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
     pool="warehouse",
 )
 def landing_zone(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineSettings
+    context: dg.AssetExecutionContext,
+    config: LandingConfig,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> Iterator[dg.MaterializeResult]:
-    """Read every landing file (CSV, Parquet, JSON Lines) as text, with file and row."""
+    """Bring the landing tables up to date with the landing files (CSV, Parquet, JSON Lines, read as
+    text with file and row): only new and changed files, and the new lines of grown JSON Lines
+    files, are read (landing.files is the manifest); `full_refresh` reads every file again."""
     with warehouse.connect() as con:
-        report = load_landing_zone(pipeline.raw_dir, con)
+        report = load_landing_zone(pipeline.raw_dir, con, full_refresh=config.full_refresh)
+    actions = report.actions()
     context.log.info(
-        "landing: %s files, %s rows, %s unreadable files/lines in %.1fs",
+        "landing: %s files (%s), %s rows (%s new), %s unreadable files/lines in %.1fs",
         report.total_files,
+        ", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "none",
         report.total_rows,
+        report.rows_added,
         report.rejects,
         report.seconds,
     )
@@ -78,5 +96,11 @@ def landing_zone(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(report.files)),
             "seconds": dg.MetadataValue.float(round(report.seconds, 2)),
+            "full_refresh": dg.MetadataValue.bool(report.full_refresh),
+            "rows_added": dg.MetadataValue.int(report.rows_added),
+            **{f"files_{action}": dg.MetadataValue.int(n) for action, n in sorted(actions.items())},
+            "deleted_preview": dg.MetadataValue.md(
+                "\n".join(f"- {f}" for f in report.deleted[:20]) if report.deleted else "_none_"
+            ),
         },
     )

@@ -62,6 +62,7 @@ def run_pipeline(
     verbose: bool = False,
     activation_values: Mapping[str, str] | None = None,
     launched_by: str | None = None,
+    full_refresh: bool = False,
 ) -> bool:
     """Materialise every asset and run every check through Dagster. True when the run succeeded.
 
@@ -71,7 +72,8 @@ def run_pipeline(
     config's variables, the console's settings); `activation_values` are `${VAR}` values given as
     data (the local destinations'). The console shows one line per step; dbt's detail and every
     log line go to <state folder>/logs/<run id>.log. The run's syncs record who launched it:
-    cli:<launched_by>, or cli:<the OS user> (tideline_sync.sync_runs.launched_by)."""
+    cli:<launched_by>, or cli:<the OS user> (tideline_sync.sync_runs.launched_by). `full_refresh`:
+    the landing load reads every file again (else only new and changed ones)."""
     if not settings.raw_dir.is_dir():
         raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
     settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
@@ -107,6 +109,8 @@ def run_pipeline(
         "loggers": loggers,
         "resources": {"run_log": {"config": {"logs_dir": str(settings.logs_dir), "echo": verbose}}},
     }
+    if full_refresh:
+        run_config["ops"] = {"landing_zone": {"config": {"full_refresh": True}}}
     print(
         f"Running {PIPELINE_JOB} through Dagster as of {settings.as_of}: {settings.raw_dir} -> "
         f"{settings.warehouse}\n  run {run_id}, log {log_path}",
@@ -200,9 +204,11 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
     if local:
         with with_local_destinations(settings, env) as (settings, values):
-            ok = run_pipeline(settings, env, args.verbose, values, launched_by=args.by)
+            ok = run_pipeline(
+                settings, env, args.verbose, values, launched_by=args.by, full_refresh=args.full_refresh
+            )
     else:
-        ok = run_pipeline(settings, env, args.verbose, launched_by=args.by)
+        ok = run_pipeline(settings, env, args.verbose, launched_by=args.by, full_refresh=args.full_refresh)
     if ok:
         print_summary(settings)
     return 0 if ok else 1

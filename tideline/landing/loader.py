@@ -18,14 +18,30 @@ ignored on purpose: the demo's ground truth (``_truth/``), encoding sidecars, Sp
 
 An entity with no files gets an empty table, so the dbt models run on any subset
 of the entities (orders alone is enough).
+
+Incremental: ``landing.files`` is the load manifest, one row per file with its size,
+modification time and the encoding its folder declares when it was read, and when it was
+loaded. A run reads only what changed since: a new file is loaded, a changed one (any of
+those three differs) has its rows replaced whole, a JSON Lines file that only grew (the
+receiver's and the journey feed's append-only logs: the bytes read before are unchanged
+and ended with a line break) gets only its new lines, numbered on from the last, an
+unchanged file is not opened, and a file that disappeared has its rows removed and is
+reported. Each file's change is one transaction with its manifest row, so a run killed
+half-way leaves every file either as it was or as it is now. ``landing.loads`` keeps the
+history: what each run loaded, appended, replaced or removed, when, with rows and bytes.
+A change of an entity's columns (a new contract) reloads that entity; ``full_refresh``
+reloads everything.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +69,12 @@ class FileResult:
     encoding: str | None = None  # how a text file was read, e.g. "utf-8", "cp1252 (crm/_encoding.txt)"
     value: str | None = None  # file content at fault (never logged), e.g. the line that is not UTF-8
     size: int | None = None  # bytes before it was read (the journey feed tails JSON Lines from there)
+    action: str = "loaded"  # loaded (new) | replaced | appended | unchanged | not_read (rejected unread)
+    rows_added: int = 0  # rows this run put in the landing table (all of them unless appended/unchanged)
+    records: int = 0  # records read (JSON Lines: lines, the rejected ones too): where an append numbers on
+    mtime_ns: int | None = None
+    declared: str = ""  # the encoding its folder declared when read ('' for none)
+    boundary: str | None = None  # sha256 of the last bytes read: an append is checked against it
 
 
 @dataclass
@@ -70,7 +92,22 @@ class LandingReport:
     entities: dict[str, EntityResult] = field(default_factory=dict)
     files: list[FileResult] = field(default_factory=list)
     no_entity: list[FileResult] = field(default_factory=list)  # files outside every entity, rejected
+    deleted: list[str] = field(default_factory=list)  # files loaded before that are gone now
+    full_refresh: bool = False  # every file was read (asked for, or the manifest could not be used)
     seconds: float = 0.0
+
+    def actions(self) -> dict[str, int]:
+        """Files by what this run did with them: loaded, replaced, appended, unchanged, deleted."""
+        counts: dict[str, int] = {}
+        for f in self.files:
+            counts[f.action] = counts.get(f.action, 0) + 1
+        if self.deleted:
+            counts["deleted"] = len(self.deleted)
+        return counts
+
+    @property
+    def rows_added(self) -> int:
+        return sum(f.rows_added for f in self.files)
 
     @property
     def total_rows(self) -> int:
@@ -164,24 +201,118 @@ def _empty_reason(path: Path) -> str | None:
     return None
 
 
-def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+MANIFEST_COLUMNS = (
+    ("entity", "varchar not null"),
+    ("_file", "varchar not null"),
+    ("format", "varchar not null"),
+    ("rows", "bigint not null"),
+    ("status", "varchar not null"),
+    ("reason", "varchar"),
+    ("encoding", "varchar"),
+    ("loaded_at", "timestamp not null"),
+    ("bytes", "bigint"),
+    ("mtime_ns", "bigint"),
+    ("records", "bigint"),
+    ("declared_encoding", "varchar"),
+    ("boundary_hash", "varchar"),
+    ("action", "varchar"),
+    ("checked_at", "timestamp"),
+)
+REJECT_COLUMNS = (
+    ("entity", "varchar not null"),
+    ("_file", "varchar not null"),
+    ("_row", "bigint"),
+    ("field", "varchar"),
+    ("value", "varchar"),
+    ("reason", "varchar not null"),
+)
+LOADS_COLUMNS = (
+    ("load_id", "varchar not null"),
+    ("loaded_at", "timestamp not null"),
+    ("entity", "varchar not null"),
+    ("_file", "varchar not null"),
+    ("action", "varchar not null"),
+    ("rows_added", "bigint not null"),
+    ("rows", "bigint not null"),
+    ("bytes", "bigint"),
+)
+BOUNDARY_BYTES = 4096  # the last bytes read of a file, hashed: an append must leave them unchanged
+NOT_READ = "not_read"  # a file rejected without being opened (no entity, a format Tideline does not read)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A file's row of the manifest (landing.files) from the last run that read it."""
+
+    entity: str
+    file: str
+    format: str
+    rows: int
+    status: str
+    reason: str | None
+    encoding: str | None
+    size: int | None
+    mtime_ns: int | None
+    records: int
+    declared: str
+    boundary: str | None
+    action: str | None
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = con.execute(
+        """select column_name from information_schema.columns
+           where table_schema = ? and table_name = ? order by ordinal_position""",
+        [SCHEMA, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _create(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
+    con.execute(f"create or replace table {SCHEMA}.{table} ({body})")
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection, entities: Iterable[Entity], full_refresh: bool
+) -> tuple[dict[str, _Known], bool]:
+    """The landing schema ready for this run, and what the manifest knew (empty: read everything).
+    A manifest or rejects table of another shape (a warehouse from before the manifest) is a full
+    refresh; an entity table whose columns differ from its contract is recreated and reloaded."""
     con.execute(f"create schema if not exists {SCHEMA}")
+    shapes_ok = _columns_of(con, "files") == [c for c, _ in MANIFEST_COLUMNS] and _columns_of(
+        con, "load_rejects"
+    ) == [c for c, _ in REJECT_COLUMNS]
+    full = full_refresh or not shapes_ok
+    if full:
+        _create(con, "files", MANIFEST_COLUMNS)
+        _create(con, "load_rejects", REJECT_COLUMNS)
+    if _columns_of(con, "loads") != [c for c, _ in LOADS_COLUMNS]:
+        _create(con, "loads", LOADS_COLUMNS)
     for entity in ENTITIES:
-        cols = ", ".join(f"{quote_identifier(c)} varchar" for c in entity.column_names)
-        con.execute(
-            f"create or replace table {SCHEMA}.{entity.name} ({cols}, _file varchar not null, _row bigint not null)"
-        )
+        expected = [*entity.column_names, "_file", "_row"]
+        if full or _columns_of(con, entity.name) != expected:
+            cols = ", ".join(f"{quote_identifier(c)} varchar" for c in entity.column_names)
+            con.execute(
+                f"create or replace table {SCHEMA}.{entity.name} ({cols}, _file varchar not null, _row bigint not null)"
+            )
+            con.execute(f"delete from {SCHEMA}.files where entity = ?", [entity.name])
+            con.execute(f"delete from {SCHEMA}.load_rejects where entity = ?", [entity.name])
+    # files rejected unopened are judged again from their names: their rows are written anew
     con.execute(
-        f"""create or replace table {SCHEMA}.load_rejects (
-            entity varchar not null, _file varchar not null, _row bigint,
-            field varchar, value varchar, reason varchar not null)"""
+        f"""delete from {SCHEMA}.load_rejects where _row is null and _file in
+            (select _file from {SCHEMA}.files where action = ?)""",
+        [NOT_READ],
     )
-    con.execute(
-        f"""create or replace table {SCHEMA}.files (
-            entity varchar not null, _file varchar not null, format varchar not null,
-            rows bigint not null, status varchar not null, reason varchar, encoding varchar,
-            loaded_at timestamp not null, bytes bigint)"""
-    )
+    con.execute(f"delete from {SCHEMA}.files where action = ?", [NOT_READ])
+    names = [e.name for e in entities]
+    rows = con.execute(
+        f"""select entity, _file, format, rows, status, reason, encoding, bytes, mtime_ns,
+                   coalesce(records, rows), coalesce(declared_encoding, ''), boundary_hash, action
+            from {SCHEMA}.files where list_contains(?, entity)""",
+        [names],
+    ).fetchall()
+    return {r[1]: _Known(*r) for r in rows}, full
 
 
 def _tabular_source(path: Path, fmt: str) -> tuple[str, str]:
@@ -195,9 +326,12 @@ def _tabular_source(path: Path, fmt: str) -> tuple[str, str]:
     )
 
 
-def _load_tabular(
-    con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, rel: str, fmt: str
-) -> tuple[int, str | None]:
+def _probe_tabular(
+    con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, fmt: str
+) -> tuple[str, str, str] | str:
+    """(the INSERT's select list, its source, its row expression) of a readable CSV or Parquet file
+    with the required columns, or why it cannot be loaded. Reads the header only, outside the
+    write's transaction (a failed statement would abort it)."""
     source, row_expr = _tabular_source(path, fmt)
     attempts = [source.format(parallel="")]
     if fmt == "csv":
@@ -211,12 +345,12 @@ def _load_tabular(
         except duckdb.Error as exc:
             last_error = exc
     else:
-        return 0, f"file cannot be read as {fmt}: {_first_line(last_error)}"
+        return f"file cannot be read as {fmt}: {_first_line(last_error)}"
 
     by_lower = {c.strip().lower(): c for c in present}
     missing = [c for c in entity.required_columns if c not in by_lower]
     if missing:
-        return 0, (
+        return (
             f"required column(s) {', '.join(missing)} missing (found: {', '.join(present) or 'none'}); "
             f"see the landing-zone table in the README"
         )
@@ -224,24 +358,27 @@ def _load_tabular(
         f"cast({quote_identifier(by_lower[c])} as varchar)" if c in by_lower else "null"
         for c in entity.column_names
     )
-    con.execute(f"insert into {SCHEMA}.{entity.name} select {select}, {literal(rel)}, {row_expr} from {src}")
-    return _count(con, entity, rel), None
+    return select, src, row_expr
 
 
-def _load_jsonl(
-    con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, rel: str
-) -> tuple[int, str | None]:
+def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, first_row: int) -> str | None:
+    """The file's lines into temp table _jsonl (numbered from `first_row`), or why it cannot be read."""
     lines = (
-        f"select row_number() over () as _row, line, try_cast(line as json) as j "
+        f"select {int(first_row) - 1} + row_number() over () as _row, line, try_cast(line as json) as j "
         f"from read_csv({literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         f"delim='\x1f', quote='', escape='', auto_detect=false)"
     )
     try:  # the only statement that reads the file: nothing is inserted before it succeeds
         con.execute(f"create or replace temp table _jsonl as {lines}")
     except duckdb.Error as exc:
-        return 0, f"file cannot be read as JSON Lines: {_first_line(exc)}"
+        return f"file cannot be read as JSON Lines: {_first_line(exc)}"
     con.execute("alter table _jsonl add column ok boolean")
     con.execute("update _jsonl set ok = coalesce(json_type(j) = 'OBJECT', false)")
+    return None
+
+
+def _insert_jsonl(con: duckdb.DuckDBPyConnection, entity: Entity, rel: str) -> tuple[int, int]:
+    """_jsonl's objects into the entity's table, its other lines into load_rejects: (rows, lines)."""
     select = ", ".join(f"json_extract_string(j, {literal('$.' + c)})" for c in entity.column_names)
     con.execute(
         f"insert into {SCHEMA}.{entity.name} select {select}, {literal(rel)}, _row from _jsonl where ok"
@@ -254,8 +391,8 @@ def _load_jsonl(
                         else 'line is JSON but not an object' end
             from _jsonl where not ok"""
     )
-    con.execute("drop table _jsonl")
-    return _count(con, entity, rel), None
+    rows, lines = con.execute("select count(*) filter (where ok), count(*) from _jsonl").fetchone()
+    return int(rows), int(lines)
 
 
 def _count(con: duckdb.DuckDBPyConnection, entity: Entity, rel: str) -> int:
@@ -268,31 +405,40 @@ def _first_line(exc: Exception | None) -> str:
 
 
 def load_landing_zone(
-    raw_dir: Path | str, con: duckdb.DuckDBPyConnection, entities: Iterable[Entity] = ENTITIES
+    raw_dir: Path | str,
+    con: duckdb.DuckDBPyConnection,
+    entities: Iterable[Entity] = ENTITIES,
+    *,
+    full_refresh: bool = False,
 ) -> LandingReport:
-    """Replace the ``landing`` schema with a snapshot of every file under ``raw_dir``."""
+    """Bring the ``landing`` schema up to date with every file under ``raw_dir``: what changed
+    since the last load (module docstring), or everything with `full_refresh`."""
     started = time.monotonic()
     raw = Path(raw_dir).resolve()
     if not raw.is_dir():
         raise LandingError(f"raw dir {raw} does not exist (set --raw-dir or TIDELINE_RAW_DIR)")
-    report = LandingReport(raw_dir=str(raw))
-    _create_tables(con)
+    entities = list(entities)
+    known, full = _prepare(con, entities, full_refresh)
+    run = _Run(uuid.uuid4().hex, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    report = LandingReport(raw_dir=str(raw), full_refresh=full)
     found = inventory(raw)
     with tempfile.TemporaryDirectory(prefix="tideline-landing-") as scratch:
         for entity in entities:
             result = EntityResult(entity.name)
             report.entities[entity.name] = result
             for path in found.files[entity.name]:
-                _record(con, report, result, _load_file(con, entity, raw, path, Path(scratch)))
+                rel = path.relative_to(raw).as_posix()
+                file = _update_file(con, run, entity, raw, path, Path(scratch), known.pop(rel, None))
+                _count_file(report, result, file)
             for path in found.unsupported[entity.name]:
                 rel = path.relative_to(raw).as_posix()
+                known.pop(rel, None)
                 fmt = path.suffix.lower().lstrip(".") or "unknown"
-                _record(
-                    con,
-                    report,
-                    result,
-                    FileResult(entity.name, rel, fmt, 0, "rejected", unsupported_reason(path)),
+                file = FileResult(
+                    entity.name, rel, fmt, 0, "rejected", unsupported_reason(path), action=NOT_READ
                 )
+                _write(con, run, file, None, lambda: None)
+                _count_file(report, result, file)
             row = con.execute(
                 f"select count(*) from {SCHEMA}.load_rejects where entity = ? and _row is not null",
                 [entity.name],
@@ -301,7 +447,22 @@ def load_landing_zone(
     for path in found.no_entity:
         rel = path.relative_to(raw).as_posix()
         fmt = FILE_FORMATS.get(path.suffix.lower(), path.suffix.lower().lstrip(".") or "unknown")
-        _record(con, report, None, FileResult(NO_ENTITY, rel, fmt, 0, "rejected", no_entity_reason(rel)))
+        file = FileResult(NO_ENTITY, rel, fmt, 0, "rejected", no_entity_reason(rel), action=NOT_READ)
+        _write(con, run, file, None, lambda: None)
+        report.no_entity.append(file)
+    for gone in known.values():  # loaded before, not there any more
+        _remove(con, run, gone)
+        report.deleted.append(gone.file)
+        log.warning(
+            "landing: %s is gone from the landing zone: its %s rows left landing.%s",
+            gone.file,
+            gone.rows,
+            gone.entity,
+        )
+    con.execute(
+        f"update {SCHEMA}.files set action = 'unchanged', checked_at = ? where checked_at is distinct from ?",
+        [run.at, run.at],
+    )
     orders = report.entities.get("commerce_orders")
     if orders is not None and orders.rows == 0:
         log.warning("landing: no order rows found under %s/commerce/orders; marts will be empty", raw)
@@ -309,13 +470,155 @@ def load_landing_zone(
     return report
 
 
-def _load_file(
-    con: duckdb.DuckDBPyConnection, entity: Entity, raw: Path, path: Path, scratch: Path
+@dataclass(frozen=True)
+class _Run:
+    load_id: str
+    at: dt.datetime  # naive UTC: every manifest and history row of the run carries it
+
+
+def _count_file(report: LandingReport, result: EntityResult, file: FileResult) -> None:
+    report.files.append(file)
+    result.files += 1
+    result.rows += file.rows
+    result.rejected_files += bool(file.reason)
+
+
+def _declared(raw: Path, path: Path) -> str:
+    """The encoding the file's folder declares ('' for none): a new declaration rereads the file."""
+    try:
+        found = encoding.declared(raw, path)
+    except encoding.EncodingProblem as problem:
+        return f"unusable: {problem}"[:200]
+    return found.describe() if found is not None else ""
+
+
+def _boundary(path: Path, end: int) -> str | None:
+    """sha256 of the BOUNDARY_BYTES before `end`, or None when they do not end a line (an append
+    after them could not be told from a rewrite)."""
+    if end <= 0:
+        return None
+    with path.open("rb") as fh:
+        fh.seek(max(0, end - BOUNDARY_BYTES))
+        chunk = fh.read(end - max(0, end - BOUNDARY_BYTES))
+    if len(chunk) != end - max(0, end - BOUNDARY_BYTES) or not chunk.endswith(b"\n"):
+        return None
+    return hashlib.sha256(chunk).hexdigest()
+
+
+def _update_file(
+    con: duckdb.DuckDBPyConnection,
+    run: _Run,
+    entity: Entity,
+    raw: Path,
+    path: Path,
+    scratch: Path,
+    known: _Known | None,
 ) -> FileResult:
-    """Load one file of an entity; what makes it unusable as a whole is the result's reason."""
+    """One file brought up to date: untouched when unchanged, its new lines when it only grew, else
+    read whole (its earlier rows replaced in the same transaction)."""
+    rel = path.relative_to(raw).as_posix()
+    stat = path.stat()
+    size, mtime, declared = stat.st_size, stat.st_mtime_ns, _declared(raw, path)
+    if known is not None and (known.size, known.mtime_ns, known.declared) == (size, mtime, declared):
+        return FileResult(
+            entity.name, rel, known.format, known.rows, known.status, known.reason, known.encoding,
+            size=size, action="unchanged", records=known.records, mtime_ns=mtime, declared=declared,
+            boundary=known.boundary,
+        )  # fmt: skip
+    if known is not None:
+        appended = _append(con, run, entity, raw, path, scratch, known, size, mtime, declared)
+        if appended is not None:
+            return appended
+    file, pending = _read_file(con, entity, raw, path, scratch, size, mtime, declared)
+    file.action = "replaced" if known is not None else "loaded"
+    _write(con, run, file, known, lambda: _insert_read(con, entity, file, pending))
+    return file
+
+
+def _append(
+    con: duckdb.DuckDBPyConnection,
+    run: _Run,
+    entity: Entity,
+    raw: Path,
+    path: Path,
+    scratch: Path,
+    known: _Known,
+    size: int,
+    mtime: int,
+    declared: str,
+) -> FileResult | None:
+    """The lines a JSON Lines file gained since it was read, or None when it did not only grow
+    (then it is read whole)."""
+    fmt = FILE_FORMATS[path.suffix.lower()]
+    if (
+        fmt != "jsonl"
+        or known.status != "loaded"
+        or known.encoding != "utf-8"
+        or known.declared != declared
+        or known.size is None
+        or size <= known.size
+        or known.boundary is None
+        or _boundary(path, known.size) != known.boundary
+    ):
+        return None
+    tail = scratch / "tail.jsonl"
+    with path.open("rb") as src, tail.open("wb") as out:
+        src.seek(known.size)
+        remaining = size - known.size
+        while remaining > 0:
+            chunk = src.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            remaining -= len(chunk)
+    try:
+        try:
+            encoding.check_utf8(raw, tail)
+        except encoding.EncodingProblem:
+            return None  # read whole: the error then names the file and the line
+        if _read_jsonl(con, tail, known.records + 1) is not None:
+            return None
+        rel = path.relative_to(raw).as_posix()
+        file = FileResult(
+            entity.name, rel, fmt, known.rows, "loaded", None, "utf-8", size=size, action="appended",
+            mtime_ns=mtime, declared=declared,
+            boundary=_boundary(path, size) if path.stat().st_size == size else None,
+        )  # fmt: skip
+
+        def insert() -> None:
+            added, lines = _insert_jsonl(con, entity, rel)
+            file.rows, file.rows_added, file.records = known.rows + added, added, known.records + lines
+
+        _write(con, run, file, known, insert, replace_rows=False)
+        return file
+    finally:
+        tail.unlink(missing_ok=True)
+        con.execute("drop table if exists _jsonl")
+
+
+@dataclass
+class _Read:
+    """What reading a file left to insert: a CSV/Parquet INSERT, or the _jsonl temp table."""
+
+    tabular: tuple[str, str, str] | None = None
+    transcoded: Path | None = None
+
+
+def _read_file(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    raw: Path,
+    path: Path,
+    scratch: Path,
+    size: int,
+    mtime: int,
+    declared: str,
+) -> tuple[FileResult, _Read]:
+    """Check and read what can be checked before writing (encoding, emptiness, header; a JSON Lines
+    file's lines into _jsonl): the result says whether the file is rejected and why; the _Read
+    what is left to insert."""
     rel = path.relative_to(raw).as_posix()
     fmt = FILE_FORMATS[path.suffix.lower()]
-    size = path.stat().st_size  # before reading: what is appended from here on was not read
     source, used, sample = path, None, None
     reason = _empty_reason(path)
     if reason is None and fmt != "parquet":
@@ -327,38 +630,115 @@ def _load_file(
                 encoding.transcode(path, found, source)
         except encoding.EncodingProblem as problem:
             reason, sample = str(problem), problem.sample
-    rows = 0
+    pending = _Read(transcoded=source if source != path else None)
     if reason is None:
-        try:
-            if fmt == "jsonl":
-                rows, reason = _load_jsonl(con, entity, source, rel)
+        if fmt == "jsonl":
+            reason = _read_jsonl(con, source, 1)
+        else:
+            probed = _probe_tabular(con, entity, source, fmt)
+            if isinstance(probed, str):
+                reason = probed
             else:
-                rows, reason = _load_tabular(con, entity, source, rel, fmt)
-        finally:
-            if source != path:
-                source.unlink(missing_ok=True)
-    status = "rejected" if reason else "loaded"
-    return FileResult(entity.name, rel, fmt, rows, status, reason, used, sample, size)
+                pending.tabular = probed
+    # an append is later read from `size` on: only when the file did not grow while it was read
+    # (else the next run reads it whole) and was read as UTF-8 JSON Lines
+    grew = path.stat().st_size != size
+    boundary = _boundary(path, size) if fmt == "jsonl" and used == "utf-8" and not grew else None
+    file = FileResult(
+        entity.name, rel, fmt, 0, "rejected" if reason else "loaded", reason, used, sample, size,
+        mtime_ns=mtime, declared=declared, boundary=boundary,
+    )  # fmt: skip
+    if reason and pending.transcoded is not None:
+        pending.transcoded.unlink(missing_ok=True)
+    return file, pending
 
 
-def _record(
-    con: duckdb.DuckDBPyConnection, report: LandingReport, result: EntityResult | None, file: FileResult
+def _insert_read(con: duckdb.DuckDBPyConnection, entity: Entity, file: FileResult, pending: _Read) -> None:
+    """The rows `_read_file` found, inserted (inside the file's transaction)."""
+    try:
+        if file.reason:
+            return
+        if file.format == "jsonl":
+            file.rows, file.records = _insert_jsonl(con, entity, file.file)
+        elif pending.tabular is not None:
+            select, src, row_expr = pending.tabular
+            con.execute(
+                f"insert into {SCHEMA}.{entity.name} select {select}, {literal(file.file)}, {row_expr} from {src}"
+            )
+            file.rows = file.records = _count(con, entity, file.file)
+        file.rows_added = file.rows
+    finally:
+        if pending.transcoded is not None:
+            pending.transcoded.unlink(missing_ok=True)
+        con.execute("drop table if exists _jsonl")
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    run: _Run,
+    file: FileResult,
+    known: _Known | None,
+    insert,  # noqa: ANN001 - Callable[[], None]: the file's rows into its table
+    *,
+    replace_rows: bool = True,
 ) -> None:
-    """Write a file's outcome to landing.files (and landing.load_rejects when it was rejected)."""
-    if file.reason:
+    """One transaction: the file's earlier rows and rejects out (unless appending), its rows in,
+    its manifest row and its history row written. A run killed before the commit changed nothing."""
+    con.execute("begin")
+    try:
+        if known is not None and replace_rows:
+            if file.entity != NO_ENTITY:
+                con.execute(f"delete from {SCHEMA}.{file.entity} where _file = ?", [file.file])
+            con.execute(f"delete from {SCHEMA}.load_rejects where _file = ?", [file.file])
+        insert()
+        if file.reason:
+            con.execute(
+                f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, left(?, 200), ?)",
+                [file.entity, file.file, file.value, file.reason],
+            )
+        con.execute(f"delete from {SCHEMA}.files where _file = ?", [file.file])
         con.execute(
-            f"insert into {SCHEMA}.load_rejects values (?, ?, null, null, left(?, 200), ?)",
-            [file.entity, file.file, file.value, file.reason],
-        )
+            f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding,
+                run.at, file.size, file.mtime_ns, file.records, file.declared, file.boundary, file.action, run.at,
+            ],
+        )  # fmt: skip
+        if file.action != NOT_READ:
+            con.execute(
+                f"insert into {SCHEMA}.loads values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run.load_id,
+                    run.at,
+                    file.entity,
+                    file.file,
+                    file.action,
+                    file.rows_added,
+                    file.rows,
+                    file.size,
+                ],
+            )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    if file.reason:
         log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
-    con.execute(
-        f"insert into {SCHEMA}.files values (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)",
-        [file.entity, file.file, file.format, file.rows, file.status, file.reason, file.encoding, file.size],
-    )
-    if result is None:
-        report.no_entity.append(file)
-        return
-    report.files.append(file)
-    result.files += 1
-    result.rows += file.rows
-    result.rejected_files += bool(file.reason)
+
+
+def _remove(con: duckdb.DuckDBPyConnection, run: _Run, gone: _Known) -> None:
+    """A file loaded before and gone now: its rows, rejects and manifest row out, in one transaction."""
+    con.execute("begin")
+    try:
+        if gone.entity != NO_ENTITY:
+            con.execute(f"delete from {SCHEMA}.{gone.entity} where _file = ?", [gone.file])
+        con.execute(f"delete from {SCHEMA}.load_rejects where _file = ?", [gone.file])
+        con.execute(f"delete from {SCHEMA}.files where _file = ?", [gone.file])
+        con.execute(
+            f"insert into {SCHEMA}.loads values (?, ?, ?, ?, 'deleted', 0, 0, null)",
+            [run.load_id, run.at, gone.entity, gone.file],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
