@@ -297,3 +297,35 @@ def test_a_dead_recipient_blocks_nobody_and_is_retried_then_dead(http, tmp_path)
     ).fetchone()
     assert status == "dead" and attempts >= 2
     assert Counter(http.key_counts().values()) == Counter({1: len(EXPECTED["owner"]) - 1})
+
+
+def test_journey_notify_entries_handed_over_are_routed_and_sent_once(http, tmp_path):
+    """enqueue_journey (for the journey notify step): each entry becomes a notification with rule
+    journey:<journey>:<step> and event key the entry id, routed by the step's route."""
+    from activation.staff.deliver import deliver_due
+    from activation.staff.planner import enqueue_journey
+
+    con = _world(http)
+    con.execute(
+        """create table main.handed as select * from (values
+               ('e1', 'c_1', 'cart', 'tell_owner', 'A cart over 500 was left', 'owner'),
+               ('e2', 'c_2', 'cart', 'tell_owner', 'A cart over 500 was left', 'owner'),
+               ('e3', 'c_7', 'cart', 'tell_boss', '', 'manager'))
+           as t(entry_id, customer_id, journey, step, message, route)"""
+    )
+    config = activation_config(http.base_url)
+    staff = staff_config(config, {})
+    assert enqueue_journey(con, staff, "main.handed", NOON) == 3
+    assert enqueue_journey(con, staff, "main.handed", NOON) == 0  # handed over twice: made once
+    deliver_due(con, staff, sender(config, tmp_path), NOON)
+    assert _received(http) == {("c_1", "s_b"), ("c_2", None), ("c_7", "s_mgr")}
+    rows = con.execute(
+        "select rule, event_key, message from tideline_staff.notifications where customer_id = 'c_1'"
+    ).fetchall()
+    assert rows == [
+        (
+            "journey:cart:tell_owner",
+            "e1",
+            "Journey cart, step tell_owner: customer c_1: A cart over 500 was left. For s_b (owner)",
+        )
+    ]
