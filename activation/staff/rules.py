@@ -107,7 +107,7 @@ def _churn_risk(rule: Rule) -> str:
     if "min_predicted_clv" in rule.params:
         valuable, label = (
             "s.predicted_clv >= $min_predicted_clv",
-            "'at least ' || format('{:,.2f}', $min_predicted_clv)",
+            "'at least ' || format('{:,.2f}', cast($min_predicted_clv as double))",
         )
     else:
         valuable = "s.clv_rank <= $clv_top_share"
@@ -124,7 +124,7 @@ def _churn_risk(rule: Rule) -> str:
                select s.customer_id, $week as event_key, cast(null as timestamp) as occurred_at,
                       'Customer ' || s.customer_id || ' is at high risk of churning ('
                           || cast(round(s.churn_probability * 100) as integer) || '%) with a predicted 12-month value of '
-                          || format('{{:,.2f}}', s.predicted_clv) || ' (' || {label} || ')' as message
+                          || format('{{:,.2f}}', cast(s.predicted_clv as double)) || ' (' || {label} || ')' as message
                from s
                where s.churn_probability >= $min_churn_probability and {valuable}"""
 
@@ -132,7 +132,7 @@ def _churn_risk(rule: Rule) -> str:
 def _order_above(rule: Rule) -> str:
     completed = "and o.is_purchase" if rule.params.get("completed_only", True) else ""
     return f"""select o.customer_id, o.order_id as event_key, o.ordered_at as occurred_at,
-                      'Customer ' || o.customer_id || ' ordered ' || format('{{:,.2f}}', o.amount)
+                      'Customer ' || o.customer_id || ' ordered ' || format('{{:,.2f}}', cast(o.amount as double))
                           || coalesce(' ' || o.currency, '') || ' (order ' || o.order_id || ') on '
                           || strftime(o.ordered_at, '%Y-%m-%d') as message
                from {ORDERS} as o
