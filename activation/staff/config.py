@@ -7,7 +7,7 @@ Every mistake is a StaffConfigError naming the file, the rule and the key:
     config/staff_notifications.yml: rules.big_orders.amount: must be a number > 0, got 'lots'
 
 The file names destinations of the activation config (config/activation.yml) by name: `team` (the
-team channel, a webhook or smtp destination), `chat` (a webhook destination whose settings, secret
+team channel, a webhook destination; a rule's `destination` override too), `chat` (a webhook destination whose settings, secret
 and timeouts, every chat handle is sent with: its url is replaced by the employee's handle) and
 `email` (an smtp destination for email handles). Secrets stay in the activation config's
 environment variables; `${VAR:-default}` works here as there.
