@@ -47,6 +47,7 @@ from orchestration.schedules import (
     weekly_retrain,
 )
 from orchestration.serving import bi_warehouse_asset
+from orchestration.staff import staff_notifications
 from tideline.dbt_manifest import dbt_executable
 from tideline.settings import Settings
 
@@ -69,6 +70,7 @@ def build_definitions(
         tideline_dbt_scored_assets,
         *sync_assets,
         *journey_assets,
+        staff_notifications,
         campaign_report,
     ]
     assets.append(bi_warehouse_asset(_leaves(assets)))

@@ -73,7 +73,7 @@ def build_summary(
         activations = _activation_lines(con)
         launches = _launch_lines(con)
         campaigns = _campaign_lines(con)
-        journeys = _journey_lines(con)
+        journeys = _journey_lines(con) + _staff_lines(con)
     finally:
         con.close()
 
@@ -484,3 +484,27 @@ def _lead_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def _pts(value: float | None) -> str:
     return fmt_pp(value, missing=NONE, unit="pts")
+
+
+def _staff_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Staff notifications by rule and status (tideline_staff.notifications, what the staff
+    notifications asset has made so far: the mart marts.fct_staff_notifications follows at the next
+    dbt build); nothing before the first notification run."""
+    if not table_exists(con, "tideline_staff", "notifications"):
+        return []
+    rows = _rows(
+        con,
+        """select rule, count(*), count(*) filter (where status in ('sent', 'unknown')),
+                  count(*) filter (where status in ('pending', 'deferred', 'in_digest', 'failed')),
+                  count(*) filter (where status = 'dead'), count(*) filter (where fell_back)
+           from tideline_staff.notifications where rule_kind <> 'digest' group by 1 order by 1""",
+    )
+    if not rows:
+        return []
+    lines = ["", "Staff notifications      made     sent  waiting     dead  to team (fallback)"]
+    for rule, made, sent, waiting, dead, fell_back in rows:
+        lines.append(f"  {rule:<22}{made:>5,}{sent:>9,}{waiting:>9,}{dead:>9,}{fell_back:>9,}")
+    lines.append(
+        "  waiting: quiet hours, the daily digest or a retry; details: table marts.fct_staff_notifications"
+    )
+    return lines
