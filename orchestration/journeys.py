@@ -23,6 +23,7 @@ from activation.journeys.deliver import EngineDelivery
 from activation.journeys.files import journey_names, journeys_dir, load_project_journeys, project_catalog
 from activation.journeys.health import stuck_entries
 from activation.journeys.run import run_ticks
+from activation.staff.config import optional_staff_config
 from orchestration.activation import launched_by
 from orchestration.dbt import model_key
 from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
@@ -82,6 +83,11 @@ def _journey_asset(name: str) -> dg.AssetsDefinition:
             workers=activation.workers,
             dry_run=config.dry_run,
             launched_by=launched_by(context.run.tags),
+            staff=optional_staff_config(
+                activation.config_path,
+                destinations=settings.destinations,
+                env=activation.resolved_environment(),
+            ),
         )
         with warehouse.connect() as con:
             (result,) = run_ticks(

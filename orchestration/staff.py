@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from activation.journeys.clock import parse_clock
-from activation.staff.config import DEFAULT_STAFF_CONFIG, load_staff_config
+from activation.staff.config import load_staff_config, staff_config_path
 from activation.staff.deliver import Sender
 from activation.staff.run import run_staff_notifications
 from orchestration.activation import launched_by
@@ -25,13 +25,6 @@ from orchestration.ml import SCORES_KEY
 from orchestration.resources import ActivationConfigResource, PipelineSettings, WarehouseResource
 
 STAFF_KEY = dg.AssetKey(["staff", "notifications"])
-
-
-def staff_config_path(activation: ActivationConfigResource) -> Path:
-    """staff_notifications.yml next to the activation config in use."""
-    if activation.config_path:
-        return Path(activation.config_path).parent / DEFAULT_STAFF_CONFIG.name
-    return DEFAULT_STAFF_CONFIG
 
 
 @dg.asset(
@@ -52,7 +45,7 @@ def staff_notifications(
     activation: ActivationConfigResource,
     pipeline: PipelineSettings,
 ) -> dg.MaterializeResult:
-    path = staff_config_path(activation)
+    path = staff_config_path(activation.config_path)
     if not path.exists():
         return dg.MaterializeResult(metadata={"status": f"no rules file {path.name}: nothing to notify"})
     config = activation.config()

@@ -1,5 +1,6 @@
-"""A journey step's deliveries through the activation engine: send (a message on a channel),
-sync (an upsert to a CRM or audience) and notify (a staff notification).
+"""A journey step's deliveries: send (a message on a channel) and sync (an upsert to a CRM or
+audience) through the activation engine, notify (a staff notification) through the staff
+notifications (activation.staff, which send through the same engine).
 
 The entries due at the step whose customer the warehouse knows are written to one queue table
 (`tideline_journeys.send_queue`: entry_id, customer_id and the mapped columns of dim_customers),
@@ -39,6 +40,9 @@ from activation.launches.gate import AWAITING_APPROVAL, AWAITING_DECISION, AWAIT
 from activation.ledger import SCHEMA as LEDGER
 from activation.planner import params as binding_params
 from activation.planner import row_message_key_sql
+from activation.staff.config import StaffConfig
+from activation.staff.deliver import Sender, deliver_due
+from activation.staff.planner import enqueue_journey
 from activation.warehouse import DuckDBLimits, execute, quote_identifier, quote_relation
 
 if TYPE_CHECKING:
@@ -74,6 +78,21 @@ class EngineDelivery:
     workers: int = 4
     dry_run: bool = False
     launched_by: str | None = None  # who or what started the tick (schedule:..., cli:...): sync_runs
+    # the staff notifications file (activation.staff.config.optional_staff_config): routes a notify
+    # step's entries to the employees linked to the customer; None: notify steps skip their entries
+    staff: StaffConfig | None = None
+
+    def notify_staff(self, con: duckdb.DuckDBPyConnection, clock: dt.datetime) -> None:
+        """Send the staff notifications due at `clock` (a notify step's, made just before)."""
+        if self.staff is not None and not self.dry_run:
+            sender = Sender(
+                self.config,
+                self.raw_dir,
+                self.limits,
+                workers=min(self.workers, 2),
+                launched_by=self.launched_by,
+            )
+            deliver_due(con, self.staff, sender, clock)
 
     def __call__(self, con: duckdb.DuckDBPyConnection, binding: SyncBinding, clock: dt.datetime) -> None:
         self.run(con, binding, clock)
@@ -103,7 +122,7 @@ class EngineDelivery:
 
 
 def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> SyncBinding:
-    """The engine's binding of a delivery step (one split arm)."""
+    """The engine's binding of a send or sync step (one split arm)."""
     action = step.action
     common = {
         "segment": f"journey__{journey.name}__{step.id}",
@@ -134,17 +153,7 @@ def binding_for(journey: Journey, step: Step, schema: str, arm: str | None) -> S
             delivery_action="upsert",
             **common,
         )
-    assert isinstance(action, Notify)
-    fields = {
-        "customer_id": "customer_id",
-        "journey": "_journey",
-        "step": "_step",
-        "message": "_message",
-        "route": "_route",
-    }
-    return SyncBinding(
-        destination=action.destination, channel=None, fields=fields, frequency_cap=None, **common
-    )
+    raise TypeError(f"step {step.id} ({step.kind}) is not delivered through a binding")
 
 
 def launch_bindings(journeys: list[Journey], schema: str) -> list[SyncBinding]:
@@ -182,6 +191,8 @@ def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
     if unknown:
         t.result.waiting += unknown
         t.result.by_reason["waiting:unknown_customer"] += unknown
+    if isinstance(step.action, Notify):
+        return _notify_staff(t, journey, step, step.action)
     moved = 0
     arms = [a for (a,) in con.execute("select distinct arm from _j_due where known order by 1").fetchall()]
     try:
@@ -196,21 +207,49 @@ def deliver_step(t: JourneyTick, journey: Journey, step: Step) -> int:
     return moved
 
 
+def _notify_staff(t: JourneyTick, journey: Journey, step: Step, action: Notify) -> int:
+    """A notify step hands its entries to the staff notifications (activation.staff.planner.
+    enqueue_journey): one notification per entry and recipient, rule `journey:<journey>:<step>`,
+    event the entry id, routed by the step's route (or all to its `destination`), made once by its
+    id, so a tick rerun after a crash makes none again; what is due is sent at once. The entries
+    move on `notified`. Without a staff notifications file they move on skipped
+    (`staff:not_configured`); a dry run moves them as notified and makes nothing."""
+    con = t.con
+    con.execute(
+        """create or replace temp table _j_notify as
+           select entry_id, customer_id, ? as journey, ? as step, ? as message, ? as route,
+                  cast(? as varchar) as destination
+           from _j_due where known""",
+        [journey.name, step.id, action.message, action.route, action.destination],
+    )
+    staff = getattr(t.deliver, "staff", None)
+    outcome, reason = ("notified", None) if staff is not None else ("skipped", "staff:not_configured")
+    if staff is not None and not t.deliver.dry_run:
+        enqueue_journey(con, staff, "_j_notify", t.clock)
+        t.deliver.notify_staff(con, t.clock)
+    moved = t.move(
+        journey,
+        """select entry_id, ? as to_node, ? as outcome, cast(? as varchar) as reason,
+                  cast(null as varchar) as arm, cast(null as varchar) as exit_reason
+           from _j_notify""",
+        [step.next, outcome, reason],
+    )
+    if outcome == "notified":  # notifications count as sent in the tick's totals
+        t.result.sent += moved
+    return moved
+
+
 def _fill_queue(t: JourneyTick, step: Step, binding: SyncBinding, arm: str | None) -> None:
     columns = [
         c for c in dict.fromkeys(binding.fields.values()) if not c.startswith("_") and c != "customer_id"
     ]
     picked = "".join(f", c.{quote_identifier(col)}" for col in columns)
-    extra, values = "", [arm]
-    if isinstance(step.action, Notify):
-        extra = ", ? as _journey, ? as _step, ? as _message, ? as _route"
-        values = [t.journey.name, step.id, step.action.message, step.action.route, arm]
     t.con.execute(
         f"""create or replace table {t.s}.{QUEUE} as
-            select d.entry_id, d.customer_id{picked}{extra}
+            select d.entry_id, d.customer_id{picked}
             from _j_due as d join {quote_relation(t.customers)} as c on c.customer_id = d.customer_id
             where d.known and d.arm is not distinct from ?""",
-        values,
+        [arm],
     )
 
 
@@ -248,7 +287,7 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
                        from {DECISIONS}) as d on d.idempotency_key = k.idempotency_key""",
         values,
     )
-    outcome = {"send": "sent", "sync": "synced", "notify": "notified"}[step.kind]
+    outcome = {"send": "sent", "sync": "synced"}[step.kind]
     moved = t.move(
         journey,
         """select entry_id, ? as to_node,
@@ -259,7 +298,7 @@ def _move_by_outcome(t: JourneyTick, journey: Journey, step: Step, binding: Sync
               and not (status = 'skipped' and list_contains(?, coalesce(reason, '')))""",
         [step.next, outcome, list(HOLDS)],
     )
-    if outcome != "sent":  # syncs and notifications count as sent in the tick's totals
+    if outcome != "sent":  # syncs count as sent in the tick's totals
         t.result.sent += con.execute(
             "select count(*) from _j_outcome where status in ('sent', 'unknown')"
         ).fetchone()[0]

@@ -932,7 +932,7 @@ class _Reader:
 
     def notify(self, raw: Any, at: _At) -> tuple[Notify, dict[str, Any]]:
         raw = _mapping(raw, at, "notify", NOTIFY_KEYS)
-        destination = self.destination(raw, at)
+        destination = self.destination(raw, at) if "destination" in raw else None
         if "message" not in raw:
             raise at.key("message").error(
                 "missing: the text staff receive (never personal data: the customer id is sent)"
@@ -942,7 +942,10 @@ class _Reader:
         if route not in ROUTES:
             raise at.key("route").error(f"must be one of {', '.join(ROUTES)} (got {_show(route)})")
         notify = Notify(destination, message, route)
-        return notify, {"destination": destination, "message": message, "route": route}
+        canonical = {"message": message, "route": route}
+        if destination is not None:
+            canonical["destination"] = destination
+        return notify, canonical
 
 
 def _seconds(duration: dt.timedelta) -> dict[str, int]:
@@ -1074,7 +1077,8 @@ def _describe(step: Step, canonical: Any) -> str:
     if isinstance(a, SyncAction):
         return f"sync to {a.destination} ({', '.join(a.fields)}) -> {step.next}"
     if isinstance(a, Notify):
-        return f"notify {a.destination} (route {a.route}) -> {step.next}"
+        where = f"to {a.destination}" if a.destination else f"route {a.route}"
+        return f"notify staff ({where}) -> {step.next}"
     raise AssertionError(type(a))
 
 

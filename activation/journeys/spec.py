@@ -47,7 +47,7 @@ The file format (docs/journeys.md has the demo journeys as examples):
       - id: to_crm
         sync: {destination: crm, fields: {email: email}}
       - id: tell_owner
-        notify: {destination: staff_alerts, message: "..."}
+        notify: {message: "...", route: owner}   # to the customer's linked employee
 
 Node ids are plain identifiers (they go into idempotency keys and table rows, never into SQL text).
 The version of a journey is the hash of its canonical JSON (`Journey.version`): any change to the
@@ -193,12 +193,15 @@ class SyncAction:
 
 @dataclass(frozen=True)
 class Notify:
-    """A staff notification (the staff-notification issue routes it): a signed webhook post with
-    the journey, step and customer id (never personal data) and `message`."""
+    """A staff notification (activation.staff): each entry becomes a notification to the employees
+    the route picks among those linked to the customer (owner, manager, all_owners, first_owner,
+    or the team channel, which is also the fallback), with the journey, step, customer id (never
+    personal data) and `message`. `destination`: every notification of the step goes there
+    instead (a webhook destination), as a staff rule's `destination:` does."""
 
-    destination: str
+    destination: str | None
     message: str
-    route: str = "owner"  # owner | manager | all_owners | first_owner | team (issue 16)
+    route: str = "owner"  # owner | manager | all_owners | first_owner | team
 
 
 Action = Union[Wait, Branch, Split, Send, TagAction, SyncAction, Notify]  # noqa: UP007

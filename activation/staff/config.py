@@ -116,6 +116,25 @@ def load_staff_config(
     return parse_staff_config(raw, where, destinations)
 
 
+def staff_config_path(activation_config: str | Path | None) -> Path:
+    """staff_notifications.yml next to the activation config in use ('' or None: the default's)."""
+    if activation_config:
+        return Path(activation_config).parent / DEFAULT_STAFF_CONFIG.name
+    return DEFAULT_STAFF_CONFIG
+
+
+def optional_staff_config(
+    activation_config: str | Path | None,
+    *,
+    destinations: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+) -> StaffConfig | None:
+    """The staff notifications file next to the activation config, or None when there is none
+    (nothing to notify; a journey notify step then skips its entries with the reason)."""
+    path = staff_config_path(activation_config)
+    return load_staff_config(path, destinations=destinations, env=env) if path.exists() else None
+
+
 def parse_staff_config(raw: Any, where: str, destinations: Mapping[str, Mapping[str, Any]]) -> StaffConfig:
     """The file's value (already read and expanded) as a StaffConfig."""
     top = _mapping(where, "(top)", raw, TOP_KEYS)

@@ -47,8 +47,10 @@ def plan_notifications(
 
 def enqueue_journey(con: duckdb.DuckDBPyConnection, staff: StaffConfig, rows: str, now: dt.datetime) -> int:
     """A journey notify step's entries, handed over: `rows` (a relation from code) has entry_id,
-    customer_id, journey, step, message and route. Each becomes one notification per recipient
-    (rule `journey:<journey>:<step>`, event key the entry id), made once; the number made."""
+    customer_id, journey, step, message, route and optionally destination (the step's: every
+    notification of the step goes there, as a rule's `destination:` does). Each becomes one
+    notification per recipient (rule `journey:<journey>:<step>`, event key the entry id), made
+    once; the number made."""
     ensure_schema(con)
     rel = quote_relation(rows)
     con.execute(
@@ -60,10 +62,13 @@ def enqueue_journey(con: duckdb.DuckDBPyConnection, staff: StaffConfig, rows: st
             from {rel}""",
         [now],
     )
+    has_destination = "destination" in [d[0] for d in con.execute(f"select * from {rel} limit 0").description]
+    override = "destination" if has_destination else "cast(null as varchar)"
     con.execute(
-        """create or replace temp table _staff_rule_routes as
-           select distinct rule, route, cast(null as varchar) as override, false as digest
-           from _staff_journey_candidates"""
+        f"""create or replace temp table _staff_rule_routes as
+            select distinct 'journey:' || journey || ':' || step as rule, route, {override} as override,
+                   false as digest
+            from {rel}"""
     )
     route(con, staff, "_staff_journey_candidates")
     return sum(_insert(con, now).values())

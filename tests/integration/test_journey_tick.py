@@ -702,9 +702,13 @@ def test_consent_revoked_between_two_steps_stops_the_second(
 def test_sync_and_notify_steps_deliver_once_through_their_destinations(
     tmp_path: Path, sink: HttpSink
 ) -> None:
-    """A sync step upserts the customer to the CRM and a notify step posts a signed staff alert
-    carrying ids only; both once per entry, whatever ticks follow."""
+    """A sync step upserts the customer to the CRM; a notify step hands each entry to the staff
+    notifications, which route it (here: all to the step's destination; routing by owner is
+    tests/integration/test_staff_notifications.py) and post one signed message carrying ids only;
+    both once per entry, whatever ticks follow. Without a staff notifications file the notify step
+    skips its entries with the reason."""
     from activation.journeys.spec import Notify, SyncAction
+    from activation.staff.config import parse_staff_config
 
     path = tmp_path / "activation.yml"
     destinations = {
@@ -720,7 +724,13 @@ def test_sync_and_notify_steps_deliver_once_through_their_destinations(
         json.dumps({"destinations": destinations, "policies": {"quiet_hours": {"start": 0, "end": 0}}})
     )
     config = load_config(path, env={"TEST_JOURNEY_SECRET": SECRET, "TEST_CRM_TOKEN": "crm-test-token"})
-    deliver = EngineDelivery(config, tmp_path / "raw", LIMITS, workers=1)
+    staff = parse_staff_config(
+        {"destinations": {"team": "staff"}, "link_base_url": "http://127.0.0.1:3000/customers",
+         "quiet_hours": {"start": 0, "end": 0}, "rules": {}},
+        "staff.yml",
+        config.destinations,
+    )  # fmt: skip
+    deliver = EngineDelivery(config, tmp_path / "raw", LIMITS, workers=1, staff=staff)
     con = make_warehouse(tmp_path / "w.duckdb")
     event(con, "e1", "c1", "checkout_started", at(0))
     event(con, "e3", "c3", "checkout_started", at(0))  # no SMS consent: irrelevant to a CRM sync
@@ -737,10 +747,26 @@ def test_sync_and_notify_steps_deliver_once_through_their_destinations(
     upserts = [r for q in sink.requests_for("/crm/contacts/batch/upsert") for r in q.body["inputs"]]
     alerts = [r for q in sink.requests_for("/alerts") for r in q.body["records"]]
     assert sorted(u["properties"]["firstname"] for u in upserts) == ["C1", "C3"]
-    assert sorted(a["customer_id"] for a in alerts) == ["c1", "c3"]
-    assert {a["fields"]["message"] for a in alerts} == {"a cart was abandoned"}
-    assert all("phone" not in a["fields"] for a in alerts)  # ids and words, never personal data
+    assert sorted(a["fields"]["customer_id"] for a in alerts) == ["c1", "c3"]
+    assert all("a cart was abandoned" in a["fields"]["text"] for a in alerts)
+    assert all(a["fields"]["link"].endswith(a["fields"]["customer_id"]) for a in alerts)
+    assert all("+44" not in json.dumps(a) for a in alerts)  # ids and words, never personal data
     assert first.sent == 4 and first.by_reason == {"exited:completed": 2}
+    made = con.execute(
+        "select rule, event_key, status from tideline_staff.notifications order by 2"
+    ).fetchall()
+    entry_ids = [
+        r[0]
+        for r in con.execute("select entry_id from tideline_journeys.entries order by customer_id").fetchall()
+    ]
+    assert sorted(made) == sorted(("journey:cart:tell", e, "sent") for e in entry_ids)
+
+    # no staff notifications file: the step's entries move on, skipped with the reason
+    event(con, "e2", "c2", "checkout_started", at(1))
+    bare = EngineDelivery(config, tmp_path / "raw", LIMITS, workers=1)
+    skipped = tick(con, [journey], at(1.5), bare)["cart"]
+    assert skipped.by_reason["skipped:staff:not_configured"] == 1
+    assert len([r for q in sink.requests_for("/alerts") for r in q.body["records"]]) == 2
 
 
 def test_a_test_send_goes_to_the_test_accounts_only_and_is_never_a_customers_message(

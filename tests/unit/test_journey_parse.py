@@ -617,7 +617,7 @@ def test_describe_journey_gives_one_line_per_step(templates: Path) -> None:
         "viewed: wait for product_view -> tag_it; after 3 days without -> to_crm",
         "tag_it: add tag cart_rescued -> to_crm",
         "to_crm: sync to crm (email) -> tell_owner",
-        "tell_owner: notify staff_alerts (route team) -> end",
+        "tell_owner: notify staff (to staff_alerts) -> end",
     ]
 
 
@@ -671,3 +671,13 @@ def test_a_pilot_on_a_send_is_the_segment_activations_pilot_and_part_of_the_vers
     assert "nudge: send sms (inline, pilot 10% judged after 1 day 12 hours, approval above 500)" in " ".join(
         describe_journey(j)
     )
+
+
+def test_a_notify_step_without_a_destination_is_routed_to_the_linked_employees(templates: Path) -> None:
+    routed = parse(
+        EVERY_KIND.replace("notify: {destination: staff_alerts, message:", "notify: {message:"), templates
+    )
+    action = routed.step("tell_owner").action
+    assert (action.destination, action.route, action.message) == (None, "team", "A large cart was left")
+    assert "tell_owner: notify staff (route team) -> end" in describe_journey(routed)
+    assert routed.version != parse(EVERY_KIND, templates).version  # all to one destination is not routing

@@ -140,14 +140,23 @@ def tick_journeys(
     from activation.journeys.deliver import EngineDelivery
     from activation.journeys.files import project_catalog
     from activation.journeys.run import run_ticks
+    from activation.staff.config import optional_staff_config
 
     config, journeys = _load(settings, env)
     unknown = set(names) - {j.name for j in journeys}
     if unknown:
         raise ValueError(f"no journey named {', '.join(sorted(unknown))} in config/journeys")
     chosen = [j for j in journeys if not names or j.name in names]
+    staff = optional_staff_config(
+        settings.activation_config, destinations=config.destinations, env=config.env
+    )
     deliver = EngineDelivery(
-        config, settings.raw_dir, _limits(settings), dry_run=dry_run, launched_by=f"cli:{os_user()}"
+        config,
+        settings.raw_dir,
+        _limits(settings),
+        dry_run=dry_run,
+        launched_by=f"cli:{os_user()}",
+        staff=staff,
     )
     con = connect_warehouse(settings)
     try:
