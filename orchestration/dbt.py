@@ -75,9 +75,17 @@ translator = TidelineTranslator(settings=DagsterDbtTranslatorSettings(enable_ass
 
 
 def dbt_vars(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[str, str]:
-    """The --vars of a build: the warehouse the profile opens (dbt_project/profiles.yml) and the
-    as-of date ('' = dbt's default, today)."""
+    """The --vars of a build: the warehouse the profile opens (dbt_project/profiles.yml), DuckDB's
+    memory limit, threads and spill folder (the warehouse resource's), and the as-of date ('' =
+    dbt's default, today)."""
     variables = {"tideline_warehouse": warehouse.path}
+    for name, value in (
+        ("tideline_memory_limit", warehouse.memory_limit),
+        ("tideline_duckdb_threads", str(warehouse.threads or "")),
+        ("tideline_temp_dir", warehouse.temp_directory),
+    ):
+        if value:
+            variables[name] = value
     return {**variables, "as_of": settings.as_of} if settings.as_of else variables
 
 

@@ -15,7 +15,7 @@ Nothing here reads or writes os.environ: orchestration/definitions.py builds the
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,11 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     lock_wait_seconds: float = 0.0
     bi_path: str = ""  # the BI copy (serving/bi_warehouse publishes it; the lock message names it)
+    # DuckDB's limits for every step that opens the warehouse through this resource (landing load,
+    # scores, report) and for dbt (orchestration/dbt.py passes them as --vars); '' / 0: DuckDB's own
+    memory_limit: str = ""
+    threads: int = 0
+    temp_directory: str = ""
     _in_run: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -56,9 +61,22 @@ class WarehouseResource(dg.ConfigurableResource):
         )
         try:
             con.execute("set TimeZone = 'UTC'")
+            self._limit(con)
             yield con
         finally:
             con.close()
+
+    def _limit(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The memory limit, threads and spill folder on a new connection (DuckDB keeps a spill
+        folder once it has spilled there: a database this process already uses keeps its own)."""
+        if self.memory_limit:
+            con.execute("set memory_limit = ?", [self.memory_limit])
+        if self.threads:
+            con.execute("set threads = ?", [self.threads])
+        if self.temp_directory:
+            Path(self.temp_directory).mkdir(parents=True, exist_ok=True)
+            with suppress(duckdb.NotImplementedException):
+                con.execute("set temp_directory = ?", [self.temp_directory])
 
     def wait_until_free(self) -> None:
         """Before a program that opens the file itself (dbt): wait until no other process holds it."""

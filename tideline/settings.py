@@ -14,6 +14,10 @@ TIDELINE_LOCAL_DESTINATIONS   1 when the local destinations of the default confi
                               the Dagster UI it starts): the sandbox secrets come from the state folder
 TIDELINE_DUCKDB_MEMORY_LIMIT, TIDELINE_DUCKDB_THREADS, TIDELINE_DUCKDB_TEMP_DIR
                               DuckDB's limits while a sync runs (activation/warehouse.py has the defaults)
+TIDELINE_MEMORY_LIMIT, TIDELINE_THREADS, TIDELINE_TEMP_DIR
+                              DuckDB's limits for the rest of a run (landing load, dbt, scores, report):
+                              default 40% of the machine's memory up to 4GB, every core, and
+                              <state folder>/duckdb_spill for what does not fit
 DAGSTER_HOME                  when set, the Dagster instance every warehouse's runs share
 
 Runs are separate: everything a run generates about a warehouse (trained models, reports, the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -39,6 +44,8 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_HOME = (REPO_ROOT / ".tideline").resolve()
 DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"
 DEFAULT_LOCK_WAIT_SECONDS = 60.0
+DEFAULT_MEMORY_CAP_MB = 4096  # the pipeline's DuckDB memory limit: 40% of the machine's, at most this
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 # run tags every Dagster run of a Tideline job carries (filter on them in the UI's Runs page)
 TAG_RAW_DIR = "tideline/raw_dir"
 TAG_WAREHOUSE = "tideline/warehouse"
@@ -61,6 +68,9 @@ class Settings:
     duckdb_temp_dir: str = ""
     journeys_dir: str = ""  # '' = config/journeys (activation/journeys/files.py)
     journey_clock: str = ""  # '' = the wall clock; an ISO time: the clock journey ticks run at (demo, tests)
+    memory_limit: str = ""  # the pipeline's DuckDB memory limit ('' = default_memory_limit())
+    threads: int = 0  # the pipeline's DuckDB threads (0 = every core)
+    temp_dir: str = ""  # where DuckDB spills ('' = <state folder>/duckdb_spill)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -83,7 +93,24 @@ class Settings:
             duckdb_temp_dir=env.get("TIDELINE_DUCKDB_TEMP_DIR", "").strip(),
             journeys_dir=env.get("TIDELINE_JOURNEYS_DIR", "").strip(),
             journey_clock=validate_clock(env.get("TIDELINE_JOURNEY_CLOCK", "")),
+            memory_limit=validate_size("TIDELINE_MEMORY_LIMIT", env.get("TIDELINE_MEMORY_LIMIT", "")),
+            threads=whole_number("TIDELINE_THREADS", env.get("TIDELINE_THREADS")),
+            temp_dir=env.get("TIDELINE_TEMP_DIR", "").strip(),
         )
+
+    @property
+    def pipeline_memory_limit(self) -> str:
+        """DuckDB's memory limit for the landing load, dbt, the scores and the report."""
+        return self.memory_limit or default_memory_limit()
+
+    @property
+    def pipeline_threads(self) -> int:
+        return self.threads or (os.cpu_count() or 1)
+
+    @property
+    def pipeline_temp_dir(self) -> Path:
+        """Where DuckDB spills what does not fit in the memory limit."""
+        return Path(self.temp_dir).resolve() if self.temp_dir else self.state_dir / "duckdb_spill"
 
     @property
     def state_dir(self) -> Path:
@@ -149,6 +176,9 @@ class Settings:
             "TIDELINE_DUCKDB_TEMP_DIR": self.duckdb_temp_dir,
             "TIDELINE_JOURNEYS_DIR": self.journeys_dir,
             "TIDELINE_JOURNEY_CLOCK": self.journey_clock,
+            "TIDELINE_MEMORY_LIMIT": self.memory_limit,
+            "TIDELINE_THREADS": str(self.threads or ""),
+            "TIDELINE_TEMP_DIR": self.temp_dir,
         }
         if self.dagster_home is not None:
             env["DAGSTER_HOME"] = str(self.dagster_home)
@@ -238,3 +268,21 @@ def validate_clock(value: str | None) -> str:
     except ValueError as exc:
         raise ValueError(f"journey clock {value!r} is not a date-time like 2026-03-10T09:30") from exc
     return value
+
+
+def default_memory_limit() -> str:
+    """40% of the machine's memory, at most DEFAULT_MEMORY_CAP_MB (DuckDB's own default is 80%: a
+    run beside BI tools and the sync engine's own limit needs room; DuckDB spills the rest)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return f"{DEFAULT_MEMORY_CAP_MB}MB"
+    return f"{max(256, min(DEFAULT_MEMORY_CAP_MB, int(total * 0.4 / 2**20)))}MB"
+
+
+def validate_size(name: str, raw: str | None) -> str:
+    """A DuckDB size such as 4GB or 512MB ('' stays ''); a ValueError naming the setting otherwise."""
+    value = (raw or "").strip()
+    if value and not _SIZE.match(value):
+        raise ValueError(f"{name}={raw!r} is not a size like 512MB or 4GB (or leave it unset)")
+    return value.replace(" ", "")
