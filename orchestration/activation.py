@@ -164,6 +164,10 @@ def _sync_asset(binding: SyncBinding, deps: Sequence[dg.AssetKey] = ()) -> dg.As
         }
         if result.samples:
             metadata["plan_sample"] = dg.MetadataValue.json(result.samples)
+        if result.dry_run:  # how long the send would take (activation.engine.estimate)
+            if result.estimated_send_seconds is not None:
+                metadata["estimated_send_seconds"] = dg.MetadataValue.float(result.estimated_send_seconds)
+            metadata["estimate_basis"] = result.estimate_basis or ""
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         limit = settings.policies.failure_share_warn
         yield dg.AssetCheckResult(

@@ -40,6 +40,7 @@ from activation import planner, reconcile
 from activation.config import PolicyConfig, SyncBinding
 from activation.destinations.base import Destination
 from activation.engine.backoff import Backoff
+from activation.engine.estimate import send_estimate
 from activation.engine.journal import SyncFiles, resolve_interrupted
 from activation.engine.ledger_writes import RunStamp, record_decisions
 from activation.engine.sending import Sender, sync_context
@@ -143,6 +144,8 @@ class SyncEngine:
         if dry_run:
             result.samples = _samples(con, sample_size)
             result.counts["would_send"] = int(decided.get("send", 0))
+            estimate = send_estimate(con, b, result.counts["would_send"], self.bucket.rate)
+            result.estimated_send_seconds, result.estimate_basis = estimate.seconds, estimate.basis
             return self._finish(result, started)
 
         record_decisions(con, stamp, decided)

@@ -70,6 +70,9 @@ class SyncResult:
     launch_stage: str | None = None  # a staged launch's stage this run (activation.launches)
     launch_waiting: dict[str, int] = field(default_factory=dict)  # held by the launch, by reason
     launch_decisions: list[str] = field(default_factory=list)  # decisions this run made, in words
+    # a dry run: how long sending what it would send is expected to take (activation.engine.estimate)
+    estimated_send_seconds: float | None = None
+    estimate_basis: str | None = None
 
     @property
     def skipped(self) -> int:
@@ -100,6 +103,11 @@ class SyncResult:
             "launch_stage": self.launch_stage,
             "launch_waiting": self.launch_waiting,
             "launch_decisions": self.launch_decisions,
+            **(
+                {"estimated_send_seconds": self.estimated_send_seconds, "estimate_basis": self.estimate_basis}
+                if self.dry_run
+                else {}
+            ),
         }
 
 
