@@ -15,7 +15,11 @@
         || '" is not in contacts, orders or events' as reason,
         'row_rejected' as action
     from {{ ref('stg_crm__customer_owners') }} as owners
-    where not exists (select 1 from known_accounts where known_accounts.account_id = owners.customer_id)
+    where
+        not exists (
+            select 1 from known_accounts
+            where known_accounts.account_id = owners.customer_id
+        )
     union all
     select
         'crm_customer_owners',
@@ -27,8 +31,14 @@
         'row_rejected'
     from {{ ref('stg_crm__customer_owners') }} as owners
     where
-        exists (select 1 from known_accounts where known_accounts.account_id = owners.customer_id)
-        and not exists (select 1 from {{ ref('stg_crm__staff') }} as staff where staff.staff_id = owners.staff_id)
+        exists (
+            select 1 from known_accounts
+            where known_accounts.account_id = owners.customer_id
+        )
+        and not exists (
+            select 1 from {{ ref('stg_crm__staff') }} as staff
+            where staff.staff_id = owners.staff_id
+        )
     union all
     select
         'crm_contacts',
@@ -41,7 +51,10 @@
     from {{ ref('stg_crm__contacts') }} as contacts
     where
         contacts.owner_id is not null
-        and not exists (select 1 from {{ ref('stg_crm__staff') }} as staff where staff.staff_id = contacts.owner_id)
+        and not exists (
+            select 1 from {{ ref('stg_crm__staff') }} as staff
+            where staff.staff_id = contacts.owner_id
+        )
     union all
     select
         'crm_staff',
@@ -69,7 +82,11 @@
         || '" is not in contacts, orders or events',
         'row_rejected'
     from {{ ref('stg_crm__lead_status') }} as statuses
-    where not exists (select 1 from known_accounts where known_accounts.account_id = statuses.customer_id)
+    where
+        not exists (
+            select 1 from known_accounts
+            where known_accounts.account_id = statuses.customer_id
+        )
     union all
     select
         'crm_lead_status',
@@ -82,6 +99,12 @@
     from {{ ref('stg_crm__lead_status') }} as statuses
     where
         statuses.staff_id is not null
-        and exists (select 1 from known_accounts where known_accounts.account_id = statuses.customer_id)
-        and not exists (select 1 from {{ ref('stg_crm__staff') }} as staff where staff.staff_id = statuses.staff_id)
+        and exists (
+            select 1 from known_accounts
+            where known_accounts.account_id = statuses.customer_id
+        )
+        and not exists (
+            select 1 from {{ ref('stg_crm__staff') }} as staff
+            where staff.staff_id = statuses.staff_id
+        )
 {%- endmacro %}

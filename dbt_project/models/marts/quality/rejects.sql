@@ -117,10 +117,11 @@ unknown_references as (
         'unknown order: order_id "' || items.order_id || '" is not a usable order',
         'row_rejected'
     from {{ ref('stg_commerce__order_items') }} as items
-    where not exists (
-        select 1 from {{ ref('stg_commerce__orders') }} as orders
-        where orders.order_id = items.order_id
-    )
+    where
+        not exists (
+            select 1 from {{ ref('stg_commerce__orders') }} as orders
+            where orders.order_id = items.order_id
+        )
     union all
     {{ staff_references() }}
 ),

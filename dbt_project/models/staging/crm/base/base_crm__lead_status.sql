@@ -26,7 +26,8 @@ checked as (
         {{ required_issue('raw__customer_id', 'customer_id') }} as issue__customer_id,
         case
             when crm_stage is null or crm_stage not in ('sales_accepted', 'opportunity', 'deal', 'lost')
-                then 'stage "' || coalesce(raw__stage, '')
+                then
+                    'stage "' || coalesce(raw__stage, '')
                     || '" is not one of sales_accepted, opportunity, deal, lost'
         end as issue__stage,
         {{ timestamp_issue('raw__changed_at', 'changed_at', 'changed_at') }} as issue__changed_at

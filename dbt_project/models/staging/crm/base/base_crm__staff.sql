@@ -37,15 +37,16 @@ classified as (
     select
         parsed.*,
         case
-            when {{ regexp_like('handle_raw', '^https?://[^[:space:]/]+[^[:space:]]*$') }} then 'webhook'
-            when {{ is_valid_email('lower(handle_raw)') }} then 'email'
+            when {{ regexp_like('parsed.handle_raw', '^https?://[^[:space:]/]+[^[:space:]]*$') }} then 'webhook'
+            when {{ is_valid_email('lower(parsed.handle_raw)') }} then 'email'
         end as handle_kind,
         case
-            when active_raw is null or active_raw in ('true', 't', 'yes', 'y', '1') then true
-            when active_raw in ('false', 'f', 'no', 'n', '0') then false
+            when parsed.active_raw is null or parsed.active_raw in ('true', 't', 'yes', 'y', '1') then true
+            when parsed.active_raw in ('false', 'f', 'no', 'n', '0') then false
         end as active_parsed,
-        exists (select 1 from time_zones where time_zones.time_zone = parsed.timezone_raw) as timezone_known
+        time_zones.time_zone is not null as timezone_known
     from parsed
+    left join time_zones on parsed.timezone_raw = time_zones.time_zone
 ),
 
 checked as (
