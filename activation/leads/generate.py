@@ -7,7 +7,7 @@
 Four models in models/marts/leads/ come from the file; the rest of the folder is hand-written
 SQL that reads them, so the scoring arithmetic (decay, caps, stages) lives in one place:
 - lead_score_rules: one row per rule (group, kind, points, cap, half-life, window, count, reason);
-- lead_stages: the score stages and their thresholds;
+- lead_stages: the score stages and their thresholds, then the CRM stages;
 - lead_score_fit: one row per customer and fit rule whose condition holds on the as-of date;
 - lead_score_occurrences: one row per event or message that satisfies a behaviour rule (before
   the as-of cutoff), whatever its age: decay and windows are applied per score day downstream.
@@ -31,7 +31,7 @@ from activation.conditions import (
 from activation.conditions.literals import dbt_literal
 from activation.conditions.nodes import Event, Message
 
-from .rules import PROJECT_DIR, RULES_NAME, STAGES, LeadScoring, Rule, default_rules_file, load
+from .rules import CRM_STAGES, PROJECT_DIR, RULES_NAME, STAGES, LeadScoring, Rule, default_rules_file, load
 
 MODELS_DIR = Path("models/marts/leads")
 BUILD_COMMAND = "tideline leads build"
@@ -93,14 +93,22 @@ def _rules_model(rules: Sequence[Rule]) -> str:
 
 def _stages_model(scoring: LeadScoring) -> str:
     rows = [
-        "select cast('raw_lead' as varchar) as lead_stage, 1 as stage_order, cast(null as double precision) as min_score"
+        "select cast('raw_lead' as varchar) as lead_stage, 1 as stage_order, "
+        "cast(null as double precision) as min_score, cast('score' as varchar) as source"
     ]
     for order, name in enumerate(STAGES, start=2):
         rows.append(
-            f"select cast({dbt_literal(name)} as varchar), {order}, cast({_num(scoring.stages[name])} as double precision)"
+            f"select cast({dbt_literal(name)} as varchar), {order}, "
+            f"cast({_num(scoring.stages[name])} as double precision), cast('score' as varchar)"
+        )
+    for order, name in enumerate(CRM_STAGES, start=len(STAGES) + 2):
+        rows.append(
+            f"select cast({dbt_literal(name)} as varchar), {order}, cast(null as double precision), "
+            "cast('crm' as varchar)"
         )
     return _header(
-        "lead_stages: the score stages of a lead, lowest first, with the total score each needs."
+        "lead_stages: the stages of a lead, lowest first: the score stages with the total score each "
+        "needs, then the CRM stages (crm/lead_status)."
     ) + ("\nunion all\n".join(rows) + "\n")
 
 

@@ -43,6 +43,9 @@ GROUP_KEYS = ("kind", "cap", "half_life_days", "description")
 RULE_KEYS = ("name", "group", "points", "reason", "where", "description")
 KINDS = ("fit", "behaviour")
 STAGES = ("nurtured", "marketing_qualified")  # score stages above raw_lead, lowest first
+# Stages people record in the CRM (crm/lead_status), above the score stages: one in force wins over
+# the score's stage (docs/leads.md). The order is lead_stages.stage_order; `lost` is last.
+CRM_STAGES = ("sales_accepted", "opportunity", "deal", "lost")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_REASON = 60
 

@@ -63,6 +63,8 @@ LANDING = (
     ("commerce_orders", ("customer_id",), "email", None),
     ("events", ("customer_id",), None, "anonymous_id"),
     ("engagement_events", ("customer_id",), None, None),
+    ("crm_customer_owners", ("customer_id",), None, None),
+    ("crm_lead_status", ("customer_id",), None, None),
 )
 
 

@@ -69,6 +69,11 @@ SECTIONS: dict[str, tuple[Source, ...]] = {
         Source("tideline_journeys.tag_changes", IDS),
     ),
     "audiences": (Source("marts.audience_membership_history", IDS),),
+    "sales": (
+        Source("marts.customer_owners", IDS),
+        Source("marts.lead_crm_stages", IDS),
+        Source("marts.lead_scores", IDS),
+    ),
     "destinations": (Source("tideline_sync.synced_state", IDS),),
     "erasure": (Source("tideline_sync.erasure_requests", IDS),),
 }

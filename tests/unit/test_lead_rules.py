@@ -85,7 +85,11 @@ def test_generated_sql_compiles_each_kind_of_rule() -> None:
     assert "d1.email_opt_in" in models["lead_score_fit"]
     rules = models["lead_score_rules"]
     assert "cast('browsed_products' as varchar) as rule" in rules and "3 as min_count" in rules
-    assert models["lead_stages"].count("union all") == 2
+    stages = models["lead_stages"]
+    assert stages.count("union all") == 6  # raw_lead, 2 score stages, 4 CRM stages
+    assert (
+        "select cast('lost' as varchar), 7, cast(null as double precision), cast('crm' as varchar)" in stages
+    )
 
 
 def mutated(change) -> dict:

@@ -219,7 +219,7 @@ def test_a_line_torn_by_a_killed_receiver_is_rejected_with_its_line(tmp_path: Pa
 ORDER = {"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}
 EXPECTED_FOLDERS = (
     "crm/contacts/, crm/consents/, commerce/products/, commerce/orders/, commerce/order_items/, events/, "
-    "engagement/events/"
+    "engagement/events/, crm/staff/, crm/customer_owners/, crm/lead_status/"
 )
 
 

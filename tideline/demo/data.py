@@ -43,7 +43,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tideline.landing.contract import CONSENTS, CONTACTS, EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS
+from tideline.landing.contract import (
+    CONSENTS,
+    CONTACTS,
+    CUSTOMER_OWNERS,
+    EVENTS,
+    LEAD_STATUS,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+    STAFF,
+)
 
 DEFAULT_END_DATE = dt.date(2026, 10, 31)
 FUTURE_DAYS = 90
@@ -703,6 +713,35 @@ LEAD_NOISE_RATE = 0.12
 LEAD_MIN_LEAD_DAYS = 3.0
 LEAD_SIGNAL_DAYS = (2.0, 28.0)  # how long before the first purchase a hot lead's signals come
 LEAD_PATHS = ("/pricing", "/webinar")  # a page_view of pricing, a form_submit registering for a webinar
+# Staff, owners and CRM lead stages (docs/staff.md): streams of their own, so adding them changed
+# none of the draws above. A sales team of two managers and six reps (one inactive); leads (no
+# completed purchase in the window) get an owner with STAFF_LEAD_OWNER_RATE, buyers with
+# STAFF_BUYER_OWNER_RATE; STAFF_CONTACT_OWNER_RATE of those links are contacts.owner_id instead
+# of a crm/customer_owners row, and STAFF_SECOND_OWNER_RATE get a second rep linked later. Leads
+# with planted signals get CRM stages after their last signal: sales_accepted, then opportunity,
+# then deal or lost.
+H_STAFF = 240
+STAFF_SINK = "http://127.0.0.1:8091/staff/"  # the demo's local HTTP sink
+STAFF_DOMAIN = "shop.example.com"
+# (staff_id, name, manager_id, team, time zone, active, handle: webhook or email)
+DEMO_STAFF = (
+    ("stf_m1", "Maren Vogt", "", "sales-north", "Europe/Berlin", True, "webhook"),
+    ("stf_m2", "Luis Romero", "", "sales-south", "Europe/Madrid", True, "email"),
+    ("stf_01", "Anna Berg", "stf_m1", "sales-north", "Europe/Berlin", True, "webhook"),
+    ("stf_02", "Jonas Lind", "stf_m1", "sales-north", "Europe/Stockholm", True, "webhook"),
+    ("stf_03", "Emma Dubois", "stf_m1", "sales-north", "Europe/Paris", True, "email"),
+    ("stf_04", "Marco Rossi", "stf_m2", "sales-south", "Europe/Rome", True, "webhook"),
+    ("stf_05", "Lucia Gomez", "stf_m2", "sales-south", "Europe/Madrid", True, "webhook"),
+    ("stf_06", "Piet de Vries", "stf_m2", "sales-south", "Europe/Amsterdam", False, "email"),
+)
+STAFF_REPS = 6  # the last six of DEMO_STAFF own customers
+STAFF_LEAD_OWNER_RATE = 0.5
+STAFF_BUYER_OWNER_RATE = 0.1
+STAFF_CONTACT_OWNER_RATE = 0.3
+STAFF_SECOND_OWNER_RATE = 0.1
+STAFF_ACCEPT_RATE = 0.5  # leads with signals that sales accepted
+STAFF_OPPORTUNITY_RATE = 0.5  # of those, opportunities
+STAFF_DEAL_RATE, STAFF_LOST_RATE = 0.3, 0.3  # of the opportunities
 
 EMAIL_NUMBER_MULT = 7_368_787
 PHONE_SUB_MULT = 5_102_787
@@ -1625,7 +1664,9 @@ def _tz_offsets(start: dt.date, n_days: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _contacts_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, bad: _Malformed) -> pa.Table:
+def _contacts_table(
+    rng: np.random.Generator, ctx: _Context, acc: _Accounts, bad: _Malformed, owners: _Owners
+) -> pa.Table:
     """CRM rows: one per account, a few in-place corruptions, a few extra rows without customer_id."""
     ident, n = acc.identity, acc.n
     secs = acc.signup_sec
@@ -1651,6 +1692,7 @@ def _contacts_table(rng: np.random.Generator, ctx: _Context, acc: _Accounts, bad
         "created_at": created.to_pylist(),
         "source": [SOURCES[s] for s in acc.source],
         "birth_date": _birth_dates(ctx, acc.gidx),
+        "owner_id": [DEMO_STAFF[owners.first[k]][0] if owners.on_contact[k] else None for k in range(n)],
     }
     corrupt = np.flatnonzero(ctx.ident.is_corrupt(acc.gidx))
     kind_u = ctx.ident.u(H_CORRUPT_KIND, acc.gidx)
@@ -2175,6 +2217,150 @@ def _dup_ids(ctx: _Context, dup_of: np.ndarray) -> pa.Array:
 
 
 # --------------------------------------------------------------------------------------------------
+# Staff, owners and CRM lead stages
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Owners:
+    """Per account of a chunk: whether a rep owns it, which (index into DEMO_STAFF), since when (days
+    since the window start), whether the link is the contact's owner_id, and a second rep or -1."""
+
+    has: np.ndarray
+    first: np.ndarray
+    linked_t: np.ndarray
+    on_contact: np.ndarray
+    second: np.ndarray
+    second_t: np.ndarray
+
+
+def _first_purchase(acc: _Accounts, orders: _Orders) -> np.ndarray:
+    first = np.full(acc.n, _INF)
+    np.minimum.at(first, orders.cust[orders.completed], orders.t[orders.completed])
+    return first
+
+
+def _plan_owners(ctx: _Context, acc: _Accounts, orders: _Orders) -> _Owners:
+    """Owners of one chunk's accounts: a pure function of (seed, account index) and the orders."""
+    u, gidx, end = ctx.ident.u, acc.gidx, float(ctx.cal.days)
+    lead = ~(_first_purchase(acc, orders) < end)
+    rate = np.where(lead, STAFF_LEAD_OWNER_RATE, STAFF_BUYER_OWNER_RATE)
+    start = np.clip(acc.signup_t, 0.0, end - 1.0)
+    has = (u(H_STAFF, gidx) < rate) & (acc.signup_t < end - 1.0)
+    reps = len(DEMO_STAFF) - STAFF_REPS
+    first = reps + np.minimum((u(H_STAFF + 3, gidx) * STAFF_REPS).astype(np.int64), STAFF_REPS - 1)
+    offset = 1 + np.minimum((u(H_STAFF + 4, gidx) * (STAFF_REPS - 1)).astype(np.int64), STAFF_REPS - 2)
+    two = has & (u(H_STAFF + 2, gidx) < STAFF_SECOND_OWNER_RATE)
+    linked = start + np.minimum(end - start, 30.0) * u(H_STAFF + 5, gidx) * 0.99
+    return _Owners(
+        has,
+        first,
+        linked,
+        has & (u(H_STAFF + 1, gidx) < STAFF_CONTACT_OWNER_RATE),
+        np.where(two, reps + (first - reps + offset) % STAFF_REPS, -1),
+        linked + (end - linked) * u(H_STAFF + 6, gidx) * 0.99,
+    )
+
+
+def _staff_handle(staff_id: str, name: str, kind: str) -> str:
+    if kind == "webhook":
+        return STAFF_SINK + staff_id
+    return f"{_ascii_slug(name.split()[0])}@{STAFF_DOMAIN}"
+
+
+def _write_staff(out_dir: Path) -> int:
+    rows = [
+        {
+            "staff_id": sid,
+            "name": name,
+            "email": f"{_ascii_slug(name.split()[0])}@{STAFF_DOMAIN}",
+            "manager_id": manager,
+            "handle": _staff_handle(sid, name, kind),
+            "team": team,
+            "timezone": zone,
+            "active": "true" if active else "false",
+        }
+        for sid, name, manager, team, zone, active, kind in DEMO_STAFF
+    ]
+    path = out_dir / STAFF.path / "staff.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(pa.Table.from_pylist(rows), path)
+    return len(rows)
+
+
+def _write_owners(ctx: _Context, acc: _Accounts, owners: _Owners, chunk: int) -> None:
+    """The crm/customer_owners rows of one chunk: first links not on the contact, second links."""
+    k1 = np.flatnonzero(owners.has & ~owners.on_contact)
+    k2 = np.flatnonzero(owners.second >= 0)
+    cust = np.concatenate([k1, k2])
+    staff = np.concatenate([owners.first[k1], owners.second[k2]])
+    when = np.concatenate([owners.linked_t[k1], owners.second_t[k2]])
+    if not len(cust):
+        return
+    order = np.lexsort((staff, cust))
+    cust, staff, when = cust[order], staff[order], when[order]
+    table = pa.table(
+        {
+            "customer_id": acc.ids.take(pa.array(cust, type=pa.int64())),
+            "staff_id": pa.array([DEMO_STAFF[s][0] for s in staff], type=pa.string()),
+            "linked_at": ctx.ts.utc(np.floor(when * SECONDS_PER_DAY).astype(np.int64)),
+        }
+    )
+    path = ctx.out_dir / CUSTOMER_OWNERS.path / f"part-{chunk:05d}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(table, path)
+    ctx.counts["customer_owners"] = ctx.counts.get("customer_owners", 0) + table.num_rows
+    ctx.counts["contact_owners"] = ctx.counts.get("contact_owners", 0) + int(owners.on_contact.sum())
+
+
+def _write_lead_status(ctx: _Context, acc: _Accounts, orders: _Orders, owners: _Owners, chunk: int) -> None:
+    """CRM stages of the leads with planted signals and no purchase in the window: sales_accepted 1 to
+    5 days after the last signal, then an opportunity 2 to 10 days later, then a deal or lost 5 to 20
+    days later; only what happened before the window's end. Set by the owner, else by no one."""
+    u, end = ctx.ident.u, float(ctx.cal.days)
+    sig = _lead_signals(ctx, acc, orders)
+    last = np.full(acc.n, -_INF)
+    np.maximum.at(last, sig.cust, sig.sec / SECONDS_PER_DAY)
+    gidx = acc.gidx
+    lead = ~(_first_purchase(acc, orders) < end)
+    accepted = np.isfinite(last) & lead & (u(H_STAFF + 10, gidx) < STAFF_ACCEPT_RATE)
+    t1 = last + 1 + 4 * u(H_STAFF + 11, gidx)
+    t2 = t1 + 2 + 8 * u(H_STAFF + 12, gidx)
+    t3 = t2 + 5 + 15 * u(H_STAFF + 13, gidx)
+    opp = accepted & (u(H_STAFF + 14, gidx) < STAFF_OPPORTUNITY_RATE)
+    close = u(H_STAFF + 15, gidx)
+    final = np.where(
+        close < STAFF_DEAL_RATE, "deal", np.where(close < STAFF_DEAL_RATE + STAFF_LOST_RATE, "lost", "")
+    )
+    rows: list[tuple[int, float, str]] = []
+    for k in np.flatnonzero(accepted):
+        steps = [(t1[k], "sales_accepted")]
+        if opp[k]:
+            steps.append((t2[k], "opportunity"))
+            if final[k]:
+                steps.append((t3[k], str(final[k])))
+        rows += [(int(k), t, stage) for t, stage in steps if t < end]
+    if not rows:
+        return
+    cust = np.array([r[0] for r in rows], dtype=np.int64)
+    secs = np.floor(np.array([r[1] for r in rows]) * SECONDS_PER_DAY).astype(np.int64)
+    table = pa.table(
+        {
+            "customer_id": acc.ids.take(pa.array(cust)),
+            "stage": pa.array([r[2] for r in rows], type=pa.string()),
+            "changed_at": ctx.ts.utc(secs),
+            "staff_id": pa.array(
+                [DEMO_STAFF[owners.first[k]][0] if owners.has[k] else None for k in cust], type=pa.string()
+            ),
+        }
+    )
+    path = ctx.out_dir / LEAD_STATUS.path / f"part-{chunk:05d}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(table, path)
+    ctx.counts["lead_status"] = ctx.counts.get("lead_status", 0) + table.num_rows
+
+
+# --------------------------------------------------------------------------------------------------
 # Chunk driver
 # --------------------------------------------------------------------------------------------------
 
@@ -2190,7 +2376,8 @@ def _generate_chunk(
     acc, shared = _build_accounts(rng, ctx.ident, lo, hi, ctx.id_width)
     pur = _simulate_purchases(rng, acc, ctx.cal)
     orders = _order_details(rng, acc, pur, ctx.cal)
-    _write_crm(rng, ctx, acc, chunk)
+    owners = _plan_owners(ctx, acc, orders)
+    _write_crm(rng, ctx, acc, chunk, owners)
     window = np.flatnonzero(orders.in_window)
     order_numbers = _write_orders(rng, ctx, acc, orders, window, chunk)
     items = _order_items(rng, acc, orders, window, ctx.cat)
@@ -2199,6 +2386,8 @@ def _generate_chunk(
     item_start[window] = np.concatenate([[0], np.cumsum(orders.n_lines[window])[:-1]]).astype(np.int64)
     _write_events(rng, ctx, acc, pur, orders, items, item_start, chunk)
     _write_lead_signals(ctx, acc, orders, chunk)
+    _write_owners(ctx, acc, owners, chunk)
+    _write_lead_status(ctx, acc, orders, owners, chunk)
     for k in np.flatnonzero(acc.is_dup):
         ctx.duplicate_rows.append(
             {
@@ -2217,9 +2406,9 @@ def _generate_chunk(
     return truth
 
 
-def _write_crm(rng: np.random.Generator, ctx: _Context, acc: _Accounts, chunk: int) -> None:
+def _write_crm(rng: np.random.Generator, ctx: _Context, acc: _Accounts, chunk: int, owners: _Owners) -> None:
     bad = _Malformed()
-    contacts = _contacts_table(rng, ctx, acc, bad)
+    contacts = _contacts_table(rng, ctx, acc, bad, owners)
     rel = f"{CONTACTS.path}/part-{chunk:05d}.csv"
     _write_csv(ctx, contacts, rel)
     _record_malformed(ctx, CONTACTS.name, bad, [rel], None, None)
@@ -2289,6 +2478,9 @@ def _write_events(
 # Entry point
 # --------------------------------------------------------------------------------------------------
 _OWNED_DIRS = (
+    STAFF.path,
+    CUSTOMER_OWNERS.path,
+    LEAD_STATUS.path,
     CONTACTS.path,
     CONSENTS.path,
     PRODUCTS.path,
@@ -2382,6 +2574,7 @@ def generate_demo_data(
         _tz_offsets(start_date, cal.horizon),
     )
     products = _write_products(ctx.cat, out_dir)
+    ctx.counts["staff"] = _write_staff(out_dir)
     truth: pq.ParquetWriter | None = None
     for chunk, lo in enumerate(range(0, customers, chunk_size)):
         truth = _generate_chunk(ctx, chunk, lo, min(lo + chunk_size, customers), truth)

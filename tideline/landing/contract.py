@@ -70,6 +70,13 @@ CONTACTS = Entity(
             False,
             "Date of birth (YYYY-MM-DD); birthday journeys trigger on its day and month",
         ),
+        _c(
+            "owner_id",
+            "text",
+            False,
+            "The employee who owns the account (a crm/staff staff_id); linked since created_at, "
+            "like a crm/customer_owners row",
+        ),
     ),
 )
 
@@ -236,7 +243,89 @@ ENGAGEMENT_EVENTS = Entity(
     ),
 )
 
-ENTITIES: tuple[Entity, ...] = (CONTACTS, CONSENTS, PRODUCTS, ORDERS, ORDER_ITEMS, EVENTS, ENGAGEMENT_EVENTS)
+STAFF = Entity(
+    "crm_staff",
+    "crm/staff",
+    False,
+    "One row per employee who follows customers up (sales, support); staff notifications go to them. "
+    "A later file's row wins over an earlier one with the same staff_id.",
+    (
+        _c(
+            "staff_id",
+            "text",
+            True,
+            "Employee id; crm/customer_owners, contacts.owner_id and manager_id refer to it",
+        ),
+        _c("name", "text", False, "Display name"),
+        _c("email", "text", False, "Work email address (trimmed and lower-cased on load)"),
+        _c(
+            "manager_id",
+            "text",
+            False,
+            "The staff_id of the employee's manager; empty when none (an unknown id is cleared and reported)",
+        ),
+        _c(
+            "handle",
+            "text",
+            False,
+            "Where notifications go: an http(s) webhook URL of a chat tool, or an email address "
+            "(anything else is cleared and reported)",
+        ),
+        _c("team", "text", False, "Team name, e.g. sales-emea"),
+        _c(
+            "timezone",
+            "text",
+            False,
+            "IANA time zone for quiet hours, e.g. Europe/Berlin (unknown zones are cleared)",
+        ),
+        _c("active", "text", False, "true or false (also yes/no, 1/0); empty means true"),
+    ),
+)
+
+CUSTOMER_OWNERS = Entity(
+    "crm_customer_owners",
+    "crm/customer_owners",
+    False,
+    "Links between customers and the employees who follow them up; a customer can have several. "
+    "Links to merged accounts count for the merged customer; the earliest link of a pair wins.",
+    (
+        _c("customer_id", "text", True, "Account id, the same id space as contacts and orders"),
+        _c("staff_id", "text", True, "The linked employee (a crm/staff staff_id)"),
+        _c(
+            "linked_at",
+            "timestamp",
+            False,
+            "When the employee was linked (ISO 8601; no offset means UTC); the first linked is the first owner",
+        ),
+    ),
+)
+
+LEAD_STATUS = Entity(
+    "crm_lead_status",
+    "crm/lead_status",
+    False,
+    "Sales decisions about leads recorded in the CRM: from changed_at's day on, the stage wins over the "
+    "lead score's stage until the customer's next status (docs/leads.md).",
+    (
+        _c("customer_id", "text", True, "Account id of the lead"),
+        _c("stage", "text", True, "sales_accepted, opportunity, deal or lost"),
+        _c("changed_at", "timestamp", True, "When the stage was set (ISO 8601; no offset means UTC)"),
+        _c("staff_id", "text", False, "The employee who set it (a crm/staff staff_id)"),
+    ),
+)
+
+ENTITIES: tuple[Entity, ...] = (
+    CONTACTS,
+    CONSENTS,
+    PRODUCTS,
+    ORDERS,
+    ORDER_ITEMS,
+    EVENTS,
+    ENGAGEMENT_EVENTS,
+    STAFF,
+    CUSTOMER_OWNERS,
+    LEAD_STATUS,
+)
 ENTITIES_BY_NAME = {e.name: e for e in ENTITIES}
 
 

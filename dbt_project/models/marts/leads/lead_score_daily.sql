@@ -1,6 +1,8 @@
 -- The lead score of each customer on each score day: fit and engagement (behaviour) scores,
 -- the total and the stage. A group gives at most its cap (the sum of its rules' points, capped);
--- fit score = sum of the fit groups, engagement score = sum of the behaviour groups.
+-- fit score = sum of the fit groups, engagement score = sum of the behaviour groups. The stage is
+-- the CRM stage in force on the day (lead_crm_stages) when there is one: it wins over the stage the
+-- score reaches (score_stage), from the day it was recorded until the customer's next status.
 with rule_points as (
     select
         rule_days.customer_id,
@@ -51,18 +53,37 @@ rounded as (
         cast(round(cast(engagement_score as numeric(18, 6)), 2) as double precision) as engagement_score,
         cast(round(cast(fit_score + engagement_score as numeric(18, 6)), 2) as double precision) as total_score
     from scores
+),
+
+staged as (
+    select
+        rounded.customer_id,
+        rounded.score_on,
+        rounded.fit_score,
+        rounded.engagement_score,
+        rounded.total_score,
+        case
+            when rounded.total_score >= thresholds.mql_score then 'marketing_qualified'
+            when rounded.total_score >= thresholds.nurtured_score then 'nurtured'
+            else 'raw_lead'
+        end as score_stage,
+        crm.crm_stage
+    from rounded
+    cross join thresholds
+    left join {{ ref('lead_crm_stages') }} as crm
+        on
+            rounded.customer_id = crm.customer_id
+            and rounded.score_on >= crm.in_force_from
+            and (crm.in_force_until is null or rounded.score_on < crm.in_force_until)
 )
 
 select
-    rounded.customer_id,
-    rounded.score_on,
-    rounded.fit_score,
-    rounded.engagement_score,
-    rounded.total_score,
-    case
-        when rounded.total_score >= thresholds.mql_score then 'marketing_qualified'
-        when rounded.total_score >= thresholds.nurtured_score then 'nurtured'
-        else 'raw_lead'
-    end as lead_stage
-from rounded
-cross join thresholds
+    customer_id,
+    score_on,
+    fit_score,
+    engagement_score,
+    total_score,
+    score_stage,
+    crm_stage,
+    coalesce(crm_stage, score_stage) as lead_stage
+from staged

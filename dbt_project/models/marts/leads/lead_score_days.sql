@@ -5,7 +5,10 @@
 --   * before that window, the days a behaviour rule's occurrence happened: the score only rises
 --     on such a day (between them it only decays), so the first day the MQL threshold was
 --     crossed is exact over the whole history.
--- A customer with neither a signup date nor an occurrence is scored on the as-of date only.
+--   * the days a CRM stage was recorded (lead_crm_stages), so a CRM stage shows on its day even
+--     before that window, and a customer known to the CRM only is scored from its first status on.
+-- A customer with neither a signup date, an occurrence nor a CRM status is scored on the as-of
+-- date only.
 {%- set history_days = var('lead_history_days') | int %}
 {%- if history_days < 31 %}
     {{ exceptions.raise_compiler_error("var lead_history_days must be at least 31 (the backtest looks 30 days back); got " ~ history_days) }}
@@ -23,9 +26,18 @@ occurrence_days as (
     from {{ ref('lead_score_occurrences') }}
 ),
 
+crm_days as (
+    select distinct customer_id, in_force_from as changed_on
+    from {{ ref('lead_crm_stages') }}
+),
+
 first_occurrences as (
     select customer_id, min(occurred_on) as first_occurred_on
-    from occurrence_days
+    from (
+        select customer_id, occurred_on from occurrence_days
+        union all
+        select customer_id, changed_on from crm_days
+    ) as signs
     group by customer_id
 ),
 
@@ -62,10 +74,18 @@ earlier as (
     where occurrence_days.occurred_on < cast({{ dbt.dateadd('day', 1 - history_days, as_of_date()) }} as date)
 ),
 
+earlier_crm as (
+    select crm_days.customer_id, crm_days.changed_on as score_on
+    from crm_days
+    where crm_days.changed_on < cast({{ dbt.dateadd('day', 1 - history_days, as_of_date()) }} as date)
+),
+
 candidates as (
     select customer_id, score_on from daily
     union
     select customer_id, score_on from earlier
+    union
+    select customer_id, score_on from earlier_crm
 )
 
 select

@@ -1,6 +1,8 @@
 -- One row per lead: a customer without a purchase on the as-of date, with the fit, engagement
 -- and total score, the stage, since when, when the MQL threshold was first crossed (computed over
 -- the history as of the as-of date, never remembered from earlier runs), and the top reasons.
+-- A CRM stage in force on the as-of date (crm_stage) is the lead's stage; owner_id is the first
+-- linked active employee (customer_owners).
 with leads as (
     select customer_id
     from {{ ref('dim_customers') }}
@@ -8,7 +10,7 @@ with leads as (
 ),
 
 today as (
-    select customer_id, fit_score, engagement_score, total_score, lead_stage
+    select customer_id, fit_score, engagement_score, total_score, lead_stage, crm_stage
     from {{ ref('lead_score_daily') }}
     where score_on = {{ as_of_date() }}
 ),
@@ -16,7 +18,7 @@ today as (
 first_mql as (
     select customer_id, min(score_on) as mql_first_on
     from {{ ref('lead_score_daily') }}
-    where lead_stage = 'marketing_qualified'
+    where score_stage = 'marketing_qualified'
     group by customer_id
 ),
 
@@ -41,6 +43,19 @@ raw_points as (
         sum(case when kind = 'behaviour' then points else 0 end) as engagement_uncapped
     from {{ ref('lead_score_reasons') }}
     group by customer_id
+),
+
+first_owners as (
+    select customer_id, staff_id as owner_id
+    from (
+        select
+            customer_id,
+            staff_id,
+            row_number() over (partition by customer_id order by owner_rank) as active_rank
+        from {{ ref('customer_owners') }}
+        where staff_is_active
+    ) as active_owners
+    where active_rank = 1
 ),
 
 top_reasons as (
@@ -69,6 +84,8 @@ select
     ) as is_capped,
     coalesce(top_reasons.top_reasons, 'no scoring rule holds') as top_reasons,
     last_engaged.last_engaged_at,
+    today.crm_stage,
+    first_owners.owner_id,
     {{ as_of_date() }} as as_of_date
 from leads
 left join today on leads.customer_id = today.customer_id
@@ -77,3 +94,4 @@ left join current_spells on leads.customer_id = current_spells.customer_id
 left join last_engaged on leads.customer_id = last_engaged.customer_id
 left join raw_points on leads.customer_id = raw_points.customer_id
 left join top_reasons on leads.customer_id = top_reasons.customer_id
+left join first_owners on leads.customer_id = first_owners.customer_id

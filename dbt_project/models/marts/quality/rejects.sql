@@ -42,6 +42,28 @@ with field_issues as (
         ('consented_at', 'raw__consented_at', 'row_rejected'),
     ]) }}
     union all
+    {{ reject_rows('base_crm__staff', 'crm_staff', [
+        ('staff_id', 'raw__staff_id', 'row_rejected'),
+        ('email', 'raw__email', 'field_cleared'),
+        ('manager_id', 'raw__manager_id', 'field_cleared'),
+        ('handle', 'raw__handle', 'field_cleared'),
+        ('timezone', 'raw__timezone', 'field_cleared'),
+        ('active', 'raw__active', 'field_cleared'),
+        ('staff_id', 'raw__staff_id', 'duplicate'),
+    ]) }}
+    union all
+    {{ reject_rows('base_crm__customer_owners', 'crm_customer_owners', [
+        ('customer_id', 'raw__customer_id', 'row_rejected'),
+        ('staff_id', 'raw__staff_id', 'row_rejected'),
+        ('linked_at', 'raw__linked_at', 'field_cleared'),
+    ]) }}
+    union all
+    {{ reject_rows('base_crm__lead_status', 'crm_lead_status', [
+        ('customer_id', 'raw__customer_id', 'row_rejected'),
+        ('stage', 'raw__stage', 'row_rejected'),
+        ('changed_at', 'raw__changed_at', 'row_rejected'),
+    ]) }}
+    union all
     {{ reject_rows('base_events__events', 'events', [
         ('event_type', 'raw__event_type', 'row_rejected'),
         ('occurred_at', 'raw__occurred_at', 'row_rejected'),
@@ -95,10 +117,13 @@ unknown_references as (
         'unknown order: order_id "' || items.order_id || '" is not a usable order',
         'row_rejected'
     from {{ ref('stg_commerce__order_items') }} as items
-    where not exists (
-        select 1 from {{ ref('stg_commerce__orders') }} as orders
-        where orders.order_id = items.order_id
-    )
+    where
+        not exists (
+            select 1 from {{ ref('stg_commerce__orders') }} as orders
+            where orders.order_id = items.order_id
+        )
+    union all
+    {{ staff_references() }}
 ),
 
 load_issues as (

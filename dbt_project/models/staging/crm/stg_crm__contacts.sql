@@ -11,6 +11,7 @@ select
     created_at,
     lead_source,
     birth_date,
+    owner_id,
     _file,
     _row
 from {{ ref('base_crm__contacts') }}
