@@ -34,14 +34,16 @@ SAFE_COLUMNS = frozenset(
         "customer_id", "account_id", "order_id", "product_id", "event_id", "message_key",
         "idempotency_key", "sync_id", "sync_key", "touchpoint_id", "seq", "attempt", "version",
         "model_version", "content_version", "spell_number", "reason_rank", "link_index",
-        "touch_position", "path_length",
+        "touch_position", "path_length", "staff_id", "owner_id", "manager_id", "notification_id",
+        "owner_rank",
         # where a row came from (file paths and record numbers, never the row's values)
         "_file", "_row", "_rejected", "entity", "field", "action", "format", "rows", "source_file",
         "source_row",
         # categories
         "status", "event_type", "event_source", "channel", "campaign", "variant", "segment",
         "destination", "mode", "provider", "bounce_type", "bot_reason", "skip_reason", "key_type",
-        "lifecycle_stage", "stage", "previous_stage", "rfm_segment", "segment_description", "tag",
+        "lifecycle_stage", "stage", "previous_stage", "lead_stage", "crm_stage", "score_stage",
+        "notify_kind", "route", "team", "rfm_segment", "segment_description", "tag",
         "description", "rule", "category", "product_name", "currency", "country", "source",
         "lead_source", "consent_source", "acquisition_source", "acquisition_medium", "source_medium",
         "utm_source", "utm_medium", "utm_campaign", "touch_type", "model", "arm", "arm_type",

@@ -65,3 +65,34 @@ def test_lead_block_counts_stages_and_prints_the_backtest() -> None:
 
 def test_no_lead_marts_no_block() -> None:
     assert _lead_lines(duckdb.connect()) == []
+
+
+def test_crm_stages_follow_the_score_stages_and_every_lead_is_counted() -> None:
+    con = warehouse()
+    con.execute(
+        "create table marts.lead_stages (lead_stage varchar, stage_order integer, source varchar, min_score double)"
+    )
+    con.executemany(
+        "insert into marts.lead_stages values (?, ?, ?, null)",
+        [
+            ("raw_lead", 1, "score"),
+            ("nurtured", 2, "score"),
+            ("marketing_qualified", 3, "score"),
+            ("sales_accepted", 4, "crm"),
+            ("opportunity", 5, "crm"),
+            ("deal", 6, "crm"),
+            ("lost", 7, "crm"),
+        ],
+    )
+    con.execute(
+        "insert into marts.lead_scores values ('f', 'opportunity', false, date '2026-01-05', date '2026-03-31')"
+    )
+    lines = _lead_lines(con)
+    assert lines[2:7] == [
+        "  raw_lead                    2   33.3%",
+        "  nurtured                    1   16.7%",
+        "  marketing_qualified         2   33.3%",
+        "  opportunity                 1   16.7%   (CRM)",  # CRM stages nobody is in are left out
+        "  backtest: 400 leads on 2026-03-01, 20 made a first purchase within 30 days; "
+        "ROC AUC lead score 0.812, recency 0.700, purchase propensity -",
+    ]

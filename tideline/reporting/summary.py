@@ -431,12 +431,22 @@ def _journey_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     return lines
 
 
-LEAD_STAGES = ("raw_lead", "nurtured", "marketing_qualified")
+SCORE_STAGES = ("raw_lead", "nurtured", "marketing_qualified")  # before marts.lead_stages had a source
 LEAD_SCORERS = {
     "lead_score": "lead score",
     "recency": "recency",
     "purchase_propensity": "purchase propensity",
 }
+
+
+def _lead_stage_order(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(stage, source) in stage order: the score's stages, then the CRM's (marts.lead_stages)."""
+    if table_exists(con, "marts", "lead_stages") and "source" in columns_of(con, "marts.lead_stages"):
+        return [
+            (str(s), str(src))
+            for s, src in _rows(con, "select lead_stage, source from marts.lead_stages order by stage_order")
+        ]
+    return [(stage, "score") for stage in SCORE_STAGES]
 
 
 def _lead_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -455,9 +465,11 @@ def _lead_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
         "",
         f"Lead stage               leads   share   ({new_mqls:,} first reached MQL in the last 30 days)",
     ]
-    for stage in LEAD_STAGES:
+    for stage, source in _lead_stage_order(con):
         n = int(stages.get(stage, 0))
-        lines.append(f"  {stage:<22}{n:>7,}  {_pct(n, leads):>6}")
+        if source == "crm" and not n:
+            continue  # a CRM stage nobody is in (no crm/lead_status files): not worth a line
+        lines.append(f"  {stage:<22}{n:>7,}  {_pct(n, leads):>6}" + ("   (CRM)" if source == "crm" else ""))
     if not table_exists(con, "marts", "lead_score_backtest"):
         return lines
     rows = _rows(
