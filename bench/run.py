@@ -134,13 +134,15 @@ def phase_generate(out: Path, customers: int) -> dict:
 def phase_pipeline(raw: Path, home: Path, as_of: str) -> dict:
     import duckdb
 
+    from tideline.commands.demo import with_local_destinations
     from tideline.commands.run import run_pipeline
     from tideline.settings import Settings
 
     settings = replace(Settings.from_env(dict(os.environ)), home=home, warehouse=home / "warehouse.duckdb")
     settings = replace(settings, raw_dir=raw, as_of=as_of)
     started = time.monotonic()
-    ok = run_pipeline(settings, dict(os.environ))
+    with with_local_destinations(settings, dict(os.environ)) as (local, values):  # as `tideline run` does
+        ok = run_pipeline(local, dict(os.environ), activation_values=values)
     seconds = time.monotonic() - started
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     counts = {

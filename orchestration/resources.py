@@ -24,6 +24,7 @@ import duckdb
 from pydantic import PrivateAttr
 
 from activation.config import ActivationConfig, environment_names, load_config
+from activation.staff.config import staff_config_path
 from activation.warehouse import DuckDBLimits
 from tideline.settings import Settings, read_sandbox_secrets
 from tideline.warehouse import connect_waiting
@@ -162,10 +163,12 @@ class ActivationConfigResource(dg.ConfigurableResource):
         cls, config_path: str, environ: Mapping[str, str], **fields: Any
     ) -> ActivationConfigResource:
         """The resource for the config at `config_path` ('' = config/activation.yml) with a dg.EnvVar
-        for each variable the config names that is set in `environ` (an entry point's environment):
+        for each variable the config (or the staff notifications file next to it) names that is set
+        in `environ` (an entry point's environment):
         Dagster resolves them when the resource is built, and shows their names, never their values."""
-        names = environment_names(config_path or None)
-        environment = {name: dg.EnvVar(name) for name in names if name in environ}
+        # the staff notifications file next to it names its own (link base, quiet hours, sandbox)
+        names = {*environment_names(config_path or None), *environment_names(staff_config_path(config_path))}
+        environment = {name: dg.EnvVar(name) for name in sorted(names) if name in environ}
         return cls(config_path=config_path, environment=environment, **fields)
 
 

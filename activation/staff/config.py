@@ -29,7 +29,15 @@ from activation.destinations.base import ConfigError, expand_env
 DEFAULT_STAFF_CONFIG = Path(__file__).resolve().parents[2] / "config" / "staff_notifications.yml"
 KINDS = ("new_lead_assigned", "lead_mql", "churn_risk_high_value", "order_above", "form_submitted")
 ROUTES = ("owner", "manager", "all_owners", "first_owner", "team")
-TOP_KEYS = ("link_base_url", "destinations", "quiet_hours", "default_timezone", "digest_staff", "rules")
+TOP_KEYS = (
+    "link_base_url",
+    "destinations",
+    "quiet_hours",
+    "default_timezone",
+    "digest_staff",
+    "redirect_handles_to",
+    "rules",
+)
 COMMON_RULE_KEYS = (
     "kind",
     "enabled",
@@ -84,6 +92,9 @@ class StaffConfig:
     quiet_hours_end: int = 8
     default_timezone: str = "UTC"
     digest_staff: frozenset[str] = frozenset()
+    # a test or staging environment: every chat handle's message goes to this base URL with the
+    # handle's path instead of the real chat tool (None: to the handle itself)
+    redirect_handles_to: str | None = None
 
     def link(self, customer_id: str) -> str:
         return f"{self.link_base_url.rstrip('/')}/{customer_id}"
@@ -144,6 +155,14 @@ def parse_staff_config(raw: Any, where: str, destinations: Mapping[str, Mapping[
     team = _destination(where, "destinations.team", dests["team"], destinations, ("webhook",))
     chat = _destination(where, "destinations.chat", dests.get("chat"), destinations, ("webhook",))
     email = _destination(where, "destinations.email", dests.get("email"), destinations, ("smtp",))
+    redirect = top.get("redirect_handles_to") or None
+    if redirect is not None and (
+        not isinstance(redirect, str) or not re.match(r"^https?://[^\s]+$", redirect)
+    ):
+        raise StaffConfigError(
+            f"{where}: redirect_handles_to must be an http(s) URL or empty (chat handles are then sent to "
+            f"it, their path kept), got {redirect!r}"
+        )
     link = top.get("link_base_url")
     if not isinstance(link, str) or not re.match(r"^https?://[^\s]+$", link):
         raise StaffConfigError(
@@ -169,6 +188,7 @@ def parse_staff_config(raw: Any, where: str, destinations: Mapping[str, Mapping[
         chat_destination=chat,
         email_destination=email,
         link_base_url=link,
+        redirect_handles_to=redirect,
         quiet_hours_start=hours["start"],
         quiet_hours_end=hours["end"],
         default_timezone=zone,

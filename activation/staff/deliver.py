@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -190,8 +191,11 @@ def _send(
         if staff.chat_destination is None or len(urls) != 1:
             raise ConfigError(f"destination {destination}: no chat destination configured for this employee")
         template = dict(config.destinations[staff.chat_destination])
+        url = urls[0]
+        if staff.redirect_handles_to:  # a sandbox: the employee's path on the test endpoint
+            url = staff.redirect_handles_to.rstrip("/") + (urlsplit(url).path or "/")
         config = dataclasses.replace(
-            config, destinations={**config.destinations, destination: {**template, "url": urls[0]}}
+            config, destinations={**config.destinations, destination: {**template, "url": url}}
         )
     key = row_message_key_sql("q.customer_id", "q.notification_id")
     execute(

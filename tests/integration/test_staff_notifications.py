@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from activation.staff.config import StaffConfigError
 from activation.staff.run import run_staff_notifications
 from tests.staff_fixtures import (
     AS_OF,
@@ -329,3 +330,17 @@ def test_journey_notify_entries_handed_over_are_routed_and_sent_once(http, tmp_p
             "Journey cart, step tell_owner: customer c_1: A cart over 500 was left. For s_b (owner)",
         )
     ]
+
+
+def test_a_sandbox_redirects_every_chat_handle_to_its_endpoint_keeping_the_path(http, tmp_path):
+    """redirect_handles_to (staging, the demo): the employees' real chat URLs are never called; each
+    message reaches the sandbox under the handle's path, so it can still be told apart."""
+    con = make_warehouse()
+    add_staff(con, [("s_a", None, "http://127.0.0.1:9/hooks/s_a", "webhook", "UTC", True)])  # nothing listens
+    add_owners(con, [("c_1", "s_a", "2026-01-01")])
+    add_lead(con, "c_1", "2026-12-05", 74.0)
+    result = _run(con, http, tmp_path, {"lead_mql": {"route": "owner"}}, redirect_handles_to=http.base_url)
+    assert result.by_status == {"sent": 1}
+    assert [r.path for r in http.requests if r.status == 200] == ["/hooks/s_a"]
+    with pytest.raises(StaffConfigError, match="redirect_handles_to must be an http"):
+        staff_config(activation_config(http.base_url), {}, redirect_handles_to="ftp://x")

@@ -74,6 +74,9 @@ def local_destinations(state_dir: Path, env: Mapping[str, str]) -> Iterator[Loca
                     "TIDELINE_PUSH_WEBHOOK_URL": f"{base}/push",
                     "TIDELINE_CRM_URL": f"{base}/crm",
                     "TIDELINE_ALERT_WEBHOOK_URL": f"{base}/alerts",
+                    # staff notifications: the team channel, and every employee's chat handle
+                    "TIDELINE_STAFF_TEAM_WEBHOOK_URL": f"{base}/staff/team",
+                    "TIDELINE_STAFF_REDIRECT_URL": base,
                     "TIDELINE_AUDIENCE_DIR": str(outbox / "audiences"),
                     # what the sinks accepted: unknown sends are settled from it (activation.reconcile)
                     "TIDELINE_EMAIL_DELIVERY_LOG_DIR": str(outbox / "email"),

@@ -228,13 +228,15 @@ def _activation_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Per activation (segment × destination), the latest real run: the audience, what it sent,
     what earlier runs had already sent (from the delivery ledger: a rerun that sends nothing new
     must read as such, not as a failure), failures and skips by reason. Journey steps' runs
-    (sync keys journey__...) are left to the Journeys block."""
+    (sync keys journey__...) are left to the Journeys block, staff notifications (staff_notifications__...)
+    to theirs."""
     if not table_exists(con, "tideline_sync", "sync_runs"):
         return []
     runs = _rows(
         con,
         "select sync_key, sync_id, segment_rows, sent, skipped_by_reason, failed, dead_letters "
         "from tideline_sync.sync_runs where not dry_run and not starts_with(sync_key, 'journey__') "
+        "and not starts_with(sync_key, 'staff_notifications__') "
         "qualify row_number() over (partition by sync_key order by started_at desc, finished_at desc) = 1 "
         "order by sync_key",
     )
