@@ -16,6 +16,7 @@ tideline send-test ACTIVATION --to LIST [--customers N] [--synthetic]   (test se
 tideline customer export|erase --customer-id ID | --email EMAIL   (GDPR requests: docs/privacy.md)
 tideline pilot release|cancel NAME --by PERSON                   (a launch whose pilot gate failed)
 tideline approve NAME --by PERSON                                (a launch above the approval limit)
+tideline staff notify [--at ISO] [--as-of YYYY-MM-DD]            (staff notifications now: docs/leads.md)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import os
 import sys
 
-from tideline.commands import audience, customer, journey, launch, leads, send_test, tags
+from tideline.commands import audience, customer, journey, launch, leads, send_test, staff, tags
 from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
@@ -135,6 +136,11 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
     )
     launch.add_parser(
+        sub,
+        home_help="folder for generated state (default: $TIDELINE_HOME)",
+        warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",
+    )
+    staff.add_parser(
         sub,
         home_help="folder for generated state (default: $TIDELINE_HOME)",
         warehouse_help="DuckDB file (default: $TIDELINE_WAREHOUSE)",

@@ -344,3 +344,40 @@ def test_a_sandbox_redirects_every_chat_handle_to_its_endpoint_keeping_the_path(
     assert [r.path for r in http.requests if r.status == 200] == ["/hooks/s_a"]
     with pytest.raises(StaffConfigError, match="redirect_handles_to must be an http"):
         staff_config(activation_config(http.base_url), {}, redirect_handles_to="ftp://x")
+
+
+def test_staff_notify_from_the_command_line(http, tmp_path, isolated_home, monkeypatch, capsys):
+    """`tideline staff notify` runs what the asset runs, with the staff file next to the activation
+    config; without one it says so."""
+    import json
+
+    import yaml
+
+    from tideline.cli import main
+
+    warehouse = isolated_home / "warehouse.duckdb"
+    con = _world(http, warehouse)
+    con.close()
+    folder = tmp_path / "config"
+    folder.mkdir()
+    config = activation_config(http.base_url)
+    (folder / "activation.yml").write_text(yaml.safe_dump({"destinations": config.destinations}))
+    monkeypatch.setenv("TIDELINE_ACTIVATION_CONFIG", str(folder / "activation.yml"))
+    monkeypatch.setenv("STAFF_WEBHOOK_SECRET", SECRET)
+    assert main(["staff", "notify", "--as-of", str(AS_OF)]) == 2
+    assert "no staff notifications file" in capsys.readouterr().err
+    (folder / "staff_notifications.yml").write_text(
+        yaml.safe_dump(
+            {
+                "link_base_url": "https://crm.corp.example/customers",
+                "destinations": {"team": "staff_team", "chat": "staff_chat"},
+                "quiet_hours": {"start": 0, "end": 0},
+                "rules": {"lead_mql": {"route": "owner"}},
+            }
+        )
+    )
+    assert main(["staff", "notify", "--as-of", str(AS_OF), "--at", "2026-12-07T12:00:00"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["made_by_rule"] == {"lead_mql": len(EXPECTED["owner"])}
+    assert out["by_status"] == {"sent": len(EXPECTED["owner"])}
+    assert _received(http) == EXPECTED["owner"]

@@ -25,13 +25,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activation.journeys.clock import parse_clock
-from tideline.commands.run import connect_warehouse, os_user, settings_from
+from tideline.commands.run import (
+    activation_config_of,
+    connect_warehouse,
+    os_user,
+    settings_from,
+    sync_limits_of,
+)
 from tideline.commands.send_test import accounts_list_known
-from tideline.settings import Settings, read_sandbox_secrets
+from tideline.settings import Settings
 
 if TYPE_CHECKING:
     from activation.journeys.tick import TickResult
-    from activation.warehouse import DuckDBLimits
 
 
 def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: str) -> None:
@@ -76,11 +81,9 @@ def load_journeys_of(settings: Settings, env: Mapping[str, str]):  # noqa: ANN20
 
 
 def _load(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - (config, journeys)
-    from activation.config import load_config
     from activation.journeys.files import journeys_dir, load_project_journeys
 
-    secrets = read_sandbox_secrets(settings.secrets_path) if settings.secrets_path.exists() else {}
-    config = load_config(settings.activation_config or None, env={**secrets, **env})
+    config = activation_config_of(settings, env)
     return config, load_project_journeys(journeys_dir(settings.journeys_dir), config)
 
 
@@ -153,7 +156,7 @@ def tick_journeys(
     deliver = EngineDelivery(
         config,
         settings.raw_dir,
-        _limits(settings),
+        sync_limits_of(settings),
         dry_run=dry_run,
         launched_by=f"cli:{os_user()}",
         staff=staff,
@@ -171,14 +174,6 @@ def tick_journeys(
         )
     finally:
         con.close()
-
-
-def _limits(settings: Settings) -> DuckDBLimits:
-    from activation.warehouse import DuckDBLimits
-
-    return DuckDBLimits.resolve(
-        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
-    )
 
 
 def cmd_journey_tick(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -201,7 +196,7 @@ def cmd_journey_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> i
         return 2
     if not accounts_list_known(config, args.to):
         return 2
-    deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings))
+    deliver = EngineDelivery(config, Path(settings.raw_dir), sync_limits_of(settings))
     con = connect_warehouse(settings)
     try:
         results = send_test(
@@ -237,7 +232,7 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     if args.every_minutes < 1 or args.end < args.start:
         print("tideline: --to must not be before --from, and --every-minutes at least 1", file=sys.stderr)
         return 2
-    deliver = EngineDelivery(config, Path(settings.raw_dir), _limits(settings), dry_run=True)
+    deliver = EngineDelivery(config, Path(settings.raw_dir), sync_limits_of(settings), dry_run=True)
     start = dt.datetime.combine(args.start, dt.time())
     end = dt.datetime.combine(args.end + dt.timedelta(days=1), dt.time())
     con = connect_warehouse(settings)

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from tideline.settings import DEFAULT_HOME, DEFAULT_WAREHOUSE_NAME, REPO_ROOT, Settings, validate_as_of
+from tideline.settings import (
+    DEFAULT_HOME,
+    DEFAULT_WAREHOUSE_NAME,
+    REPO_ROOT,
+    Settings,
+    read_sandbox_secrets,
+    validate_as_of,
+)
 
 PIPELINE_JOB = "tideline_pipeline"
 
@@ -237,3 +244,21 @@ def cmd_summary(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         print_summary(settings, read_from=settings.bi_path, note=note)
     return 0
+
+
+def activation_config_of(settings: Settings, env: Mapping[str, str]):  # noqa: ANN201 - ActivationConfig
+    """The activation config of `settings`, its ${VAR}s from `env` and the sandbox secrets of the
+    warehouse's state folder (written when the local destinations ran)."""
+    from activation.config import load_config
+
+    secrets = read_sandbox_secrets(settings.secrets_path) if settings.secrets_path.exists() else {}
+    return load_config(settings.activation_config or None, env={**secrets, **env})
+
+
+def sync_limits_of(settings: Settings):  # noqa: ANN201 - activation.warehouse.DuckDBLimits
+    """DuckDB's limits while a sync or a tick runs (TIDELINE_DUCKDB_*), from the settings alone."""
+    from activation.warehouse import DuckDBLimits
+
+    return DuckDBLimits.resolve(
+        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
+    )

@@ -24,12 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tideline.commands.run import connect_warehouse, settings_from
-from tideline.settings import Settings, read_sandbox_secrets
+from tideline.commands.run import activation_config_of, connect_warehouse, settings_from, sync_limits_of
 
 if TYPE_CHECKING:
     from activation.config import ActivationConfig, SyncBinding
-    from activation.warehouse import DuckDBLimits
 
 
 def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: str) -> None:
@@ -76,21 +74,6 @@ def accounts_list_known(config: ActivationConfig, name: str) -> bool:
     return False
 
 
-def _config(settings: Settings, env: Mapping[str, str]) -> ActivationConfig:
-    from activation.config import load_config
-
-    secrets = read_sandbox_secrets(settings.secrets_path) if settings.secrets_path.exists() else {}
-    return load_config(settings.activation_config or None, env={**secrets, **env})
-
-
-def _limits(settings: Settings) -> DuckDBLimits:
-    from activation.warehouse import DuckDBLimits
-
-    return DuckDBLimits.resolve(
-        settings.duckdb_memory_limit, settings.duckdb_threads, settings.duckdb_temp_dir, env={}
-    )
-
-
 def _bindings(manifest: str | None) -> list[SyncBinding]:
     from activation.config import bindings_from_manifest
     from tideline.dbt_manifest import parse_dbt_project
@@ -106,7 +89,7 @@ def cmd_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from activation.testsend import send_activation_test
 
     settings = settings_from(args, env)
-    config = _config(settings, env)
+    config = activation_config_of(settings, env)
     if not accounts_list_known(config, args.to):
         return 2
     binding = find_binding(_bindings(args.manifest), args.activation)
@@ -116,7 +99,7 @@ def cmd_send_test(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # a test send is a person asking now: quiet hours do not hold it (caps and holdout are off too)
     test_config = replace(config, policies=replace(config.policies, quiet_hours_start=0, quiet_hours_end=0))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    limits = _limits(settings)
+    limits = sync_limits_of(settings)
     con = connect_warehouse(settings)
     try:
 
