@@ -7,7 +7,11 @@ with notifications as (
 ),
 
 orders as (
-    select customer_id, ordered_at from {{ ref('int_orders_resolved') }} where is_purchase
+    select
+        customer_id,
+        ordered_at
+    from {{ ref('int_orders_resolved') }}
+    where is_purchase
 ),
 
 conversions as (
@@ -16,9 +20,10 @@ conversions as (
         min(o.ordered_at) as converted_at
     from notifications as n
     inner join orders as o
-        on o.customer_id = n.customer_id
-        and o.ordered_at > n.created_at
-        and o.ordered_at <= {{ dbt.dateadd('day', var('staff_conversion_days'), 'n.created_at') }}
+        on
+            n.customer_id = o.customer_id
+            and n.created_at < o.ordered_at
+            and o.ordered_at <= {{ dbt.dateadd('day', var('staff_conversion_days'), 'n.created_at') }}
     group by n.notification_id
 ),
 
@@ -46,7 +51,7 @@ final as (
         c.converted_at,
         c.converted_at is not null as converted
     from notifications as n
-    left join conversions as c on c.notification_id = n.notification_id
+    left join conversions as c on n.notification_id = c.notification_id
 )
 
 select * from final
