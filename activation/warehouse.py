@@ -117,6 +117,19 @@ def execute(
     return con.execute(sql, {k: v for k, v in (params or {}).items() if k in used})
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The block as one transaction: committed when it ends, rolled back when anything is raised
+    in it (a KeyboardInterrupt or a test's simulated crash included), which is then raised again."""
+    con.execute("begin")
+    try:
+        yield con
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
 # --- DuckDB's resources while a sync runs ---------------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from activation.warehouse import transaction
+
 # Columns of ml.channel_removal_effects (dbt creates the table empty with the same
 # columns: macros/ml_tables.sql ml_removal_effect_columns).
 REMOVAL_EFFECT_COLUMNS = {
@@ -146,15 +148,10 @@ def write_removal_effects(
     con.execute("create schema if not exists ml")
     con.execute(f"create table if not exists ml.channel_removal_effects ({columns})")
     frame = effects.assign(as_of_date=as_of, computed_at=computed_at)[list(REMOVAL_EFFECT_COLUMNS)]
-    con.execute("begin")
-    try:
+    with transaction(con):
         con.execute("delete from ml.channel_removal_effects")
         con.register("effects_frame", frame)
         con.execute(
             f"insert into ml.channel_removal_effects select {', '.join(REMOVAL_EFFECT_COLUMNS)} from effects_frame"
         )
         con.unregister("effects_frame")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise

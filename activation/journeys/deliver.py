@@ -43,7 +43,7 @@ from activation.planner import row_message_key_sql
 from activation.staff.config import StaffConfig
 from activation.staff.deliver import Sender, deliver_due
 from activation.staff.planner import enqueue_journey
-from activation.warehouse import DuckDBLimits, execute, quote_identifier, quote_relation
+from activation.warehouse import DuckDBLimits, execute, quote_identifier, quote_relation, transaction
 
 if TYPE_CHECKING:
     from activation.journeys.tick import JourneyTick
@@ -322,8 +322,7 @@ def _defer(t: JourneyTick, journey: Journey, step: Step) -> None:
     con, s = t.con, t.s
     if not con.execute("select count(*) from _j_outcome where status = 'deferred'").fetchone()[0]:
         return
-    con.execute("begin")
-    try:
+    with transaction(con):
         con.execute(
             f"""insert into {s}.steps (entry_id, journey, version, customer_id, from_node, to_node, outcome,
                                        reason, tick_id, moved_at)
@@ -337,10 +336,6 @@ def _defer(t: JourneyTick, journey: Journey, step: Step) -> None:
                 from _j_outcome as o where j.entry_id = o.entry_id and o.status = 'deferred'""",
             [t.tick_id],
         )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     n = con.execute("select count(*) from _j_outcome where status = 'deferred'").fetchone()[0]
     t.result.waiting += n
     t.result.by_reason["waiting:deferred"] += n

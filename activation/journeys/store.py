@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import duckdb
 
+from activation.warehouse import transaction
+
 SCHEMA = "tideline_journeys"
 
 DDL = """
@@ -146,17 +148,12 @@ def archive_done(con: duckdb.DuckDBPyConnection, schema: str, journey: str, cloc
         "journey = ? and exited_at is not null "
         "and (converted_at is not null or goal_until is null or goal_until < ?)"
     )
-    con.execute("begin")
-    try:
+    with transaction(con):
         con.execute(
             f"insert into {schema}.entries_history select * from {schema}.entries_live where {done}",
             [journey, clock],
         )
         (moved,) = con.execute(f"delete from {schema}.entries_live where {done}", [journey, clock]).fetchone()
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return int(moved)
 
 

@@ -62,7 +62,7 @@ from activation.journeys.spec import (
 )
 from activation.journeys.sql import Sql
 from activation.journeys.store import SCHEMA, archive_done, ensure_schema, erased_customers_sql
-from activation.warehouse import execute, quote_identifier
+from activation.warehouse import execute, quote_identifier, transaction
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,7 @@ class JourneyTick:
 
     def _register(self) -> None:
         j = self.journey
-        self.con.execute("begin")
-        try:
+        with transaction(self.con):
             self.con.execute(
                 f"insert into {self.s}.versions select ?, ?, ?, ?, ? where not exists "
                 f"(select 1 from {self.s}.versions where journey = ? and version = ?)",
@@ -216,10 +215,6 @@ class JourneyTick:
                 f"insert into {self.s}.journeys values (?, ?, ?, ?)",
                 [j.name, j.version, j.status, self.clock],
             )
-            self.con.execute("commit")
-        except BaseException:
-            self.con.execute("rollback")
-            raise
 
     def _versions_in_flight(self) -> list[str]:
         rows = self.con.execute(
@@ -313,8 +308,7 @@ class JourneyTick:
             return 0
         due, due_params = self._due_sql(journey)
         values = {"tick": self.tick_id, "clock": self.clock, "end": END, **due_params}
-        con.execute("begin")
-        try:
+        with transaction(con):
             for sql, extra in also:
                 con.execute(sql, extra)
             execute(
@@ -340,10 +334,6 @@ class JourneyTick:
                     where j.entry_id = m.entry_id""",
                 values,
             )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
         self._count_moves()
         return int(n)
 

@@ -21,7 +21,7 @@ from activation.staff.config import StaffConfig
 from activation.staff.routing import ROUTED, route, rule_routes
 from activation.staff.rules import CANDIDATES, STAFF, add_candidates, create_candidates
 from activation.staff.store import SCHEMA, ensure_schema
-from activation.warehouse import quote_relation, table_exists
+from activation.warehouse import quote_relation, table_exists, transaction
 
 
 @dataclass
@@ -144,8 +144,7 @@ def make_digests(con: duckdb.DuckDBPyConnection, staff: StaffConfig, now: dt.dat
         lines = "\n".join(f"- {r[5]}" for r in rows)
         message = f"Daily digest for {staff_id}, {day.isoformat()}: {len(rows)} notification(s)\n{lines}"
         destination, kind = rows[-1][3], rows[-1][4]
-        con.execute("begin")
-        try:
+        with transaction(con):
             con.execute(
                 f"""insert into {SCHEMA}.notifications (
                         notification_id, rule, rule_kind, customer_id, event_key, staff_id, recipient, route,
@@ -173,10 +172,6 @@ def make_digests(con: duckdb.DuckDBPyConnection, staff: StaffConfig, now: dt.dat
                 "where notification_id in (select unnest(?)) and digest_id is null",
                 [digest_id, now, [r[0] for r in rows]],
             )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
         made += 1
     return made
 

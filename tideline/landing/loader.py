@@ -48,7 +48,7 @@ from pathlib import Path
 
 import duckdb
 
-from activation.warehouse import literal, quote_identifier
+from activation.warehouse import literal, quote_identifier, transaction
 from tideline.landing import encoding
 from tideline.landing.contract import ENTITIES, FILE_FORMATS, Entity
 
@@ -684,8 +684,7 @@ def _write(
 ) -> None:
     """One transaction: the file's earlier rows and rejects out (unless appending), its rows in,
     its manifest row and its history row written. A run killed before the commit changed nothing."""
-    con.execute("begin")
-    try:
+    with transaction(con):
         if known is not None and replace_rows:
             if file.entity != NO_ENTITY:
                 con.execute(f"delete from {SCHEMA}.{file.entity} where _file = ?", [file.file])
@@ -718,18 +717,13 @@ def _write(
                     file.size,
                 ],
             )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     if file.reason:
         log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
 
 
 def _remove(con: duckdb.DuckDBPyConnection, run: _Run, gone: _Known) -> None:
     """A file loaded before and gone now: its rows, rejects and manifest row out, in one transaction."""
-    con.execute("begin")
-    try:
+    with transaction(con):
         if gone.entity != NO_ENTITY:
             con.execute(f"delete from {SCHEMA}.{gone.entity} where _file = ?", [gone.file])
         con.execute(f"delete from {SCHEMA}.load_rejects where _file = ?", [gone.file])
@@ -738,7 +732,3 @@ def _remove(con: duckdb.DuckDBPyConnection, run: _Run, gone: _Known) -> None:
             f"insert into {SCHEMA}.loads values (?, ?, ?, ?, 'deleted', 0, 0, null)",
             [run.load_id, run.at, gone.entity, gone.file],
         )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
