@@ -17,22 +17,22 @@ from xdist.scheduler import LoadFileScheduling
 
 # longest first
 SLOWEST_FILES = (
-    "tests/e2e/test_awkward_data.py",
-    "tests/e2e/test_awkward_run.py",
-    "tests/e2e/test_demo_pipeline.py",
     "tests/e2e/test_runs_apart.py",
-    "tests/e2e/test_privacy.py",
-    "tests/e2e/test_cli.py",
-    "tests/dbt/test_engagement_marts.py",
+    "tests/e2e/test_awkward_run.py",
+    "tests/e2e/test_awkward_data.py",
     "tests/e2e/test_definitions.py",
+    "tests/e2e/test_demo_pipeline.py",
+    "tests/e2e/test_cli.py",
+    "tests/unit/test_training.py",
     "tests/dbt/test_experiments.py",
-    "tests/integration/test_engagement_suppressions.py",
     "tests/dbt/test_attribution.py",
     "tests/integration/test_audiences_dbt.py",
+    "tests/e2e/test_privacy.py",
     "tests/dbt/test_tag_rules_build.py",
-    "tests/dbt/test_journey_marts.py",
-    "tests/unit/test_training.py",
+    "tests/integration/test_engagement_suppressions.py",
     "tests/dbt/test_lead_scores_demo.py",
+    "tests/dbt/test_engagement_marts.py",
+    "tests/dbt/test_journey_marts.py",
 )
 
 
