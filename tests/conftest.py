@@ -55,3 +55,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("TIDELINE_AS_OF", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     yield home
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201 (xdist's types)
+    """--dist loadfile starts the longest files first (tests/scheduling.py); other modes as xdist has them."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import FileOrderScheduling
+
+    return FileOrderScheduling(config, log)

@@ -1,4 +1,10 @@
-"""Test helpers: write small landing zones and build them with the real loader and `dbt build`."""
+"""Test helpers: write small landing zones and build them with the real loader and `dbt build`.
+
+dbt's unit tests (`unit_tests:` in dbt_project/models) give every input of the model they test as a
+fixture, so they pass or fail the same in every warehouse; they were about 40% of a small build's
+time. One build runs them (tests/dbt/test_customer_marts.py, which checks that they all ran and
+passed) and so does the demo pipeline's run (tests/e2e/test_demo_pipeline.py); every other build
+skips them: `unit_tests=False` here, NO_DBT_UNIT_TESTS in the environment of a `tideline run`."""
 
 from __future__ import annotations
 
@@ -13,6 +19,10 @@ import duckdb
 from tideline.dbt_manifest import dbt_executable
 from tideline.landing.loader import load_landing_zone
 from tideline.settings import DBT_PROJECT_DIR
+
+# dbt reads --exclude-resource-types from this variable in every command that takes it: the
+# environment of a pipeline run (`tideline run`, Definitions) whose test needs no dbt unit tests
+NO_DBT_UNIT_TESTS = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
@@ -57,8 +67,15 @@ class Warehouse:
             con.close()
 
 
-def dbt_build(warehouse: Path, as_of: str, extra_vars: dict | None = None, select: str | None = None) -> None:
-    """`dbt build` (optionally `--select`) against the DuckDB file, as of a date; fails with dbt's log."""
+def dbt_build(
+    warehouse: Path,
+    as_of: str,
+    extra_vars: dict | None = None,
+    select: str | None = None,
+    unit_tests: bool = False,
+) -> None:
+    """`dbt build` (optionally `--select`) against the DuckDB file, as of a date, without dbt's unit
+    tests unless asked (see the module docstring); fails with dbt's log."""
     env = {**os.environ, "TIDELINE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     variables = json.dumps({"as_of": as_of, **(extra_vars or {})})
     command = [
@@ -73,18 +90,23 @@ def dbt_build(warehouse: Path, as_of: str, extra_vars: dict | None = None, selec
     ]
     if select:
         command += ["--select", select]
+    if not unit_tests:
+        command += ["--exclude-resource-type", "unit_test"]
     done = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(f"dbt build failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
 
 
-def build_warehouse(raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict | None = None) -> Warehouse:
+def build_warehouse(
+    raw_dir: Path, warehouse: Path, as_of: str, extra_vars: dict | None = None, unit_tests: bool = False
+) -> Warehouse:
+    """The landing zone loaded by the real loader, then `dbt build` (see dbt_build)."""
     con = duckdb.connect(str(warehouse))
     try:
         load_landing_zone(raw_dir, con)
     finally:
         con.close()
-    dbt_build(warehouse, as_of, extra_vars)
+    dbt_build(warehouse, as_of, extra_vars, unit_tests=unit_tests)
     return Warehouse(warehouse)
 
 

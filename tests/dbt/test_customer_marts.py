@@ -29,6 +29,7 @@ As of 2025-06-30. People and what the data says about them:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -249,9 +250,21 @@ def write_landing_zone(raw: Path) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory):
+    """The suite's one helper build that runs dbt's unit tests too (tests/helpers.py says why)."""
     base = tmp_path_factory.mktemp("marts")
     write_landing_zone(base / "raw")
-    return build_warehouse(base / "raw", base / "warehouse.duckdb", AS_OF, VARS)
+    return build_warehouse(base / "raw", base / "warehouse.duckdb", AS_OF, VARS, unit_tests=True)
+
+
+def test_every_dbt_unit_test_of_the_project_ran_and_passed_in_this_build(warehouse) -> None:
+    """The other helper builds skip the unit tests; this one must run them all (dbt_target is where
+    tests.helpers.dbt_build writes the build's artefacts)."""
+    target = warehouse.path.parent / "dbt_target"
+    declared = set(json.loads((target / "manifest.json").read_text())["unit_tests"])
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    ran = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+    assert len(declared) >= 17 and set(ran) == declared
+    assert set(ran.values()) == {"pass"}
 
 
 def test_identity_merges_transitively_and_skips_placeholder_keys(warehouse) -> None:

@@ -25,7 +25,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.helpers import write_csv
+from tests.helpers import NO_DBT_UNIT_TESTS, write_csv
 from tideline.demo.data import generate_demo_data
 from tideline.settings import REPO_ROOT, Settings
 
@@ -47,8 +47,10 @@ print(count(), flush=True)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without Tideline's and Dagster's settings, and without dbt's unit tests
+    (tests/helpers.py: they pass or fail the same on any data)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDELINE_", "DAGSTER_HOME", "NO_COLOR"))}
-    return {**env, **extra}
+    return {**env, **NO_DBT_UNIT_TESTS, **extra}
 
 
 def tideline(
