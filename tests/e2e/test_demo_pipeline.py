@@ -141,7 +141,9 @@ def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
             "select sync_key, sum(sent) from tideline_sync.sync_runs where not dry_run group by sync_key"
         ).fetchall()
     )
-    campaigns = {key: sent for key, sent in runs.items() if not key.startswith("journey__")}
+    campaigns = {
+        key: sent for key, sent in runs.items() if not key.startswith(("journey__", "staff_notifications__"))
+    }
     assert set(campaigns) == {
         "win_back_dormant__email",
         "win_back_dormant__sms",
@@ -150,10 +152,12 @@ def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
         "high_propensity_buyers__ads_audience",
     }
     assert all(sent > 0 for sent in campaigns.values()), runs
-    # what the ledger says was sent is what arrived, once each (the journeys' emails too:
-    # their syncs are journey__<journey>__<step>__<destination>)
+    # what the ledger says was sent is what arrived, once each (the journeys' emails too: their
+    # syncs are journey__<journey>__<step>__<destination>; and the staff's, staff_notifications__staff_email)
     emails = list((outbox / "email").glob("*.eml"))
-    assert len(emails) == sum(sent for key, sent in runs.items() if key.endswith("__email"))
+    assert len(emails) == sum(
+        sent for key, sent in runs.items() if key.endswith(("__email", "__staff_email"))
+    )
     # nobody without consent (or in the holdout) got a message
     leaks = con.execute(
         """select count(*) from tideline_sync.delivery_ledger as l
@@ -169,6 +173,21 @@ def test_demo_segments_reach_the_local_destinations_safely(demo_run) -> None:
     # ad audiences hold hashes only
     audience = "\n".join(p.read_text() for p in (outbox / "audiences").rglob("*.csv"))
     assert audience and "@" not in audience
+    # staff notifications reach the local sink (each employee's chat handle under /staff/<id>, the
+    # team channel), with ids and words about the customer, never their contact data
+    made = dict(
+        con.execute("select status, count(*) from tideline_staff.notifications group by 1").fetchall()
+    )
+    assert made.get("sent", 0) > 0, made
+    posted = [
+        json.loads(line)
+        for path in (outbox / "http").glob("staff_*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    records = [r for request in posted if request["status"] == 200 for r in request["body"]["records"]]
+    assert {request["path"] for request in posted} >= {"/staff/team"}
+    email_address = re.compile(r"[\w.+-]+@[\w-]+\.[a-z]{2,}")  # an owner link's event key is staff@time
+    assert records and not [r for r in records if email_address.search(json.dumps(r["fields"]))]
 
 
 def test_the_demo_launches_send_their_pilot_and_test_share_first(demo_run) -> None:
