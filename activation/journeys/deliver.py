@@ -50,9 +50,8 @@ if TYPE_CHECKING:
 
 DECISIONS = "_j_decisions"
 QUEUE = "send_queue"
-TRIED = (
-    "_j_tried"  # (entry, step) this tick's deliveries have tried (a _j_ work table: dropped with the tick)
-)
+# (entry, step) this tick's deliveries have tried (a _j_ work table: dropped with the tick)
+TRIED = "_j_tried"
 # the launch gate's holds (activation.launches.gate): not a skip that moves the entry on, a wait
 # at the step until the gate passes, a person releases the pilot or approves the version (a
 # cancelled pilot, `pilot:cancelled`, is final: those entries move on as skipped)

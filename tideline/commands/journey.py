@@ -75,6 +75,13 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     sim.set_defaults(func=cmd_journey_simulate)
 
 
+def _staff(settings: Settings, config):  # noqa: ANN001, ANN202 - ActivationConfig -> StaffConfig | None
+    """The staff notifications file next to the activation config (journey notify steps route by it)."""
+    from activation.staff.config import optional_staff_config
+
+    return optional_staff_config(settings.activation_config, destinations=config.destinations, env=config.env)
+
+
 def load_journeys_of(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - list[Journey]
     """The journeys of the settings' folder, checked against the activation config."""
     return _load(settings, env)[1]
@@ -143,16 +150,13 @@ def tick_journeys(
     from activation.journeys.deliver import EngineDelivery
     from activation.journeys.files import project_catalog
     from activation.journeys.run import run_ticks
-    from activation.staff.config import optional_staff_config
 
     config, journeys = _load(settings, env)
     unknown = set(names) - {j.name for j in journeys}
     if unknown:
         raise ValueError(f"no journey named {', '.join(sorted(unknown))} in config/journeys")
     chosen = [j for j in journeys if not names or j.name in names]
-    staff = optional_staff_config(
-        settings.activation_config, destinations=config.destinations, env=config.env
-    )
+    staff = _staff(settings, config)
     deliver = EngineDelivery(
         config,
         settings.raw_dir,
@@ -232,7 +236,10 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     if args.every_minutes < 1 or args.end < args.start:
         print("tideline: --to must not be before --from, and --every-minutes at least 1", file=sys.stderr)
         return 2
-    deliver = EngineDelivery(config, Path(settings.raw_dir), sync_limits_of(settings), dry_run=True)
+    staff = _staff(settings, config)
+    deliver = EngineDelivery(
+        config, Path(settings.raw_dir), sync_limits_of(settings), dry_run=True, staff=staff
+    )
     start = dt.datetime.combine(args.start, dt.time())
     end = dt.datetime.combine(args.end + dt.timedelta(days=1), dt.time())
     con = connect_warehouse(settings)
