@@ -50,8 +50,9 @@ class SyncFiles:
         cls, con: duckdb.DuckDBPyConnection, sync_key: str, destination: str, directory: Path | None = None
     ) -> SyncFiles:
         """Next to the warehouse file (`<warehouse>.sync-journal/`, so a rerun on the same
-        warehouse finds them), or in the temp directory for an in-memory warehouse; `directory`
-        overrides it."""
+        warehouse finds them), or, for an in-memory warehouse (gone with its process, and so its
+        journals), in a temp folder of this process's own: two processes syncing the same key on
+        in-memory warehouses never read or delete each other's journal. `directory` overrides it."""
         if directory is None:
             row = con.execute(
                 "select path from duckdb_databases() where database_name = current_database()"
@@ -59,7 +60,7 @@ class SyncFiles:
             directory = (
                 Path(row[0] + ".sync-journal")
                 if row and row[0]
-                else Path(tempfile.gettempdir()) / "tideline-sync-journal"
+                else Path(tempfile.gettempdir()) / f"tideline-sync-journal-{os.getpid()}"
             )
         return cls(directory, sync_key, destination)
 

@@ -30,6 +30,7 @@ from tideline.commands.run import (
     connect_warehouse,
     os_user,
     settings_from,
+    staff_config_of,
     sync_limits_of,
 )
 from tideline.commands.send_test import accounts_list_known
@@ -73,13 +74,6 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
     sim.add_argument("--json", action="store_true")
     common(sim)
     sim.set_defaults(func=cmd_journey_simulate)
-
-
-def _staff(settings: Settings, config):  # noqa: ANN001, ANN202 - ActivationConfig -> StaffConfig | None
-    """The staff notifications file next to the activation config (journey notify steps route by it)."""
-    from activation.staff.config import optional_staff_config
-
-    return optional_staff_config(settings.activation_config, destinations=config.destinations, env=config.env)
 
 
 def load_journeys_of(settings: Settings, env: Mapping[str, str]):  # noqa: ANN202 - list[Journey]
@@ -156,7 +150,7 @@ def tick_journeys(
     if unknown:
         raise ValueError(f"no journey named {', '.join(sorted(unknown))} in config/journeys")
     chosen = [j for j in journeys if not names or j.name in names]
-    staff = _staff(settings, config)
+    staff = staff_config_of(settings, config)
     deliver = EngineDelivery(
         config,
         settings.raw_dir,
@@ -236,7 +230,7 @@ def cmd_journey_simulate(args: argparse.Namespace, env: Mapping[str, str]) -> in
     if args.every_minutes < 1 or args.end < args.start:
         print("tideline: --to must not be before --from, and --every-minutes at least 1", file=sys.stderr)
         return 2
-    staff = _staff(settings, config)
+    staff = staff_config_of(settings, config)
     deliver = EngineDelivery(
         config, Path(settings.raw_dir), sync_limits_of(settings), dry_run=True, staff=staff
     )

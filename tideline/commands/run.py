@@ -255,6 +255,14 @@ def activation_config_of(settings: Settings, env: Mapping[str, str]):  # noqa: A
     return load_config(settings.activation_config or None, env={**secrets, **env})
 
 
+def staff_config_of(settings: Settings, config):  # noqa: ANN001, ANN201 - ActivationConfig -> StaffConfig | None
+    """The staff notifications file next to the activation config, or None when there is none
+    (journey notify steps and `tideline staff notify` read it)."""
+    from activation.staff.config import optional_staff_config
+
+    return optional_staff_config(settings.activation_config, destinations=config.destinations, env=config.env)
+
+
 def sync_limits_of(settings: Settings):  # noqa: ANN201 - activation.warehouse.DuckDBLimits
     """DuckDB's limits while a sync or a tick runs (TIDELINE_DUCKDB_*), from the settings alone."""
     from activation.warehouse import DuckDBLimits

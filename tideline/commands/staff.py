@@ -21,6 +21,7 @@ from tideline.commands.run import (
     connect_warehouse,
     os_user,
     settings_from,
+    staff_config_of,
     sync_limits_of,
     today,
 )
@@ -41,16 +42,14 @@ def add_parser(sub: argparse._SubParsersAction, home_help: str, warehouse_help: 
 
 def cmd_staff_notify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from activation.destinations.base import ConfigError
-    from activation.staff.config import optional_staff_config, staff_config_path
+    from activation.staff.config import staff_config_path
     from activation.staff.deliver import Sender
     from activation.staff.run import run_staff_notifications
 
     settings = settings_from(args, env)
     try:
         config = activation_config_of(settings, env)
-        staff = optional_staff_config(
-            settings.activation_config, destinations=config.destinations, env=config.env
-        )
+        staff = staff_config_of(settings, config)
     except ConfigError as exc:
         print(f"tideline: {exc}", file=sys.stderr)
         return 2
