@@ -1,0 +1,52 @@
+"""Content fingerprints of warehouse tables: has a table changed since a step last read it?
+
+A fingerprint is the row count and the sum of every row's hash (DuckDB's `hash` of the row as a
+struct), so any insert, delete or update of any column changes it, whatever order the rows are
+in. It costs one scan (about 0.1 s per 5 million narrow rows on one core), far less than
+rebuilding what reads the table. A table that does not exist has the fingerprint "missing", so a
+step whose input appears later sees a change. Steps keep the fingerprints of their inputs from
+their last successful run and skip the work when every one is the same (the dbt build, the
+scoring).
+
+Identifiers are quoted by `quote_identifier`, never formatted in raw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MISSING = "missing"
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB/PostgreSQL identifier in double quotes; refuses names it could not quote safely."""
+    if not name or "\x00" in name:
+        raise ValueError(f"cannot quote the identifier {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_fingerprint(con: Any, schema: str, table: str) -> str:
+    """'<rows>:<sum of row hashes>' of schema.table, or MISSING when it does not exist."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()[0]
+    if not exists:
+        return MISSING
+    relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    rows, total = con.execute(f"select count(*), coalesce(sum(hash(t)), 0) from {relation} as t").fetchone()
+    return f"{rows}:{total}"
+
+
+def table_fingerprints(con: Any, tables: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{'schema.table': fingerprint} for each (schema, table)."""
+    return {f"{schema}.{table}": table_fingerprint(con, schema, table) for schema, table in tables}
+
+
+def digest(parts: Mapping[str, Any]) -> str:
+    """One short hash of a mapping of fingerprints and settings (key order does not matter)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
