@@ -8,7 +8,7 @@ step whose input appears later sees a change. Steps keep the fingerprints of the
 their last successful run and skip the work when every one is the same (the dbt build, the
 scoring).
 
-Identifiers are quoted by `quote_identifier`, never formatted in raw.
+Identifiers are quoted by activation.warehouse.quote_identifier, never formatted in raw.
 """
 
 from __future__ import annotations
@@ -18,14 +18,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from activation.warehouse import quote_identifier
+
 MISSING = "missing"
-
-
-def quote_identifier(name: str) -> str:
-    """A DuckDB/PostgreSQL identifier in double quotes; refuses names it could not quote safely."""
-    if not name or "\x00" in name:
-        raise ValueError(f"cannot quote the identifier {name!r}")
-    return '"' + name.replace('"', '""') + '"'
 
 
 def table_fingerprint(con: Any, schema: str, table: str) -> str:
