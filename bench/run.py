@@ -166,16 +166,11 @@ def _step_seconds(settings) -> dict[str, float]:  # noqa: ANN001 - tideline.sett
     """Each step's seconds in the warehouse's latest Dagster run (the run this phase made)."""
     import dagster as dg
 
+    from orchestration.runner import step_seconds
+
     with dg.DagsterInstance.from_config(str(settings.instance_dir)) as instance:
         runs = instance.get_runs(limit=1)
-        if not runs:
-            return {}
-        stats = instance.get_run_step_stats(runs[0].run_id)
-    return {
-        s.step_key: round(s.end_time - s.start_time, 1)
-        for s in sorted(stats, key=lambda s: (s.start_time or 0) - (s.end_time or 0))  # longest first
-        if s.start_time and s.end_time
-    }
+        return step_seconds(instance, runs[0].run_id) if runs else {}
 
 
 def phase_ml(home: Path, as_of: str) -> dict:

@@ -32,8 +32,16 @@ from dagster_dbt import (
     get_asset_key_for_model,
 )
 
+from orchestration.dbt_reuse import build_selection, in_dependency_order, reused_events
 from orchestration.metadata import table_metadata
 from orchestration.resources import PipelineSettings, RunLog, WarehouseResource
+from tideline.dbt_state import (
+    as_of_date,
+    exclude_argument,
+    plan_build,
+    project_digest,
+    save_state,
+)
 from tideline.reporting.console import ANSI, progress_message
 from tideline.settings import DBT_PROJECT_DIR
 
@@ -100,33 +108,74 @@ def _run_dbt(
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
     run_log: RunLog,
+    full_refresh: bool = False,
 ) -> Iterator[Any]:
-    args = ["build", "--vars", json.dumps(dbt_vars(pipeline, warehouse))]
+    variables = dbt_vars(pipeline, warehouse)
+    manifest = _manifest()
     warehouse.wait_until_free()  # dbt opens the file itself: a BI tool holding it would fail the build
-    log_path = run_log.path(context.run_id)
-    total = len(context.selected_asset_keys) + len(context.selected_asset_check_keys)
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
-    # dagster-dbt prints each of dbt's log lines to stdout (about 1,200 per run): they go to the
-    # run log, and to stdout as well only when asked (the UI's captured stdout, `--verbose`)
-    with _dbt_output(log_path, context.op_def.name, echo=run_log.echo) as out:
-        events = []
-        progress = _Progress(context, total)
-        for event in invocation.stream():
-            events.append(event)
-            progress.update(event)
-        out.flush()
-    manifest = invocation.manifest
-    with warehouse.connect(read_only=True) as con:
-        for event in events:
+    selected, checks = build_selection(context, manifest, translator, dbt_project)
+    with warehouse.connect() as con:
+        plan = plan_build(
+            con, manifest, selected, _project_digest(variables), full_refresh, as_of_date(variables)
+        )
+    context.log.info(
+        f"dbt: {len(plan.build)} models and tests to build, {len(plan.reused)} reused "
+        "(their inputs have not changed since they were built)"
+    )
+    events, results, invocation = [], [], None
+    if plan.build:
+        args = ["build", "--vars", json.dumps(variables), *(["--full-refresh"] if full_refresh else [])]
+        if plan.reused:
+            args += ["--exclude", exclude_argument(manifest, plan.reused)]
+        log_path = run_log.path(context.run_id)
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
+        # dagster-dbt prints each of dbt's log lines to stdout (about 1,200 per run): they go to the
+        # run log, and to stdout as well only when asked (the UI's captured stdout, `--verbose`)
+        with _dbt_output(log_path, context.op_def.name, echo=run_log.echo) as out:
+            progress = _Progress(context, len(plan.build))
+            for event in invocation.stream():
+                events.append(event)
+                progress.update(event)
+            out.flush()
+        results = _run_results(invocation)
+    events += reused_events(context, manifest, plan, checks, translator, dbt_project)
+    with warehouse.connect() as con:
+        save_state(con, plan, results, context.run_id)
+        # Dagster takes a multi-asset's outputs in dependency order: built and reused ones merged
+        for event in in_dependency_order(events, manifest):
             yield _with_table_metadata(event, manifest, con)
-    if not invocation.is_successful():
+    if invocation is not None and not invocation.is_successful():
         raise dg.Failure(
             description=f"dbt build failed: {_failed_nodes(invocation)}",
             metadata={
-                "run_log": dg.MetadataValue.path(str(log_path)),
+                "run_log": dg.MetadataValue.path(str(run_log.path(context.run_id))),
                 "dbt_log": dg.MetadataValue.path(str(invocation.target_path / "dbt.log")),
             },
         )
+
+
+@functools.cache
+def _manifest_at(path: str, mtime_ns: int) -> Mapping[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _manifest() -> Mapping[str, Any]:
+    """The parsed manifest the dbt assets were defined from (read once per version of the file)."""
+    path = Path(dbt_project.manifest_path)
+    return _manifest_at(str(path), path.stat().st_mtime_ns)
+
+
+def _project_digest(variables: Mapping[str, Any]) -> str:
+    from dbt.version import __version__ as dbt_version
+
+    return project_digest(Path(DBT_PROJECT_DIR), variables, dbt_version)
+
+
+def _run_results(invocation: Any) -> list[Mapping[str, Any]]:
+    try:
+        return list(invocation.get_artifact("run_results.json").get("results", []))
+    except Exception:  # no artefact when dbt failed before running anything
+        return []
 
 
 class _Progress:
@@ -241,7 +290,11 @@ def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> A
     unique_id = (event.metadata or {}).get("unique_id")
     unique_id = getattr(unique_id, "value", unique_id)
     node = manifest.get("nodes", {}).get(unique_id) if unique_id else None
-    if not node or node.get("config", {}).get("materialized") == "ephemeral":
+    if not node or "reused" in (event.metadata or {}):
+        return event
+    # a view's row count would run the view's whole query (at 1M customers, minutes for the
+    # staging views over the events): views and ephemeral models get no count or preview
+    if node.get("config", {}).get("materialized") in ("ephemeral", "view"):
         return event
     try:
         extra = table_metadata(con, node["schema"], node["alias"])

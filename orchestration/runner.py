@@ -97,3 +97,11 @@ def run_job(
     recon_job, run, planned = create_run(instance, job_name, run_config, tags, run_id)
     result = execute_run(recon_job, run, instance, raise_on_error=False)
     return RunOutcome(run.run_id, result.success, list(result.all_events), planned)
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Each step's wall seconds in a run, longest first (what `tideline run` prints after a run
+    and the benchmark records)."""
+    stats = instance.get_run_step_stats(run_id)
+    timed = [(s.step_key, s.end_time - s.start_time) for s in stats if s.start_time and s.end_time]
+    return {key: round(seconds, 1) for key, seconds in sorted(timed, key=lambda item: -item[1])}

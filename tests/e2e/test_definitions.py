@@ -189,3 +189,61 @@ def test_full_materialize_of_the_asset_graph(tmp_path: Path) -> None:
         others = [e for e in evaluations if e.check_name not in ("rejects_reported", "beats_baseline")]
         assert all(e.passed for e in others)
         assert len(evaluations) > 50
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_dbt_models_whose_inputs_did_not_change(tmp_path: Path) -> None:
+    """Through Dagster: a second build reuses every model and test (outputs and check results
+    still reach Dagster), and a new orders file rebuilds what reads the orders, not the events."""
+    from orchestration.dbt import tideline_dbt_assets
+    from tests.dbt.test_customer_marts import write_landing_zone
+
+    raw = tmp_path / "raw"
+    write_landing_zone(raw)
+    defs = build_definitions(_settings(tmp_path, raw))
+    graph = defs.resolve_asset_graph()
+    selection = [k for k in graph.get_all_asset_keys() if k.path[0] == "landing"] + list(
+        tideline_dbt_assets.keys
+    )
+    job = defs.resolve_job_def("tideline_pipeline")
+
+    def build(instance: dg.DagsterInstance) -> tuple[dict[str, bool], list]:
+        result = job.execute_in_process(instance=instance, asset_selection=selection)
+        assert result.success
+        reused = {
+            e.asset_key.to_user_string(): "reused" in e.step_materialization_data.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.asset_key in tideline_dbt_assets.keys
+        }
+        checks = [
+            e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        return reused, checks
+
+    with dg.instance_for_test() as instance:
+        first, first_checks = build(instance)
+        assert len(first) == len(tideline_dbt_assets.keys) and not any(first.values())
+        second, second_checks = build(instance)
+        assert set(second) == set(first) and all(second.values())  # every model reused, all reported
+        assert {c.check_name: c.passed for c in second_checks} == {
+            c.check_name: c.passed for c in first_checks
+        }
+        dbt_tests = {c.check_name for c in first_checks if "unique_id" in c.metadata}  # not Python checks
+        assert len(dbt_tests) > 300
+        assert all("reused" in c.metadata for c in second_checks if c.check_name in dbt_tests)
+
+        write_csv(
+            raw / "commerce/orders/2025c.csv",
+            [
+                {
+                    "order_id": "o-new",
+                    "customer_id": "c4",
+                    "ordered_at": "2025-06-01T10:00:00Z",
+                    "amount": "12.50",
+                }
+            ],
+        )
+        third, _ = build(instance)
+        assert third["staging/stg_commerce__orders"] is False  # rebuilt: it reads the orders
+        assert third["marts/customer_rfm"] is False
+        assert third["staging/stg_events__events"] is True  # reads no orders: reused

@@ -187,3 +187,36 @@ def test_a_journey_tick_says_who_entered_was_sent_to_and_left() -> None:
     )
     report.step_finished("journeys__cart_abandonment", True, 1.0)
     assert "entered 12, sent 9, skipped 2, left 4" in out.getvalue()
+
+
+def test_a_dbt_step_says_how_many_models_were_reused_unchanged() -> None:
+    out = io.StringIO()
+    report = ConsoleReport(out, color=False, tty=False)
+    report.step_started("tideline_dbt_assets", 0.0)
+    for reused in (False, True, True):
+        report.materialized("tideline_dbt_assets", {"reused": "inputs unchanged"} if reused else {})
+    report.step_finished("tideline_dbt_assets", True, 3.0)
+    assert "dbt build" in out.getvalue() and "3 models (2 unchanged, reused)" in out.getvalue()
+
+
+def test_after_a_run_the_slowest_steps_are_named_longest_first() -> None:
+    import time
+
+    from orchestration.runner import step_seconds
+    from tideline.commands.run import slowest_steps
+
+    @dg.asset(name="slow")
+    def slow_asset() -> None:
+        time.sleep(0.3)
+
+    @dg.asset(name="quick", deps=[slow_asset])
+    def quick_asset() -> None:
+        pass
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([slow_asset, quick_asset], instance=instance)
+        steps = step_seconds(instance, result.run_id)
+    assert list(steps) == ["slow", "quick"] and steps["slow"] >= 0.3
+    assert slowest_steps({"tideline_dbt_assets": 110.24, "ml__churn_model": 29.1}) == (
+        "dbt build 110.2s, ml/churn_model 29.1s"
+    )

@@ -104,7 +104,7 @@ def run_pipeline(
 
     from orchestration.activation import LAUNCHED_BY_TAG
     from orchestration.console import console_run_config, failure_paragraph
-    from orchestration.runner import load_definitions, run_job
+    from orchestration.runner import load_definitions, run_job, step_seconds
 
     load_definitions(settings, env, activation_values)
     run_id = str(uuid.uuid4())
@@ -127,13 +127,24 @@ def run_pipeline(
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         tags = {LAUNCHED_BY_TAG: f"cli:{launched_by or os_user()}"}
         outcome = run_job(instance, PIPELINE_JOB, run_config, tags=tags, run_id=run_id)
+        steps = step_seconds(instance, outcome.run_id)
     seconds = time.monotonic() - started
     status = "succeeded" if outcome.success else "FAILED"
     print(f"Dagster run {outcome.run_id} {status} in {seconds:.1f}s", flush=True)
+    if steps:
+        print(f"  slowest steps: {slowest_steps(steps)}", flush=True)
     if not outcome.success:
         paragraph = failure_paragraph(outcome.events, log_path, settings.raw_dir, outcome.planned_steps)
         print(paragraph, file=sys.stderr, flush=True)
     return outcome.success
+
+
+def slowest_steps(steps: Mapping[str, float], count: int = 5) -> str:
+    """'dbt build 110.2s, activation/win_back_dormant__email 67.5s, ...': where a run's time went
+    (the Dagster UI's run page has every step; `make bench` records them)."""
+    from tideline.reporting.console import step_label
+
+    return ", ".join(f"{step_label(key)} {seconds:.1f}s" for key, seconds in list(steps.items())[:count])
 
 
 def os_user() -> str:

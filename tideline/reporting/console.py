@@ -48,6 +48,7 @@ class StepState:
     label: str
     started: float
     materialized: int = 0
+    reused: int = 0  # outputs whose inputs had not changed (the dbt steps: not rebuilt)
     rows: int | None = None
     files: int = 0
     notes: list[str] = field(default_factory=list)
@@ -142,6 +143,7 @@ class ConsoleReport:
             return
         state.materialized += 1
         values = {k: getattr(v, "value", v) for k, v in metadata.items()}
+        state.reused += "reused" in values
         rows = values.get("dagster/row_count")
         if isinstance(values.get("files"), int):  # a landing entity: files and rows read
             state.files += values["files"]
@@ -203,7 +205,8 @@ class ConsoleReport:
             parts.append(f"{state.files:,} files, {state.rows or 0:,} rows")
         elif state.materialized > 1:
             what = "models" if state.label.startswith("dbt build") else "tables"
-            parts.append(f"{state.materialized:,} {what}")
+            reused = f" ({state.reused:,} unchanged, reused)" if state.reused else ""
+            parts.append(f"{state.materialized:,} {what}{reused}")
         elif state.rows is not None:
             parts.append(f"{state.rows:,} rows")
         parts += state.notes
