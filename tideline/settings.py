@@ -19,6 +19,11 @@ TIDELINE_MEMORY_LIMIT, TIDELINE_THREADS, TIDELINE_TEMP_DIR
                               default 40% of the machine's memory up to 4GB, every core, and
                               <state folder>/duckdb_spill for what does not fit
 DAGSTER_HOME                  when set, the Dagster instance every warehouse's runs share
+TIDELINE_DAGSTER_STORAGE      where the Dagster instance stores runs, event logs and schedules: sqlite
+                              (default, files in the instance folder) or postgres (config/dagster/
+                              postgres.yaml), which needs TIDELINE_DAGSTER_PG_URL
+TIDELINE_DAGSTER_PG_URL       postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE of it; Dagster
+                              reads it from the environment itself, Settings only checks it is there
 
 Runs are separate: everything a run generates about a warehouse (trained models, reports, the
 local destinations' outbox, the Dagster instance with its run history, run logs and the BI copy)
@@ -38,6 +43,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -51,6 +57,15 @@ TAG_RAW_DIR = "tideline/raw_dir"
 TAG_WAREHOUSE = "tideline/warehouse"
 TAG_AS_OF = "tideline/as_of"
 TODAY = "today"  # the as-of tag of runs computed as of the day they run (schedules)
+# TIDELINE_DAGSTER_STORAGE -> the dagster.yaml copied into the instance folder
+DAGSTER_INSTANCE_CONFIGS = {
+    "sqlite": REPO_ROOT / "dagster.yaml",
+    "postgres": REPO_ROOT / "config" / "dagster" / "postgres.yaml",
+}
+DAGSTER_PG_URL_EXAMPLE = "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE"
+# dagster-postgres is built on psycopg2 (its NOTIFY of new events binds the payload client-side);
+# SQLAlchemy 2.1 gives a plain postgresql:// URL psycopg 3, whose server-side binding breaks it
+DAGSTER_PG_SCHEME = "postgresql+psycopg2"
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ class Settings:
     memory_limit: str = ""  # the pipeline's DuckDB memory limit ('' = default_memory_limit())
     threads: int = 0  # the pipeline's DuckDB threads (0 = every core)
     temp_dir: str = ""  # where DuckDB spills ('' = <state folder>/duckdb_spill)
+    dagster_storage: str = "sqlite"  # the Dagster instance's storage: a key of DAGSTER_INSTANCE_CONFIGS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -96,6 +112,7 @@ class Settings:
             memory_limit=validate_size("TIDELINE_MEMORY_LIMIT", env.get("TIDELINE_MEMORY_LIMIT", "")),
             threads=whole_number("TIDELINE_THREADS", env.get("TIDELINE_THREADS")),
             temp_dir=env.get("TIDELINE_TEMP_DIR", "").strip(),
+            dagster_storage=validate_dagster_storage(env),
         )
 
     @property
@@ -152,6 +169,11 @@ class Settings:
     def shares_instance(self) -> bool:
         return self.dagster_home is not None
 
+    @property
+    def instance_config(self) -> Path:
+        """The repo's dagster.yaml for TIDELINE_DAGSTER_STORAGE (copied into the instance folder)."""
+        return DAGSTER_INSTANCE_CONFIGS[self.dagster_storage]
+
     def run_tags(self) -> dict[str, str]:
         """Tags on every Dagster run of these settings, so runs can be told apart and filtered."""
         return {
@@ -179,6 +201,7 @@ class Settings:
             "TIDELINE_MEMORY_LIMIT": self.memory_limit,
             "TIDELINE_THREADS": str(self.threads or ""),
             "TIDELINE_TEMP_DIR": self.temp_dir,
+            "TIDELINE_DAGSTER_STORAGE": self.dagster_storage,
         }
         if self.dagster_home is not None:
             env["DAGSTER_HOME"] = str(self.dagster_home)
@@ -244,6 +267,56 @@ def whole_number(name: str, value: str | None) -> int:
     if not text.isdigit():
         raise ValueError(f"{name}={value!r} is not a whole number (use e.g. 2, or leave it unset)")
     return int(text)
+
+
+def validate_dagster_storage(env: Mapping[str, str]) -> str:
+    """TIDELINE_DAGSTER_STORAGE: sqlite (unset or empty) or postgres; postgres only with a usable
+    TIDELINE_DAGSTER_PG_URL, so a run refuses before it starts rather than when Dagster connects."""
+    raw = env.get("TIDELINE_DAGSTER_STORAGE", "")
+    choice = raw.strip().lower() or "sqlite"
+    if choice not in DAGSTER_INSTANCE_CONFIGS:
+        allowed = " or ".join(DAGSTER_INSTANCE_CONFIGS)
+        raise ValueError(f"TIDELINE_DAGSTER_STORAGE={raw!r} is not {allowed} (leave it unset for sqlite)")
+    if choice == "postgres":
+        check_dagster_pg_url(env.get("TIDELINE_DAGSTER_PG_URL", ""))
+    return choice
+
+
+def check_dagster_pg_url(value: str) -> None:
+    """A ValueError unless `value` is a PostgreSQL URL with a host and a database. The messages never
+    repeat the value: it may hold a password."""
+    if not value.strip():
+        raise ValueError(
+            "TIDELINE_DAGSTER_STORAGE=postgres needs TIDELINE_DAGSTER_PG_URL, the connection of the "
+            f"database Dagster stores its runs in ({DAGSTER_PG_URL_EXAMPLE}); set it in the "
+            "environment, or unset TIDELINE_DAGSTER_STORAGE to keep runs in SQLite files"
+        )
+    problem = _pg_url_problem(value.strip())
+    if problem:
+        raise ValueError(
+            f"TIDELINE_DAGSTER_PG_URL is not a PostgreSQL URL like {DAGSTER_PG_URL_EXAMPLE}: {problem} "
+            "(the value is not shown: it may hold a password)"
+        )
+
+
+def _pg_url_problem(value: str) -> str:
+    """What is wrong with a PostgreSQL URL, or '' (a unix-socket host may be given as ?host=)."""
+    parts = urlsplit(value)
+    if parts.scheme != DAGSTER_PG_SCHEME:
+        return (
+            f"it must start with {DAGSTER_PG_SCHEME}:// (dagster-postgres needs the psycopg2 driver; "
+            "a plain postgresql:// URL gets psycopg 3 from SQLAlchemy 2.1, which breaks Dagster's "
+            "event notifications)"
+        )
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "its port is not a number"
+    if not parts.hostname and "host" not in parse_qs(parts.query):
+        return "it names no host"
+    if not parts.path.strip("/"):
+        return "it names no database (add /DATABASE after the host and port)"
+    return ""
 
 
 def validate_as_of(value: str | None) -> str:

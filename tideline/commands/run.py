@@ -17,7 +17,6 @@ from pathlib import Path
 from tideline.settings import (
     DEFAULT_HOME,
     DEFAULT_WAREHOUSE_NAME,
-    REPO_ROOT,
     Settings,
     read_sandbox_secrets,
     validate_as_of,
@@ -46,17 +45,36 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 
 def prepare_dagster_home(settings: Settings) -> Path:
     """The Dagster instance folder of these settings (the warehouse's own, or $DAGSTER_HOME when
-    set: then every warehouse shares it) with the repo's dagster.yaml. Tideline keeps its own
-    instances' dagster.yaml current; a shared instance keeps its own once it has one."""
+    set: then every warehouse shares it) with the repo's dagster.yaml for TIDELINE_DAGSTER_STORAGE
+    (dagster.yaml, or config/dagster/postgres.yaml). Tideline keeps its own instances' dagster.yaml
+    current; a shared instance keeps its own once it has one, and is refused when postgres storage
+    is asked for and its own file stores runs elsewhere."""
     dagster_home = settings.instance_dir
     dagster_home.mkdir(parents=True, exist_ok=True)
-    source, target = REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml"
+    source, target = settings.instance_config, dagster_home / "dagster.yaml"
     stale = not target.exists() or (
         not settings.shares_instance and target.read_bytes() != source.read_bytes()
     )
     if source.exists() and stale:
         shutil.copyfile(source, target)
+    elif settings.dagster_storage == "postgres" and not stores_on_postgres(target):
+        raise ValueError(
+            f"TIDELINE_DAGSTER_STORAGE=postgres, but {target} (the shared instance's own, which "
+            "tideline does not overwrite) keeps runs in SQLite: copy config/dagster/postgres.yaml "
+            "over it, or unset TIDELINE_DAGSTER_STORAGE"
+        )
     return dagster_home
+
+
+def stores_on_postgres(instance_yaml: Path) -> bool:
+    """Whether a dagster.yaml puts its run storage on PostgreSQL (`storage: postgres:` or a
+    dagster_postgres run_storage)."""
+    import yaml
+
+    config = yaml.safe_load(instance_yaml.read_text()) or {}
+    storage = config.get("storage") or {}
+    run_storage = config.get("run_storage") or {}
+    return "postgres" in storage or str(run_storage.get("module", "")).startswith("dagster_postgres")
 
 
 def today() -> str:
