@@ -126,3 +126,27 @@ def test_a_shared_instance_keeps_its_file_and_is_refused_when_it_stores_elsewher
     fresh = tmp_path / "fresh"
     prepare_dagster_home(settings(tmp_path, **{**env, "DAGSTER_HOME": str(fresh)}))
     assert (fresh / "dagster.yaml").read_bytes() == VARIANT.read_bytes()
+
+
+def test_an_unreachable_server_is_one_sentence_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "raw").mkdir()
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TIDELINE_DAGSTER_STORAGE", "postgres")
+    monkeypatch.setenv(
+        "TIDELINE_DAGSTER_PG_URL", f"postgresql+psycopg2://dagster:{SECRET}@127.0.0.1:{port}/dagster"
+    )
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["run", "--raw-dir", str(tmp_path / "raw")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "tideline: cannot reach the Dagster run storage on PostgreSQL (TIDELINE_DAGSTER_PG_URL): "
+    )
+    assert str(port) in err and SECRET not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()  # stopped before the run

@@ -77,6 +77,24 @@ def stores_on_postgres(instance_yaml: Path) -> bool:
     return "postgres" in storage or str(run_storage.get("module", "")).startswith("dagster_postgres")
 
 
+def reach_dagster_storage(url: str, timeout_seconds: int = 5) -> None:
+    """Connects once to the PostgreSQL run storage before a run, so an unreachable server or a
+    wrong password is one sentence (ValueError) instead of Dagster's retries and a traceback. The
+    message never repeats the URL (it may hold a password); libpq's reason names host and user."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            url.replace("postgresql+psycopg2://", "postgresql://", 1), connect_timeout=timeout_seconds
+        ).close()
+    except psycopg2.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(
+            f"cannot reach the Dagster run storage on PostgreSQL (TIDELINE_DAGSTER_PG_URL): {reason}; "
+            "start the server or fix the URL, or unset TIDELINE_DAGSTER_STORAGE to keep runs in SQLite"
+        ) from None
+
+
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -105,6 +123,8 @@ def run_pipeline(
     # one as-of date for the whole run (dbt, scoring, report), the day it starts when not given
     settings = replace(settings, as_of=settings.as_of or today())
     instance_dir = prepare_dagster_home(settings)
+    if settings.dagster_storage == "postgres":
+        reach_dagster_storage(env.get("TIDELINE_DAGSTER_PG_URL", ""))
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     if not warehouse_free(settings):
         return False
