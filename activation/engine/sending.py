@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, deque
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
@@ -124,12 +125,7 @@ class Sender:
             part, futures = pending.popleft()
             totals.update(self._finish_window(part, [f.result() for f in futures], writer))
 
-        order = "order by variant" if self.binding.variants else ""
-        reader = self.con.execute(
-            f"""select coalesce(variant, '') as variant, customer_id, cast(idempotency_key as varchar) as idempotency_key,
-                       action, attempts, coalesce(stage, '') as stage {_RECORD_JSON if self.encoded else ", fields_json"}
-                from _decided where decision = 'send' {order}"""
-        ).fetch_record_batch(window)
+        reader = self._windows(window)
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sync") as pool:
                 for batch in reader:
@@ -161,6 +157,27 @@ class Sender:
             if spent is not None:
                 spent.path.unlink(missing_ok=True)
         return totals
+
+    def _windows(self, window: int) -> Generator[pa.RecordBatch, None, None]:
+        """The send list in windows of `window` records. With variants, one variant after another:
+        a scan of the send list per variant (an A/B test has two) instead of sorting all of it,
+        payloads included, which at millions of records spilled most of it to disk."""
+        select = f"""select coalesce(variant, '') as variant, customer_id,
+                            cast(idempotency_key as varchar) as idempotency_key, action, attempts,
+                            coalesce(stage, '') as stage {_RECORD_JSON if self.encoded else ", fields_json"}
+                     from _decided where decision = 'send'"""
+        groups: list[tuple[str, list[str]]] = [(select, [])]
+        if self.binding.variants:
+            variants = self.con.execute(
+                "select distinct coalesce(variant, '') from _decided where decision = 'send' order by 1"
+            ).fetchall()
+            groups = [(select + " and coalesce(variant, '') = ?", [v]) for (v,) in variants]
+        for sql, params in groups:
+            reader = self.con.execute(sql, params).fetch_record_batch(window)
+            try:
+                yield from reader
+            finally:
+                reader.close()
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
         """Split a window into batches of at most `size` records, each of one variant."""
