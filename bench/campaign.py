@@ -247,6 +247,7 @@ def verify(db: Path, accepted: Path, sink_records: int) -> dict:
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
+    con.execute("set memory_limit = '1GB'")  # the checker, not the sync: bounded all the same
     key = "cast(substr(sha256(concat_ws('|', $d, $s, t.customer_id, $v)), 1, 32) as uuid)"
     names = {"d": DESTINATION, "s": SEGMENT, "v": f"{CAMPAIGN}:{VERSION}"}
     con.execute(
