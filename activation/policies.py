@@ -33,9 +33,11 @@ so it is made once per planned customer, in small steps that each hold one narro
 (DuckDB spills them beyond its memory limit): the plan without its payloads (_planned) and its
 customers (_audience); their consent, suppressions, receiver revocations and cap counts, each
 read with a semi-join on _audience (the ledger is streamed and pre-aggregated, never joined
-whole); the verdict per customer (_verdicts) and per planned key (_decisions); and last
-_decided, the planned rows of _diff with their decision, in one inner join. Config text
-(campaign, variant names, time zone, channel) is bound, never spliced into the SQL.
+whole); the quiet hours of each of their time zones (_quiet_zones: worked out once per zone, not
+once per customer); the verdict per customer (_verdicts, each rule's condition evaluated once)
+and per planned key (_decisions); and last _decided, the planned rows of _diff with their
+decision, in one inner join. Config text (campaign, variant names, time zone, channel) is bound,
+never spliced into the SQL.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ WORK_TABLES = (
     "_suppressed",
     "_revoked",
     "_capped",
+    "_quiet_zones",
     "_verdicts",
     "_decisions",
 )
@@ -159,18 +162,31 @@ def _decide(
         "create or replace temp table _audience as select distinct customer_id from _planned where action <> 'delete'"
     )
     joins = _gather_facts(con, binding, policies, customers, engagement_suppressions, values)
-    decision, reason, not_before = _rules_sql(binding, policies, joins, values)
+    quiet = bool(binding.mode == "message" and binding.channel)
+    if quiet:
+        _quiet_zones(con, "f" in joins, policies, values)
+    conditions, not_before = _rules_sql(binding, policies, joins, values)
     variant = _variant_sql(binding, values) if binding.mode == "message" else "cast(null as varchar)"
+    # each rule's condition is evaluated once per customer (inner select), then the first that
+    # holds decides (outer select)
+    flags = ", ".join(f"({c}) as _c{i}, {r} as _r{i}" for i, (c, _, r) in enumerate(conditions))
+    decision = "case " + " ".join(f"when _c{i} then '{d}'" for i, (_, d, _) in enumerate(conditions))
+    reason = "case " + " ".join(f"when _c{i} then _r{i}" for i in range(len(conditions)))
+    zone = "coalesce(f.zone, $default_zone)" if "f" in joins else "$default_zone"
+    zone_join = f"left join _quiet_zones as z on z.zone = {zone}" if quiet else ""
     execute(
         con,
         f"""create or replace temp table _verdicts as
-            select a.customer_id, {decision} as decision, {reason} as reason, {variant} as variant,
-                   {not_before} as not_before
-            from _audience as a
-            {" ".join(f"left join {table} as {alias} on a.customer_id = {alias}.customer_id" for alias, table in joins.items())}""",
+            select customer_id, {decision + " else 'send' end" if conditions else "'send'"} as decision,
+                   {reason + " end" if conditions else "cast(null as varchar)"} as reason, variant, not_before
+            from (
+                select a.customer_id, {flags + "," if flags else ""} {variant} as variant, {not_before} as not_before
+                from _audience as a
+                {" ".join(f"left join {table} as {alias} on a.customer_id = {alias}.customer_id" for alias, table in joins.items())}
+                {zone_join})""",
         values,
     )
-    _drop(con, ("_audience", *joins.values()))  # free their memory before the last two steps
+    _drop(con, ("_audience", "_quiet_zones", *joins.values()))  # free their memory before the last two steps
     _attach_decisions(con)
 
 
@@ -203,8 +219,9 @@ def _gather_facts(
 
 def _rules_sql(
     binding: SyncBinding, policies: PolicyConfig, joins: dict[str, str], values: dict[str, Any]
-) -> tuple[str, str, str]:
-    """(decision, reason, not_before) as SQL over the facts in `joins`: the first rule that holds decides."""
+) -> tuple[list[tuple[str, str, str]], str]:
+    """([(condition, decision, reason)] in order, not_before) as SQL over the facts in `joins` (and
+    `z`, the customer's zone in _quiet_zones, for quiet hours): the first rule that holds decides."""
     message = binding.mode == "message"
     conditions: list[tuple[str, str, str]] = []  # (condition, decision, reason as a SQL expression)
     if CONSENT_COLUMNS.get(binding.channel or ""):
@@ -223,11 +240,9 @@ def _rules_sql(
         conditions.append((f"{_unit_sql('holdout_salt')} < $holdout_share", "holdout", "'holdout'"))
     not_before = "cast(null as timestamp)"
     if message and binding.channel:
-        quiet, not_before = _quiet_hours_sql(policies, values)
-        conditions.append((quiet, "defer", "'quiet_hours'"))
-    decision = "case " + " ".join(f"when {c} then '{d}'" for c, d, _ in conditions) + " else 'send' end"
-    reason = "case " + " ".join(f"when {c} then {r}" for c, _, r in conditions) + " end"
-    return decision, reason, not_before
+        conditions.append(("coalesce(z.quiet, false)", "defer", "'quiet_hours'"))
+        not_before = "case when z.quiet then z.quiet_until end"
+    return conditions, not_before
 
 
 def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
@@ -338,14 +353,31 @@ def _capped(con: duckdb.DuckDBPyConnection, cap: FrequencyCap, values: dict) -> 
     )
 
 
+def _quiet_zones(con: duckdb.DuckDBPyConnection, facts: bool, policies: PolicyConfig, values: dict) -> None:
+    """_quiet_zones (zone, quiet, quiet_until): for each time zone of the planned customers (their
+    valid IANA zone, else the configured default), whether it is quiet hours there now and when
+    they end (UTC). The clock is the same for everyone, so the answer depends on the zone only:
+    worked out once per zone (a few dozen), not once per customer (a time zone conversion is the
+    costliest expression of the policies)."""
+    quiet, quiet_until = _quiet_hours_sql(policies, values)
+    zones = "select zone from _customer_facts where zone is not null union " if facts else ""
+    execute(
+        con,
+        f"""create or replace temp table _quiet_zones as
+            select zone, {quiet} as quiet, {quiet_until} as quiet_until
+            from ({zones}select $default_zone as zone) as zones""",
+        values,
+    )
+
+
 def _quiet_hours_sql(policies: PolicyConfig, values: dict) -> tuple[str, str]:
-    """(is it quiet hours for the customer now, when they end there in UTC). The zone is the
-    customer's valid IANA zone, else the configured default (both bound, never spliced)."""
+    """(is it quiet hours in `zone` now, when they end there in UTC): SQL over a column `zone`,
+    the customer's valid IANA zone or the configured default (bound, never spliced)."""
     values["quiet_start"], values["quiet_end"] = (
         int(policies.quiet_hours_start),
         int(policies.quiet_hours_end),
     )
-    zone = "coalesce(f.zone, $default_zone)"
+    zone = "zone"
     local = f"timezone({zone}, timezone('UTC', $now))"
     hour = f"hour({local})"
     if policies.quiet_hours_start > policies.quiet_hours_end:

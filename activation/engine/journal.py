@@ -174,7 +174,12 @@ class OutcomeJournal:
 class DeliveryJournal:
     """An append-only file of what a record-by-record destination (SMTP) did with each record
     during the current run: `A<TAB>key` just before a record is handed over, `S<TAB>key<TAB>remote
-    id` once it is accepted; each line is flushed and fsynced before the call returns.
+    id` once it is accepted. Each line is flushed (in the OS, so a killed process loses none)
+    before the call returns; an `A` line is also fsynced, and that fsync runs outside the lock, so
+    workers handing over at the same time share one disk flush instead of queueing behind each
+    other's. An `S` line is not fsynced: losing one takes a machine crash, and a record with its
+    `A` and without its `S` is `unknown`, never resent (the server's outbox, when configured,
+    settles it later).
 
     Non-idempotent destinations mark their batches in_flight in the ledger before sending, and a
     run that dies leaves those rows behind. With the journal the next run knows, per record:
@@ -190,18 +195,19 @@ class DeliveryJournal:
         self._fh = path.open("ab")
         self._lock = threading.Lock()
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, durable: bool) -> None:
         data = line.encode()
         with self._lock:
             self._fh.write(data)
             self._fh.flush()
+        if durable:  # after this thread's own write: its line is on disk when fsync returns
             os.fsync(self._fh.fileno())
 
     def attempt(self, key: str) -> None:
-        self._write(f"A\t{key}\n")
+        self._write(f"A\t{key}\n", durable=True)
 
     def record(self, key: str, remote_id: str | None) -> None:
-        self._write(f"S\t{key}\t{remote_id or ''}\n")
+        self._write(f"S\t{key}\t{remote_id or ''}\n", durable=False)
 
     def close(self) -> None:
         self._fh.close()

@@ -119,10 +119,13 @@ class SyncEngine:
         result = SyncResult(self.sync_id, b.sync_key, dry_run)
         ensure_schema(con)
         files = SyncFiles.locate(con, b.sync_key, b.destination, self.journal_dir)
+        phases = result.phase_seconds
+        mark = time.monotonic()
         if not dry_run:
             result.unknown = resolve_interrupted(con, files, stamp, self.destination.idempotent_delivery)
             settled = reconcile.reconcile(con, b.sync_key, self.evidence, sync_id=self.sync_id, now=self.now)
             result.confirmed, result.released = settled.confirmed, settled.released
+        mark = _lap(phases, "resolve", mark)
         planner.plan(con, b, self.key_column)
         apply_policies(con, b, self.policies, self.now, self.customers)
         if not dry_run:  # the arms' intended shares, for the sample-ratio check (experiment_results)
@@ -130,6 +133,7 @@ class SyncEngine:
         result.counts = planner.counts(con, b)
         _dead_letter_exhausted(con, self.policies.max_attempts)
         self._gate(result, dry_run)
+        mark = _lap(phases, "plan_and_policies", mark)
         if self.keep_decisions is not None:
             con.execute(
                 f"create or replace temp table {quote_identifier(self.keep_decisions)} as "
@@ -148,7 +152,9 @@ class SyncEngine:
             result.estimated_send_seconds, result.estimate_basis = estimate.seconds, estimate.basis
             return self._finish(result, started)
 
+        mark = _lap(phases, "plan_and_policies", mark)
         record_decisions(con, stamp, decided)
+        mark = _lap(phases, "record_decisions", mark)
         result.dead_letters = int(decided.get("dead", 0))
         if decided.get("send", 0):
             if wait > 0:
@@ -161,8 +167,10 @@ class SyncEngine:
             result.sent, result.failed = outcomes["sent"], outcomes["failed"]
             result.dead_letters += outcomes["dead_letter"]
             result.unknown += outcomes["unknown"]
+        mark = _lap(phases, "send", mark)
         self._fold_state(not_sent=result.failed + result.dead_letters + result.unknown)
         self.destination.finalize(sync_context(b, self.sync_id, None))
+        _lap(phases, "fold_and_finalize", mark)
         return self._finish(result, started)
 
     def _gate(self, result: SyncResult, dry_run: bool) -> None:
@@ -204,6 +212,13 @@ class SyncEngine:
                 self.con.execute(f"drop table if exists {table}")
         except duckdb.Error as exc:  # never hide the run's own error behind a cleanup one
             log.debug("could not drop the sync's work tables: %s", exc)
+
+
+def _lap(phases: dict[str, float], phase: str, since: float) -> float:
+    """Add the seconds since `since` to `phase` (a phase may be timed in parts); returns now."""
+    now = time.monotonic()
+    phases[phase] = phases.get(phase, 0.0) + now - since
+    return now
 
 
 def _dead_letter_exhausted(con: duckdb.DuckDBPyConnection, max_attempts: int) -> None:

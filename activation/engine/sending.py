@@ -3,8 +3,9 @@
     outcomes = Sender(con, destination, binding, stamp, files, backoff, workers=4, bucket=bucket).send()
 
 The send list (`_decided` rows with decision `send`) streams out of the warehouse as Arrow
-windows (WINDOW_RECORDS records for idempotent destinations, one batch otherwise), so memory is
-bounded by the window, not the segment. A window is split into destination batches (at most
+windows (WINDOW_RECORDS records for idempotent destinations; for the others two batches per
+worker, each window marked in_flight in one ledger insert), so memory is bounded by the window,
+not the segment. A window is split into destination batches (at most
 `max_batch_size` records, one variant each) for the worker pool; every batch takes its records'
 worth of tokens from one bucket shared by all workers. Once all of a window's batches are back
 its outcomes are one ledger insert, made by the writer thread on its own connection while the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, deque
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
@@ -43,6 +45,19 @@ WINDOW_RECORDS = 32_768  # records per ledger write for idempotent destinations
 _RECORD_JSON = """, '{"customer_id":' || to_json(customer_id) || ',"idempotency_key":"'
                   || cast(idempotency_key as varchar) || '","action":"' || action || '","fields":'
                   || fields_json || '}' as record_json"""
+
+
+def window_records(batch_size: int, workers: int, idempotent: bool) -> int:
+    """Records per window of the send list: WINDOW_RECORDS (whole batches) for idempotent
+    destinations; otherwise two batches per worker. A window costs two ledger writes (in_flight
+    before, outcomes after), so a window of one batch made SMTP wait on the ledger for every 20
+    messages; with a batch for every worker and one waiting, the workers keep sending while the
+    next window is marked. After a crash the delivery journal settles every in_flight record
+    (accepted: sent, never handed over: released, in between: unknown), so a bigger window
+    resends nothing."""
+    if idempotent:
+        return max(batch_size, (WINDOW_RECORDS // batch_size) * batch_size)
+    return batch_size * max(1, workers) * 2
 
 
 def sync_context(
@@ -95,7 +110,7 @@ class Sender:
         outcome (sent, failed, dead_letter, unknown). Two windows (or enough for every worker)
         are in flight at once."""
         size = self.size
-        window = size if not self.idempotent else max(size, (WINDOW_RECORDS // size) * size)
+        window = window_records(size, self.workers, self.idempotent)
         depth = max(2, -(-self.workers * 2 * size // window))
         totals: Counter[str] = Counter()
         pending: deque[tuple[pa.Table, list[Future]]] = deque()
@@ -110,12 +125,7 @@ class Sender:
             part, futures = pending.popleft()
             totals.update(self._finish_window(part, [f.result() for f in futures], writer))
 
-        order = "order by variant" if self.binding.variants else ""
-        reader = self.con.execute(
-            f"""select coalesce(variant, '') as variant, customer_id, cast(idempotency_key as varchar) as idempotency_key,
-                       action, attempts, coalesce(stage, '') as stage {_RECORD_JSON if self.encoded else ", fields_json"}
-                from _decided where decision = 'send' {order}"""
-        ).fetch_record_batch(window)
+        reader = self._windows(window)
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sync") as pool:
                 for batch in reader:
@@ -147,6 +157,27 @@ class Sender:
             if spent is not None:
                 spent.path.unlink(missing_ok=True)
         return totals
+
+    def _windows(self, window: int) -> Generator[pa.RecordBatch, None, None]:
+        """The send list in windows of `window` records. With variants, one variant after another:
+        a scan of the send list per variant (an A/B test has two) instead of sorting all of it,
+        payloads included, which at millions of records spilled most of it to disk."""
+        select = f"""select coalesce(variant, '') as variant, customer_id,
+                            cast(idempotency_key as varchar) as idempotency_key, action, attempts,
+                            coalesce(stage, '') as stage {_RECORD_JSON if self.encoded else ", fields_json"}
+                     from _decided where decision = 'send'"""
+        groups: list[tuple[str, list[str]]] = [(select, [])]
+        if self.binding.variants:
+            variants = self.con.execute(
+                "select distinct coalesce(variant, '') from _decided where decision = 'send' order by 1"
+            ).fetchall()
+            groups = [(select + " and coalesce(variant, '') = ?", [v]) for (v,) in variants]
+        for sql, params in groups:
+            reader = self.con.execute(sql, params).fetch_record_batch(window)
+            try:
+                yield from reader
+            finally:
+                reader.close()
 
     def _chunks(self, part: pa.Table, size: int) -> list[tuple[pa.Table, str]]:
         """Split a window into batches of at most `size` records, each of one variant."""

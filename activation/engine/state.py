@@ -66,6 +66,9 @@ class SyncResult:
     oldest_unknown: dt.datetime | None = None  # when the oldest of them became unknown
     backoff_until: dt.datetime | None = None  # sends held until then (the destination's Retry-After)
     duration_seconds: float = 0.0
+    # where the run's time went, in order: resolve (crashed runs, unknown records), plan_and_policies,
+    # record_decisions, send, fold_and_finalize (a dry run has the first two only)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     launch_stage: str | None = None  # a staged launch's stage this run (activation.launches)
     launch_waiting: dict[str, int] = field(default_factory=dict)  # held by the launch, by reason
@@ -100,6 +103,7 @@ class SyncResult:
             "unknown_outstanding": self.unknown_outstanding,
             "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
             "duration_seconds": round(self.duration_seconds, 3),
+            "phase_seconds": {phase: round(seconds, 3) for phase, seconds in self.phase_seconds.items()},
             "launch_stage": self.launch_stage,
             "launch_waiting": self.launch_waiting,
             "launch_decisions": self.launch_decisions,

@@ -898,15 +898,18 @@ def test_a_customer_back_in_a_mirror_with_the_fields_they_left_with_is_sent_agai
 
 
 def test_a_dry_run_says_how_long_the_send_will_take(warehouse, sink) -> None:
-    """From the rate limit, and from what the destination's recent real runs reached: the slower."""
+    """From the rate limit, and from what the destination's recent real runs reached: the slower.
+    At NOON: on the wall clock, after 21:00 UTC quiet hours deferred everyone and nothing would send."""
     b = _binding(campaign="estimate")
-    dry = SyncEngine(warehouse, _destination(sink), b, POLICIES, rate_per_second=50).run(dry_run=True)
+    dry = SyncEngine(warehouse, _destination(sink), b, POLICIES, rate_per_second=50, now=NOON).run(
+        dry_run=True
+    )
     would = dry.counts["would_send"]
     assert 100 < would < 200  # consent and quiet hours leave some out
     assert dry.estimated_send_seconds == math.ceil(would / 50 * 10) / 10
     assert dry.estimate_basis == f"{would:,} records at the destination's rate limit of 50 records/s"
     assert sink.requests_for("/sms") == []
-    unlimited = SyncEngine(warehouse, _destination(sink), b, POLICIES).run(dry_run=True)
+    unlimited = SyncEngine(warehouse, _destination(sink), b, POLICIES, now=NOON).run(dry_run=True)
     assert unlimited.estimated_send_seconds is None  # no limit, no real run of the destination yet
     assert "its own speed bounds it" in unlimited.estimate_basis
 
@@ -915,6 +918,8 @@ def test_a_dry_run_says_how_long_the_send_will_take(warehouse, sink) -> None:
                started_at, finished_at, sent, duration_seconds, status)
            values ('r1', 'other__sms', 'other', 'sms', 'message', false, now(), now(), 1000, 100, 'done')"""
     )  # an earlier real run of the destination reached 10 records/s: slower than the limit
-    slower = SyncEngine(warehouse, _destination(sink), b, POLICIES, rate_per_second=50).run(dry_run=True)
+    slower = SyncEngine(warehouse, _destination(sink), b, POLICIES, rate_per_second=50, now=NOON).run(
+        dry_run=True
+    )
     assert slower.estimated_send_seconds == math.ceil(would / 10 * 10) / 10
     assert "10 records/s reached by its recent runs" in slower.estimate_basis
