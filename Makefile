@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.campaign --customers 5000000
 	$(BIN)/python -m bench.audience_preview
 	$(BIN)/python -m bench.journeys
 
