@@ -41,10 +41,9 @@ INCREMENTAL_MODELS = {
     "base_engagement__events",
     "int_events_stitched",
 }
-MESSAGE = str(
-    uuid.UUID(int=1)
-)  # an old message's ledger key: sent before the first build, engaged with after
-NEW_MESSAGE = str(uuid.UUID(int=2))  # a message sent after the first build
+# ledger keys: an old message (sent before the first build, engaged with after it) and a new one
+MESSAGE = str(uuid.UUID(int=1))
+NEW_MESSAGE = str(uuid.UUID(int=2))
 
 
 def dbt_run(warehouse: Path, as_of: str, *extra: str, command: str = "run") -> dict:
