@@ -43,54 +43,64 @@
     full refresh leaves no history row). A subquery of `_file` values. -#}
 {% macro changed_landing_files(entity) -%}
     (
-        select loads._file from {{ source('landing', 'loads') }} as loads
-        where loads.entity = '{{ entity }}'
+        select loads._file
+        from {{ source('landing', 'loads') }} as loads
+        where
+            loads.entity = '{{ entity }}'
             and loads.loaded_at > coalesce(
                 (select max(state.landing_loaded_through) from {{ incremental_state_relation() }} as state),
                 cast('1900-01-01 00:00:00' as {{ dbt.type_timestamp() }})
             )
         union
-        select built._file from {{ this }} as built
+        select built._file
+        from {{ this }} as built
         where built._file not in (
-            select files._file from {{ source('landing', 'files') }} as files where files.entity = '{{ entity }}'
+            select files._file
+            from {{ source('landing', 'files') }} as files
+            where files.entity = '{{ entity }}'
         )
     )
 {%- endmacro %}
 
 {#- Pre-hook of a base model over a landing table (one row per landing row, keyed by _file, _row):
     delete the rows of changed files; with `key` (the model's column that rows are deduplicated
-    by) and `landing_key` (the same value computed from the landing row), also every row sharing a
+    by) and `landing_key` (the landing column it is parsed from, blank meaning none), also every row sharing a
     key with a changed row, old or new, since which row wins may have moved; and the rows that
     `erased` (a not_erased(...) condition over the model's columns) no longer keeps. -#}
 {% macro landing_incremental_delete(entity, landing_relation, erased, key=none, landing_key=none) -%}
-    {%- if is_incremental() %}
+{%- if is_incremental() %}
     delete from {{ this }}
-    where _file in {{ changed_landing_files(entity) }}
+    where
+        _file in {{ changed_landing_files(entity) }}
         {%- if key is not none %}
-        or {{ key }} in (
-            select {{ landing_key }} from {{ landing_relation }}
-            where _file in {{ changed_landing_files(entity) }}
-            union
-            select built.{{ key }} from {{ this }} as built
-            where built._file in {{ changed_landing_files(entity) }}
-        )
+            or {{ key }} in (
+                select {{ nullif_blank('landing_rows.' ~ landing_key) }}
+                from {{ landing_relation }} as landing_rows
+                where landing_rows._file in {{ changed_landing_files(entity) }}
+                union
+                select built.{{ key }}
+                from {{ this }} as built
+                where built._file in {{ changed_landing_files(entity) }}
+            )
         {%- endif %}
         or not {{ erased }}
-    {%- else %}
+{%- else %}
     select 1 as nothing_to_delete
-    {%- endif %}
+{%- endif %}
 {%- endmacro %}
 
-{#- Where clause of a base model's landing CTE: in an incremental build only the landing rows
-    the model lacks (the rows the pre-hook deleted, new rows, and erased rows that the model's
-    filter drops again). -#}
-{% macro landing_rows_not_built(landing_alias) -%}
-    {%- if is_incremental() %}
-    where not exists (
-        select 1 from {{ this }} as built
-        where built._file = {{ landing_alias }}._file and built._row = {{ landing_alias }}._row
-    )
-    {%- endif %}
+{#- Condition on a base model's landing rows: in an incremental build only the landing rows the
+    model lacks (the rows the pre-hook deleted, new rows, and erased rows that the model's filter
+    drops again); every row in a full build. -#}
+{% macro landing_row_not_built(landing_alias) -%}
+    {%- if is_incremental() -%}
+        not exists (
+            select 1 from {{ this }} as built
+            where built._file = {{ landing_alias }}._file and built._row = {{ landing_alias }}._row
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Pre-hook of int_events_stitched (one row per event_id). Deleted, to be stitched again: the
@@ -103,12 +113,13 @@
     before the model was incremental (without source_customer_id and _file: events_stitched_upgrade
     adds them) is emptied and filled again. -#}
 {% macro events_stitched_incremental_delete() -%}
-    {%- if is_incremental() %}
+{%- if is_incremental() and events_stitched_has_columns() %}
     delete from {{ this }}
-    {%- if events_stitched_has_columns() %}
-    where _file in {{ changed_landing_files('events') }}
+    where
+        _file in {{ changed_landing_files('events') }}
         or event_id in (
-            select events.event_id from {{ ref('stg_events__events') }} as events
+            select events.event_id
+            from {{ ref('stg_events__events') }} as events
             where events._file in {{ changed_landing_files('events') }}
         )
         or occurred_at >= {{ as_of_cutoff() }}
@@ -116,15 +127,19 @@
         or event_id in (
             select built.event_id
             from {{ this }} as built
-            left join {{ ref('int_accounts_resolved') }} as direct on built.source_customer_id = direct.account_id
-            left join {{ ref('int_anonymous_ids_stitched') }} as stitched on built.anonymous_id = stitched.anonymous_id
-            where coalesce(direct.customer_id, stitched.customer_id) is distinct from built.customer_id
-                or (direct.customer_id is null and stitched.customer_id is not null) <> built.is_stitched
+            left join {{ ref('int_accounts_resolved') }} as direct
+                on built.source_customer_id = direct.account_id
+            left join {{ ref('int_anonymous_ids_stitched') }} as stitched
+                on built.anonymous_id = stitched.anonymous_id
+            where
+                coalesce(direct.customer_id, stitched.customer_id) is distinct from built.customer_id
+                or (direct.customer_id is null and stitched.customer_id is not null) != built.is_stitched
         )
-    {%- endif %}
-    {%- else %}
+{%- elif is_incremental() %}
+    delete from {{ this }}
+{%- else %}
     select 1 as nothing_to_delete
-    {%- endif %}
+{%- endif %}
 {%- endmacro %}
 
 {% macro events_stitched_has_columns() -%}
@@ -134,10 +149,10 @@
 
 {#- Pre-hook of int_events_stitched before the delete: a table built when the model was a plain
     table gets the columns the incremental delete needs (left empty: the delete then empties it). -#}
-{% macro events_stitched_upgrade(column) -%}
-    {%- if is_incremental() and not events_stitched_has_columns() %}
-    alter table {{ this }} add column {{ column }} {{ dbt.type_string() }}
-    {%- else %}
+{% macro events_stitched_upgrade(column_name) -%}
+{%- if is_incremental() and not events_stitched_has_columns() %}
+    alter table {{ this }} add column {{ column_name }} {{ dbt.type_string() }}
+{%- else %}
     select 1 as nothing_to_add
-    {%- endif %}
+{%- endif %}
 {%- endmacro %}

@@ -10,13 +10,13 @@
         "{{ incremental_state_create() }}",
         "{{ landing_incremental_delete('commerce_orders', source('commerce', 'commerce_orders'),
             not_erased(customer_id='customer_id', email='email'),
-            key='order_id', landing_key=nullif_blank('order_id')) }}",
+            key='order_id', landing_key='order_id') }}",
     ],
     post_hook=["{{ incremental_state_clear() }}", "{{ incremental_state_record() }}"],
 ) }}
 with source as (
-    select * from {{ source('commerce', 'commerce_orders') }} as landing_rows
-    {{- landing_rows_not_built('landing_rows') }}
+    select landing_rows.* from {{ source('commerce', 'commerce_orders') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (

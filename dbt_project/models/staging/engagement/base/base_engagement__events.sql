@@ -17,8 +17,8 @@
     optional fields are cleared and the row kept. A re-delivered event (same event_id) is
     not an issue: fct_message_events counts it once. -#}
 with source as (
-    select * from {{ source('engagement', 'engagement_events') }} as landing_rows
-    {{- landing_rows_not_built('landing_rows') }}
+    select landing_rows.* from {{ source('engagement', 'engagement_events') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (

@@ -8,13 +8,13 @@
         "{{ incremental_state_create() }}",
         "{{ landing_incremental_delete('events', source('events', 'events'),
             not_erased(customer_id='customer_id', anonymous_id='anonymous_id'),
-            key='event_id', landing_key=nullif_blank('event_id')) }}",
+            key='event_id', landing_key='event_id') }}",
     ],
     post_hook=["{{ incremental_state_clear() }}", "{{ incremental_state_record() }}"],
 ) }}
 with source as (
-    select * from {{ source('events', 'events') }} as landing_rows
-    {{- landing_rows_not_built('landing_rows') }}
+    select landing_rows.* from {{ source('events', 'events') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (
