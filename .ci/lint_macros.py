@@ -42,7 +42,7 @@ MACRO = re.compile(
 )
 # Jinja comments, statements and expressions: what is left when they are removed is the body's SQL.
 JINJA = re.compile(r"{#.*?#}|{%.*?%}|{{.*?}}", re.DOTALL)
-STATEMENT_START = re.compile(r"^\(?\s*(select|with|create|insert|update|delete)\b", re.IGNORECASE)
+STATEMENT_START = re.compile(r"^\(?\s*(select|with|create|insert|update|delete|alter)\b", re.IGNORECASE)
 
 # Arguments for parameters a bare name cannot stand for (lists that are iterated, for instance).
 EXAMPLE_ARGUMENTS: dict[str, dict[str, object]] = {

@@ -102,6 +102,13 @@ def dbt_vars(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[s
 SCORED_SELECTION = "source:ml+"
 
 
+class DbtBuildConfig(dg.Config):
+    """Run config of both dbt assets: `full_refresh` rebuilds the incremental models whole
+    (`dbt build --full-refresh`; `tideline run --full-refresh` sets it)."""
+
+    full_refresh: bool = False
+
+
 def _run_dbt(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
@@ -256,13 +263,14 @@ def _failed_nodes(invocation: Any, limit: int = 3) -> str:
 )
 def tideline_dbt_assets(
     context: dg.AssetExecutionContext,
+    config: DbtBuildConfig,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
     run_log: RunLog,
 ) -> Iterator[Any]:
     """Staging, intermediate and marts that do not need the ML scores."""
-    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log)
+    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log, config.full_refresh)
 
 
 @dbt_assets(
@@ -275,13 +283,14 @@ def tideline_dbt_assets(
 )
 def tideline_dbt_scored_assets(
     context: dg.AssetExecutionContext,
+    config: DbtBuildConfig,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
     run_log: RunLog,
 ) -> Iterator[Any]:
     """Marts that read the ML scores (customer_tags, tag_health)."""
-    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log)
+    yield from _run_dbt(context, dbt, warehouse, pipeline, run_log, config.full_refresh)
 
 
 def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> Any:

@@ -74,7 +74,8 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
     p.add_argument(
         "--full-refresh",
         action="store_true",
-        help="read every landing file again (default: only new and changed files, and new lines)",
+        help="read every landing file again and rebuild the incremental dbt models whole "
+        "(default: only new and changed files and new lines; only the rows that changed)",
     )
     p.set_defaults(func=cmd_run)
 

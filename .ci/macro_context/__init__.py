@@ -54,9 +54,22 @@ class _Adapter:
     def get_relation(database=None, schema=None, identifier=None):
         return None
 
+    @staticmethod
+    def get_columns_in_relation(relation):
+        return []
+
+
+class _Relation:
+    """`api.Relation.create(...)` renders as the relation's dotted name."""
+
+    @staticmethod
+    def create(database=None, schema=None, identifier=None, **_):
+        return ".".join(str(p) for p in (schema, identifier) if p)
+
 
 dbt = _Namespace()
 adapter = _Adapter()
+api = _types.SimpleNamespace(Relation=_Relation)
 exceptions = _types.SimpleNamespace(raise_compiler_error=lambda message: "")
 modules = _types.SimpleNamespace(re=_re)
 execute = True

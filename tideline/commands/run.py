@@ -99,6 +99,16 @@ def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
+# What `tideline run --full-refresh` reaches: the landing load reads every file again, and both dbt
+# builds rebuild their incremental models whole (orchestration/dbt.py, DbtBuildConfig).
+FULL_REFRESH_OPS = ("landing_zone", "tideline_dbt_assets", "tideline_dbt_scored_assets")
+
+
+def full_refresh_ops() -> dict[str, dict]:
+    """The `ops` run config of a full refresh: `full_refresh` set on every op of FULL_REFRESH_OPS."""
+    return {op: {"config": {"full_refresh": True}} for op in FULL_REFRESH_OPS}
+
+
 def run_pipeline(
     settings: Settings,
     env: Mapping[str, str],
@@ -116,7 +126,8 @@ def run_pipeline(
     data (the local destinations'). The console shows one line per step; dbt's detail and every
     log line go to <state folder>/logs/<run id>.log. The run's syncs record who launched it:
     cli:<launched_by>, or cli:<the OS user> (tideline_sync.sync_runs.launched_by). `full_refresh`:
-    the landing load reads every file again (else only new and changed ones)."""
+    the landing load reads every file again (else only new and changed ones) and dbt rebuilds its
+    incremental models whole (`dbt build --full-refresh`)."""
     if not settings.raw_dir.is_dir():
         raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
     settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
@@ -155,7 +166,7 @@ def run_pipeline(
         "resources": {"run_log": {"config": {"logs_dir": str(settings.logs_dir), "echo": verbose}}},
     }
     if full_refresh:
-        run_config["ops"] = {"landing_zone": {"config": {"full_refresh": True}}}
+        run_config["ops"] = full_refresh_ops()
     print(
         f"Running {PIPELINE_JOB} through Dagster as of {settings.as_of}: {settings.raw_dir} -> "
         f"{settings.warehouse}\n  run {run_id}, log {log_path}",

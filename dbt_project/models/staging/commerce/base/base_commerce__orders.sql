@@ -1,8 +1,22 @@
-{{ config(materialized="table") }}
 {#- Every landing order row, typed, with the reason each field is unusable.
-    A row with any row-level issue is `_rejected`; stg_commerce__orders keeps the rest. -#}
+    A row with any row-level issue is `_rejected`; stg_commerce__orders keeps the rest.
+    Incremental (macros/incremental.sql): the pre-hook deletes the rows of landing files that changed
+    since the last build, every row sharing an order_id with them (which version wins may have
+    moved) and rows now erased; the landing rows the table then lacks are parsed and ranked again. -#}
+{{ config(
+    materialized="incremental",
+    incremental_strategy="append",
+    pre_hook=[
+        "{{ incremental_state_create() }}",
+        "{{ landing_incremental_delete('commerce_orders', source('commerce', 'commerce_orders'),
+            not_erased(customer_id='customer_id', email='email'),
+            key='order_id', landing_key='order_id') }}",
+    ],
+    post_hook=["{{ incremental_state_clear() }}", "{{ incremental_state_record() }}"],
+) }}
 with source as (
-    select * from {{ source('commerce', 'commerce_orders') }}
+    select landing_rows.* from {{ source('commerce', 'commerce_orders') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (

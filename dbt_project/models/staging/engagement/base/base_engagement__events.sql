@@ -1,10 +1,24 @@
-{{ config(materialized="table") }}
+{#- Incremental (macros/incremental.sql): every row depends on its landing row alone, so the
+    pre-hook deletes the rows of landing files that changed since the last build (the receiver's
+    appended files among them) and rows now erased, and the landing rows the table then lacks are
+    parsed again. -#}
+{{ config(
+    materialized="incremental",
+    incremental_strategy="append",
+    pre_hook=[
+        "{{ incremental_state_create() }}",
+        "{{ landing_incremental_delete('engagement_events', source('engagement', 'engagement_events'),
+            not_erased(customer_id='customer_id')) }}",
+    ],
+    post_hook=["{{ incremental_state_clear() }}", "{{ incremental_state_record() }}"],
+) }}
 {#- Every landing engagement event row, typed, with the reason each field is unusable.
     A row without a usable event_id, event_type or occurred_at is `_rejected`; unusable
     optional fields are cleared and the row kept. A re-delivered event (same event_id) is
     not an issue: fct_message_events counts it once. -#}
 with source as (
-    select * from {{ source('engagement', 'engagement_events') }}
+    select landing_rows.* from {{ source('engagement', 'engagement_events') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (

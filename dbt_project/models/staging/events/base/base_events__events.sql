@@ -1,6 +1,20 @@
-{{ config(materialized="table") }}
+{#- Incremental (macros/incremental.sql): the pre-hook deletes the rows of landing files that changed
+    since the last build, every row sharing an event_id with them (which duplicate is first may have
+    moved) and rows now erased; the landing rows the table then lacks are parsed and ranked again. -#}
+{{ config(
+    materialized="incremental",
+    incremental_strategy="append",
+    pre_hook=[
+        "{{ incremental_state_create() }}",
+        "{{ landing_incremental_delete('events', source('events', 'events'),
+            not_erased(customer_id='customer_id', anonymous_id='anonymous_id'),
+            key='event_id', landing_key='event_id') }}",
+    ],
+    post_hook=["{{ incremental_state_clear() }}", "{{ incremental_state_record() }}"],
+) }}
 with source as (
-    select * from {{ source('events', 'events') }}
+    select landing_rows.* from {{ source('events', 'events') }} as landing_rows
+    where {{ landing_row_not_built('landing_rows') }}
 ),
 
 parsed as (
