@@ -4,9 +4,12 @@ passes `--full-refresh` to dbt (and not otherwise)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from orchestration import dbt as dbt_module
@@ -46,10 +49,21 @@ class _RecordingDbt:
 
 
 class _Warehouse:
-    path, memory_limit, threads, temp_directory = "/tmp/w.duckdb", "", None, ""
+    memory_limit, threads, temp_directory = "", None, ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
 
     def wait_until_free(self) -> None:
         return None
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False):  # noqa: ANN201 - WarehouseResource.connect's shape
+        con = duckdb.connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 class _Pipeline:
@@ -64,14 +78,22 @@ class _RunLog:
 
 
 class _Context:
+    """The first dbt step selecting all of its models and tests, on a new warehouse: every node is
+    to be built, so dbt is started."""
+
     run_id = "r"
-    selected_asset_keys: set = set()
-    selected_asset_check_keys: set = set()
+    log = logging.getLogger("test_full_refresh_run_config")
+    assets_def = dbt_module.tideline_dbt_assets
+    selected_asset_keys = set(dbt_module.tideline_dbt_assets.keys)
+    selected_asset_check_keys = set(dbt_module.tideline_dbt_assets.check_keys)
 
 
 @pytest.mark.parametrize("full_refresh", [False, True])
-def test_each_dbt_build_passes_full_refresh_to_dbt_only_when_asked(full_refresh: bool) -> None:
+def test_each_dbt_build_passes_full_refresh_to_dbt_only_when_asked(
+    full_refresh: bool, tmp_path: Path
+) -> None:
     dbt = _RecordingDbt()
+    warehouse = _Warehouse(tmp_path / "w.duckdb")
     with pytest.raises(_Stop):
-        next(dbt_module._run_dbt(_Context(), dbt, _Warehouse(), _Pipeline(), _RunLog(), full_refresh))
+        next(dbt_module._run_dbt(_Context(), dbt, warehouse, _Pipeline(), _RunLog(), full_refresh))
     assert dbt.args[0] == "build" and ("--full-refresh" in dbt.args) is full_refresh
