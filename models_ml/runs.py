@@ -7,6 +7,9 @@ the tests call them directly on real warehouses:
   and appends the outcome to ml.model_runs: approved (used for scoring), not_used (no better
   than its baseline) or not_trained with the reason. A model that cannot be trained is that
   model's problem, never the run's: any error becomes "not trained: <reason>".
+- `train_on_schedule` does that only when the model is due (models_ml.schedule: asked for, none
+  yet, settings changed, too old, data moved); otherwise it reuses the newest version of this data
+  and its stored evaluation, and ml.model_runs gets no row (it lists training attempts).
 - `score_and_record` scores every customer with the models it may use (approved, trained on
   this data), leaves the columns of the others null, writes ml.customer_scores (empty when no
   model can be used, so no earlier or foreign score survives), the at-risk reasons, and
@@ -15,16 +18,18 @@ the tests call them directly on real warehouses:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import duckdb
 import pandas as pd
 
-from models_ml.features import WAREHOUSE, FeatureSources
+from models_ml.features import WAREHOUSE, FeatureSources, data_end
 from models_ml.registry import LoadedModel, ModelRegistry
+from models_ml.schedule import Schedule, decide, settings_hash
 from models_ml.scoring import (
     MODELS,
     ModelChoice,
@@ -82,19 +87,58 @@ def train_and_record(
     artefact: Callable[[T], Any],
     registry: ModelRegistry,
     trained_on: dict[str, str],
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> TrainingOutcome[T]:
-    """Train with `train()`, save `artefact(trained)` as a new version of `name` trained on `trained_on`,
-    and record the outcome in ml.model_runs. Never raises for a training failure: it is recorded as
-    not_trained with the reason."""
+    """Train with `train()`, save `artefact(trained)` as a new version of `name` trained on `trained_on`
+    (its metadata plus `extra_metadata`), and record the outcome in ml.model_runs. Never raises for a
+    training failure: it is recorded as not_trained with the reason."""
     try:
         trained = train()
-        saved = registry.save(name, artefact(trained), trained.metadata(), trained_on=trained_on)
+        metadata = {**trained.metadata(), **(extra_metadata or {})}
+        saved = registry.save(name, artefact(trained), metadata, trained_on=trained_on)
     except Exception as exc:  # every training failure is this model's, never the run's
         reason = not_trained_reason(exc)
         record_not_trained(con, name, reason, trained_on)
         return TrainingOutcome(name, "not_trained", reason, error=exc)
     record_model_run(con, saved)
     return TrainingOutcome(name, trained.status, trained.reason, saved, trained)
+
+
+def train_on_schedule(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    train: Callable[[], T],
+    artefact: Callable[[T], Any],
+    registry: ModelRegistry,
+    trained_on: dict[str, str],
+    settings: Mapping[str, Any],
+    schedule: Schedule,
+    now: dt.datetime | None = None,
+    sources: FeatureSources = WAREHOUSE,
+) -> TrainingOutcome[T]:
+    """`train_and_record` when the model is due (models_ml.schedule.decide), else the newest version of
+    this data, reused with its stored evaluation. `settings`: what the model is trained with (task,
+    training settings, features), hashed and stored with the model to notice a change."""
+    wanted = settings_hash(settings)
+    decision = decide(
+        registry, name, trained_on, wanted, data_end(con, sources), schedule, now or dt.datetime.now(dt.UTC)
+    )
+    if decision.model is not None:
+        meta = decision.model.metadata
+        status = meta.get("status") or ("approved" if meta.get("beats_baseline") else "not_used")
+        return TrainingOutcome(
+            name, status, meta.get("reason"), saved=decision.model, reused=True, why=decision.reason
+        )
+    outcome = train_and_record(
+        con,
+        name,
+        train,
+        artefact,
+        registry,
+        trained_on,
+        {"settings_hash": wanted, "settings": dict(settings)},
+    )
+    return dataclasses.replace(outcome, why=decision.reason)
 
 
 @dataclass(frozen=True)

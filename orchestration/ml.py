@@ -17,9 +17,11 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from models_ml.features import FEATURES
 from models_ml.lifetime_value import TrainedCLV, train_clv
 from models_ml.registry import ModelRegistry, data_identity
-from models_ml.runs import TrainingOutcome, score_and_record, train_and_record
+from models_ml.runs import TrainingOutcome, score_and_record, train_on_schedule
+from models_ml.schedule import Schedule
 from models_ml.training import CHURN, PROPENSITY, TaskConfig, TrainedModel, TrainingConfig, train_task
 from orchestration.dbt import model_key
 from orchestration.metadata import shown_columns
@@ -83,6 +85,74 @@ def _dropped(dropped: dict[str, str]) -> dict:
     return {"dropped_features": dg.MetadataValue.md(table.to_markdown(index=False))}
 
 
+class TrainConfig(dg.Config):
+    """Run config of a model asset: `retrain` trains it now even while the model in the registry is
+    fresh (`tideline run --retrain` and the job tideline_retrain set it)."""
+
+    retrain: bool = False
+
+
+MODEL_KEYS = (CHURN_KEY, PROPENSITY_KEY, CLV_KEY)
+
+
+def retrain_run_config() -> dict:
+    """Run config that retrains every model now, fresh or not (`tideline run --retrain`, the job
+    tideline_retrain): the `retrain` config of each model asset's op."""
+    return {"ops": {key.to_python_identifier(): {"config": {"retrain": True}} for key in MODEL_KEYS}}
+
+
+def _schedule(ml: MLSettings, config: TrainConfig) -> Schedule:
+    return Schedule(retrain_every_days=ml.retrain_every_days, retrain=config.retrain)
+
+
+def _training_status(outcome: TrainingOutcome, artefact: str) -> dict:
+    """What the run did with the model: trained (why) or reused (since when, which version)."""
+    saved = outcome.saved
+    assert saved is not None
+    meta = saved.metadata
+    return {
+        "status": "approved" if meta.get("beats_baseline") else "not used",
+        "training": f"reused: {outcome.why}" if outcome.reused else f"trained: {outcome.why}",
+        "version": saved.version,
+        "trained_at": str(meta.get("trained_at", "")),
+        "artefact": dg.MetadataValue.path(artefact),
+    }
+
+
+def _classifier_metadata(meta: dict) -> dict:
+    """The evaluation stored with a classifier (models_ml.training.TrainedModel.metadata), as shown
+    in the UI: the same for a model trained now and one reused."""
+    m, b = meta.get("metrics", {}), meta.get("baseline_metrics", {})
+    comparison = pd.DataFrame(
+        [{"model": "gradient boosting (calibrated)", **m}, {"model": "baseline: recency", **b}]
+    )
+    shown: dict = {
+        "roc_auc": dg.MetadataValue.float(round(m.get("roc_auc", float("nan")), 4)),
+        "pr_auc": dg.MetadataValue.float(round(m.get("pr_auc", float("nan")), 4)),
+        "brier": dg.MetadataValue.float(round(m.get("brier", float("nan")), 4)),
+        "lift_top_decile": dg.MetadataValue.float(round(m.get("lift_top_decile", float("nan")), 3)),
+        "baseline_roc_auc": dg.MetadataValue.float(round(b.get("roc_auc", float("nan")), 4)),
+        "model_vs_baseline": _md(comparison),
+    }
+    for key, digits in (("calibration", 3), ("lift_by_decile", 3), ("feature_importance", 4)):
+        if meta.get(key):
+            shown[key] = _md(pd.DataFrame(meta[key]), digits)
+    shown.update(
+        {
+            "features_used": len(meta.get("features", [])),
+            **_dropped(meta.get("dropped_features") or {}),
+            "training_cutoffs": ", ".join(str(c) for c in meta.get("training_cutoffs", [])),
+            "evaluation_cutoff": str(meta.get("evaluation_cutoff", "")),
+            "training_window_end": str(meta.get("training_window_end", "")),
+            "training_rows": int(meta.get("training_rows") or 0),
+            "training_rows_available": int(meta.get("training_rows_available") or 0),
+            "evaluation_rows": int(meta.get("evaluation_rows") or 0),
+            "training_seconds": float(meta.get("seconds") or 0.0),
+        }
+    )
+    return shown
+
+
 def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
@@ -90,9 +160,11 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
         group_name="ml",
         kinds={"scikitlearn"},
         pool="warehouse",
-        description=f"Trains the {task.name} model on past cutoffs, checks it on a later held-out cutoff "
-        f"against a recency-only baseline, and saves a versioned artefact. Empty or constant features are "
-        f"left out; with too little data it says 'not trained' and the run goes on.",
+        description=f"Trains the {task.name} model on past cutoffs (a stratified sample of at most "
+        f"max_training_rows rows), checks it on a later held-out cutoff against a recency-only baseline, "
+        f"and saves a versioned artefact; while that model is fresh (models_ml/schedule.py: younger than "
+        f"retrain_every_days, same settings and data window) it is reused instead. Empty or constant "
+        f"features are left out; with too little data it says 'not trained' and the run goes on.",
         check_specs=[
             _beats_baseline_spec(
                 key, "ROC AUC on the held-out cutoff is above the recency-only baseline's (else not used)"
@@ -101,71 +173,59 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
     )
     def _train(
         context: dg.AssetExecutionContext,
+        config: TrainConfig,
         warehouse: WarehouseResource,
         pipeline: PipelineSettings,
         ml: MLSettings,
     ) -> Iterator:
         configured = dataclasses.replace(task, horizon_days=getattr(ml, horizon_field))
-        config = TrainingConfig(
+        training = TrainingConfig(
             training_cutoffs=ml.training_cutoffs,
             cutoff_step_days=ml.cutoff_step_days,
             max_training_rows=ml.max_training_rows,
             seed=ml.seed,
         )
+        settings = {
+            "task": dataclasses.asdict(configured),
+            "training": dataclasses.asdict(training),
+            "features": FEATURES,
+        }
         with warehouse.connect() as con:
-            outcome: TrainingOutcome[TrainedModel] = train_and_record(
+            outcome: TrainingOutcome[TrainedModel] = train_on_schedule(
                 con,
                 task.name,
-                lambda: train_task(con, configured, config),
+                lambda: train_task(con, configured, training),
                 lambda trained: trained.model,
                 ModelRegistry(ml.models_dir),
                 _identity(warehouse, pipeline),
+                settings,
+                _schedule(ml, config),
             )
-        if outcome.trained is None or outcome.saved is None:
+        if outcome.saved is None:
             yield from _not_trained(context, key, outcome)
             return
-        trained, saved = outcome.trained, outcome.saved
-        m, b = trained.metrics, trained.baseline_metrics
+        meta = outcome.saved.metadata
+        m, b = meta.get("metrics", {}), meta.get("baseline_metrics", {})
         context.log.info(
-            "%s %s: ROC AUC %.3f (baseline %.3f), lift top decile %.2f",
+            "%s %s %s: ROC AUC %.3f (baseline %.3f)",
             task.name,
-            saved.version,
-            m.roc_auc,
-            b.roc_auc,
-            m.lift_top_decile,
-        )
-        comparison = pd.DataFrame(
-            [
-                {"model": "gradient boosting (calibrated)", **m.as_dict()},
-                {"model": "baseline: recency", **b.as_dict()},
-            ]
+            "reused" if outcome.reused else "trained",
+            outcome.saved.version,
+            m.get("roc_auc", float("nan")),
+            b.get("roc_auc", float("nan")),
         )
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
-                "status": "approved" if trained.beats_baseline else "not used",
-                "version": saved.version,
-                "roc_auc": dg.MetadataValue.float(round(m.roc_auc, 4)),
-                "pr_auc": dg.MetadataValue.float(round(m.pr_auc, 4)),
-                "brier": dg.MetadataValue.float(round(m.brier, 4)),
-                "lift_top_decile": dg.MetadataValue.float(round(m.lift_top_decile, 3)),
-                "baseline_roc_auc": dg.MetadataValue.float(round(b.roc_auc, 4)),
-                "model_vs_baseline": _md(comparison),
-                "calibration": _md(trained.calibration),
-                "lift_by_decile": _md(trained.lift),
-                "feature_importance": _md(trained.importance.head(12), 4),
-                "features_used": len(trained.features),
-                **_dropped(trained.dropped_features),
-                "training_cutoffs": ", ".join(str(c) for c in trained.training_cutoffs),
-                "evaluation_cutoff": str(trained.evaluation_cutoff),
-                "training_rows": trained.training_rows,
-                "evaluation_rows": trained.evaluation_rows,
-                "artefact": dg.MetadataValue.path(f"{ml.models_dir}/{task.name}/{saved.version}"),
-                "seconds": round(trained.seconds, 1),
+                **_training_status(outcome, f"{ml.models_dir}/{task.name}/{outcome.saved.version}"),
+                **_classifier_metadata(meta),
             },
         )
         yield _verdict(
-            key, trained.beats_baseline, trained.reason, {"roc_auc": m.roc_auc, "baseline_roc_auc": b.roc_auc}
+            key,
+            bool(meta.get("beats_baseline")),
+            meta.get("reason"),
+            {"roc_auc": m.get("roc_auc", float("nan")), "baseline_roc_auc": b.get("roc_auc", float("nan"))},
         )
 
     return _train
@@ -183,51 +243,58 @@ propensity_model = _classifier_asset(PROPENSITY, PROPENSITY_KEY, "propensity_hor
     pool="warehouse",
     description="Fits BG/NBD (purchases, P(alive)) and Gamma-Gamma (spend) by maximum likelihood on orders "
     "with a positive amount; checks predicted purchases on a held-out window against the naive historical "
-    "rate. With too little data it says 'not trained' and the run goes on.",
+    "rate. Reused while fresh, like the classifiers (models_ml/schedule.py). With too little data it says "
+    "'not trained' and the run goes on.",
     check_specs=[
         _beats_baseline_spec(CLV_KEY, "held-out mean absolute error of purchases below the naive rate's")
     ],
 )
 def clv_model(
     context: dg.AssetExecutionContext,
+    config: TrainConfig,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
     ml: MLSettings,
 ) -> Iterator:
+    settings = {"horizon_days": ml.clv_horizon_days, "holdout_days": ml.clv_holdout_days}
     with warehouse.connect() as con:
-        outcome: TrainingOutcome[TrainedCLV] = train_and_record(
+        outcome: TrainingOutcome[TrainedCLV] = train_on_schedule(
             con,
             "clv",
             lambda: train_clv(con, horizon_days=ml.clv_horizon_days, holdout_days=ml.clv_holdout_days),
             lambda trained: trained.model(),
             ModelRegistry(ml.models_dir),
             _identity(warehouse, pipeline),
+            settings,
+            _schedule(ml, config),
         )
-    if outcome.trained is None or outcome.saved is None:
+    if outcome.saved is None:
         yield from _not_trained(context, CLV_KEY, outcome)
         return
-    trained, saved = outcome.trained, outcome.saved
+    meta = outcome.saved.metadata
+    metrics = meta.get("metrics", {})
     yield dg.MaterializeResult(
         asset_key=CLV_KEY,
         metadata={
-            "status": "approved" if trained.beats_baseline else "not used",
-            "version": saved.version,
-            "purchase_model": trained.bg.variant,
-            "bgnbd": dg.MetadataValue.json(
-                {k: round(v, 5) if isinstance(v, float) else v for k, v in vars(trained.bg).items()}
-            ),
-            "gamma_gamma": dg.MetadataValue.json({k: round(v, 5) for k, v in vars(trained.gg).items()}),
-            **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in trained.metrics.items()},
-            "customers": trained.customers,
-            "artefact": dg.MetadataValue.path(f"{ml.models_dir}/clv/{saved.version}"),
+            **_training_status(outcome, f"{ml.models_dir}/clv/{outcome.saved.version}"),
+            "purchase_model": str(meta.get("purchase_model", "")),
+            "bgnbd": dg.MetadataValue.json(_rounded(meta.get("bgnbd", {}))),
+            "gamma_gamma": dg.MetadataValue.json(_rounded(meta.get("gamma_gamma", {}))),
+            **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in metrics.items()},
+            "customers": int(meta.get("customers") or 0),
+            "training_window_end": str(meta.get("training_window_end", "")),
         },
     )
     yield _verdict(
         CLV_KEY,
-        trained.beats_baseline,
-        trained.reason,
-        {"mae": trained.metrics["mae"], "baseline_mae": trained.metrics["baseline_mae"]},
+        bool(meta.get("beats_baseline")),
+        meta.get("reason"),
+        {"mae": metrics.get("mae", float("nan")), "baseline_mae": metrics.get("baseline_mae", float("nan"))},
     )
+
+
+def _rounded(values: dict) -> dict:
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}
 
 
 @dg.asset(
