@@ -14,6 +14,8 @@ the tests call them directly on real warehouses:
   this data), leaves the columns of the others null, writes ml.customer_scores (empty when no
   model can be used, so no earlier or foreign score survives), the at-risk reasons, and
   ml.score_models: which version scored, or why a model was skipped.
+- `score_unless_unchanged` does that only when something it reads changed since the last scoring
+  (models_ml.score_inputs); otherwise the tables stay as they are, byte for byte.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 from models_ml.features import WAREHOUSE, FeatureSources, data_end
 from models_ml.registry import LoadedModel, ModelRegistry
 from models_ml.schedule import Schedule, decide, settings_hash
+from models_ml.score_inputs import LastScoring, input_digest, remember_scoring, unchanged_since
 from models_ml.scoring import (
     MODELS,
     ModelChoice,
@@ -65,7 +68,9 @@ T = TypeVar("T", bound=Trained)
 @dataclass(frozen=True)
 class TrainingOutcome(Generic[T]):
     """approved / not_used with the saved version and the trained model, or not_trained with the reason
-    (and the error, so the caller can log its traceback when it was not just too little data)."""
+    (and the error, so the caller can log its traceback when it was not just too little data).
+    `reused`: no training this run, `saved` is the earlier version still fresh (`trained` is None);
+    `why`: why it was trained, or why it was reused (models_ml.schedule)."""
 
     name: str
     status: str
@@ -73,6 +78,8 @@ class TrainingOutcome(Generic[T]):
     saved: LoadedModel | None = None
     trained: T | None = None
     error: Exception | None = None
+    reused: bool = False
+    why: str = ""
 
     @property
     def unexpected(self) -> bool:
@@ -88,6 +95,7 @@ def train_and_record(
     registry: ModelRegistry,
     trained_on: dict[str, str],
     extra_metadata: Mapping[str, Any] | None = None,
+    now: dt.datetime | None = None,
 ) -> TrainingOutcome[T]:
     """Train with `train()`, save `artefact(trained)` as a new version of `name` trained on `trained_on`
     (its metadata plus `extra_metadata`), and record the outcome in ml.model_runs. Never raises for a
@@ -95,7 +103,7 @@ def train_and_record(
     try:
         trained = train()
         metadata = {**trained.metadata(), **(extra_metadata or {})}
-        saved = registry.save(name, artefact(trained), metadata, trained_on=trained_on)
+        saved = registry.save(name, artefact(trained), metadata, trained_on=trained_on, now=now)
     except Exception as exc:  # every training failure is this model's, never the run's
         reason = not_trained_reason(exc)
         record_not_trained(con, name, reason, trained_on)
@@ -120,9 +128,8 @@ def train_on_schedule(
     this data, reused with its stored evaluation. `settings`: what the model is trained with (task,
     training settings, features), hashed and stored with the model to notice a change."""
     wanted = settings_hash(settings)
-    decision = decide(
-        registry, name, trained_on, wanted, data_end(con, sources), schedule, now or dt.datetime.now(dt.UTC)
-    )
+    now = now or dt.datetime.now(dt.UTC)
+    decision = decide(registry, name, trained_on, wanted, data_end(con, sources), schedule, now)
     if decision.model is not None:
         meta = decision.model.metadata
         status = meta.get("status") or ("approved" if meta.get("beats_baseline") else "not_used")
@@ -137,6 +144,7 @@ def train_on_schedule(
         registry,
         trained_on,
         {"settings_hash": wanted, "settings": dict(settings)},
+        now,
     )
     return dataclasses.replace(outcome, why=decision.reason)
 
@@ -147,6 +155,8 @@ class ScoringOutcome:
     reasons: pd.DataFrame
     models: list[dict]  # the ml.score_models rows of this run
     psi: float | None  # churn-score drift against the scores replaced (None without two churn scorings)
+    # not scored: the inputs are those of this earlier scoring, whose tables are left as they were
+    reused: LastScoring | None = None
 
 
 def score_and_record(
@@ -157,10 +167,12 @@ def score_and_record(
     at_risk_threshold: float = 0.5,
     now: dt.datetime | None = None,
     sources: FeatureSources = WAREHOUSE,
+    choices: Mapping[str, ModelChoice] | None = None,
 ) -> ScoringOutcome:
-    """Score every customer known on the as-of date with the usable models and write the results."""
+    """Score every customer known on the as-of date with the usable models (`choices`, else
+    choose_models') and write the results."""
     now = now or dt.datetime.now(dt.UTC)
-    choices = choose_models(con, registry, trained_on)
+    choices = dict(choices) if choices is not None else choose_models(con, registry, trained_on)
     failures: dict[str, str] = {}
     scores, features = score_customers(
         con, as_of, *(choices[n].model for n in MODELS), now=now, sources=sources, failures=failures
@@ -173,3 +185,32 @@ def score_and_record(
     psi = write_scores(con, scores, reasons)
     rows = record_score_models(con, choices, scores, as_of, now)
     return ScoringOutcome(scores, reasons, rows, psi)
+
+
+def score_unless_unchanged(
+    con: duckdb.DuckDBPyConnection,
+    registry: ModelRegistry,
+    trained_on: dict[str, str],
+    as_of: dt.date,
+    at_risk_threshold: float = 0.5,
+    run_id: str = "",
+    now: dt.datetime | None = None,
+    sources: FeatureSources = WAREHOUSE,
+) -> ScoringOutcome:
+    """`score_and_record`, unless its inputs (models_ml.score_inputs: model versions, as-of date,
+    settings, feature tables) are those of the last scoring and its tables are still in place: then
+    nothing is written and the outcome says since which run (`reused`). `run_id` names this run in
+    ml.score_inputs when it scores."""
+    now = now or dt.datetime.now(dt.UTC)
+    choices = choose_models(con, registry, trained_on)
+    models = {
+        n: {"version": c.model.version if c.model else None, "note": c.note} for n, c in choices.items()
+    }
+    wanted = input_digest(con, models, as_of, {"at_risk_threshold": at_risk_threshold}, sources)
+    last = unchanged_since(con, wanted)
+    if last is not None:
+        nothing = pd.DataFrame()
+        return ScoringOutcome(nothing, nothing, [], None, reused=last)
+    outcome = score_and_record(con, registry, trained_on, as_of, at_risk_threshold, now, sources, choices)
+    remember_scoring(con, wanted, run_id, now)
+    return outcome
