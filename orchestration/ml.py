@@ -8,6 +8,12 @@ ml.customer_scores with the scores the usable models give (columns of a missing 
 null; no usable model leaves it empty) and records in ml.score_models which model scored
 and why any was skipped. Models are trained on, and only score, the data they were
 trained on (models_ml.registry.data_identity of the warehouse and raw dir).
+
+A run trains a model only when it is due (models_ml.schedule: asked for with the asset's
+`retrain` config, none yet, settings changed, `retrain_every_days` old, data moved) and
+otherwise reuses it, showing its stored evaluation; `customer_scores` rescores only when what it
+reads changed (models_ml.score_inputs) and otherwise materialises with `reused: inputs unchanged
+since <run>`, the tables left as they were, so everything downstream still runs.
 """
 
 import dataclasses
@@ -307,7 +313,9 @@ def _rounded(values: dict) -> dict:
     pool="warehouse",
     description="Scores every customer with the latest approved models trained on this data and writes "
     "ml.customer_scores (plus ml.customer_score_reasons for the at-risk list, and ml.score_models: which "
-    "model scored, or why it was skipped). A missing model leaves its columns null.",
+    "model scored, or why it was skipped). A missing model leaves its columns null. When the model "
+    "versions, the as-of date and the feature tables are those of the last scoring, the tables are left "
+    "as they were (metadata 'reused').",
     check_specs=[
         dg.AssetCheckSpec(
             "score_drift", asset=SCORES_KEY, description="churn-score distribution vs the previous run (PSI)"

@@ -268,3 +268,24 @@ def test_a_changed_input_is_rescored(shop, registry, mine, change) -> None:
     assert shop.execute("select count(*) from ml.customer_scores").fetchone()[0] == 3
     assert shop.execute("select run_id from ml.score_inputs").fetchall() == [("run-two",)]
     assert _score(shop, registry, mine, "run-three", as_of).reused.run_id == "run-two"
+
+
+# --- asking for a retrain ------------------------------------------------------------------------
+
+
+def test_retrain_reaches_every_model_asset_from_the_cli_and_the_retrain_job(tmp_path) -> None:
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+    from orchestration.ml import retrain_run_config
+    from tideline.cli import build_parser
+    from tideline.settings import Settings
+
+    assert build_parser().parse_args(["run", "--raw-dir", "raw", "--retrain"]).retrain
+    assert not build_parser().parse_args(["run", "--raw-dir", "raw"]).retrain
+    defs = build_definitions(Settings(tmp_path, tmp_path / "w.duckdb", tmp_path, "2026-01-01"))
+    asked = retrain_run_config()
+    resolved = dg.validate_run_config(defs.resolve_job_def("tideline_pipeline"), asked)
+    for op in ("ml__churn_model", "ml__propensity_model", "ml__clv_model"):
+        assert resolved["ops"][op]["config"] == {"retrain": True}
+    assert defs.resolve_job_def("tideline_retrain").run_config == asked
