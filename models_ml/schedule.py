@@ -123,9 +123,11 @@ def _trained_at(metadata: dict) -> dt.datetime:
 
 
 def _age_words(age: dt.timedelta) -> str:
+    """'9 days', '5 hours', '1 minute'."""
     if age >= dt.timedelta(days=2):
-        return f"{age.days} days"
-    hours = age.total_seconds() / 3600
-    if hours >= 1:
-        return f"{hours:.0f} hours"
-    return f"{max(age.total_seconds() / 60, 0):.0f} minutes"
+        count, unit = age.days, "day"
+    elif age >= dt.timedelta(hours=1):
+        count, unit = round(age.total_seconds() / 3600), "hour"
+    else:
+        count, unit = max(round(age.total_seconds() / 60), 0), "minute"
+    return f"{count} {unit}{'' if count == 1 else 's'}"

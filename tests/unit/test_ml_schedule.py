@@ -121,6 +121,9 @@ def test_a_model_as_old_as_the_schedule_is_retrained(shop, registry, mine) -> No
     trainer = _Trainer(shop)
     _run(shop, registry, mine, trainer, now=NOW)
     young = _run(shop, registry, mine, trainer, now=NOW + dt.timedelta(days=6, hours=23))
+    assert young.why.startswith(f"trained {NOW:%Y-%m-%d %H:%M} UTC (6 days ago)")
+    minute = _run(shop, registry, mine, trainer, now=NOW + dt.timedelta(seconds=61))
+    assert minute.why.startswith(f"trained {NOW:%Y-%m-%d %H:%M} UTC (1 minute ago)")
     old = _run(shop, registry, mine, trainer, now=NOW + dt.timedelta(days=7))
     assert young.reused and not old.reused
     assert old.why == "it is 7 days old (retrained every 7 days)"
