@@ -31,7 +31,7 @@ import pandas as pd
 
 from models_ml.features import WAREHOUSE, FeatureSources, data_end
 from models_ml.registry import LoadedModel, ModelRegistry
-from models_ml.schedule import Schedule, decide, settings_hash
+from models_ml.schedule import Decision, Schedule, decide, settings_hash
 from models_ml.score_inputs import LastScoring, input_digest, remember_scoring, unchanged_since
 from models_ml.scoring import (
     MODELS,
@@ -129,7 +129,10 @@ def train_on_schedule(
     training settings, features), hashed and stored with the model to notice a change."""
     wanted = settings_hash(settings)
     now = now or dt.datetime.now(dt.UTC)
-    decision = decide(registry, name, trained_on, wanted, data_end(con, sources), schedule, now)
+    try:
+        decision = decide(registry, name, trained_on, wanted, _data_end(con, sources), schedule, now)
+    except Exception as exc:  # an unreadable artefact is retrained, never the run's failure
+        decision = Decision(True, f"the saved model could not be read ({type(exc).__name__}: {exc})")
     if decision.model is not None:
         meta = decision.model.metadata
         status = meta.get("status") or ("approved" if meta.get("beats_baseline") else "not_used")
@@ -147,6 +150,14 @@ def train_on_schedule(
         now,
     )
     return dataclasses.replace(outcome, why=decision.reason)
+
+
+def _data_end(con: duckdb.DuckDBPyConnection, sources: FeatureSources) -> dt.date | None:
+    """The last purchase day, or None when the orders cannot be read (training then says why)."""
+    try:
+        return data_end(con, sources)
+    except duckdb.Error:
+        return None
 
 
 @dataclass(frozen=True)

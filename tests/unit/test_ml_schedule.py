@@ -15,7 +15,7 @@ from models_ml.features import FeatureSources
 from models_ml.registry import ModelRegistry, data_identity
 from models_ml.runs import score_unless_unchanged, train_on_schedule
 from models_ml.schedule import Schedule
-from models_ml.training import sample_rows
+from models_ml.training import InsufficientData, sample_rows
 
 SOURCES = FeatureSources(orders="orders", items="items", events="events", customers="customers")
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
@@ -182,6 +182,23 @@ def test_a_model_of_other_data_or_without_recorded_settings_is_not_reused(
     outcome = _run(shop, registry, mine, trainer)
     assert outcome.why == "the model does not record its settings (saved by an earlier Tideline)"
     assert len(trainer.calls) == 1
+
+
+def test_no_orders_table_or_an_unreadable_model_is_a_training_not_a_crash(shop, registry, mine) -> None:
+    trainer = _Trainer(shop)
+    saved = _run(shop, registry, mine, trainer).saved
+    (registry.root / "churn" / saved.version / "metadata.json").write_text("{not json")
+    unreadable = _run(shop, registry, mine, trainer, now=NOW + dt.timedelta(hours=1))
+    assert not unreadable.reused and unreadable.why.startswith(
+        "the saved model could not be read (JSONDecodeError"
+    )
+    shop.execute("drop table orders")
+    missing = _run(shop, registry, mine, _fails_to_train, now=NOW + dt.timedelta(hours=2))
+    assert (missing.status, missing.reason) == ("not_trained", "no purchases in the warehouse")
+
+
+def _fails_to_train() -> _Trained:
+    raise InsufficientData("no purchases in the warehouse")
 
 
 # --- the training sample -------------------------------------------------------------------------
