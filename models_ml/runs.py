@@ -32,7 +32,7 @@ import pandas as pd
 from models_ml.features import WAREHOUSE, FeatureSources, data_end
 from models_ml.registry import LoadedModel, ModelRegistry
 from models_ml.schedule import Decision, Schedule, decide, settings_hash
-from models_ml.score_inputs import LastScoring, input_digest, remember_scoring, unchanged_since
+from models_ml.score_inputs import Fingerprints, LastScoring, input_digest, remember_scoring, unchanged_since
 from models_ml.scoring import (
     MODELS,
     ModelChoice,
@@ -207,21 +207,24 @@ def score_unless_unchanged(
     run_id: str = "",
     now: dt.datetime | None = None,
     sources: FeatureSources = WAREHOUSE,
+    *,
+    fingerprints: Fingerprints,
 ) -> ScoringOutcome:
     """`score_and_record`, unless its inputs (models_ml.score_inputs: model versions, as-of date,
     settings, feature tables) are those of the last scoring and its tables are still in place: then
     nothing is written and the outcome says since which run (`reused`). `run_id` names this run in
-    ml.score_inputs when it scores."""
+    ml.score_inputs when it scores; `fingerprints` fingerprints tables (the pipeline passes
+    tideline.fingerprint.table_fingerprints)."""
     now = now or dt.datetime.now(dt.UTC)
     choices = choose_models(con, registry, trained_on)
     models = {
         n: {"version": c.model.version if c.model else None, "note": c.note} for n, c in choices.items()
     }
-    wanted = input_digest(con, models, as_of, {"at_risk_threshold": at_risk_threshold}, sources)
-    last = unchanged_since(con, wanted)
+    wanted = input_digest(con, models, as_of, {"at_risk_threshold": at_risk_threshold}, sources, fingerprints)
+    last = unchanged_since(con, wanted, fingerprints)
     if last is not None:
         nothing = pd.DataFrame()
         return ScoringOutcome(nothing, nothing, [], None, reused=last)
     outcome = score_and_record(con, registry, trained_on, as_of, at_risk_threshold, now, sources, choices)
-    remember_scoring(con, wanted, run_id, now)
+    remember_scoring(con, wanted, run_id, now, fingerprints)
     return outcome

@@ -26,8 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models_ml.registry import LoadedModel, ModelNotFound, ModelRegistry, library_versions
-from tideline.fingerprint import digest
+from models_ml.registry import LoadedModel, ModelNotFound, ModelRegistry, content_hash, library_versions
 
 # Bump when training changes what a model is (features computed differently, another estimator),
 # so that every model trained before is retrained once.
@@ -61,7 +60,7 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
     """One short hash of what a model was trained with: its settings, the training format and the
     major.minor versions of the libraries that fit it."""
     libraries = {name: ".".join(v.split(".")[:2]) for name, v in library_versions().items()}
-    return digest({"settings": dict(settings), "format": TRAINING_FORMAT, "libraries": libraries})
+    return content_hash({"settings": dict(settings), "format": TRAINING_FORMAT, "libraries": libraries})
 
 
 def decide(

@@ -3,8 +3,9 @@
 Scoring every customer costs a feature build over every order and event (seconds at 100,000
 customers, tens of seconds at 1,000,000); a rerun with nothing new gives the same scores. The
 inputs of a scoring are the model versions it scores with (and why any is skipped), the as-of
-date, its settings, and the content of the tables it reads (tideline.fingerprint: row count and
-sum of row hashes of the feature tables). `input_digest` hashes them; `ml.score_inputs` keeps,
+date, its settings, and the content of the tables it reads (their fingerprints, given by the
+caller: the pipeline passes tideline.fingerprint.table_fingerprints, row count and sum of row
+hashes). `input_digest` hashes them; `ml.score_inputs` keeps,
 in one row, the digest of the last scoring, the fingerprint of the scores it wrote, and the run
 and time it was written. The scoring is skipped when the digest is the same and the scores are
 still the ones it wrote (a table changed or dropped by hand is rebuilt).
@@ -13,14 +14,17 @@ still the ones it wrote (a table changed or dropped by hand is rebuilt).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
 from models_ml.features import FeatureSources
-from tideline.fingerprint import digest, table_fingerprints
+from models_ml.registry import content_hash
+
+# {"schema.table": fingerprint} of the given (schema, table)s, e.g. tideline.fingerprint.table_fingerprints
+Fingerprints = Callable[[duckdb.DuckDBPyConnection, Iterable[tuple[str, str]]], dict[str, str]]
 
 SCHEMA = "ml"
 TABLE = "score_inputs"
@@ -38,6 +42,12 @@ class LastScoring:
     outputs: str
     run_id: str
     scored_at: dt.datetime
+    rows: int  # rows of ml.customer_scores it wrote
+
+    @property
+    def since(self) -> str:
+        """'run <id> at <time> UTC', the scoring in words."""
+        return f"run {self.run_id or '(unnamed)'} at {self.scored_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def source_tables(sources: FeatureSources) -> list[tuple[str, str]]:
@@ -52,21 +62,22 @@ def input_digest(
     as_of: dt.date,
     settings: Mapping[str, Any],
     sources: FeatureSources,
+    fingerprints: Fingerprints,
 ) -> str:
     """One hash of the model choices, as-of date, settings and the fingerprints of the tables read."""
-    return digest(
+    return content_hash(
         {
             "models": dict(models),
             "as_of": str(as_of),
             "settings": dict(settings),
-            "tables": table_fingerprints(con, source_tables(sources)),
+            "tables": fingerprints(con, source_tables(sources)),
             "format": SCORING_FORMAT,
         }
     )
 
 
-def outputs_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    return digest(table_fingerprints(con, OUTPUTS))
+def outputs_fingerprint(con: duckdb.DuckDBPyConnection, fingerprints: Fingerprints) -> str:
+    return content_hash(fingerprints(con, OUTPUTS))
 
 
 def last_scoring(con: duckdb.DuckDBPyConnection) -> LastScoring | None:
@@ -76,28 +87,40 @@ def last_scoring(con: duckdb.DuckDBPyConnection) -> LastScoring | None:
     ).fetchone()[0]
     if not exists:
         return None
-    row = con.execute(f"select digest, outputs, run_id, scored_at from {SCHEMA}.{TABLE} limit 1").fetchone()
+    columns = {r[0] for r in con.execute(f"describe {SCHEMA}.{TABLE}").fetchall()}
+    if "rows" not in columns:  # an earlier layout: score again, which writes the current one
+        return None
+    row = con.execute(
+        f"select digest, outputs, run_id, scored_at, rows from {SCHEMA}.{TABLE} limit 1"
+    ).fetchone()
     return LastScoring(*row) if row else None
 
 
-def unchanged_since(con: duckdb.DuckDBPyConnection, wanted: str) -> LastScoring | None:
+def unchanged_since(
+    con: duckdb.DuckDBPyConnection, wanted: str, fingerprints: Fingerprints
+) -> LastScoring | None:
     """The last scoring when its inputs had the digest `wanted` and its scores are still in place."""
     last = last_scoring(con)
-    if last is None or last.digest != wanted or last.outputs != outputs_fingerprint(con):
+    if last is None or last.digest != wanted or last.outputs != outputs_fingerprint(con, fingerprints):
         return None
     return last
 
 
 def remember_scoring(
-    con: duckdb.DuckDBPyConnection, wanted: str, run_id: str, scored_at: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    wanted: str,
+    run_id: str,
+    scored_at: dt.datetime,
+    fingerprints: Fingerprints,
 ) -> None:
     """Replace the row of ml.score_inputs with this scoring (after its scores were written)."""
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(
         f"create or replace table {SCHEMA}.{TABLE} "
-        "(digest varchar, outputs varchar, run_id varchar, scored_at timestamp)"
+        "(digest varchar, outputs varchar, run_id varchar, scored_at timestamp, rows bigint)"
     )
+    rows = con.execute(f"select count(*) from {SCHEMA}.customer_scores").fetchone()[0]
     con.execute(
-        f"insert into {SCHEMA}.{TABLE} values (?, ?, ?, ?)",
-        [wanted, outputs_fingerprint(con), run_id, scored_at.replace(tzinfo=None)],
+        f"insert into {SCHEMA}.{TABLE} values (?, ?, ?, ?, ?)",
+        [wanted, outputs_fingerprint(con, fingerprints), run_id, scored_at.replace(tzinfo=None), rows],
     )

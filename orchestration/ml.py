@@ -9,11 +9,9 @@ null; no usable model leaves it empty) and records in ml.score_models which mode
 and why any was skipped. Models are trained on, and only score, the data they were
 trained on (models_ml.registry.data_identity of the warehouse and raw dir).
 
-A run trains a model only when it is due (models_ml.schedule: asked for with the asset's
-`retrain` config, none yet, settings changed, `retrain_every_days` old, data moved) and
-otherwise reuses it, showing its stored evaluation; `customer_scores` rescores only when what it
-reads changed (models_ml.score_inputs) and otherwise materialises with `reused: inputs unchanged
-since <run>`, the tables left as they were, so everything downstream still runs.
+A model is trained only when due (models_ml.schedule; the `retrain` config forces it), else reused
+with its stored evaluation; `customer_scores` rescores only when what it reads changed
+(models_ml.score_inputs), else materialises as `reused` with its tables untouched.
 """
 
 import dataclasses
@@ -21,12 +19,11 @@ import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from models_ml.features import FEATURES
 from models_ml.lifetime_value import TrainedCLV, train_clv
-from models_ml.registry import ModelRegistry, data_identity
+from models_ml.registry import LoadedModel, ModelRegistry, data_identity
 from models_ml.runs import TrainingOutcome, score_unless_unchanged, train_on_schedule
 from models_ml.schedule import Schedule
 from models_ml.score_inputs import LastScoring
@@ -34,6 +31,7 @@ from models_ml.training import CHURN, PROPENSITY, TaskConfig, TrainedModel, Trai
 from orchestration.dbt import model_key
 from orchestration.metadata import shown_columns
 from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
+from tideline.fingerprint import table_fingerprints
 
 FEATURE_MODELS = ["int_orders_resolved", "int_order_items_joined", "int_events_stitched", "dim_customers"]
 FEATURE_DEPS = [model_key(model) for model in FEATURE_MODELS]
@@ -41,6 +39,10 @@ CHURN_KEY = dg.AssetKey(["ml", "churn_model"])
 PROPENSITY_KEY = dg.AssetKey(["ml", "propensity_model"])
 CLV_KEY = dg.AssetKey(["ml", "clv_model"])
 SCORES_KEY = dg.AssetKey(["ml", "customer_scores"])
+
+
+def _rounded(meta: dict, key: str) -> dict:
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in meta.get(key, {}).items()}
 
 
 def _md(df: pd.DataFrame, digits: int = 3) -> dg.MetadataValue:
@@ -109,21 +111,15 @@ def retrain_run_config() -> dict:
     return {"ops": {key.to_python_identifier(): {"config": {"retrain": True}} for key in MODEL_KEYS}}
 
 
-def _schedule(ml: MLSettings, config: TrainConfig) -> Schedule:
-    return Schedule(retrain_every_days=ml.retrain_every_days, retrain=config.retrain)
-
-
-def _training_status(outcome: TrainingOutcome, artefact: str) -> dict:
+def _training_status(outcome: TrainingOutcome, saved: LoadedModel, models_dir: str) -> dict:
     """What the run did with the model: trained (why) or reused (since when, which version)."""
-    saved = outcome.saved
-    assert saved is not None
     meta = saved.metadata
     return {
         "status": "approved" if meta.get("beats_baseline") else "not used",
         "training": f"reused: {outcome.why}" if outcome.reused else f"trained: {outcome.why}",
         "version": saved.version,
         "trained_at": str(meta.get("trained_at", "")),
-        "artefact": dg.MetadataValue.path(artefact),
+        "artefact": dg.MetadataValue.path(f"{models_dir}/{saved.name}/{saved.version}"),
     }
 
 
@@ -131,33 +127,24 @@ def _classifier_metadata(meta: dict) -> dict:
     """The evaluation stored with a classifier (models_ml.training.TrainedModel.metadata), as shown
     in the UI: the same for a model trained now and one reused."""
     m, b = meta.get("metrics", {}), meta.get("baseline_metrics", {})
-    comparison = pd.DataFrame(
-        [{"model": "gradient boosting (calibrated)", **m}, {"model": "baseline: recency", **b}]
-    )
+    figures = {"roc_auc": m, "pr_auc": m, "brier": m, "lift_top_decile": m, "baseline_roc_auc": b}
     shown: dict = {
-        "roc_auc": dg.MetadataValue.float(round(m.get("roc_auc", float("nan")), 4)),
-        "pr_auc": dg.MetadataValue.float(round(m.get("pr_auc", float("nan")), 4)),
-        "brier": dg.MetadataValue.float(round(m.get("brier", float("nan")), 4)),
-        "lift_top_decile": dg.MetadataValue.float(round(m.get("lift_top_decile", float("nan")), 3)),
-        "baseline_roc_auc": dg.MetadataValue.float(round(b.get("roc_auc", float("nan")), 4)),
-        "model_vs_baseline": _md(comparison),
+        key: dg.MetadataValue.float(round(source.get(key.removeprefix("baseline_"), float("nan")), 4))
+        for key, source in figures.items()
     }
+    comparison = [{"model": "gradient boosting (calibrated)", **m}, {"model": "baseline: recency", **b}]
+    shown["model_vs_baseline"] = _md(pd.DataFrame(comparison))
     for key, digits in (("calibration", 3), ("lift_by_decile", 3), ("feature_importance", 4)):
         if meta.get(key):
             shown[key] = _md(pd.DataFrame(meta[key]), digits)
-    shown.update(
-        {
-            "features_used": len(meta.get("features", [])),
-            **_dropped(meta.get("dropped_features") or {}),
-            "training_cutoffs": ", ".join(str(c) for c in meta.get("training_cutoffs", [])),
-            "evaluation_cutoff": str(meta.get("evaluation_cutoff", "")),
-            "training_window_end": str(meta.get("training_window_end", "")),
-            "training_rows": int(meta.get("training_rows") or 0),
-            "training_rows_available": int(meta.get("training_rows_available") or 0),
-            "evaluation_rows": int(meta.get("evaluation_rows") or 0),
-            "training_seconds": float(meta.get("seconds") or 0.0),
-        }
-    )
+    shown["features_used"] = len(meta.get("features", []))
+    shown.update(_dropped(meta.get("dropped_features") or {}))
+    shown["training_cutoffs"] = ", ".join(str(c) for c in meta.get("training_cutoffs", []))
+    for key in ("evaluation_cutoff", "training_window_end"):
+        shown[key] = str(meta.get(key, ""))
+    for key in ("training_rows", "training_rows_available", "evaluation_rows"):
+        shown[key] = int(meta.get(key) or 0)
+    shown["training_seconds"] = float(meta.get("seconds") or 0.0)
     return shown
 
 
@@ -207,7 +194,7 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
                 ModelRegistry(ml.models_dir),
                 _identity(warehouse, pipeline),
                 settings,
-                _schedule(ml, config),
+                Schedule(ml.retrain_every_days, config.retrain),
             )
         if outcome.saved is None:
             yield from _not_trained(context, key, outcome)
@@ -225,7 +212,7 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
-                **_training_status(outcome, f"{ml.models_dir}/{task.name}/{outcome.saved.version}"),
+                **_training_status(outcome, outcome.saved, ml.models_dir),
                 **_classifier_metadata(meta),
             },
         )
@@ -274,7 +261,7 @@ def clv_model(
             ModelRegistry(ml.models_dir),
             _identity(warehouse, pipeline),
             settings,
-            _schedule(ml, config),
+            Schedule(ml.retrain_every_days, config.retrain),
         )
     if outcome.saved is None:
         yield from _not_trained(context, CLV_KEY, outcome)
@@ -284,10 +271,10 @@ def clv_model(
     yield dg.MaterializeResult(
         asset_key=CLV_KEY,
         metadata={
-            **_training_status(outcome, f"{ml.models_dir}/clv/{outcome.saved.version}"),
+            **_training_status(outcome, outcome.saved, ml.models_dir),
             "purchase_model": str(meta.get("purchase_model", "")),
-            "bgnbd": dg.MetadataValue.json(_rounded(meta.get("bgnbd", {}))),
-            "gamma_gamma": dg.MetadataValue.json(_rounded(meta.get("gamma_gamma", {}))),
+            "bgnbd": dg.MetadataValue.json(_rounded(meta, "bgnbd")),
+            "gamma_gamma": dg.MetadataValue.json(_rounded(meta, "gamma_gamma")),
             **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in metrics.items()},
             "customers": int(meta.get("customers") or 0),
             "training_window_end": str(meta.get("training_window_end", "")),
@@ -299,10 +286,6 @@ def clv_model(
         meta.get("reason"),
         {"mae": metrics.get("mae", float("nan")), "baseline_mae": metrics.get("baseline_mae", float("nan"))},
     )
-
-
-def _rounded(values: dict) -> dict:
-    return {k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}
 
 
 @dg.asset(
@@ -337,9 +320,10 @@ def customer_scores(
             as_of,
             ml.at_risk_threshold,
             run_id=context.run_id,
+            fingerprints=table_fingerprints,
         )
         if outcome.reused is not None:
-            yield from _scores_reused(context, con, outcome.reused, as_of)
+            yield from _scores_reused(context, outcome.reused, as_of)
             return
     for row in outcome.models:
         if row["status"] != "scored":
@@ -358,21 +342,15 @@ def customer_scores(
     )
 
 
-def _scores_reused(
-    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, last: LastScoring, as_of: dt.date
-) -> Iterator:
+def _scores_reused(context: dg.AssetExecutionContext, last: LastScoring, as_of: dt.date) -> Iterator:
     """The scores of an earlier run stand (nothing they are computed from changed): say since when; the
     asset still materialises, so that what depends on it runs."""
-    since = (
-        f"run {last.run_id} at {last.scored_at:%Y-%m-%d %H:%M:%S} UTC" if last.run_id else str(last.scored_at)
-    )
-    context.log.info("customer scores reused: inputs unchanged since %s", since)
-    rows = con.execute("select count(*) from ml.customer_scores").fetchone()[0]
+    context.log.info("customer scores reused: inputs unchanged since %s", last.since)
     yield dg.MaterializeResult(
         asset_key=SCORES_KEY,
         metadata={
-            "reused": f"inputs unchanged since {since}",
-            "dagster/row_count": dg.MetadataValue.int(rows),
+            "reused": f"inputs unchanged since {last.since}",
+            "dagster/row_count": dg.MetadataValue.int(last.rows),
             "as_of": str(as_of),
         },
     )

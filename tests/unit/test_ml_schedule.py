@@ -16,6 +16,7 @@ from models_ml.registry import ModelRegistry, data_identity
 from models_ml.runs import score_unless_unchanged, train_on_schedule
 from models_ml.schedule import Schedule
 from models_ml.training import InsufficientData, sample_rows
+from tideline.fingerprint import table_fingerprints
 
 SOURCES = FeatureSources(orders="orders", items="items", events="events", customers="customers")
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
@@ -239,6 +240,7 @@ def _score(shop, registry, mine, run_id: str, as_of: dt.date = AS_OF):
         run_id=run_id,
         now=NOW + dt.timedelta(minutes=len(run_id)),
         sources=SOURCES,
+        fingerprints=table_fingerprints,
     )
 
 
