@@ -33,6 +33,11 @@ import sklearn
 log = logging.getLogger(__name__)
 
 
+def content_hash(parts: Any) -> str:
+    """A short hash of JSON-able content (key order does not matter): the same content, the same hash."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class ModelNotFound(LookupError):
     """No usable model: none trained, none that beat its baseline, or none trained on this data.
     The message is the reason in words."""

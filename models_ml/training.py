@@ -13,6 +13,11 @@ with the same metrics (models_ml.evaluation). For scoring, the model is then
 refitted on all cutoffs including the evaluation one (`refit_on_latest`), so it
 has seen the most recent behaviour; the recorded metrics are the held-out ones.
 
+Training time and memory stop growing with the customers: above `max_training_rows` (200,000)
+the model is fitted on a sample stratified by cutoff and outcome, drawn with a fixed seed
+(`sample_rows`), for the held-out fit and the refit alike; the evaluation and the scoring
+(models_ml.scoring) still cover every customer.
+
 Real data is awkward, and a model that cannot be trained must not stop the run:
 features that are empty or constant in the training data are left out (and named,
 `TrainedModel.dropped_features`); too few rows or only one outcome raise
@@ -106,7 +111,9 @@ PROPENSITY = TaskConfig("propensity", horizon_days=30, population="all", positiv
 class TrainingConfig:
     training_cutoffs: int = 4
     cutoff_step_days: int = 30
-    max_training_rows: int = 400_000  # sampled (stratified by cutoff) above this, to bound time and memory
+    # rows a model is fitted on, at most: above it a sample stratified by cutoff and outcome, so that
+    # training time and memory stop growing with the customers (every customer is still scored)
+    max_training_rows: int = 200_000
     refit_on_latest: bool = True
     importance_rows: int = 20_000
     seed: int = 42
@@ -128,6 +135,7 @@ class TrainedModel:
     training_rows: int
     evaluation_rows: int
     seconds: float
+    available_rows: int = 0  # labelled rows at the training cutoffs before sampling
     features: tuple[str, ...] = FEATURES
     dropped_features: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
@@ -160,6 +168,8 @@ class TrainedModel:
             "training_cutoffs": [str(c) for c in self.training_cutoffs],
             "evaluation_cutoff": str(self.evaluation_cutoff),
             "training_rows": self.training_rows,
+            "training_rows_available": self.available_rows,
+            "refit_rows": self.extra.get("refit_rows"),
             "evaluation_rows": self.evaluation_rows,
             "features": list(self.features),
             "dropped_features": dict(self.dropped_features),
@@ -169,7 +179,18 @@ class TrainedModel:
             "status": self.status,
             "reason": self.reason,
             "seconds": round(self.seconds, 1),
+            # the evaluation tables, so that a reused model still shows them
+            "calibration": _records(self.calibration),
+            "lift_by_decile": _records(self.lift),
+            "feature_importance": _records(self.importance.head(12)),
         }
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    """A small table as JSON-ready rows (numpy numbers as Python floats and ints)."""
+    return [
+        {k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in table.to_dict("records")
+    ]
 
 
 def plan_cutoffs(
@@ -216,15 +237,27 @@ def _stack(
     return pd.concat(frames), np.concatenate(ys), np.concatenate(which)
 
 
-def _sample(x: pd.DataFrame, y: np.ndarray, groups: np.ndarray, limit: int, seed: int):
-    if len(y) <= limit:
-        return x, y
-    rng = np.random.default_rng(seed)
+def sample_rows(y: np.ndarray, groups: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """A boolean mask keeping at most `limit` rows, stratified by (group, label): every cutoff and
+    both outcomes keep their share of the rows (largest remainders get the rounding), drawn with a
+    fixed seed so that the same data gives the same sample. All rows when there are no more than
+    `limit`."""
+    if limit < 1:
+        raise ValueError(f"max_training_rows must be at least 1, not {limit}")
     keep = np.zeros(len(y), dtype=bool)
-    for g in np.unique(groups):  # the same share from every cutoff
-        idx = np.flatnonzero(groups == g)
-        keep[rng.choice(idx, size=int(round(limit * len(idx) / len(y))), replace=False)] = True
-    return x[keep], y[keep]
+    if len(y) <= limit:
+        keep[:] = True
+        return keep
+    strata = [np.flatnonzero((groups == g) & (y == label)) for g in np.unique(groups) for label in (0, 1)]
+    strata = [idx for idx in strata if len(idx)]
+    exact = np.array([limit * len(idx) / len(y) for idx in strata])
+    sizes = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - sizes), kind="stable")[: limit - int(sizes.sum())]:
+        sizes[i] += 1
+    rng = np.random.default_rng(seed)
+    for idx, size in zip(strata, sizes, strict=True):
+        keep[rng.choice(idx, size=size, replace=False)] = True
+    return keep
 
 
 def make_model(seed: int, n_rows: int) -> CalibratedClassifierCV:
@@ -269,8 +302,9 @@ def train_task(
     training_cutoffs, evaluation_cutoff = plan_cutoffs(
         end, task.horizon_days, config.training_cutoffs, config.cutoff_step_days
     )
-    x_train, y_train, groups = _stack(con, task, training_cutoffs, sources)
-    x_train, y_train = _sample(x_train, y_train, groups, config.max_training_rows, config.seed)
+    x_labelled, y_labelled, groups = _stack(con, task, training_cutoffs, sources)
+    keep = sample_rows(y_labelled, groups, config.max_training_rows, config.seed)
+    x_train, y_train = x_labelled[keep], y_labelled[keep]
     x_eval, y_eval = labelled_snapshot(con, task, evaluation_cutoff, sources)
     _require_enough(task, y_train, f"the {len(training_cutoffs)} training cutoffs", training_cutoffs, end)
     _require_enough(task, y_eval, "the evaluation cutoff", [evaluation_cutoff], end)
@@ -309,14 +343,19 @@ def train_task(
         training_rows=int(len(y_train)),
         evaluation_rows=int(len(y_eval)),
         seconds=0.0,
+        available_rows=int(len(y_labelled)),
         features=tuple(features),
         dropped_features=dropped,
     )
-    if config.refit_on_latest:
-        x_all = pd.concat([x_train, x_eval])[features]
-        y_all = np.concatenate([y_train, y_eval])
-        trained.model = make_model(config.seed, len(y_all)).fit(x_all.to_numpy(), y_all)
-        trained.extra["refit_rows"] = int(len(y_all))
+    if config.refit_on_latest:  # on every cutoff, the evaluation one included, sampled the same way
+        x_all = pd.concat([x_labelled, x_eval])[features]
+        y_all = np.concatenate([y_labelled, y_eval])
+        groups_all = np.concatenate([groups, np.full(len(y_eval), evaluation_cutoff.toordinal())])
+        keep_all = sample_rows(y_all, groups_all, config.max_training_rows, config.seed)
+        trained.model = make_model(config.seed, int(keep_all.sum())).fit(
+            x_all[keep_all].to_numpy(), y_all[keep_all]
+        )
+        trained.extra["refit_rows"] = int(keep_all.sum())
     trained.seconds = time.monotonic() - started
     return trained
 

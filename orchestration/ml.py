@@ -8,6 +8,10 @@ ml.customer_scores with the scores the usable models give (columns of a missing 
 null; no usable model leaves it empty) and records in ml.score_models which model scored
 and why any was skipped. Models are trained on, and only score, the data they were
 trained on (models_ml.registry.data_identity of the warehouse and raw dir).
+
+A model is trained only when due (models_ml.schedule; the `retrain` config forces it), else reused
+with its stored evaluation; `customer_scores` rescores only when what it reads changed
+(models_ml.score_inputs), else materialises as `reused` with its tables untouched.
 """
 
 import dataclasses
@@ -17,13 +21,17 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from models_ml.features import FEATURES
 from models_ml.lifetime_value import TrainedCLV, train_clv
-from models_ml.registry import ModelRegistry, data_identity
-from models_ml.runs import TrainingOutcome, score_and_record, train_and_record
+from models_ml.registry import LoadedModel, ModelRegistry, data_identity
+from models_ml.runs import TrainingOutcome, score_unless_unchanged, train_on_schedule
+from models_ml.schedule import Schedule
+from models_ml.score_inputs import LastScoring
 from models_ml.training import CHURN, PROPENSITY, TaskConfig, TrainedModel, TrainingConfig, train_task
 from orchestration.dbt import model_key
 from orchestration.metadata import shown_columns
 from orchestration.resources import MLSettings, PipelineSettings, WarehouseResource
+from tideline.fingerprint import table_fingerprints
 
 FEATURE_MODELS = ["int_orders_resolved", "int_order_items_joined", "int_events_stitched", "dim_customers"]
 FEATURE_DEPS = [model_key(model) for model in FEATURE_MODELS]
@@ -31,6 +39,10 @@ CHURN_KEY = dg.AssetKey(["ml", "churn_model"])
 PROPENSITY_KEY = dg.AssetKey(["ml", "propensity_model"])
 CLV_KEY = dg.AssetKey(["ml", "clv_model"])
 SCORES_KEY = dg.AssetKey(["ml", "customer_scores"])
+
+
+def _rounded(meta: dict, key: str) -> dict:
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in meta.get(key, {}).items()}
 
 
 def _md(df: pd.DataFrame, digits: int = 3) -> dg.MetadataValue:
@@ -83,6 +95,59 @@ def _dropped(dropped: dict[str, str]) -> dict:
     return {"dropped_features": dg.MetadataValue.md(table.to_markdown(index=False))}
 
 
+class TrainConfig(dg.Config):
+    """Run config of a model asset: `retrain` trains it now even while the model in the registry is
+    fresh (`tideline run --retrain` and the job tideline_retrain set it)."""
+
+    retrain: bool = False
+
+
+MODEL_KEYS = (CHURN_KEY, PROPENSITY_KEY, CLV_KEY)
+
+
+def retrain_run_config() -> dict:
+    """Run config that retrains every model now, fresh or not (`tideline run --retrain`, the job
+    tideline_retrain): the `retrain` config of each model asset's op."""
+    return {"ops": {key.to_python_identifier(): {"config": {"retrain": True}} for key in MODEL_KEYS}}
+
+
+def _training_status(outcome: TrainingOutcome, saved: LoadedModel, models_dir: str) -> dict:
+    """What the run did with the model: trained (why) or reused (since when, which version)."""
+    meta = saved.metadata
+    return {
+        "status": "approved" if meta.get("beats_baseline") else "not used",
+        "training": f"reused: {outcome.why}" if outcome.reused else f"trained: {outcome.why}",
+        "version": saved.version,
+        "trained_at": str(meta.get("trained_at", "")),
+        "artefact": dg.MetadataValue.path(f"{models_dir}/{saved.name}/{saved.version}"),
+    }
+
+
+def _classifier_metadata(meta: dict) -> dict:
+    """The evaluation stored with a classifier (models_ml.training.TrainedModel.metadata), as shown
+    in the UI: the same for a model trained now and one reused."""
+    m, b = meta.get("metrics", {}), meta.get("baseline_metrics", {})
+    figures = {"roc_auc": m, "pr_auc": m, "brier": m, "lift_top_decile": m, "baseline_roc_auc": b}
+    shown: dict = {
+        key: dg.MetadataValue.float(round(source.get(key.removeprefix("baseline_"), float("nan")), 4))
+        for key, source in figures.items()
+    }
+    comparison = [{"model": "gradient boosting (calibrated)", **m}, {"model": "baseline: recency", **b}]
+    shown["model_vs_baseline"] = _md(pd.DataFrame(comparison))
+    for key, digits in (("calibration", 3), ("lift_by_decile", 3), ("feature_importance", 4)):
+        if meta.get(key):
+            shown[key] = _md(pd.DataFrame(meta[key]), digits)
+    shown["features_used"] = len(meta.get("features", []))
+    shown.update(_dropped(meta.get("dropped_features") or {}))
+    shown["training_cutoffs"] = ", ".join(str(c) for c in meta.get("training_cutoffs", []))
+    for key in ("evaluation_cutoff", "training_window_end"):
+        shown[key] = str(meta.get(key, ""))
+    for key in ("training_rows", "training_rows_available", "evaluation_rows"):
+        shown[key] = int(meta.get(key) or 0)
+    shown["training_seconds"] = float(meta.get("seconds") or 0.0)
+    return shown
+
+
 def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
@@ -90,9 +155,11 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
         group_name="ml",
         kinds={"scikitlearn"},
         pool="warehouse",
-        description=f"Trains the {task.name} model on past cutoffs, checks it on a later held-out cutoff "
-        f"against a recency-only baseline, and saves a versioned artefact. Empty or constant features are "
-        f"left out; with too little data it says 'not trained' and the run goes on.",
+        description=f"Trains the {task.name} model on past cutoffs (a stratified sample of at most "
+        f"max_training_rows rows), checks it on a later held-out cutoff against a recency-only baseline, "
+        f"and saves a versioned artefact; while that model is fresh (models_ml/schedule.py: younger than "
+        f"retrain_every_days, same settings and data window) it is reused instead. Empty or constant "
+        f"features are left out; with too little data it says 'not trained' and the run goes on.",
         check_specs=[
             _beats_baseline_spec(
                 key, "ROC AUC on the held-out cutoff is above the recency-only baseline's (else not used)"
@@ -101,71 +168,59 @@ def _classifier_asset(task: TaskConfig, key: dg.AssetKey, horizon_field: str) ->
     )
     def _train(
         context: dg.AssetExecutionContext,
+        config: TrainConfig,
         warehouse: WarehouseResource,
         pipeline: PipelineSettings,
         ml: MLSettings,
     ) -> Iterator:
         configured = dataclasses.replace(task, horizon_days=getattr(ml, horizon_field))
-        config = TrainingConfig(
+        training = TrainingConfig(
             training_cutoffs=ml.training_cutoffs,
             cutoff_step_days=ml.cutoff_step_days,
             max_training_rows=ml.max_training_rows,
             seed=ml.seed,
         )
+        settings = {
+            "task": dataclasses.asdict(configured),
+            "training": dataclasses.asdict(training),
+            "features": FEATURES,
+        }
         with warehouse.connect() as con:
-            outcome: TrainingOutcome[TrainedModel] = train_and_record(
+            outcome: TrainingOutcome[TrainedModel] = train_on_schedule(
                 con,
                 task.name,
-                lambda: train_task(con, configured, config),
+                lambda: train_task(con, configured, training),
                 lambda trained: trained.model,
                 ModelRegistry(ml.models_dir),
                 _identity(warehouse, pipeline),
+                settings,
+                Schedule(ml.retrain_every_days, config.retrain),
             )
-        if outcome.trained is None or outcome.saved is None:
+        if outcome.saved is None:
             yield from _not_trained(context, key, outcome)
             return
-        trained, saved = outcome.trained, outcome.saved
-        m, b = trained.metrics, trained.baseline_metrics
+        meta = outcome.saved.metadata
+        m, b = meta.get("metrics", {}), meta.get("baseline_metrics", {})
         context.log.info(
-            "%s %s: ROC AUC %.3f (baseline %.3f), lift top decile %.2f",
+            "%s %s %s: ROC AUC %.3f (baseline %.3f)",
             task.name,
-            saved.version,
-            m.roc_auc,
-            b.roc_auc,
-            m.lift_top_decile,
-        )
-        comparison = pd.DataFrame(
-            [
-                {"model": "gradient boosting (calibrated)", **m.as_dict()},
-                {"model": "baseline: recency", **b.as_dict()},
-            ]
+            "reused" if outcome.reused else "trained",
+            outcome.saved.version,
+            m.get("roc_auc", float("nan")),
+            b.get("roc_auc", float("nan")),
         )
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
-                "status": "approved" if trained.beats_baseline else "not used",
-                "version": saved.version,
-                "roc_auc": dg.MetadataValue.float(round(m.roc_auc, 4)),
-                "pr_auc": dg.MetadataValue.float(round(m.pr_auc, 4)),
-                "brier": dg.MetadataValue.float(round(m.brier, 4)),
-                "lift_top_decile": dg.MetadataValue.float(round(m.lift_top_decile, 3)),
-                "baseline_roc_auc": dg.MetadataValue.float(round(b.roc_auc, 4)),
-                "model_vs_baseline": _md(comparison),
-                "calibration": _md(trained.calibration),
-                "lift_by_decile": _md(trained.lift),
-                "feature_importance": _md(trained.importance.head(12), 4),
-                "features_used": len(trained.features),
-                **_dropped(trained.dropped_features),
-                "training_cutoffs": ", ".join(str(c) for c in trained.training_cutoffs),
-                "evaluation_cutoff": str(trained.evaluation_cutoff),
-                "training_rows": trained.training_rows,
-                "evaluation_rows": trained.evaluation_rows,
-                "artefact": dg.MetadataValue.path(f"{ml.models_dir}/{task.name}/{saved.version}"),
-                "seconds": round(trained.seconds, 1),
+                **_training_status(outcome, outcome.saved, ml.models_dir),
+                **_classifier_metadata(meta),
             },
         )
         yield _verdict(
-            key, trained.beats_baseline, trained.reason, {"roc_auc": m.roc_auc, "baseline_roc_auc": b.roc_auc}
+            key,
+            bool(meta.get("beats_baseline")),
+            meta.get("reason"),
+            {"roc_auc": m.get("roc_auc", float("nan")), "baseline_roc_auc": b.get("roc_auc", float("nan"))},
         )
 
     return _train
@@ -183,50 +238,53 @@ propensity_model = _classifier_asset(PROPENSITY, PROPENSITY_KEY, "propensity_hor
     pool="warehouse",
     description="Fits BG/NBD (purchases, P(alive)) and Gamma-Gamma (spend) by maximum likelihood on orders "
     "with a positive amount; checks predicted purchases on a held-out window against the naive historical "
-    "rate. With too little data it says 'not trained' and the run goes on.",
+    "rate. Reused while fresh, like the classifiers (models_ml/schedule.py). With too little data it says "
+    "'not trained' and the run goes on.",
     check_specs=[
         _beats_baseline_spec(CLV_KEY, "held-out mean absolute error of purchases below the naive rate's")
     ],
 )
 def clv_model(
     context: dg.AssetExecutionContext,
+    config: TrainConfig,
     warehouse: WarehouseResource,
     pipeline: PipelineSettings,
     ml: MLSettings,
 ) -> Iterator:
+    settings = {"horizon_days": ml.clv_horizon_days, "holdout_days": ml.clv_holdout_days}
     with warehouse.connect() as con:
-        outcome: TrainingOutcome[TrainedCLV] = train_and_record(
+        outcome: TrainingOutcome[TrainedCLV] = train_on_schedule(
             con,
             "clv",
             lambda: train_clv(con, horizon_days=ml.clv_horizon_days, holdout_days=ml.clv_holdout_days),
             lambda trained: trained.model(),
             ModelRegistry(ml.models_dir),
             _identity(warehouse, pipeline),
+            settings,
+            Schedule(ml.retrain_every_days, config.retrain),
         )
-    if outcome.trained is None or outcome.saved is None:
+    if outcome.saved is None:
         yield from _not_trained(context, CLV_KEY, outcome)
         return
-    trained, saved = outcome.trained, outcome.saved
+    meta = outcome.saved.metadata
+    metrics = meta.get("metrics", {})
     yield dg.MaterializeResult(
         asset_key=CLV_KEY,
         metadata={
-            "status": "approved" if trained.beats_baseline else "not used",
-            "version": saved.version,
-            "purchase_model": trained.bg.variant,
-            "bgnbd": dg.MetadataValue.json(
-                {k: round(v, 5) if isinstance(v, float) else v for k, v in vars(trained.bg).items()}
-            ),
-            "gamma_gamma": dg.MetadataValue.json({k: round(v, 5) for k, v in vars(trained.gg).items()}),
-            **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in trained.metrics.items()},
-            "customers": trained.customers,
-            "artefact": dg.MetadataValue.path(f"{ml.models_dir}/clv/{saved.version}"),
+            **_training_status(outcome, outcome.saved, ml.models_dir),
+            "purchase_model": str(meta.get("purchase_model", "")),
+            "bgnbd": dg.MetadataValue.json(_rounded(meta, "bgnbd")),
+            "gamma_gamma": dg.MetadataValue.json(_rounded(meta, "gamma_gamma")),
+            **{k: dg.MetadataValue.float(round(float(v), 4)) for k, v in metrics.items()},
+            "customers": int(meta.get("customers") or 0),
+            "training_window_end": str(meta.get("training_window_end", "")),
         },
     )
     yield _verdict(
         CLV_KEY,
-        trained.beats_baseline,
-        trained.reason,
-        {"mae": trained.metrics["mae"], "baseline_mae": trained.metrics["baseline_mae"]},
+        bool(meta.get("beats_baseline")),
+        meta.get("reason"),
+        {"mae": metrics.get("mae", float("nan")), "baseline_mae": metrics.get("baseline_mae", float("nan"))},
     )
 
 
@@ -238,7 +296,9 @@ def clv_model(
     pool="warehouse",
     description="Scores every customer with the latest approved models trained on this data and writes "
     "ml.customer_scores (plus ml.customer_score_reasons for the at-risk list, and ml.score_models: which "
-    "model scored, or why it was skipped). A missing model leaves its columns null.",
+    "model scored, or why it was skipped). A missing model leaves its columns null. When the model "
+    "versions, the as-of date and the feature tables are those of the last scoring, the tables are left "
+    "as they were (metadata 'reused').",
     check_specs=[
         dg.AssetCheckSpec(
             "score_drift", asset=SCORES_KEY, description="churn-score distribution vs the previous run (PSI)"
@@ -253,9 +313,18 @@ def customer_scores(
 ) -> Iterator:
     as_of = dt.date.fromisoformat(pipeline.as_of) if pipeline.as_of else dt.date.today()
     with warehouse.connect() as con:
-        outcome = score_and_record(
-            con, ModelRegistry(ml.models_dir), _identity(warehouse, pipeline), as_of, ml.at_risk_threshold
+        outcome = score_unless_unchanged(
+            con,
+            ModelRegistry(ml.models_dir),
+            _identity(warehouse, pipeline),
+            as_of,
+            ml.at_risk_threshold,
+            run_id=context.run_id,
+            fingerprints=table_fingerprints,
         )
+        if outcome.reused is not None:
+            yield from _scores_reused(context, outcome.reused, as_of)
+            return
     for row in outcome.models:
         if row["status"] != "scored":
             context.log.warning("%s: not scored: %s", row["model"], row["reason"])
@@ -270,6 +339,28 @@ def customer_scores(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"psi": -1.0 if psi is None else round(psi, 4), "threshold": ml.drift_psi_warn},
         description="nothing to compare (first churn scores, or no churn model)" if psi is None else None,
+    )
+
+
+def _scores_reused(context: dg.AssetExecutionContext, last: LastScoring, as_of: dt.date) -> Iterator:
+    """The scores of an earlier run stand (nothing they are computed from changed): say since when; the
+    asset still materialises, so that what depends on it runs."""
+    context.log.info("customer scores reused: inputs unchanged since %s", last.since)
+    yield dg.MaterializeResult(
+        asset_key=SCORES_KEY,
+        metadata={
+            "reused": f"inputs unchanged since {last.since}",
+            "dagster/row_count": dg.MetadataValue.int(last.rows),
+            "as_of": str(as_of),
+        },
+    )
+    yield dg.AssetCheckResult(
+        asset_key=SCORES_KEY,
+        check_name="score_drift",
+        passed=True,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"psi": 0.0},
+        description="the scores were not recomputed (inputs unchanged): no drift",
     )
 
 

@@ -114,7 +114,10 @@ class MLSettings(dg.ConfigurableResource):
     clv_holdout_days: int = 90  # held-out window for checking the CLV model
     training_cutoffs: int = 4
     cutoff_step_days: int = 30
-    max_training_rows: int = 400_000
+    max_training_rows: int = 200_000  # a model is fitted on a stratified sample of at most this many rows
+    retrain_every_days: int = (
+        7  # a model is reused until this old (0: retrain every run), see models_ml/schedule.py
+    )
     at_risk_threshold: float = 0.5  # churn probability from which a customer is on the at-risk list
     drift_psi_warn: float = 0.2  # warn when the churn-score distribution moves more than this (PSI)
     seed: int = 42

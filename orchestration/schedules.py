@@ -1,13 +1,15 @@
 """Jobs and schedules.
 
-tideline_pipeline   everything, models included (what `make run` / `tideline run` execute)
+tideline_pipeline   everything, models included (what `make run` / `tideline run` execute); a model
+                    is retrained only when due (models_ml/schedule.py), else reused
 tideline_daily      landing, dbt, scoring with the latest approved models, score-based marts
-tideline_retrain    retrain the three models, then rescore and rebuild the score-based marts
+tideline_retrain    retrain the three models now (fresh or not), then rescore and rebuild the
+                    score-based marts
 """
 
 import dagster as dg
 
-from orchestration.ml import CHURN_KEY, CLV_KEY, PROPENSITY_KEY, SCORES_KEY
+from orchestration.ml import CHURN_KEY, CLV_KEY, PROPENSITY_KEY, SCORES_KEY, retrain_run_config
 
 MODELS = dg.AssetSelection.assets(CHURN_KEY, PROPENSITY_KEY, CLV_KEY)
 
@@ -27,6 +29,7 @@ daily_scoring_job = dg.define_asset_job(
 retrain_job = dg.define_asset_job(
     "tideline_retrain",
     selection=MODELS | dg.AssetSelection.assets(SCORES_KEY).downstream(),
+    config=retrain_run_config(),
     description="Retrain churn, propensity and CLV models, then rescore and rebuild the score-based marts.",
 )
 

@@ -1,7 +1,7 @@
 """`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
 
 tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
-tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose] [--by NAME] [--full-refresh]
+tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose] [--by NAME] [--full-refresh] [--retrain]
 tideline demo [--customers N] [--days D] [--seed S] [--verbose]   (what `make run` calls: the demo loop)
 tideline summary [--warehouse FILE] [--home DIR]
 tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destinations] [--port 3000]
@@ -76,6 +76,11 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
         action="store_true",
         help="read every landing file again and rebuild the incremental dbt models whole "
         "(default: only new and changed files and new lines; only the rows that changed)",
+    )
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train every model now (default: reuse a model while it is fresh, see docs/scaling.md)",
     )
     p.set_defaults(func=cmd_run)
 

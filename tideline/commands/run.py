@@ -116,6 +116,7 @@ def run_pipeline(
     activation_values: Mapping[str, str] | None = None,
     launched_by: str | None = None,
     full_refresh: bool = False,
+    retrain: bool = False,
 ) -> bool:
     """Materialise every asset and run every check through Dagster. True when the run succeeded.
 
@@ -127,7 +128,8 @@ def run_pipeline(
     log line go to <state folder>/logs/<run id>.log. The run's syncs record who launched it:
     cli:<launched_by>, or cli:<the OS user> (tideline_sync.sync_runs.launched_by). `full_refresh`:
     the landing load reads every file again (else only new and changed ones) and dbt rebuilds its
-    incremental models whole (`dbt build --full-refresh`)."""
+    incremental models whole (`dbt build --full-refresh`). `retrain`: every model is trained now,
+    even while the one in the registry is fresh (else only when due)."""
     if not settings.raw_dir.is_dir():
         raise SystemExit(f"tideline: raw dir {settings.raw_dir} does not exist")
     settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
@@ -167,6 +169,10 @@ def run_pipeline(
     }
     if full_refresh:
         run_config["ops"] = full_refresh_ops()
+    if retrain:
+        from orchestration.ml import retrain_run_config
+
+        run_config.setdefault("ops", {}).update(retrain_run_config()["ops"])
     print(
         f"Running {PIPELINE_JOB} through Dagster as of {settings.as_of}: {settings.raw_dir} -> "
         f"{settings.warehouse}\n  run {run_id}, log {log_path}",
@@ -272,10 +278,23 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if local:
         with with_local_destinations(settings, env) as (settings, values):
             ok = run_pipeline(
-                settings, env, args.verbose, values, launched_by=args.by, full_refresh=args.full_refresh
+                settings,
+                env,
+                args.verbose,
+                values,
+                launched_by=args.by,
+                full_refresh=args.full_refresh,
+                retrain=args.retrain,
             )
     else:
-        ok = run_pipeline(settings, env, args.verbose, launched_by=args.by, full_refresh=args.full_refresh)
+        ok = run_pipeline(
+            settings,
+            env,
+            args.verbose,
+            launched_by=args.by,
+            full_refresh=args.full_refresh,
+            retrain=args.retrain,
+        )
     if ok:
         print_summary(settings)
     return 0 if ok else 1
