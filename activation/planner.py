@@ -6,7 +6,7 @@ planned by the database, not in Python memory:
     _diff      one row per record the diff found: action (upsert, delete, send), change
                (added, changed, removed, message), field_hash, fields_json, idempotency_key
     _rejects   rows with a null or duplicate key (rejected with a reason, never sent)
-    _latest    the latest ledger status, reason and attempt count of the candidates' keys
+    _latest    the latest ledger status, reason, not_before and attempt count of the candidates' keys
     _cand      view: _diff without rejected keys, with their ledger status, reason and attempts
     _plan      view: the candidates still to deliver (their key is not final in the ledger)
 
@@ -190,7 +190,7 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
         con,
         f"""create or replace temp table _latest as
             select idempotency_key, arg_max(status, seq) as status, arg_max(attempt, seq) as attempt,
-                   arg_max(reason, seq) as reason
+                   arg_max(reason, seq) as reason, arg_max(not_before, seq) as not_before
             from {SCHEMA}.delivery_log
             where sync_key = $sync_key and idempotency_key in (select idempotency_key from _diff)
             group by idempotency_key""",
@@ -199,7 +199,8 @@ def plan(con: duckdb.DuckDBPyConnection, binding: SyncBinding, key_column: str =
     # a view, not a copy: at a full sync _diff holds the whole segment's JSON
     con.execute(
         """create or replace temp view _cand as
-           select d.*, l.status as ledger_status, l.reason as ledger_reason, coalesce(l.attempt, 0) as attempts
+           select d.*, l.status as ledger_status, l.reason as ledger_reason, l.not_before as ledger_not_before,
+                  coalesce(l.attempt, 0) as attempts
            from _diff as d left join _latest as l on d.idempotency_key = l.idempotency_key
            where d.customer_id is not null  -- x NOT IN (empty set) is true even for a null x
              and d.customer_id not in (select customer_id from _rejects where customer_id is not null)"""

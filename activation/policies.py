@@ -156,7 +156,8 @@ def _decide(
     # blocked by consent or caps)
     con.execute(
         """create or replace temp table _planned as
-           select idempotency_key, customer_id, action, ledger_status, ledger_reason, attempts from _plan"""
+           select idempotency_key, customer_id, action, ledger_status, ledger_reason, ledger_not_before, attempts
+           from _plan"""
     )
     con.execute(
         "create or replace temp table _audience as select distinct customer_id from _planned where action <> 'delete'"
@@ -252,7 +253,7 @@ def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
     inner join DuckDB can spill."""
     con.execute(
         """create or replace temp table _decisions as
-           select p.idempotency_key, p.ledger_status, p.ledger_reason, p.attempts,
+           select p.idempotency_key, p.ledger_status, p.ledger_reason, p.ledger_not_before, p.attempts,
                   case when p.action = 'delete' then 'send' else v.decision end as decision,
                   case when p.action = 'delete' then null else v.reason end as reason,
                   case when p.action = 'delete' then null else v.variant end as variant,
@@ -263,7 +264,7 @@ def _attach_decisions(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """create or replace temp table _decided as
            select d.customer_id, d.action, d.change, d.field_hash, d.fields_json, d.generation, d.idempotency_key,
-                  x.ledger_status, x.ledger_reason, x.attempts, x.decision, x.reason, x.variant, x.not_before,
+                  x.ledger_status, x.ledger_reason, x.ledger_not_before, x.attempts, x.decision, x.reason, x.variant, x.not_before,
                   cast(null as varchar) as stage  -- a staged launch's stage (activation.launches)
            from _diff as d inner join _decisions as x on d.idempotency_key = x.idempotency_key"""
     )

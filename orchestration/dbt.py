@@ -127,7 +127,7 @@ def _run_dbt(
         )
     context.log.info(
         f"dbt: {len(plan.build)} models and tests to build, {len(plan.reused)} reused "
-        "(their inputs have not changed since they were built)"
+        f"(their inputs have not changed since they were built){plan.why()}"
     )
     events, results, invocation = [], [], None
     if plan.build:

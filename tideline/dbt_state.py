@@ -70,6 +70,19 @@ class BuildPlan:
     def nothing_to_build(self) -> bool:
         return not self.build
 
+    def why(self, examples: int = 3) -> str:
+        """'; built because: inputs changed 240 (e.g. stg_x, ...), never built 3' for the run log:
+        which sources' changes a rebuild traces back to is then one look at the examples."""
+        by_reason: dict[str, list[str]] = {}
+        for unique_id, reason in sorted(self.reasons.items()):
+            key = "read by a test that runs" if reason.startswith("read by ") else reason
+            by_reason.setdefault(key, []).append(unique_id.rsplit(".", 1)[-1])
+        parts = [
+            f"{reason} {len(ids)} (e.g. {', '.join(ids[:examples])})"
+            for reason, ids in sorted(by_reason.items(), key=lambda item: -len(item[1]))
+        ]
+        return "; built because: " + ", ".join(parts) if parts else ""
+
 
 def project_digest(project_dir: Path, variables: Mapping[str, Any], dbt_version: str) -> str:
     """One hash of the dbt project's files, the dbt version and the vars but the as-of date."""
@@ -160,7 +173,9 @@ def plan_build(
         if unique_id not in fingerprints:
             source = manifest["sources"][unique_id]
             table = source.get("identifier") or source["name"]
-            fingerprints[unique_id] = table_fingerprint(con, source["schema"], table)
+            meta = source.get("meta") or source.get("config", {}).get("meta") or {}
+            ignore = meta.get("fingerprint_ignores") or ()
+            fingerprints[unique_id] = table_fingerprint(con, source["schema"], table, ignore)
         return fingerprints[unique_id]
 
     plan = BuildPlan(digests=digests)

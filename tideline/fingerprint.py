@@ -23,16 +23,28 @@ from activation.warehouse import quote_identifier
 MISSING = "missing"
 
 
-def table_fingerprint(con: Any, schema: str, table: str) -> str:
-    """'<rows>:<sum of row hashes>' of schema.table, or MISSING when it does not exist."""
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()[0]
-    if not exists:
+def table_fingerprint(con: Any, schema: str, table: str, ignore: Iterable[str] = ()) -> str:
+    """'<rows>:<sum of row hashes>' of schema.table, or MISSING when it does not exist. Columns in
+    `ignore` (bookkeeping a step rewrites without changing what the table says, such as a
+    `checked_at`) are left out of the row hash."""
+    columns = [
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            "order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
+    if not columns:
         return MISSING
     relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-    rows, total = con.execute(f"select count(*), coalesce(sum(hash(t)), 0) from {relation} as t").fetchone()
+    skipped = set(ignore)
+    if skipped:
+        kept = [quote_identifier(c) for c in columns if c not in skipped] or ["0"]
+        row = f"hash({', '.join(kept)})"
+    else:
+        row = "hash(t)"
+    rows, total = con.execute(f"select count(*), coalesce(sum({row}), 0) from {relation} as t").fetchone()
     return f"{rows}:{total}"
 
 

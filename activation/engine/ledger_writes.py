@@ -51,14 +51,20 @@ LOG_COLUMNS = (
 # (decision in the plan, ledger status, which of its rows), in the order they are appended;
 # a holdout is recorded once per key, not again on every run that holds it out, and a skip once
 # per key and reason while it lasts (a pilot's held rest, planned again by every journey tick, or
-# a customer without consent at every daily run: one row, not one per run)
+# a customer without consent at every daily run: one row, not one per run), and a deferral once per
+# key, reason and not_before (a run during the same quiet hours defers to the same morning)
 _DECISIONS = (
     (
         "skip",
         "skipped",
         "and not (coalesce(ledger_status, '') = 'skipped' and ledger_reason is not distinct from reason)",
     ),
-    ("defer", "deferred", ""),
+    (
+        "defer",
+        "deferred",
+        "and not (coalesce(ledger_status, '') = 'deferred' and ledger_reason is not distinct from reason"
+        " and ledger_not_before is not distinct from not_before)",
+    ),
     ("holdout", "holdout", "and coalesce(ledger_status, '') <> 'holdout'"),
     ("dead", "dead_letter", ""),
 )

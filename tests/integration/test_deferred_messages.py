@@ -97,6 +97,24 @@ def test_a_deferral_stores_when_quiet_hours_end_for_the_customer(warehouse: Path
     con.close()
 
 
+def test_a_rerun_in_the_same_quiet_hours_records_the_deferral_once(warehouse: Path) -> None:
+    """A run every few minutes through the night defers Tokyo to the same morning: one ledger row,
+    not one per run (the log would grow with every run, and what reads it would be rebuilt)."""
+    for minutes in (0, 10, 20):
+        _run(warehouse, NOON + dt.timedelta(minutes=minutes))
+    con = duckdb.connect(str(warehouse))
+    rows = con.execute(
+        "select customer_id, count(*) from tideline_sync.delivery_log where status = 'deferred' group by 1"
+    ).fetchall()
+    assert dict(rows) == {"tokyo": 1, "newyork": 1}
+    con.close()
+    _run(warehouse, dt.datetime(2026, 3, 3, 1, 0))  # 10:00 in Tokyo: the one deferral is sent
+    con = duckdb.connect(str(warehouse))
+    statuses = dict(con.execute("select customer_id, status from tideline_sync.delivery_ledger").fetchall())
+    assert statuses == {"tokyo": "sent", "london": "sent", "newyork": "sent", "nowhere": "sent"}
+    con.close()
+
+
 def test_the_sensor_requests_a_run_of_the_sync_with_due_deferrals(warehouse: Path) -> None:
     _run(warehouse, NOON)  # deferrals due on 2 March 2026, long before the sensor's real clock
     binding = SyncBinding("segment", "marts.segment", "push", "message", "push", {"email": "email"}, "launch")

@@ -193,3 +193,13 @@ def test_the_projects_models_read_no_clock_and_no_files():
     macros = [m for m in manifest["macros"].values() if m["package_name"] == "tideline"]
     users = sorted(m["name"] for m in macros if clock_or_files.search(comments.sub("", m["macro_sql"])))
     assert users == ["as_of_date"]
+
+
+def test_a_sources_declared_bookkeeping_columns_do_not_count_as_a_change(con):
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["sources"]["source.tideline.commerce.orders"]["meta"] = {"fingerprint_ignores": ["amount"]}
+    _built(con, plan_build(con, manifest, ALL, "p1"))
+    con.execute("update commerce.orders set amount = 99")
+    assert plan_build(con, manifest, ALL, "p1").nothing_to_build
+    con.execute("insert into commerce.orders values (7, 1)")
+    assert "model.tideline.stg_orders" in plan_build(con, manifest, ALL, "p1").build
