@@ -9,7 +9,10 @@ table. Before each dbt build, every node gets an *input digest*:
   - the as-of date (an empty `as_of` is today) for a node whose macros reach `as_of_date`: a new
     day rebuilds what is computed as of a day (RFM, lifecycle, tags...), not what is not (staging);
   - the content fingerprint of each source the node reads (tideline.fingerprint: row count and a
-    sum of row hashes: any inserted, deleted or updated row changes it);
+    sum of row hashes: any inserted, deleted or updated row changes it), without the columns its
+    `meta: fingerprint_ignores` lists, and not at all for a source whose meta says
+    `fingerprint: ignore` (the landing loader's files and loads: they say where rows came from,
+    the entity tables say what they are);
   - the digests of the nodes it reads: the one computed now for a node in this build, the stored
     one (what its table holds) for a node built by the other dbt step.
 
@@ -174,8 +177,11 @@ def plan_build(
             source = manifest["sources"][unique_id]
             table = source.get("identifier") or source["name"]
             meta = source.get("meta") or source.get("config", {}).get("meta") or {}
-            ignore = meta.get("fingerprint_ignores") or ()
-            fingerprints[unique_id] = table_fingerprint(con, source["schema"], table, ignore)
+            if meta.get("fingerprint") == "ignore":  # bookkeeping that says where, not what
+                fingerprints[unique_id] = "ignored"
+            else:
+                ignore = meta.get("fingerprint_ignores") or ()
+                fingerprints[unique_id] = table_fingerprint(con, source["schema"], table, ignore)
         return fingerprints[unique_id]
 
     plan = BuildPlan(digests=digests)

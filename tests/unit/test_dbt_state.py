@@ -203,3 +203,11 @@ def test_a_sources_declared_bookkeeping_columns_do_not_count_as_a_change(con):
     assert plan_build(con, manifest, ALL, "p1").nothing_to_build
     con.execute("insert into commerce.orders values (7, 1)")
     assert "model.tideline.stg_orders" in plan_build(con, manifest, ALL, "p1").build
+
+
+def test_a_source_marked_ignore_does_not_count_at_all(con):
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["sources"]["source.tideline.commerce.orders"]["meta"] = {"fingerprint": "ignore"}
+    _built(con, plan_build(con, manifest, ALL, "p1"))
+    con.execute("insert into commerce.orders values (7, 1)")
+    assert plan_build(con, manifest, ALL, "p1").nothing_to_build
