@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from activation.warehouse import quote_identifier
-from tideline.fingerprint import MISSING, digest, table_fingerprint
+from tideline.fingerprint import digest, table_fingerprint
 
 STATE_SCHEMA = "tideline_build"
 STATE_TABLE = "dbt_nodes"
@@ -149,8 +149,8 @@ def plan_build(
     `as_of` is the date the build computes for (as_of_date)."""
     selected = set(selected)
     nodes = manifest["nodes"]
-    stored = load_state(con)
     relations = _relations(con)
+    stored = load_state(con, relations)
     digests: dict[str, str] = {}
     fingerprints: dict[str, str] = {}
 
@@ -253,9 +253,11 @@ def _relations(con: Any) -> set[tuple[str, str]]:
     return {(schema, name) for schema, name in rows}
 
 
-def load_state(con: Any) -> dict[str, Stored]:
-    """The stored digest and outcome of every node built before ({} on a new warehouse)."""
-    if table_fingerprint(con, STATE_SCHEMA, STATE_TABLE) == MISSING:
+def load_state(con: Any, relations: set[tuple[str, str]] | None = None) -> dict[str, Stored]:
+    """The stored digest and outcome of every node built before ({} on a new warehouse).
+    `relations`: the warehouse's (schema, table) names when the caller has them already."""
+    relations = _relations(con) if relations is None else relations
+    if (STATE_SCHEMA, STATE_TABLE) not in relations:
         return {}
     rows = con.execute(
         f"select unique_id, digest, status, failures, run_id, built_at from {_state_relation()}"
