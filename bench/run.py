@@ -231,7 +231,10 @@ def _run_phase(*args: str) -> dict:
     )
     if done.returncode != 0:
         raise SystemExit(f"phase {args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # progress on stderr: a 1M benchmark runs for over an hour and prints its entry only at the end
+    print(f"bench: phase {args[0]} done: {json.dumps(result)[:300]}", file=sys.stderr, flush=True)
+    return result
 
 
 def bench(customers: int, workdir: Path) -> dict:

@@ -362,42 +362,43 @@ def _probe_tabular(
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, first_row: int) -> str | None:
-    """The file's lines into temp table _jsonl (numbered from `first_row`), or why it cannot be read."""
+    """The file's lines into temp table _jsonl (numbered from `first_row`, `ok` for a JSON object),
+    or why it cannot be read."""
     lines = (
-        f"select {int(first_row) - 1} + row_number() over () as _row, line, try_cast(line as json) as j "
+        f"select {int(first_row) - 1} + row_number() over () as _row, line "
         f"from read_csv({literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         f"delim='\x1f', quote='', escape='', auto_detect=false)"
     )
     try:  # the only statement that reads the file: nothing is inserted before it succeeds
-        con.execute(f"create or replace temp table _jsonl as {lines}")
+        con.execute(
+            "create or replace temp table _jsonl as select _row, line, "
+            f"coalesce(json_type(try_cast(line as json)) = 'OBJECT', false) as ok from ({lines})"
+        )
     except duckdb.Error as exc:
         return f"file cannot be read as JSON Lines: {_first_line(exc)}"
-    con.execute("alter table _jsonl add column ok boolean")
-    con.execute("update _jsonl set ok = coalesce(json_type(j) = 'OBJECT', false)")
     return None
 
 
 def _insert_jsonl(con: duckdb.DuckDBPyConnection, entity: Entity, rel: str) -> tuple[int, int]:
-    """_jsonl's objects into the entity's table, its other lines into load_rejects: (rows, lines)."""
-    select = ", ".join(f"json_extract_string(j, {literal('$.' + c)})" for c in entity.column_names)
-    con.execute(
-        f"insert into {SCHEMA}.{entity.name} select {select}, {literal(rel)}, _row from _jsonl where ok"
-    )
+    """_jsonl's objects into the entity's table, its other lines into load_rejects: (rows, lines).
+    Each line is parsed once for all the entity's fields (a list of paths), not once per field."""
+    paths = "[" + ", ".join(literal("$." + c) for c in entity.column_names) + "]"
+    fields = ", ".join(f"v[{i}]" for i in range(1, len(entity.column_names) + 1))
+    inserted = con.execute(
+        f"""insert into {SCHEMA}.{entity.name}
+            select {fields}, {literal(rel)}, _row
+            from (select _row, json_extract_string(line, {paths}) as v from _jsonl where ok)"""
+    ).fetchone()
     con.execute(
         f"""insert into {SCHEMA}.load_rejects
             select {literal(entity.name)}, {literal(rel)}, _row, null, left(line, 200),
                    case when coalesce(trim(line), '') = '' then 'empty line'
-                        when j is null then 'line is not valid JSON'
+                        when try_cast(line as json) is null then 'line is not valid JSON'
                         else 'line is JSON but not an object' end
             from _jsonl where not ok"""
     )
-    rows, lines = con.execute("select count(*) filter (where ok), count(*) from _jsonl").fetchone()
-    return int(rows), int(lines)
-
-
-def _count(con: duckdb.DuckDBPyConnection, entity: Entity, rel: str) -> int:
-    row = con.execute(f"select count(*) from {SCHEMA}.{entity.name} where _file = ?", [rel]).fetchone()
-    return int(row[0]) if row else 0
+    lines = con.execute("select count(*) from _jsonl").fetchone()
+    return int(inserted[0]) if inserted else 0, int(lines[0]) if lines else 0
 
 
 def _first_line(exc: Exception | None) -> str:
@@ -662,10 +663,10 @@ def _insert_read(con: duckdb.DuckDBPyConnection, entity: Entity, file: FileResul
             file.rows, file.records = _insert_jsonl(con, entity, file.file)
         elif pending.tabular is not None:
             select, src, row_expr = pending.tabular
-            con.execute(
+            inserted = con.execute(
                 f"insert into {SCHEMA}.{entity.name} select {select}, {literal(file.file)}, {row_expr} from {src}"
-            )
-            file.rows = file.records = _count(con, entity, file.file)
+            ).fetchone()  # DuckDB answers an INSERT with its row count: no scan of the table per file
+            file.rows = file.records = int(inserted[0]) if inserted else 0
         file.rows_added = file.rows
     finally:
         if pending.transcoded is not None:
