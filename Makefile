@@ -26,7 +26,7 @@ run: install
 
 ## the whole test suite
 test: install manifest
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist loadfile --durations=30
 
 ## the Dagster UI on http://127.0.0.1:3000 for the default warehouse (runs of `make run` included);
 ## another warehouse: .venv/bin/tideline ui --warehouse path/to/warehouse.duckdb
