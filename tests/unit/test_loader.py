@@ -119,6 +119,60 @@ def test_ragged_and_quoted_csv_rows_keep_their_record_numbers(tmp_path: Path, co
     assert rows == [("c1", "Berlin", 1), ("c2", None, 2), ("c3", "New\nYork", 3), ("c4", "Rome", 4)]
 
 
+def test_a_csv_the_parallel_reader_fails_on_only_past_its_header_is_read_serially(
+    tmp_path: Path, con
+) -> None:
+    # a quoted comma, a short row and a quoted line break in a middle column: the header reads in
+    # parallel, the rows do not ("does not support null_padding in conjunction with quoted new lines")
+    orders = tmp_path / "commerce/orders"
+    orders.mkdir(parents=True)
+    (orders / "o.csv").write_text(
+        'order_id,customer_id,ordered_at,amount\nx1,c1,2025-01-02,"1,5"\nx2,c2\n"x3","c3\nline two",2025-01-03,7\n'
+    )
+    write_csv(
+        orders / "p.csv", [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}]
+    )
+    report = load_landing_zone(tmp_path, con)
+    rows = con.execute(
+        "select order_id, customer_id, amount, _row from landing.commerce_orders where _file = 'commerce/orders/o.csv' order by _row"
+    ).fetchall()
+    assert rows == [("x1", "c1", "1,5", 1), ("x2", "c2", None, 2), ("x3", "c3\nline two", "7", 3)]
+    assert {f.file: f.status for f in report.files} == {
+        "commerce/orders/o.csv": "loaded",
+        "commerce/orders/p.csv": "loaded",
+    }
+
+
+def test_a_csv_no_reader_can_read_past_its_header_is_rejected_and_the_rest_loads(
+    tmp_path: Path, con, monkeypatch
+) -> None:
+    from tideline.landing import loader
+
+    orders = tmp_path / "commerce/orders"
+    write_csv(
+        orders / "a.csv", [{"order_id": "o1", "customer_id": "c1", "ordered_at": "2025-01-01", "amount": "1"}]
+    )
+    write_csv(
+        orders / "b.csv", [{"order_id": "o2", "customer_id": "c2", "ordered_at": "2025-01-01", "amount": "2"}]
+    )
+    real = loader._insert_read
+
+    def failing(con, entity, file, pending):  # noqa: ANN001 - the loader's own arguments
+        if file.file.endswith("b.csv") and file.reason is None:
+            con.execute("select cast('not a number' as integer)")  # any reader error past the header
+        return real(con, entity, file, pending)
+
+    monkeypatch.setattr(loader, "_insert_read", failing)
+    report = load_landing_zone(tmp_path, con)
+    rejected = {f.file: f.reason for f in report.files if f.status == "rejected"}
+    assert list(rejected) == ["commerce/orders/b.csv"]
+    assert rejected["commerce/orders/b.csv"].startswith("file cannot be read as csv:")
+    assert con.execute("select order_id from landing.commerce_orders").fetchall() == [("o1",)]
+    assert con.execute(
+        "select _file, reason like 'file cannot be read as csv:%' from landing.load_rejects"
+    ).fetchall() == [("commerce/orders/b.csv", True)]
+
+
 def test_reload_replaces_the_snapshot(tmp_path: Path, con) -> None:
     orders = tmp_path / "commerce/orders"
     write_csv(

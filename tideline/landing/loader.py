@@ -532,8 +532,33 @@ def _update_file(
             return appended
     file, pending = _read_file(con, entity, raw, path, scratch, size, mtime, declared)
     file.action = "replaced" if known is not None else "loaded"
-    _write(con, run, file, known, lambda: _insert_read(con, entity, file, pending))
+    try:
+        while True:
+            try:
+                _write(con, run, file, known, lambda: _insert_read(con, entity, file, pending))
+                break
+            except duckdb.Error as exc:
+                if file.reason:
+                    raise  # writing a reject failed: not a problem of the file's content
+                # the header read, the rows did not (e.g. the parallel CSV reader and quoted line breaks
+                # in ragged rows): the serial reader once, else the file is rejected and the load goes on
+                _unread_rows(file, pending, exc)
+    finally:
+        if pending.transcoded is not None:
+            pending.transcoded.unlink(missing_ok=True)
     return file
+
+
+def _unread_rows(file: FileResult, pending: _Read, exc: duckdb.Error) -> None:
+    """After a failed insert: the file set up for the serial CSV reader, or rejected with the reason."""
+    file.rows = file.records = file.rows_added = 0
+    if pending.serial is not None and pending.tabular is not None:
+        select, _, row_expr = pending.tabular
+        pending.tabular, pending.serial = (select, pending.serial, row_expr), None
+        return
+    pending.tabular = None
+    file.status, file.reason = "rejected", f"file cannot be read as {file.format}: {_first_line(exc)}"
+    file.boundary = None
 
 
 def _append(
@@ -603,6 +628,7 @@ class _Read:
 
     tabular: tuple[str, str, str] | None = None
     transcoded: Path | None = None
+    serial: str | None = None  # the CSV source for the serial reader, when `tabular` reads in parallel
 
 
 def _read_file(
@@ -641,6 +667,8 @@ def _read_file(
                 reason = probed
             else:
                 pending.tabular = probed
+                if fmt == "csv" and "parallel=false" not in probed[1]:
+                    pending.serial = _tabular_source(source, fmt)[0].format(parallel=", parallel=false")
     # an append is later read from `size` on: only when the file did not grow while it was read
     # (else the next run reads it whole) and was read as UTF-8 JSON Lines
     grew = path.stat().st_size != size
@@ -669,8 +697,6 @@ def _insert_read(con: duckdb.DuckDBPyConnection, entity: Entity, file: FileResul
             file.rows = file.records = int(inserted[0]) if inserted else 0
         file.rows_added = file.rows
     finally:
-        if pending.transcoded is not None:
-            pending.transcoded.unlink(missing_ok=True)
         con.execute("drop table if exists _jsonl")
 
 
