@@ -57,11 +57,10 @@ from orchestration.serving import bi_warehouse_asset
 from orchestration.staff import staff_notifications
 from tideline.dbt_manifest import dbt_executable
 from tideline.reporting.console import step_label
-from tideline.settings import Settings
+from tideline.settings import DUCKDB_ONLY_REASON, Settings
 
-# Definitions metadata on the postgres target: the steps left out, and why
+# Definitions metadata on the postgres target: the steps left out (for DUCKDB_ONLY_REASON)
 DUCKDB_ONLY_STEPS = "tideline/duckdb_only_steps"
-DUCKDB_ONLY_REASON = "runs on DuckDB only so far; issue 18"
 
 
 def build_definitions(

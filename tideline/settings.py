@@ -79,6 +79,8 @@ DAGSTER_PG_URL_EXAMPLE = "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE
 # SQLAlchemy 2.1 gives a plain postgresql:// URL psycopg 3, whose server-side binding breaks it
 DAGSTER_PG_SCHEME = "postgresql+psycopg2"
 TARGETS = ("duckdb", "postgres")  # TIDELINE_TARGET / tideline run --target
+# why a step does not run on the postgres target (every step that is DuckDB-only Python so far)
+DUCKDB_ONLY_REASON = "runs on DuckDB only so far; issue 18"
 # the PostgreSQL warehouse's variables (dbt_project/profiles.yml's `postgres` output reads the same)
 PG_REQUIRED = ("TIDELINE_PG_HOST", "TIDELINE_PG_USER", "TIDELINE_PG_DATABASE")
 PG_PORT = "TIDELINE_PG_PORT"

@@ -17,6 +17,7 @@ from pathlib import Path
 from tideline.settings import (
     DEFAULT_HOME,
     DEFAULT_WAREHOUSE_NAME,
+    DUCKDB_ONLY_REASON,
     PG_PASSWORD,
     Settings,
     read_sandbox_secrets,
@@ -108,10 +109,6 @@ def reach_postgres(settings: Settings, env: Mapping[str, str], timeout_seconds: 
     connect(conninfo, what=f"the PostgreSQL warehouse {settings.warehouse_label}").close()
 
 
-# what a run on PostgreSQL says instead of what it does not do yet (orchestration/definitions.py)
-ON_DUCKDB_ONLY = "runs on DuckDB only so far; issue 18"
-
-
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -190,7 +187,7 @@ def run_pipeline(
     if full_refresh:
         run_config["ops"] = full_refresh_ops()
     if retrain and settings.on_postgres:
-        skipped.append(f"--retrain (the models are trained in ml/ steps, which {ON_DUCKDB_ONLY})")
+        skipped.append("--retrain (the models are trained in the ml/ steps)")
     elif retrain:
         from orchestration.ml import retrain_run_config
 
@@ -220,7 +217,7 @@ def run_pipeline(
 def report_skipped(steps: list[str], log_path: Path) -> None:
     """One line per step the run leaves out on PostgreSQL, with the reason, on the console and at
     the top of the run's log."""
-    lines = [f"  - skipped {step}: {ON_DUCKDB_ONLY}" for step in steps]
+    lines = [f"  - skipped {step}: {DUCKDB_ONLY_REASON}" for step in steps]
     if not lines:
         return
     print("\n".join(lines), flush=True)
@@ -311,7 +308,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(args, env)
     local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
     if settings.on_postgres and local:  # nothing sends on PostgreSQL yet: no destinations to start
-        print(f"Local destinations not started: activation {ON_DUCKDB_ONLY}", flush=True)
+        print(f"Local destinations not started: activation {DUCKDB_ONLY_REASON}", flush=True)
         local = False
     if local:
         with with_local_destinations(settings, env) as (settings, values):
@@ -335,7 +332,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     if ok and settings.on_postgres:
         print(
-            f"\nSummary: skipped, it {ON_DUCKDB_ONLY}. The landing and dbt tables are in "
+            f"\nSummary: skipped, it {DUCKDB_ONLY_REASON}. The landing and dbt tables are in "
             f"{settings.warehouse_label} (schemas landing, staging, intermediate, marts)."
         )
     elif ok:
