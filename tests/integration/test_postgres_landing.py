@@ -252,7 +252,7 @@ def test_a_second_load_copies_nothing_and_changes_are_mirrored(tmp_path: Path, p
     assert history == [("commerce/orders/extra/part.parquet", "deleted")]
 
 
-def test_a_new_database_or_one_that_lost_a_file_is_brought_level_with_the_workspace(
+def test_a_new_database_one_that_lost_a_file_or_an_old_table_is_brought_level_with_the_workspace(
     tmp_path: Path,
     pg_conninfo: str,
     postgres_dsn: str,  # noqa: F811
@@ -274,6 +274,13 @@ def test_a_new_database_or_one_that_lost_a_file_is_brought_level_with_the_worksp
     with connect(pg_conninfo) as pg:
         replaced = pg.execute("select _file from landing.loads where action = 'replaced'").fetchall()
     assert ("commerce/orders/b.csv",) in replaced  # incremental models see the file changed
+
+    # a table of another shape (an older contract) with a view over it, as dbt leaves them
+    with connect(pg_conninfo) as pg:
+        pg.execute("alter table landing.commerce_orders drop column currency")
+        pg.execute("create view landing.old_orders as select order_id from landing.commerce_orders")
+    load_mirrored(raw, workspace, pg_conninfo)
+    assert_mirrored(workspace, pg_conninfo, tmp_path / "reference.duckdb", same_history=False)
 
 
 # a load killed by SIGKILL at a chosen point of shipping one file

@@ -129,8 +129,8 @@ class PostgresMirror:
         self.pg.execute(f"create schema if not exists {quote_identifier(SCHEMA)}")
         for table, columns in self.tables.items():
             if self._pg_columns(table) != [name for name, _ in columns]:
-                with self.pg.transaction():
-                    self.pg.execute(f"drop table if exists {self._relation(table)}")
+                with self.pg.transaction():  # dbt views over it go too; the next dbt build makes them again
+                    self.pg.execute(f"drop table if exists {self._relation(table)} cascade")
                     body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
                     self.pg.execute(f"create table {self._relation(table)} ({body})")
                     if table not in ("files", "loads", "load_rejects") and self._pg_columns("files"):
