@@ -9,7 +9,10 @@ writes, so metadata is added once the dbt process has exited). dbt's own output 
 run's log file (RunLog), with a progress message every few seconds for the console.
 
 The warehouse path and the as-of date reach dbt as `--vars` of each invocation (the profile reads
-`var('tideline_warehouse')`), never through this process's environment.
+`var('tideline_warehouse')`), never through this process's environment. On the postgres target
+dbt runs with `--target postgres` (the profile's output, TIDELINE_PG_* from the environment dbt
+inherits); the reuse of unchanged nodes is off there (its fingerprints are DuckDB SQL: every
+selected node is built, and the run log says why) and materialisations get a row count only.
 """
 
 import functools
@@ -32,6 +35,7 @@ from dagster_dbt import (
     get_asset_key_for_model,
 )
 
+from activation.warehouse import quote_identifier
 from orchestration.dbt_reuse import build_selection, in_dependency_order, reused_events
 from orchestration.metadata import table_metadata
 from orchestration.resources import PipelineSettings, RunLog, WarehouseResource
@@ -39,6 +43,7 @@ from tideline.dbt_state import (
     as_of_date,
     exclude_argument,
     plan_build,
+    plan_everything,
     project_digest,
     save_state,
 )
@@ -97,6 +102,11 @@ def dbt_vars(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[s
     return {**variables, "as_of": settings.as_of} if settings.as_of else variables
 
 
+# why the postgres target builds every selected node (docs/scaling.md, "Running on PostgreSQL")
+NO_REUSE_ON_POSTGRES = (
+    "reuse of unchanged nodes is off on PostgreSQL (its fingerprints are DuckDB SQL; issue 18)"
+)
+
 # dbt models downstream of the ML scores (source ml.customer_scores) build after the
 # Python scoring asset, in a second dbt invocation; everything else builds before it.
 SCORED_SELECTION = "source:ml+"
@@ -119,12 +129,15 @@ def _run_dbt(
 ) -> Iterator[Any]:
     variables = dbt_vars(pipeline, warehouse)
     manifest = _manifest()
-    warehouse.wait_until_free()  # dbt opens the file itself: a BI tool holding it would fail the build
     selected, checks = build_selection(context, manifest, translator, dbt_project)
-    with warehouse.connect() as con:
-        plan = plan_build(
-            con, manifest, selected, _project_digest(variables), full_refresh, as_of_date(variables)
-        )
+    if warehouse.on_postgres:
+        plan = plan_everything(selected, NO_REUSE_ON_POSTGRES)
+    else:
+        warehouse.wait_until_free()  # dbt opens the file itself: a BI tool holding it would fail the build
+        with warehouse.connect() as con:
+            plan = plan_build(
+                con, manifest, selected, _project_digest(variables), full_refresh, as_of_date(variables)
+            )
     context.log.info(
         f"dbt: {len(plan.build)} models and tests to build, {len(plan.reused)} reused "
         f"(their inputs have not changed since they were built){plan.why()}"
@@ -146,11 +159,16 @@ def _run_dbt(
             out.flush()
         results = _run_results(invocation)
     events += reused_events(context, manifest, plan, checks, translator, dbt_project)
-    with warehouse.connect() as con:
-        save_state(con, plan, results, context.run_id)
-        # Dagster takes a multi-asset's outputs in dependency order: built and reused ones merged
-        for event in in_dependency_order(events, manifest):
-            yield _with_table_metadata(event, manifest, con)
+    if warehouse.on_postgres:
+        with warehouse.connect_postgres() as pg:
+            for event in in_dependency_order(events, manifest):
+                yield _with_table_metadata(event, manifest, pg, _row_count)
+    else:
+        with warehouse.connect() as con:
+            save_state(con, plan, results, context.run_id)
+            # Dagster takes a multi-asset's outputs in dependency order: built and reused ones merged
+            for event in in_dependency_order(events, manifest):
+                yield _with_table_metadata(event, manifest, con)
     if invocation is not None and not invocation.is_successful():
         raise dg.Failure(
             description=f"dbt build failed: {_failed_nodes(invocation)}",
@@ -293,7 +311,16 @@ def tideline_dbt_scored_assets(
     yield from _run_dbt(context, dbt, warehouse, pipeline, run_log, config.full_refresh)
 
 
-def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> Any:
+def _row_count(pg: Any, schema: str, table: str) -> dict:
+    """dagster/row_count of a PostgreSQL table (the previews are DuckDB-only so far)."""
+    relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    count = pg.execute(f"select count(*) from {relation}").fetchone()[0]
+    return {"dagster/row_count": dg.MetadataValue.int(int(count))}
+
+
+def _with_table_metadata(
+    event: Any, manifest: Mapping[str, Any], con: Any, describe: Any = table_metadata
+) -> Any:
     if not isinstance(event, dg.Output | dg.AssetMaterialization):
         return event
     unique_id = (event.metadata or {}).get("unique_id")
@@ -306,7 +333,7 @@ def _with_table_metadata(event: Any, manifest: Mapping[str, Any], con: Any) -> A
     if node.get("config", {}).get("materialized") in ("ephemeral", "view"):
         return event
     try:
-        extra = table_metadata(con, node["schema"], node["alias"])
+        extra = describe(con, node["schema"], node["alias"])
     except Exception:  # metadata is best effort; never fail a successful build over it
         return event
     return event.with_metadata({**(event.metadata or {}), **extra})

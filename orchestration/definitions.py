@@ -9,6 +9,13 @@ own runs replace `defs` with the definitions of their settings (orchestration/ru
 Everything a run generates goes to the warehouse's state folder (Settings.state_dir: models,
 reports, outbox, run logs, the BI copy), and every run of every job (CLI, UI, schedule, sensor)
 carries the run tags tideline/raw_dir, tideline/warehouse and tideline/as_of.
+
+On the postgres target (Settings.target) the code location holds what runs on PostgreSQL: the
+landing zone, both dbt steps and the landing and rejects checks, in the job tideline_pipeline. The
+steps that are still DuckDB-only Python (ML, attribution, activation, journeys, staff, report, BI
+copy) are left out, so no run can point them at a DuckDB file that is not the warehouse; their
+names are in the Definitions' metadata (DUCKDB_ONLY_STEPS), which `tideline run` prints with the
+reason, and in the job's description.
 """
 
 from __future__ import annotations
@@ -36,8 +43,8 @@ from orchestration.resources import (
     MLSettings,
     PipelineSettings,
     RunLog,
-    WarehouseResource,
     activation_config_resource,
+    warehouse_resource,
 )
 from orchestration.schedules import (
     daily_refresh,
@@ -49,7 +56,11 @@ from orchestration.schedules import (
 from orchestration.serving import bi_warehouse_asset
 from orchestration.staff import staff_notifications
 from tideline.dbt_manifest import dbt_executable
-from tideline.settings import Settings
+from tideline.reporting.console import step_label
+from tideline.settings import DUCKDB_ONLY_REASON, Settings
+
+# Definitions metadata on the postgres target: the steps left out (for DUCKDB_ONLY_REASON)
+DUCKDB_ONLY_STEPS = "tideline/duckdb_only_steps"
 
 
 def build_definitions(
@@ -74,15 +85,25 @@ def build_definitions(
         campaign_report,
     ]
     assets.append(bi_warehouse_asset(_leaves(assets)))
-    jobs, schedules, sensors = with_run_tags(
-        [pipeline_job, daily_scoring_job, retrain_job, *sync_jobs, *journey_jobs],
-        [daily_refresh, weekly_retrain, *sync_schedules, *journey_schedules],
-        sync_sensors,
-        settings.run_tags(),
-    )
+    checks = [rejects_reported, orders_present, campaign_performance_alerts]
+    jobs = [pipeline_job, daily_scoring_job, retrain_job, *sync_jobs, *journey_jobs]
+    schedule_defs = [daily_refresh, weekly_retrain, *sync_schedules, *journey_schedules]
+    metadata = {}
+    if settings.on_postgres:
+        left_out = [a for a in assets if a not in POSTGRES_ASSETS]
+        steps = sorted({step_label(a.node_def.name) for a in left_out})
+        assets, checks, schedule_defs, sync_sensors = (
+            list(POSTGRES_ASSETS),
+            [rejects_reported, orders_present],
+            [],
+            [],
+        )
+        jobs = [postgres_pipeline_job(steps)]
+        metadata = {DUCKDB_ONLY_STEPS: dg.MetadataValue.json(steps)}
+    jobs, schedules, sensors = with_run_tags(jobs, schedule_defs, sync_sensors, settings.run_tags())
     return dg.Definitions(
         assets=assets,
-        asset_checks=[rejects_reported, orders_present, campaign_performance_alerts],
+        asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
@@ -94,22 +115,37 @@ def build_definitions(
                 profiles_dir=str(dbt_project.profiles_dir),
                 dbt_executable=dbt_executable(),
                 global_config_flags=["--no-use-colors"],  # dbt's detail goes to a log file
+                target=settings.target,  # a dbt_project/profiles.yml output: duckdb or postgres
             ),
-            "warehouse": WarehouseResource(
-                path=str(settings.warehouse),
-                lock_wait_seconds=settings.lock_wait_seconds,
-                bi_path=str(settings.bi_path),
-                memory_limit=settings.pipeline_memory_limit,
-                threads=settings.pipeline_threads,
-                temp_directory=str(settings.pipeline_temp_dir),
-            ),
+            "warehouse": warehouse_resource(settings, environ or {}),
             "pipeline": PipelineSettings(raw_dir=str(settings.raw_dir), as_of=settings.as_of),
             "ml": MLSettings(models_dir=str(settings.models_dir)),
             "activation": activation_config_resource(settings, environ or {}, activation_values),
             "reports": ReportSettings(reports_dir=str(settings.reports_dir)),
             "run_log": RunLog(logs_dir=str(settings.logs_dir)),
         },
+        metadata=metadata,
     )
+
+
+# what runs on the postgres target (the rest is DuckDB-only Python so far)
+POSTGRES_ASSETS = (landing_zone, tideline_dbt_assets, tideline_dbt_scored_assets)
+
+
+def postgres_pipeline_job(left_out: Sequence[str]) -> dg.UnresolvedAssetJobDefinition:
+    """tideline_pipeline on the postgres target: every asset there, saying what it leaves out."""
+    return dg.define_asset_job(
+        pipeline_job.name,
+        selection=dg.AssetSelection.all(),
+        description="Load the landing zone into PostgreSQL and build every dbt model there. Left out "
+        f"({DUCKDB_ONLY_REASON}): {', '.join(left_out)}.",
+    )
+
+
+def duckdb_only_steps(defs: dg.Definitions) -> list[str]:
+    """The steps the postgres target's definitions leave out ([] on DuckDB)."""
+    value = (defs.metadata or {}).get(DUCKDB_ONLY_STEPS)
+    return list(getattr(value, "value", value) or [])
 
 
 def _leaves(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetKey]:

@@ -1,7 +1,10 @@
 """The landing-zone asset: brings the warehouse's landing schema up to date with the raw files
-(incrementally: tideline/landing/loader.py)."""
+(incrementally: tideline/landing/loader.py). On the postgres target the loader reads into its
+DuckDB workspace and ships every change to the database (tideline/landing/postgres.py)."""
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -9,6 +12,7 @@ import pandas as pd
 from orchestration.resources import PipelineSettings, WarehouseResource
 from tideline.landing.contract import ENTITIES
 from tideline.landing.loader import SCHEMA, load_landing_zone
+from tideline.landing.postgres import PostgresMirror
 
 ENTITY_KEYS = {e.name: dg.AssetKey([SCHEMA, e.name]) for e in ENTITIES}
 
@@ -49,8 +53,20 @@ def landing_zone(
     """Bring the landing tables up to date with the landing files (CSV, Parquet, JSON Lines, read as
     text with file and row): only new and changed files, and the new lines of grown JSON Lines
     files, are read (landing.files is the manifest); `full_refresh` reads every file again."""
-    with warehouse.connect() as con:
-        report = load_landing_zone(pipeline.raw_dir, con, full_refresh=config.full_refresh)
+    with ExitStack() as stack:
+        con = stack.enter_context(warehouse.connect())
+        mirror = None
+        if warehouse.on_postgres:  # DuckDB reads the files, every change is shipped to the database
+            pg = stack.enter_context(warehouse.connect_postgres())
+            mirror = PostgresMirror(pg, Path(warehouse.path).parent / "landing_shipping")
+        report = load_landing_zone(pipeline.raw_dir, con, full_refresh=config.full_refresh, mirror=mirror)
+    if mirror is not None:
+        context.log.info(
+            "landing: %s changed files and %s rows copied to PostgreSQL; %s files brought level at the end",
+            len(mirror.shipped),
+            mirror.shipped_rows,
+            len(report.mirror_repaired),
+        )
     actions = report.actions()
     context.log.info(
         "landing: %s files (%s), %s rows (%s new), %s unreadable files/lines in %.1fs",
@@ -98,6 +114,7 @@ def landing_zone(
             "seconds": dg.MetadataValue.float(round(report.seconds, 2)),
             "full_refresh": dg.MetadataValue.bool(report.full_refresh),
             "rows_added": dg.MetadataValue.int(report.rows_added),
+            "warehouse": dg.MetadataValue.text("postgres" if warehouse.on_postgres else "duckdb"),
             **{f"files_{action}": dg.MetadataValue.int(n) for action, n in sorted(actions.items())},
             "deleted_preview": dg.MetadataValue.md(
                 "\n".join(f"- {f}" for f in report.deleted[:20]) if report.deleted else "_none_"

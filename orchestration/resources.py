@@ -2,7 +2,9 @@
 
 - `WarehouseResource`: the DuckDB file. DuckDB allows one writer and, while it writes, no other
   process at all: a run waits for another process's lock up to `lock_wait_seconds`
-  (tideline/warehouse.py); sensors never wait (they skip the tick instead).
+  (tideline/warehouse.py); sensors never wait (they skip the tick instead). On the postgres
+  target it also names the PostgreSQL warehouse (`connect_postgres`; its password a dg.EnvVar, so
+  it never enters the run's config), and the DuckDB file is the landing reader's workspace.
 - `PipelineSettings`: the landing zone and the as-of date. `MLSettings`: model settings.
 - `ActivationConfigResource`: the activation config, loaded and validated once per run, with the
   environment it names resolved through dg.EnvVar (secrets never enter the run's config), and
@@ -26,7 +28,7 @@ from pydantic import PrivateAttr
 from activation.config import ActivationConfig, environment_names, load_config
 from activation.staff.config import staff_config_path
 from activation.warehouse import DuckDBLimits
-from tideline.settings import Settings, read_sandbox_secrets
+from tideline.settings import PG_PASSWORD, PostgresTarget, Settings, read_sandbox_secrets
 from tideline.warehouse import connect_waiting
 
 
@@ -43,6 +45,13 @@ class WarehouseResource(dg.ConfigurableResource):
     memory_limit: str = ""
     threads: int = 0
     temp_directory: str = ""
+    # the postgres target (tideline.settings.PostgresTarget): dbt and the landing tables are there
+    target: str = "duckdb"
+    pg_host: str = ""
+    pg_port: int = 5432
+    pg_user: str = ""
+    pg_database: str = ""
+    pg_password: str = ""  # dg.EnvVar("TIDELINE_PG_PASSWORD") when set: never a value in the config
     _in_run: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -78,6 +87,38 @@ class WarehouseResource(dg.ConfigurableResource):
             Path(self.temp_directory).mkdir(parents=True, exist_ok=True)
             with suppress(duckdb.NotImplementedException):
                 con.execute("set temp_directory = ?", [self.temp_directory])
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.target == "postgres"
+
+    def postgres_conninfo(self) -> str:
+        """The libpq connection string of the PostgreSQL warehouse (the postgres target only)."""
+        if not self.on_postgres:
+            raise ValueError("the warehouse is a DuckDB file, not PostgreSQL (target duckdb)")
+        target = PostgresTarget(self.pg_host, self.pg_port, self.pg_user, self.pg_database)
+        return target.conninfo(self.pg_password)
+
+    @contextmanager
+    def connect_postgres(self) -> Iterator[Any]:
+        """An autocommit psycopg connection to the PostgreSQL warehouse, closed afterwards; a
+        PostgresUnreachable (one sentence with libpq's reason) when it cannot be reached."""
+        from tideline.landing.postgres import connect
+
+        pg = connect(self.postgres_conninfo())
+        try:
+            yield pg
+        finally:
+            pg.close()
+
+    def query(self, sql: str) -> list[tuple]:
+        """The rows of a statement without parameters, in the warehouse dbt builds: the DuckDB
+        file, or the PostgreSQL database on the postgres target (SQL both engines run)."""
+        if self.on_postgres:
+            with self.connect_postgres() as pg:
+                return pg.execute(sql).fetchall()
+        with self.connect(read_only=True) as con:
+            return con.execute(sql).fetchall()
 
     def wait_until_free(self) -> None:
         """Before a program that opens the file itself (dbt): wait until no other process holds it."""
@@ -173,6 +214,32 @@ class ActivationConfigResource(dg.ConfigurableResource):
         names = {*environment_names(config_path or None), *environment_names(staff_config_path(config_path))}
         environment = {name: dg.EnvVar(name) for name in sorted(names) if name in environ}
         return cls(config_path=config_path, environment=environment, **fields)
+
+
+def warehouse_resource(settings: Settings, environ: Mapping[str, str]) -> WarehouseResource:
+    """The warehouse of `settings`: the DuckDB file, or on the postgres target the landing reader's
+    workspace and the database (its password a dg.EnvVar when `environ` sets it)."""
+    postgres: dict[str, Any] = {}
+    if settings.postgres is not None:
+        pg = settings.postgres
+        password = dg.EnvVar(PG_PASSWORD) if environ.get(PG_PASSWORD) else ""
+        postgres = {
+            "target": "postgres",
+            "pg_host": pg.host,
+            "pg_port": pg.port,
+            "pg_user": pg.user,
+            "pg_database": pg.database,
+            "pg_password": password,
+        }
+    return WarehouseResource(
+        path=str(settings.landing_workspace),
+        lock_wait_seconds=settings.lock_wait_seconds,
+        bi_path=str(settings.bi_path),
+        memory_limit=settings.pipeline_memory_limit,
+        threads=settings.pipeline_threads,
+        temp_directory=str(settings.pipeline_temp_dir),
+        **postgres,
+    )
 
 
 def activation_config_resource(

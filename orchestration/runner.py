@@ -38,10 +38,10 @@ class RunOutcome:
 
 def load_definitions(
     settings: Settings, environ: Mapping[str, str], activation_values: Mapping[str, str] | None = None
-) -> None:
+) -> dg.Definitions:
     """Make the code location's module-level `defs` the definitions of `settings` (with `environ`,
     the CLI's environment, and the activation values it gives as data), so the run created below
-    executes them in this process."""
+    executes them in this process; returns them."""
     module = importlib.import_module(LOCATION_MODULE)
     module.settings = settings
     module.defs = module.build_definitions(settings, environ, activation_values)
@@ -49,6 +49,7 @@ def load_definitions(
     # this process would execute the first run's definitions
     ReconstructableJob.get_definition.cache_clear()
     ReconstructableJob.get_repository_definition.cache_clear()
+    return module.defs
 
 
 def repository() -> ReconstructableRepository:

@@ -1,7 +1,7 @@
 """`tideline`: generate demo data, run the pipeline through Dagster, print the summary.
 
 tideline demo-data --customers N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
-tideline run --raw-dir DIR [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose] [--by NAME] [--full-refresh] [--retrain]
+tideline run --raw-dir DIR [--target duckdb|postgres] [--as-of YYYY-MM-DD] [--warehouse FILE] [--home DIR] [--[no-]local-destinations] [--verbose] [--by NAME] [--full-refresh] [--retrain]
 tideline demo [--customers N] [--days D] [--seed S] [--verbose]   (what `make run` calls: the demo loop)
 tideline summary [--warehouse FILE] [--home DIR]
 tideline ui [--warehouse FILE] [--home DIR] [--raw-dir DIR] [--[no-]local-destinations] [--port 3000]
@@ -31,6 +31,7 @@ from tideline.commands.demo import cmd_demo, cmd_demo_data
 from tideline.commands.receiver import cmd_receiver
 from tideline.commands.run import cmd_run, cmd_summary
 from tideline.commands.ui import cmd_ui
+from tideline.settings import TARGETS
 
 __all__ = ["build_parser", "main"]
 
@@ -60,6 +61,13 @@ def build_parser(default_customers: int = 2000) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline through Dagster on a landing zone")
     p.add_argument("--raw-dir", required=True, help="landing zone folder (see README: bring your own data)")
     p.add_argument("--as-of", default=None, help="as-of date YYYY-MM-DD (default: $TIDELINE_AS_OF or today)")
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=None,
+        help="the warehouse engine (default: $TIDELINE_TARGET or duckdb); postgres reads TIDELINE_PG_HOST, "
+        "_PORT, _USER, _DATABASE, _PASSWORD and runs the landing load and dbt there (docs/scaling.md)",
+    )
     p.add_argument("--warehouse", default=None, help="DuckDB file (default: $TIDELINE_HOME/warehouse.duckdb)")
     p.add_argument(
         "--home", default=None, help="folder for generated state (default: $TIDELINE_HOME or .tideline)"

@@ -199,6 +199,13 @@ def plan_build(
     return plan
 
 
+def plan_everything(selected: Iterable[str], reason: str) -> BuildPlan:
+    """A plan that builds every selected node, for `reason`: a warehouse where the reuse does not
+    run (the postgres target: the fingerprints are DuckDB SQL, see docs/scaling.md)."""
+    selected = set(selected)
+    return BuildPlan(digests={}, build=selected, reasons=dict.fromkeys(selected, reason))
+
+
 def _build_parents_of_tests_that_run(nodes: Mapping[str, Any], plan: BuildPlan) -> None:
     """dbt drops a test when any node it reads is excluded (a relationships test between a reused
     and a rebuilt model would silently not run), so a reused node read by a test that runs is

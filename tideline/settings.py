@@ -24,6 +24,18 @@ TIDELINE_DAGSTER_STORAGE      where the Dagster instance stores runs, event logs
                               postgres.yaml), which needs TIDELINE_DAGSTER_PG_URL
 TIDELINE_DAGSTER_PG_URL       postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE of it; Dagster
                               reads it from the environment itself, Settings only checks it is there
+TIDELINE_TARGET               the warehouse engine: duckdb (default, the file above) or postgres (a
+                              PostgreSQL database; `tideline run --target` overrides it)
+TIDELINE_PG_HOST, TIDELINE_PG_PORT, TIDELINE_PG_USER, TIDELINE_PG_DATABASE, TIDELINE_PG_PASSWORD
+                              that database, as dbt_project/profiles.yml's `postgres` output reads them:
+                              host, user and database are required with the postgres target, the port
+                              defaults to 5432; the password is never a setting's value here: it is
+                              read where a connection is made (libpq's ~/.pgpass also works)
+
+On the postgres target, the landing load still reads the files with DuckDB, in a workspace file of
+the state folder (`landing_workspace.duckdb`), and ships what changed to the database
+(tideline/landing/postgres.py); the state folder of a PostgreSQL warehouse is named after its
+database and a hash of where it is (`$TIDELINE_HOME/warehouses/postgres-<database>-<8 hex>/`).
 
 Runs are separate: everything a run generates about a warehouse (trained models, reports, the
 local destinations' outbox, the Dagster instance with its run history, run logs and the BI copy)
@@ -66,6 +78,66 @@ DAGSTER_PG_URL_EXAMPLE = "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE
 # dagster-postgres is built on psycopg2 (its NOTIFY of new events binds the payload client-side);
 # SQLAlchemy 2.1 gives a plain postgresql:// URL psycopg 3, whose server-side binding breaks it
 DAGSTER_PG_SCHEME = "postgresql+psycopg2"
+TARGETS = ("duckdb", "postgres")  # TIDELINE_TARGET / tideline run --target
+# why a step does not run on the postgres target (every step that is DuckDB-only Python so far)
+DUCKDB_ONLY_REASON = "runs on DuckDB only so far; issue 18"
+# the PostgreSQL warehouse's variables (dbt_project/profiles.yml's `postgres` output reads the same)
+PG_REQUIRED = ("TIDELINE_PG_HOST", "TIDELINE_PG_USER", "TIDELINE_PG_DATABASE")
+PG_PORT = "TIDELINE_PG_PORT"
+PG_PASSWORD = "TIDELINE_PG_PASSWORD"  # read where a connection is made, never kept in Settings
+# the landing reader's DuckDB file in a postgres target's state folder (not landing.duckdb: a file
+# named so is attached as catalog `landing`, which DuckDB cannot tell from the schema `landing`)
+LANDING_WORKSPACE = "landing_workspace.duckdb"
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """Where a PostgreSQL warehouse is (no password: it stays in the environment)."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PostgresTarget:
+        """The TIDELINE_PG_* variables; a ValueError naming every missing one."""
+        missing = [name for name in PG_REQUIRED if not env.get(name, "").strip()]
+        if missing:
+            raise ValueError(
+                f"the postgres target needs {', '.join(missing)} (the PostgreSQL warehouse's host, user "
+                f"and database, which dbt_project/profiles.yml's postgres output reads too; "
+                f"{PG_PORT} defaults to 5432, {PG_PASSWORD} is optional): set them, or use --target duckdb"
+            )
+        port = env.get(PG_PORT, "").strip() or "5432"
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{PG_PORT}={port!r} is not a port number (use e.g. 5432, or leave it unset)")
+        return cls(
+            host=env["TIDELINE_PG_HOST"].strip(),
+            port=int(port),
+            user=env["TIDELINE_PG_USER"].strip(),
+            database=env["TIDELINE_PG_DATABASE"].strip(),
+        )
+
+    @property
+    def label(self) -> str:
+        """postgresql://USER@HOST:PORT/DATABASE: how runs, tags and the console name it."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def conninfo(self, password: str = "", connect_timeout: int = 10) -> str:
+        """The libpq connection string (the password only when given: else libpq's own sources)."""
+        from psycopg.conninfo import make_conninfo
+
+        extra = {"password": password} if password else {}
+        return make_conninfo(
+            host=self.host,
+            port=str(self.port),
+            user=self.user,
+            dbname=self.database,
+            connect_timeout=str(connect_timeout),
+            application_name="tideline",
+            **extra,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +159,8 @@ class Settings:
     threads: int = 0  # the pipeline's DuckDB threads (0 = every core)
     temp_dir: str = ""  # where DuckDB spills ('' = <state folder>/duckdb_spill)
     dagster_storage: str = "sqlite"  # the Dagster instance's storage: a key of DAGSTER_INSTANCE_CONFIGS
+    target: str = "duckdb"  # the warehouse engine: a name of TARGETS
+    postgres: PostgresTarget | None = None  # the PostgreSQL warehouse of the postgres target
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -113,7 +187,30 @@ class Settings:
             threads=whole_number("TIDELINE_THREADS", env.get("TIDELINE_THREADS")),
             temp_dir=env.get("TIDELINE_TEMP_DIR", "").strip(),
             dagster_storage=validate_dagster_storage(env),
+        ).for_target(env.get("TIDELINE_TARGET", ""), env)
+
+    def for_target(self, target: str | None, env: Mapping[str, str]) -> Settings:
+        """These settings on `target` (duckdb, postgres; '' or None: duckdb), the PostgreSQL
+        warehouse from `env`'s TIDELINE_PG_* variables (a ValueError names the missing ones)."""
+        choice = validate_target(target)
+        return replace(
+            self, target=choice, postgres=PostgresTarget.from_env(env) if choice == "postgres" else None
         )
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.postgres is not None
+
+    @property
+    def warehouse_label(self) -> str:
+        """The warehouse as runs, tags and the console name it: the DuckDB file, or the database."""
+        return self.postgres.label if self.postgres is not None else str(self.warehouse)
+
+    @property
+    def landing_workspace(self) -> Path:
+        """The DuckDB file the landing load reads files with: the warehouse itself on DuckDB, a
+        workspace in the state folder on PostgreSQL (tideline/landing/postgres.py)."""
+        return self.state_dir / LANDING_WORKSPACE if self.on_postgres else self.warehouse
 
     @property
     def pipeline_memory_limit(self) -> str:
@@ -132,6 +229,8 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         """The folder for what runs generate about this warehouse (see the module docstring)."""
+        if self.postgres is not None:
+            return postgres_state_dir(self.home, self.postgres)
         return state_dir_for(self.home, self.warehouse)
 
     @property
@@ -178,7 +277,7 @@ class Settings:
         """Tags on every Dagster run of these settings, so runs can be told apart and filtered."""
         return {
             TAG_RAW_DIR: str(self.raw_dir),
-            TAG_WAREHOUSE: str(self.warehouse),
+            TAG_WAREHOUSE: self.warehouse_label,
             TAG_AS_OF: self.as_of or TODAY,
         }
 
@@ -202,7 +301,17 @@ class Settings:
             "TIDELINE_THREADS": str(self.threads or ""),
             "TIDELINE_TEMP_DIR": self.temp_dir,
             "TIDELINE_DAGSTER_STORAGE": self.dagster_storage,
+            "TIDELINE_TARGET": self.target,
         }
+        if self.postgres is not None:  # the password, if any, is the child's own environment's
+            env.update(
+                {
+                    "TIDELINE_PG_HOST": self.postgres.host,
+                    PG_PORT: str(self.postgres.port),
+                    "TIDELINE_PG_USER": self.postgres.user,
+                    "TIDELINE_PG_DATABASE": self.postgres.database,
+                }
+            )
         if self.dagster_home is not None:
             env["DAGSTER_HOME"] = str(self.dagster_home)
         return env
@@ -233,6 +342,23 @@ def state_dir_for(home: Path, warehouse: Path) -> Path:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", warehouse.stem).strip("._") or "warehouse"
     digest = hashlib.sha256(str(warehouse).encode()).hexdigest()[:8]
     return home / "warehouses" / f"{stem[:40]}-{digest}"
+
+
+def postgres_state_dir(home: Path, postgres: PostgresTarget) -> Path:
+    """$TIDELINE_HOME/warehouses/postgres-<database>-<8 hex of user, host, port and database>."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", postgres.database).strip("._") or "database"
+    hashed = hashlib.sha256(postgres.label.encode()).hexdigest()[:8]
+    return Path(home).resolve() / "warehouses" / f"postgres-{stem[:40]}-{hashed}"
+
+
+def validate_target(value: str | None) -> str:
+    """TIDELINE_TARGET / --target: duckdb ('' or unset) or postgres."""
+    choice = (value or "").strip().lower() or "duckdb"
+    if choice not in TARGETS:
+        raise ValueError(
+            f"target {value!r} is not {' or '.join(TARGETS)} (TIDELINE_TARGET or --target; unset: duckdb)"
+        )
+    return choice
 
 
 def lock_wait_seconds(value: str | None) -> float:

@@ -50,6 +50,7 @@ class _RecordingDbt:
 
 class _Warehouse:
     memory_limit, threads, temp_directory = "", None, ""
+    on_postgres = False  # WarehouseResource on the duckdb target
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)

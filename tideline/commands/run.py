@@ -17,6 +17,8 @@ from pathlib import Path
 from tideline.settings import (
     DEFAULT_HOME,
     DEFAULT_WAREHOUSE_NAME,
+    DUCKDB_ONLY_REASON,
+    PG_PASSWORD,
     Settings,
     read_sandbox_secrets,
     validate_as_of,
@@ -26,8 +28,10 @@ PIPELINE_JOB = "tideline_pipeline"
 
 
 def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    """Settings from the environment, overridden by --home, --warehouse, --raw-dir and --as-of."""
-    base = Settings.from_env(env)
+    """Settings from the environment, overridden by --target, --home, --warehouse, --raw-dir and
+    --as-of (--target wins over TIDELINE_TARGET)."""
+    target = getattr(args, "target", None)
+    base = Settings.from_env({**env, "TIDELINE_TARGET": target} if target else env)
     home = Path(args.home).resolve() if getattr(args, "home", None) else base.home
     if getattr(args, "warehouse", None):
         warehouse = Path(args.warehouse).resolve()
@@ -95,6 +99,16 @@ def reach_dagster_storage(url: str, timeout_seconds: int = 5) -> None:
         ) from None
 
 
+def reach_postgres(settings: Settings, env: Mapping[str, str], timeout_seconds: int = 5) -> None:
+    """Connects once to the PostgreSQL warehouse before a run on the postgres target, so an
+    unreachable server or a refused login is one sentence with libpq's reason (ValueError:
+    tideline.landing.postgres.PostgresUnreachable), not a failed step."""
+    from tideline.landing.postgres import connect
+
+    conninfo = settings.postgres.conninfo(env.get(PG_PASSWORD, ""), connect_timeout=timeout_seconds)
+    connect(conninfo, what=f"the PostgreSQL warehouse {settings.warehouse_label}").close()
+
+
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -135,10 +149,12 @@ def run_pipeline(
     settings.remember()  # as given: a run without --as-of lets the UI's runs compute as of their day
     # one as-of date for the whole run (dbt, scoring, report), the day it starts when not given
     settings = replace(settings, as_of=settings.as_of or today())
+    if settings.on_postgres:
+        reach_postgres(settings, env)
     instance_dir = prepare_dagster_home(settings)
     if settings.dagster_storage == "postgres":
         reach_dagster_storage(env.get("TIDELINE_DAGSTER_PG_URL", ""))
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    settings.landing_workspace.parent.mkdir(parents=True, exist_ok=True)
     if not warehouse_free(settings):
         return False
 
@@ -155,9 +171,10 @@ def run_pipeline(
 
     from orchestration.activation import LAUNCHED_BY_TAG
     from orchestration.console import console_run_config, failure_paragraph
+    from orchestration.definitions import duckdb_only_steps
     from orchestration.runner import load_definitions, run_job, step_seconds
 
-    load_definitions(settings, env, activation_values)
+    skipped = duckdb_only_steps(load_definitions(settings, env, activation_values))
     run_id = str(uuid.uuid4())
     log_path = settings.logs_dir / f"{run_id}.log"
     loggers = console_run_config(
@@ -169,15 +186,18 @@ def run_pipeline(
     }
     if full_refresh:
         run_config["ops"] = full_refresh_ops()
-    if retrain:
+    if retrain and settings.on_postgres:
+        skipped.append("--retrain (the models are trained in the ml/ steps)")
+    elif retrain:
         from orchestration.ml import retrain_run_config
 
         run_config.setdefault("ops", {}).update(retrain_run_config()["ops"])
     print(
         f"Running {PIPELINE_JOB} through Dagster as of {settings.as_of}: {settings.raw_dir} -> "
-        f"{settings.warehouse}\n  run {run_id}, log {log_path}",
+        f"{settings.warehouse_label}\n  run {run_id}, log {log_path}",
         flush=True,
     )
+    report_skipped(skipped, log_path)
     started = time.monotonic()
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         tags = {LAUNCHED_BY_TAG: f"cli:{launched_by or os_user()}"}
@@ -192,6 +212,18 @@ def run_pipeline(
         paragraph = failure_paragraph(outcome.events, log_path, settings.raw_dir, outcome.planned_steps)
         print(paragraph, file=sys.stderr, flush=True)
     return outcome.success
+
+
+def report_skipped(steps: list[str], log_path: Path) -> None:
+    """One line per step the run leaves out on PostgreSQL, with the reason, on the console and at
+    the top of the run's log."""
+    lines = [f"  - skipped {step}: {DUCKDB_ONLY_REASON}" for step in steps]
+    if not lines:
+        return
+    print("\n".join(lines), flush=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write("\n".join(line.strip() for line in lines) + "\n")
 
 
 def slowest_steps(steps: Mapping[str, float], count: int = 5) -> str:
@@ -217,7 +249,7 @@ def warehouse_free(settings: Settings) -> bool:
 
     try:
         connect_waiting(
-            settings.warehouse,
+            settings.landing_workspace,
             wait_seconds=settings.lock_wait_seconds,
             on_wait=lambda message: print(f"Waiting: {message} ...", flush=True),
             bi_path=str(settings.bi_path),
@@ -275,6 +307,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     settings = settings_from(args, env)
     local = args.local_destinations if args.local_destinations is not None else not settings.activation_config
+    if settings.on_postgres and local:  # nothing sends on PostgreSQL yet: no destinations to start
+        print(f"Local destinations not started: activation {DUCKDB_ONLY_REASON}", flush=True)
+        local = False
     if local:
         with with_local_destinations(settings, env) as (settings, values):
             ok = run_pipeline(
@@ -295,7 +330,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             full_refresh=args.full_refresh,
             retrain=args.retrain,
         )
-    if ok:
+    if ok and settings.on_postgres:
+        print(
+            f"\nSummary: skipped, it {DUCKDB_ONLY_REASON}. The landing and dbt tables are in "
+            f"{settings.warehouse_label} (schemas landing, staging, intermediate, marts)."
+        )
+    elif ok:
         print_summary(settings)
     return 0 if ok else 1
 

@@ -31,6 +31,10 @@ half-way leaves every file either as it was or as it is now. ``landing.loads`` k
 history: what each run loaded, appended, replaced or removed, when, with rows and bytes.
 A change of an entity's columns (a new contract) reloads that entity; ``full_refresh``
 reloads everything.
+
+A ``mirror`` (the postgres target: ``tideline/landing/postgres.py``) gets every file's change
+inside that file's transaction, before it commits, and a last word once the load is done: this
+module still decides alone what changed.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
@@ -95,6 +100,7 @@ class LandingReport:
     deleted: list[str] = field(default_factory=list)  # files loaded before that are gone now
     full_refresh: bool = False  # every file was read (asked for, or the manifest could not be used)
     seconds: float = 0.0
+    mirror_repaired: list[str] = field(default_factory=list)  # files the mirror found different at the end
 
     def actions(self) -> dict[str, int]:
         """Files by what this run did with them: loaded, replaced, appended, unchanged, deleted."""
@@ -120,6 +126,25 @@ class LandingReport:
     @property
     def rejects(self) -> int:
         return len(self.no_entity) + sum(e.rejected_files + e.rejected_rows for e in self.entities.values())
+
+
+class Mirror(Protocol):
+    """Another warehouse kept equal to the landing schema (tideline/landing/postgres.py)."""
+
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Before the first file: the landing tables exist, shaped as they will be written."""
+
+    def file_changed(
+        self, con: duckdb.DuckDBPyConnection, load_id: str, file: str, entity: str, after_row: int = 0
+    ) -> None:
+        """Inside the file's transaction: its rows (after `after_row` for an append), rejects,
+        manifest row and history row are written; raise to roll the file back."""
+
+    def file_removed(self, con: duckdb.DuckDBPyConnection, load_id: str, file: str, entity: str) -> None:
+        """Inside the transaction removing a file that is gone."""
+
+    def finish(self, con: duckdb.DuckDBPyConnection, load_id: str, at: dt.datetime) -> list[str]:
+        """After the load: anything still different is made equal; returns what it repaired."""
 
 
 class LandingError(Exception):
@@ -411,16 +436,20 @@ def load_landing_zone(
     entities: Iterable[Entity] = ENTITIES,
     *,
     full_refresh: bool = False,
+    mirror: Mirror | None = None,
 ) -> LandingReport:
     """Bring the ``landing`` schema up to date with every file under ``raw_dir``: what changed
-    since the last load (module docstring), or everything with `full_refresh`."""
+    since the last load (module docstring), or everything with `full_refresh`; `mirror` gets each
+    change too (module docstring)."""
     started = time.monotonic()
     raw = Path(raw_dir).resolve()
     if not raw.is_dir():
         raise LandingError(f"raw dir {raw} does not exist (set --raw-dir or TIDELINE_RAW_DIR)")
     entities = list(entities)
     known, full = _prepare(con, entities, full_refresh)
-    run = _Run(uuid.uuid4().hex, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    if mirror is not None:
+        mirror.prepare(con)
+    run = _Run(uuid.uuid4().hex, dt.datetime.now(dt.UTC).replace(tzinfo=None), mirror)
     report = LandingReport(raw_dir=str(raw), full_refresh=full)
     found = inventory(raw)
     with tempfile.TemporaryDirectory(prefix="tideline-landing-") as scratch:
@@ -464,6 +493,8 @@ def load_landing_zone(
         f"update {SCHEMA}.files set action = 'unchanged', checked_at = ? where checked_at is distinct from ?",
         [run.at, run.at],
     )
+    if mirror is not None:
+        report.mirror_repaired = mirror.finish(con, run.load_id, run.at)
     orders = report.entities.get("commerce_orders")
     if orders is not None and orders.rows == 0:
         log.warning("landing: no order rows found under %s/commerce/orders; marts will be empty", raw)
@@ -475,6 +506,7 @@ def load_landing_zone(
 class _Run:
     load_id: str
     at: dt.datetime  # naive UTC: every manifest and history row of the run carries it
+    mirror: Mirror | None = None
 
 
 def _count_file(report: LandingReport, result: EntityResult, file: FileResult) -> None:
@@ -744,6 +776,9 @@ def _write(
                     file.size,
                 ],
             )
+        if run.mirror is not None:
+            after_row = 0 if replace_rows or known is None else known.records
+            run.mirror.file_changed(con, run.load_id, file.file, file.entity, after_row)
     if file.reason:
         log.warning("landing: %s rejected: %s", file.file, file.reason)  # reasons hold no file content
 
@@ -759,3 +794,5 @@ def _remove(con: duckdb.DuckDBPyConnection, run: _Run, gone: _Known) -> None:
             f"insert into {SCHEMA}.loads values (?, ?, ?, ?, 'deleted', 0, 0, null)",
             [run.load_id, run.at, gone.entity, gone.file],
         )
+        if run.mirror is not None:
+            run.mirror.file_removed(con, run.load_id, gone.file, gone.entity)
