@@ -477,16 +477,23 @@ def _formatted(expr: str, kind: str, fmt: str | None, at: Loc, label: str) -> st
         if kind not in (INTEGER, NUMBER):
             raise at.error(f"{{{label}:{fmt}}}: {fmt} needs a number ({label} is {kind})")
         digits = ", 1" if fmt == "percent1" else ""
-        return f"cast(round(100 * {expr}{digits}) as varchar)"
+        return f"{{{{ number_text({_jinja_argument(f'100 * {expr}')}{digits}) }}}}"
     if fmt == "date" or kind == TIMESTAMP:
         if kind != TIMESTAMP:
             raise at.error(f"{{{label}:date}}: date needs a timestamp ({label} is {kind})")
         return f"cast(cast({expr} as date) as varchar)"
     if kind == NUMBER:
-        return f"cast(round({expr}, 2) as varchar)"
+        return f"{{{{ number_text({_jinja_argument(expr)}, 2) }}}}"
     if kind in (INTEGER, BOOLEAN):
         return f"cast({expr} as varchar)"
     return expr
+
+
+def _jinja_argument(expr: str) -> str:
+    """A SQL expression as the argument of a macro call inside `{{ }}`: its SQL text as string
+    literals, its Jinja expressions (`{{ var('x') }}`) as themselves, joined with `~`."""
+    pieces = [p for p in re.split(r"(\{\{.*?\}\})", expr) if p]
+    return " ~ ".join(p[2:-2].strip() if p.startswith("{{") else repr(p) for p in pieces)
 
 
 def _placeholder(

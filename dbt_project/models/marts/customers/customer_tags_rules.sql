@@ -10,8 +10,8 @@ vip__matched as (
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
-        cast(round(c.revenue, 2) as varchar) as reason_1,
-        cast(round(100 * {{ var('tag_vip_top_share') }}, 1) as varchar) as reason_3
+        {{ number_text('c.revenue', 2) }} as reason_1,
+        {{ number_text('100 * ' ~ var('tag_vip_top_share'), 1) }} as reason_3
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from (select v2.customer_id, percent_rank() over (order by v2.revenue desc) as share_rank from {{ ref('dim_customers') }} v2 where v2.revenue is not null and exists (select 1 from {{ ref('dim_customers') }} r3 where r3.customer_id = v2.customer_id and r3.is_buyer = true)) r1 where r1.customer_id = c.customer_id and r1.share_rank < {{ var('tag_vip_top_share') }})
     -- noqa: enable=all
@@ -35,8 +35,8 @@ high_potential__matched as (
         cast({{ as_of_date() }} as timestamp) as tagged_at,
         cast(c.order_count as varchar) as reason_0,
         cast(cast(c.first_order_at as date) as varchar) as reason_2,
-        cast(round(c.average_order_value, 2) as varchar) as reason_4,
-        cast(round(100 * {{ var('tag_high_potential_top_aov_share') }}, 1) as varchar) as reason_6
+        {{ number_text('c.average_order_value', 2) }} as reason_4,
+        {{ number_text('100 * ' ~ var('tag_high_potential_top_aov_share'), 1) }} as reason_6
     from {{ ref('dim_customers') }} as c
     where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count <= {{ var('tag_high_potential_max_orders') }}) and exists (select 1 from {{ ref('dim_customers') }} r2 where r2.customer_id = c.customer_id and r2.first_order_at >= cast({{ dbt.dateadd('day', -(var('tag_high_potential_recent_days') | int), as_of_date()) }} as timestamp) and r2.first_order_at < {{ as_of_cutoff() }}) and exists (select 1 from (select v4.customer_id, percent_rank() over (order by v4.average_order_value desc) as share_rank from {{ ref('dim_customers') }} v4 where v4.average_order_value is not null and exists (select 1 from {{ ref('dim_customers') }} r5 where r5.customer_id = v4.customer_id and r5.is_buyer = true)) r3 where r3.customer_id = c.customer_id and r3.share_rank < {{ var('tag_high_potential_top_aov_share') }}))
     -- noqa: enable=all

@@ -33,10 +33,10 @@ worded as (
         end
         || ' ('
         || case when points >= 0 then '+' else '' end
-        || cast(cast(round(points) as integer) as varchar)
+        || cast(cast({{ round_to('points') }} as integer) as varchar)
         || case
             when kind = 'fit' then ''
-            else ' of ' || cast(cast(round(full_points) as integer) as varchar)
+            else ' of ' || cast(cast({{ round_to('full_points') }} as integer) as varchar)
         end
         || ')' as reason_text,
         row_number() over (
