@@ -92,8 +92,9 @@ def dbt_build(
     work: Path,
     env: Mapping[str, str] | None = None,
     extra_vars: Mapping[str, object] | None = None,
+    select: str | None = None,
 ) -> float:
-    """`dbt build` of the whole project (dbt's unit tests left out: their fixtures are the same on
+    """`dbt build` of the whole project or of `select` (dbt's unit tests left out: their fixtures are the same on
     every engine) with the profile's `target` output, as of a date; its own target and log
     folders under `work`. Returns the seconds it took; fails with dbt's log."""
     work.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,8 @@ def dbt_build(
         "--vars", json.dumps({"as_of": as_of, **(extra_vars or {})}),
         "--target-path", str(work / "target"), "--exclude-resource-type", "unit_test",
     ]  # fmt: skip
+    if select:
+        command += ["--select", select]
     started = time.monotonic()
     done = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=environment, capture_output=True, text=True)
     elapsed = time.monotonic() - started
@@ -121,7 +124,15 @@ def dbt_build(
 
 def failures(log: str) -> str:
     """The lines of a dbt log that name a failed or erroring node (the summary is at the end)."""
-    marks = ("ERROR creating", "FAIL ", "ERROR ", "Failure in", "Database Error", "Runtime Error", "Compilation Error")
+    marks = (
+        "ERROR creating",
+        "FAIL ",
+        "ERROR ",
+        "Failure in",
+        "Database Error",
+        "Runtime Error",
+        "Compilation Error",
+    )
     return "\n".join(line for line in log.splitlines() if any(m in line for m in marks))
 
 
@@ -160,6 +171,19 @@ def postgres_env(dsn: str) -> dict[str, str]:
     }
 
 
+def fresh_database(dsn: str, name: str) -> str:
+    """A new, empty database `name` on the server of `dsn` (dropped first if it exists), so a build
+    shares no schema with other tests of the session; its DSN."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return make_conninfo(**{**conninfo_to_dict(dsn), "dbname": name})
+
+
 def landing_to_postgres(warehouse: Path, dsn: str) -> dict[str, int]:
     """Every landing table of the DuckDB warehouse into schema `landing` of the PostgreSQL database
     (dropped and created again), with COPY; {table: rows}."""
@@ -176,7 +200,9 @@ def landing_to_postgres(warehouse: Path, dsn: str) -> dict[str, int]:
                 columns = _columns(con, LANDING, table)
                 unknown = [f"{name} {kind}" for name, kind in columns if kind not in POSTGRES_TYPES]
                 if unknown:
-                    raise ValueError(f"landing.{table}: no PostgreSQL type for {unknown} (add it to POSTGRES_TYPES)")
+                    raise ValueError(
+                        f"landing.{table}: no PostgreSQL type for {unknown} (add it to POSTGRES_TYPES)"
+                    )
                 target = sql.Identifier(LANDING, table)
                 pg.execute(
                     sql.SQL("create table {} ({})").format(
@@ -228,6 +254,8 @@ def spark_env(spark_dir: Path) -> dict[str, str]:
     return {
         "TIDELINE_SPARK_WAREHOUSE": str(spark_dir / "warehouse"),
         "TIDELINE_SPARK_METASTORE": str(spark_dir / "metastore_db"),
+        # Derby's log (derby.log) goes there too, not into the working directory
+        "JAVA_TOOL_OPTIONS": f"-Dderby.stream.error.file={spark_dir / 'derby.log'}",
     }
 
 
@@ -254,7 +282,8 @@ def _spark_session(spark_dir: Path):  # noqa: ANN202 (pyspark is imported lazily
 
 def _spark_child(*args: str) -> None:
     """Run this module's Spark entry point in a child process (its JVM ends with it)."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    spark_dir = Path(args[1])
+    env = {**os.environ, **spark_env(spark_dir), "PYSPARK_PYTHON": sys.executable}
     command = [sys.executable, "-m", "tests.engines", *args]
     done = subprocess.run(command, cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -274,7 +303,9 @@ def landing_to_spark(warehouse: Path, spark_dir: Path) -> dict[str, int]:
             con.execute(
                 f"copy (select * from {LANDING}.{quote_identifier(table)}) to '{path}' (format parquet)"
             )
-            shipped[table] = con.execute(f"select count(*) from {LANDING}.{quote_identifier(table)}").fetchone()[0]
+            shipped[table] = con.execute(
+                f"select count(*) from {LANDING}.{quote_identifier(table)}"
+            ).fetchone()[0]
     finally:
         con.close()
     _spark_child("spark-register", str(spark_dir), *shipped)

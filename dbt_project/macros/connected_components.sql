@@ -38,62 +38,71 @@
     {%- set max_rounds = var('identity_max_rounds') | int -%}
     {%- do drop_connected_components() -%}
     {%- do run_query(get_create_table_as_sql(false, edges, edges_sql)) -%}
-    {%- set start -%}
-        select src as node, src as label from {{ edges }}
-        union
-        select dst as node, dst as label from {{ edges }}
-    {%- endset -%}
-    {%- do run_query(get_create_table_as_sql(false, tables[0], start)) -%}
+    {%- do run_query(get_create_table_as_sql(false, tables[0], connected_components_start(edges))) -%}
     {%- set state = namespace(current=0, rounds=0, done=false) -%}
     {%- for round in range(max_rounds) if not state.done -%}
         {%- set labels = tables[state.current] -%}
         {%- set next = tables[1 - state.current] -%}
-        {%- set step -%}
-            with neighbour_labels as (
-                select edges.src as node, min(neighbours.label) as label
-                from {{ edges }} as edges
-                inner join {{ labels }} as neighbours on edges.dst = neighbours.node
-                group by edges.src
-            ),
-
-            propagated as (
-                select
-                    labels.node,
-                    case
-                        when neighbour_labels.label < labels.label then neighbour_labels.label
-                        else labels.label
-                    end as label
-                from {{ labels }} as labels
-                left join neighbour_labels on labels.node = neighbour_labels.node
-            )
-
-            select
-                propagated.node,
-                case when jumped.label < propagated.label then jumped.label else propagated.label end as label
-            from propagated
-            inner join propagated as jumped on propagated.label = jumped.node
-        {%- endset -%}
         {%- do adapter.drop_relation(next) -%}
-        {%- do run_query(get_create_table_as_sql(false, next, step)) -%}
-        {%- set changed -%}
-            select count(*) as changed
-            from {{ next }} as next_labels
-            inner join {{ labels }} as labels on next_labels.node = labels.node
-            where next_labels.label <> labels.label
-        {%- endset -%}
+        {%- do run_query(get_create_table_as_sql(false, next, connected_components_round(edges, labels))) -%}
+        {%- set changed = run_query(connected_components_changed(labels, next)).columns[0].values()[0] -%}
         {%- set state.current = 1 - state.current -%}
         {%- set state.rounds = state.rounds + 1 -%}
-        {%- if run_query(changed).columns[0].values()[0] | int == 0 -%}
+        {%- if changed | int == 0 -%}
             {%- set state.done = true -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if not state.done -%}
+        {%- do drop_connected_components() -%}
         {{ exceptions.raise_compiler_error(
             "connected_components: labels still changed after " ~ max_rounds ~ " rounds in " ~ this
             ~ "; raise the var identity_max_rounds (a chain of n accounts needs about log2(n) + 2)") }}
     {%- endif -%}
     {%- do log("connected_components: " ~ this ~ " converged in " ~ state.rounds ~ " round(s)") -%}
     {{ return(tables[state.current]) }}
+{%- endmacro %}
+
+{#- The first labels: every node of an edge labelled with itself. -#}
+{% macro connected_components_start(edges) -%}
+    select edges.src as node, edges.src as label from {{ edges }} as edges
+    union
+    select edges.dst as node, edges.dst as label from {{ edges }} as edges
+{%- endmacro %}
+
+{#- One round: propagation (the smallest of a node's and its neighbours' labels), then the
+    shortcut (the label's own label when smaller). -#}
+{% macro connected_components_round(edges, labels) -%}
+    with neighbour_labels as (
+        select edges.src as node, min(neighbours.label) as label
+        from {{ edges }} as edges
+        inner join {{ labels }} as neighbours on edges.dst = neighbours.node
+        group by edges.src
+    ),
+
+    propagated as (
+        select
+            labels.node,
+            case
+                when neighbour_labels.label < labels.label then neighbour_labels.label
+                else labels.label
+            end as label
+        from {{ labels }} as labels
+        left join neighbour_labels on labels.node = neighbour_labels.node
+    )
+
+    select
+        propagated.node,
+        case when jumped.label < propagated.label then jumped.label else propagated.label end as label
+    from propagated
+    inner join propagated as jumped on propagated.label = jumped.node
+{%- endmacro %}
+
+{#- How many nodes a round gave another label. -#}
+{% macro connected_components_changed(labels, next_labels) -%}
+    select count(*) as changed
+    from {{ next_labels }} as next_labels
+    inner join {{ labels }} as labels on next_labels.node = labels.node
+    where next_labels.label <> labels.label
 {%- endmacro %}
 
 {#- The model's post-hook: its scratch tables are removed (the edges and both label tables). -#}

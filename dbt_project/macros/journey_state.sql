@@ -65,7 +65,7 @@
             ('skipped', dbt.type_bigint()),
             ('exited', dbt.type_bigint()),
             ('by_reason', dbt.type_string()),
-            ('duration_seconds', 'double precision'),
+            ('duration_seconds', type_double()),
             ('dry_run', dbt.type_boolean()),
         ],
         'tag_changes': [
@@ -111,4 +111,8 @@
 
 {% macro postgres__sha256_hex(expression) -%}
     encode(sha256(convert_to({{ expression }}, 'UTF8')), 'hex')
+{%- endmacro %}
+
+{% macro spark__sha256_hex(expression) -%}
+    sha2({{ expression }}, 256)
 {%- endmacro %}

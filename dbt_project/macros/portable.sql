@@ -48,9 +48,36 @@
 {%- endmacro %}
 
 {% macro default__type_double() -%}
-    double precision
+    {{ return('double precision') }}
 {%- endmacro %}
 
 {% macro spark__type_double() -%}
-    double
+    {{ return('double') }}
+{%- endmacro %}
+
+{#- A UUID column (the ledger's idempotency keys): `uuid` where the engine has the type, text on Spark. -#}
+{% macro type_uuid() -%}
+    {{ return(adapter.dispatch('type_uuid', 'tideline')()) }}
+{%- endmacro %}
+
+{% macro default__type_uuid() -%}
+    {{ return('uuid') }}
+{%- endmacro %}
+
+{% macro spark__type_uuid() -%}
+    {{ return(dbt.type_string()) }}
+{%- endmacro %}
+
+{#- The integers `first`..`last` (inclusive), one per row in column `name`: a select, to use as
+    `from ({{ integer_series(0, 9, 'i') }}) as offsets`. Spark has no generate_series table function. -#}
+{% macro integer_series(first, last, name) -%}
+    {{ return(adapter.dispatch('integer_series', 'tideline')(first, last, name)) }}
+{%- endmacro %}
+
+{% macro default__integer_series(first, last, name) -%}
+    select series.{{ name }} from generate_series({{ first }}, {{ last }}) as series ({{ name }})
+{%- endmacro %}
+
+{% macro spark__integer_series(first, last, name) -%}
+    select explode(sequence({{ first }}, {{ last }})) as {{ name }}
 {%- endmacro %}

@@ -11,7 +11,7 @@
     {%- set columns = {
         'delivery_log': [
             ('seq', dbt.type_bigint()),
-            ('idempotency_key', 'uuid'),
+            ('idempotency_key', type_uuid()),
             ('sync_key', dbt.type_string()),
             ('sync_id', dbt.type_string()),
             ('customer_id', dbt.type_string()),
@@ -50,7 +50,7 @@
             ('failed', dbt.type_bigint()),
             ('dead_letters', dbt.type_bigint()),
             ('unknown', dbt.type_bigint()),
-            ('duration_seconds', 'double precision'),
+            ('duration_seconds', type_double()),
             ('status', dbt.type_string()),
             ('launched_by', dbt.type_string()),
             ('campaign', dbt.type_string()),
@@ -65,9 +65,9 @@
             ('stage', dbt.type_string()),
             ('decision', dbt.type_string()),
             ('metric', dbt.type_string()),
-            ('value', 'double precision'),
-            ('bound', 'double precision'),
-            ('threshold', 'double precision'),
+            ('value', type_double()),
+            ('bound', type_double()),
+            ('threshold', type_double()),
             ('sample', dbt.type_bigint()),
             ('variant', dbt.type_string()),
             ('detail', dbt.type_string()),
@@ -91,7 +91,8 @@
 {% macro python_owned_relation(source_name, table, columns) -%}
     {%- set src = source(source_name, table) -%}
     {%- set found = none -%}
-    {%- if execute -%}
+    {#- (asking for a table of a schema that does not exist is an error on Spark, not none) -#}
+    {%- if execute and adapter.check_schema_exists(src.database, src.schema) -%}
         {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier) -%}
     {%- endif -%}
     (
