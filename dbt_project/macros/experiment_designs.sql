@@ -11,7 +11,7 @@
         ('channel', dbt.type_string()),
         ('content_version', dbt.type_string()),
         ('arm', dbt.type_string()),
-        ('expected_share', type_double()),
+        ('expected_share', 'double precision'),
         ('recorded_at', dbt.type_timestamp()),
     ]) }}
 {%- endmacro %}

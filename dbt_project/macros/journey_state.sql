@@ -65,7 +65,7 @@
             ('skipped', dbt.type_bigint()),
             ('exited', dbt.type_bigint()),
             ('by_reason', dbt.type_string()),
-            ('duration_seconds', type_double()),
+            ('duration_seconds', 'double precision'),
             ('dry_run', dbt.type_boolean()),
         ],
         'tag_changes': [

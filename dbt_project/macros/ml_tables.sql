@@ -3,14 +3,14 @@
     scoring run (tags from scores are then simply absent). -#}
 {% macro ml_score_columns() -%}
     {{ return([
-        ('customer_id', dbt.type_string()),
-        ('churn_probability', type_double()),
-        ('purchase_propensity', type_double()),
-        ('expected_purchases', type_double()),
-        ('p_alive', type_double()),
-        ('predicted_clv', type_double()),
-        ('scored_at', dbt.type_timestamp()),
-        ('model_version', dbt.type_string()),
+        ('customer_id', 'varchar'),
+        ('churn_probability', 'double precision'),
+        ('purchase_propensity', 'double precision'),
+        ('expected_purchases', 'double precision'),
+        ('p_alive', 'double precision'),
+        ('predicted_clv', 'double precision'),
+        ('scored_at', 'timestamp'),
+        ('model_version', 'varchar'),
         ('as_of_date', 'date'),
     ]) }}
 {%- endmacro %}
@@ -19,13 +19,13 @@
     fct_attribution's data_driven model, which falls back to linear while it is empty. -#}
 {% macro ml_removal_effect_columns() -%}
     {{ return([
-        ('channel', dbt.type_string()),
-        ('removal_effect', type_double()),
-        ('removal_share', type_double()),
-        ('paths', dbt.type_bigint()),
-        ('converting_paths', dbt.type_bigint()),
+        ('channel', 'varchar'),
+        ('removal_effect', 'double precision'),
+        ('removal_share', 'double precision'),
+        ('paths', 'bigint'),
+        ('converting_paths', 'bigint'),
         ('as_of_date', 'date'),
-        ('computed_at', dbt.type_timestamp()),
+        ('computed_at', 'timestamp'),
     ]) }}
 {%- endmacro %}
 
@@ -43,7 +43,7 @@
     {%- set columns = ml_score_columns() if name == 'customer_scores' else ml_removal_effect_columns() -%}
     create table if not exists ml.{{ name }} (
         {%- for column, type in columns %}
-            {{ column }} {{ type }}{% if not loop.last %},{% endif %}
+            {{ column }} {{ portable_type(type) }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     )
 {%- endmacro %}

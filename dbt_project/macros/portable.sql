@@ -81,3 +81,11 @@
 {% macro spark__integer_series(first, last, name) -%}
     select explode(sequence({{ first }}, {{ last }})) as {{ name }}
 {%- endmacro %}
+
+{#- A column type written as its standard SQL name in a column list (the ML tables, the ledger's and
+    journey state's empty stand-ins; tests read those lists as text) in this engine's spelling:
+    varchar, double precision and uuid through the macros above, any other as it is. -#}
+{% macro portable_type(type) -%}
+    {%- set spelled = {'varchar': dbt.type_string(), 'double precision': type_double(), 'uuid': type_uuid()} -%}
+    {{ return(spelled.get(type | lower, type)) }}
+{%- endmacro %}

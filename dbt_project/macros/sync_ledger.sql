@@ -11,7 +11,7 @@
     {%- set columns = {
         'delivery_log': [
             ('seq', dbt.type_bigint()),
-            ('idempotency_key', type_uuid()),
+            ('idempotency_key', 'uuid'),
             ('sync_key', dbt.type_string()),
             ('sync_id', dbt.type_string()),
             ('customer_id', dbt.type_string()),
@@ -50,7 +50,7 @@
             ('failed', dbt.type_bigint()),
             ('dead_letters', dbt.type_bigint()),
             ('unknown', dbt.type_bigint()),
-            ('duration_seconds', type_double()),
+            ('duration_seconds', 'double precision'),
             ('status', dbt.type_string()),
             ('launched_by', dbt.type_string()),
             ('campaign', dbt.type_string()),
@@ -65,9 +65,9 @@
             ('stage', dbt.type_string()),
             ('decision', dbt.type_string()),
             ('metric', dbt.type_string()),
-            ('value', type_double()),
-            ('bound', type_double()),
-            ('threshold', type_double()),
+            ('value', 'double precision'),
+            ('bound', 'double precision'),
+            ('threshold', 'double precision'),
             ('sample', dbt.type_bigint()),
             ('variant', dbt.type_string()),
             ('detail', dbt.type_string()),
@@ -98,7 +98,7 @@
     (
         select
         {%- for name, type in columns %}
-            {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
+            {% if found is none %}cast(null as {{ portable_type(type) }}){% else %}{{ name }}{% endif %} as {{ name }}
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
         {%- if found is none %}
