@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -299,26 +300,33 @@ def landing_to_spark(warehouse: Path, spark_dir: Path) -> dict[str, int]:
     shipped = {}
     try:
         for table in landing_tables(con):
-            path = files / f"{table}.parquet"
-            con.execute(
-                f"copy (select * from {LANDING}.{quote_identifier(table)}) to '{path}' (format parquet)"
-            )
-            shipped[table] = con.execute(
-                f"select count(*) from {LANDING}.{quote_identifier(table)}"
-            ).fetchone()[0]
+            relation = con.table(f"{LANDING}.{quote_identifier(table)}")
+            relation.write_parquet(str(files / f"{table}.parquet"))
+            shipped[table] = relation.aggregate("count(*)").fetchone()[0]
     finally:
         con.close()
     _spark_child("spark-register", str(spark_dir), *shipped)
     return shipped
 
 
+def spark_table_name(table: str) -> str:
+    """A table (or database) name for Spark SQL, which quotes with backticks: the loader's and dbt's
+    names are plain lower-case words, and anything else is refused rather than quoted."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,127}", table):
+        raise ValueError(
+            f"landing table {table!r} is not a plain lower-case name; cannot register it in Spark"
+        )
+    return table
+
+
 def _register(spark_dir: Path, tables: list[str]) -> None:
     spark = _spark_session(spark_dir)
     spark.sql(f"create database if not exists {LANDING}")
     for table in tables:
+        name = f"{LANDING}.{spark_table_name(table)}"
+        spark.sql(f"drop table if exists {name}")
         path = (spark_dir / "landing" / f"{table}.parquet").as_posix()
-        spark.sql(f"drop table if exists {LANDING}.{table}")
-        spark.sql(f"create table {LANDING}.{table} using parquet location '{path}'")
+        spark.catalog.createTable(name, path=path, source="parquet")
     spark.stop()
 
 
@@ -344,12 +352,12 @@ def spark_digests(spark_dir: Path, schema: str) -> dict[str, TableDigest]:
 def _export(spark_dir: Path, schema: str, out: Path) -> None:
     spark = _spark_session(spark_dir)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    for row in spark.sql(f"show tables in {schema}").collect():
-        if row.isTemporary:
+    for table in spark.catalog.listTables(spark_table_name(schema)):
+        if table.isTemporary:
             continue
-        frame = spark.table(f"{schema}.{row.tableName}")
+        frame = spark.table(f"{schema}.{spark_table_name(table.name)}")
         # one file even for an empty table, so its columns come back too
-        frame.coalesce(1).write.mode("overwrite").parquet(str(out / row.tableName))
+        frame.coalesce(1).write.mode("overwrite").parquet(str(out / table.name))
     spark.stop()
 
 
