@@ -332,7 +332,7 @@ def _customer_tags_model() -> str:
         "journey_tags as (\n"
         "    select\n"
         "        changes.customer_id,\n        changes.tag,\n        changes.changed_at as tagged_at,\n"
-        "        'added by journey ' || changes.journey || ' on ' || cast(cast(changes.changed_at as date) as varchar)\n"
+        "        'added by journey ' || changes.journey || ' on ' || cast(cast(changes.changed_at as date) as {{ dbt.type_string() }})\n"
         "            as reason\n"
         "    from journey_tag_changes as changes\n"
         "    inner join {{ ref('dim_customers') }} as customers on changes.customer_id = customers.customer_id\n"
@@ -362,8 +362,8 @@ def _header(what: str) -> str:
 def _union_model(rules: Sequence[TagRule], blocks: Mapping[str, str], what: str) -> str:
     if not rules:
         return _header(what) + (
-            "select\n    cast(null as varchar) as customer_id,\n    cast(null as varchar) as tag,\n"
-            "    cast(null as timestamp) as tagged_at,\n    cast(null as varchar) as reason,\n"
+            "select\n    cast(null as {{ dbt.type_string() }}) as customer_id,\n    cast(null as {{ dbt.type_string() }}) as tag,\n"
+            "    cast(null as timestamp) as tagged_at,\n    cast(null as {{ dbt.type_string() }}) as reason,\n"
             "    {{ as_of_date() }} as as_of_date\nwhere false\n"
         )
     ctes = ",\n\n".join(blocks[r.name] for r in rules)
@@ -477,16 +477,23 @@ def _formatted(expr: str, kind: str, fmt: str | None, at: Loc, label: str) -> st
         if kind not in (INTEGER, NUMBER):
             raise at.error(f"{{{label}:{fmt}}}: {fmt} needs a number ({label} is {kind})")
         digits = ", 1" if fmt == "percent1" else ""
-        return f"cast(round(100 * {expr}{digits}) as varchar)"
+        return f"{{{{ number_text({_jinja_argument(f'100 * {expr}')}{digits}) }}}}"
     if fmt == "date" or kind == TIMESTAMP:
         if kind != TIMESTAMP:
             raise at.error(f"{{{label}:date}}: date needs a timestamp ({label} is {kind})")
-        return f"cast(cast({expr} as date) as varchar)"
+        return f"cast(cast({expr} as date) as {{{{ dbt.type_string() }}}})"
     if kind == NUMBER:
-        return f"cast(round({expr}, 2) as varchar)"
+        return f"{{{{ number_text({_jinja_argument(expr)}, 2) }}}}"
     if kind in (INTEGER, BOOLEAN):
-        return f"cast({expr} as varchar)"
+        return f"cast({expr} as {{{{ dbt.type_string() }}}})"
     return expr
+
+
+def _jinja_argument(expr: str) -> str:
+    """A SQL expression as the argument of a macro call inside `{{ }}`: its SQL text as string
+    literals, its Jinja expressions (`{{ var('x') }}`) as themselves, joined with `~`."""
+    pieces = [p for p in re.split(r"(\{\{.*?\}\})", expr) if p]
+    return " ~ ".join(p[2:-2].strip() if p.startswith("{{") else repr(p) for p in pieces)
 
 
 def _placeholder(
@@ -520,7 +527,7 @@ def _placeholder(
     if name == "tagged_at":
         return "late", _formatted("tagged_at", TIMESTAMP, fmt_or_none, at, field)
     if name == "days_since_tagged":
-        return "late", "cast({{ days_between('tagged_at', as_of_date()) }} as varchar)"
+        return "late", "cast({{ days_between('tagged_at', as_of_date()) }} as {{ dbt.type_string() }})"
     column = catalog.attributes.get(name)
     if column is None:
         names = [
@@ -564,7 +571,7 @@ def _health_model(rules: Sequence[TagRule]) -> str:
         "    definitions.tag,\n    definitions.description,\n    definitions.needs_scores,\n"
         "    coalesce(counts.customers_tagged, 0) as customers_tagged,\n"
         "    case\n        when population.customers > 0\n"
-        "            then round(1.0 * coalesce(counts.customers_tagged, 0) / population.customers, 4)\n"
+        "            then {{ round_to(share('coalesce(counts.customers_tagged, 0)', 'population.customers'), 4) }}\n"
         "        else 0\n    end\n        as coverage_share,\n"
         "    counts.oldest_tagged_at,\n    counts.newest_tagged_at,\n"
         "    {{ days_between('counts.newest_tagged_at', as_of_date()) }} as days_since_newest,\n"

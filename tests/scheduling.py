@@ -17,12 +17,16 @@ from xdist.scheduler import LoadFileScheduling
 
 # longest first
 SLOWEST_FILES = (
+    "tests/dbt/test_engines.py",  # three dbt builds, one on a local Spark session: about 8 minutes
     "tests/e2e/test_runs_apart.py",
     "tests/e2e/test_awkward_run.py",
     "tests/e2e/test_awkward_data.py",
     "tests/e2e/test_definitions.py",
     "tests/e2e/test_demo_pipeline.py",
     "tests/e2e/test_cli.py",
+    "tests/e2e/test_postgres_run.py",
+    "tests/dbt/test_incremental_equals_full.py",
+    "tests/integration/test_dagster_postgres.py",
     "tests/unit/test_training.py",
     "tests/dbt/test_experiments.py",
     "tests/dbt/test_attribution.py",

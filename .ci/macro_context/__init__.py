@@ -58,6 +58,14 @@ class _Adapter:
     def get_columns_in_relation(relation):
         return []
 
+    @staticmethod
+    def check_schema_exists(database=None, schema=None):
+        return True
+
+    @staticmethod
+    def drop_relation(relation):
+        return ""
+
 
 class _Relation:
     """`api.Relation.create(...)` renders as the relation's dotted name."""
@@ -73,4 +81,6 @@ api = _types.SimpleNamespace(Relation=_Relation)
 exceptions = _types.SimpleNamespace(raise_compiler_error=lambda message: "")
 modules = _types.SimpleNamespace(re=_re)
 execute = True
+flags = _types.SimpleNamespace(WHICH="compile")
+run_query = lambda sql: None  # noqa: E731 (a statement run for its effect renders nothing)
 target = _types.SimpleNamespace(name="lint", schema="main", type="duckdb")

@@ -139,7 +139,7 @@ def render_history(tracked: list[str]) -> str:
 -- as of that date or later recorded (the pre-hooks), so rerunning a date gives the same history.
 -- The spells of erased customers (docs/privacy.md) are deleted by the last pre-hook.
 {{{{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     unique_key=['audience', 'customer_id', 'entered_at'],
     incremental_strategy='delete+insert',
     pre_hook=[

@@ -330,6 +330,11 @@ class _Compiler:
             for i, v in enumerate(raw)
         )
 
+    def double_type(self) -> str:
+        """The 8-byte float type: the project's `type_double()` macro in dbt models (Spark calls it
+        `double`), `double precision` on the runtime targets."""
+        return "{{ type_double() }}" if self.ctx.target == "dbt" else "double precision"
+
     def predicate(self, expr: str, column: Column, cmp: Comparison, label: str) -> str:
         """SQL for `expr <op> value` (may be NULL when expr is NULL: callers wrap it)."""
         op, at = cmp.op, cmp.loc.key(cmp.op)
@@ -633,7 +638,7 @@ class _Compiler:
             source, where, o = build(filtered=False)
             body = f"from {source} where " + " and ".join(where)
             ratio = (
-                f"(select cast(sum(case when {matching(o)} then 1 else 0 end) as double precision) "
+                f"(select cast(sum(case when {matching(o)} then 1 else 0 end) as {self.double_type()}) "
                 f"/ nullif(count(*), 0) {body})"
             )
             return f"coalesce({self.predicate(ratio, _SHARE_TYPE, cond.share, 'share')}, false)"

@@ -74,17 +74,17 @@ def _rules_model(rules: Sequence[Rule]) -> str:
         window = str(rule.window_days) if rule.window_days is not None else "null"
         rows.append(
             "select\n"
-            f"    cast({dbt_literal(rule.name)} as varchar) as rule,\n"
+            f"    cast({dbt_literal(rule.name)} as {{{{ dbt.type_string() }}}}) as rule,\n"
             f"    {order} as rule_order,\n"
-            f"    cast({dbt_literal(rule.group.name)} as varchar) as rule_group,\n"
-            f"    cast({dbt_literal(rule.kind)} as varchar) as kind,\n"
-            f"    cast({_num(rule.points)} as double precision) as points,\n"
-            f"    cast({_num(rule.group.cap)} as double precision) as group_cap,\n"
+            f"    cast({dbt_literal(rule.group.name)} as {{{{ dbt.type_string() }}}}) as rule_group,\n"
+            f"    cast({dbt_literal(rule.kind)} as {{{{ dbt.type_string() }}}}) as kind,\n"
+            f"    cast({_num(rule.points)} as {{{{ type_double() }}}}) as points,\n"
+            f"    cast({_num(rule.group.cap)} as {{{{ type_double() }}}}) as group_cap,\n"
             f"    cast({half_life} as integer) as half_life_days,\n"
             f"    cast({window} as integer) as window_days,\n"
             f"    {rule.min_count} as min_count,\n"
-            f"    cast({dbt_literal(rule.reason)} as varchar) as reason,\n"
-            f"    cast({dbt_literal(rule.description)} as varchar) as description"
+            f"    cast({dbt_literal(rule.reason)} as {{{{ dbt.type_string() }}}}) as reason,\n"
+            f"    cast({dbt_literal(rule.description)} as {{{{ dbt.type_string() }}}}) as description"
         )
     return _header("lead_score_rules: one row per lead scoring rule, in file order.") + (
         "\nunion all\n".join(rows) + "\n"
@@ -93,18 +93,18 @@ def _rules_model(rules: Sequence[Rule]) -> str:
 
 def _stages_model(scoring: LeadScoring) -> str:
     rows = [
-        "select cast('raw_lead' as varchar) as lead_stage, 1 as stage_order, "
-        "cast(null as double precision) as min_score, cast('score' as varchar) as source"
+        "select cast('raw_lead' as {{ dbt.type_string() }}) as lead_stage, 1 as stage_order, "
+        "cast(null as {{ type_double() }}) as min_score, cast('score' as {{ dbt.type_string() }}) as source"
     ]
     for order, name in enumerate(STAGES, start=2):
         rows.append(
-            f"select cast({dbt_literal(name)} as varchar), {order}, "
-            f"cast({_num(scoring.stages[name])} as double precision), cast('score' as varchar)"
+            f"select cast({dbt_literal(name)} as {{{{ dbt.type_string() }}}}), {order}, "
+            f"cast({_num(scoring.stages[name])} as {{{{ type_double() }}}}), cast('score' as {{{{ dbt.type_string() }}}})"
         )
     for order, name in enumerate(CRM_STAGES, start=len(STAGES) + 2):
         rows.append(
-            f"select cast({dbt_literal(name)} as varchar), {order}, cast(null as double precision), "
-            "cast('crm' as varchar)"
+            f"select cast({dbt_literal(name)} as {{{{ dbt.type_string() }}}}), {order}, cast(null as {{{{ type_double() }}}}), "
+            "cast('crm' as {{ dbt.type_string() }})"
         )
     return _header(
         "lead_stages: the stages of a lead, lowest first: the score stages with the total score each "
@@ -119,7 +119,7 @@ def _fit_model(rules: Sequence[Rule], catalog: Catalog, ctx: CompileContext) -> 
     if not rules:
         return (
             header
-            + "select cast(null as varchar) as customer_id, cast(null as varchar) as rule\nwhere false\n"
+            + "select cast(null as {{ dbt.type_string() }}) as customer_id, cast(null as {{ dbt.type_string() }}) as rule\nwhere false\n"
         )
     blocks = []
     for rule in rules:
@@ -127,7 +127,7 @@ def _fit_model(rules: Sequence[Rule], catalog: Catalog, ctx: CompileContext) -> 
         blocks.append(
             f"-- {rule.name}: {rule.description}\n"
             f"{_NOQA}\n"
-            f"select c.customer_id, cast({dbt_literal(rule.name)} as varchar) as rule\n"
+            f"select c.customer_id, cast({dbt_literal(rule.name)} as {{{{ dbt.type_string() }}}}) as rule\n"
             "from {{ ref('dim_customers') }} as c\n"
             f"where {condition}\n"
             "-- noqa: enable=all"
@@ -142,8 +142,8 @@ def _occurrences_model(rules: Sequence[Rule], catalog: Catalog, ctx: CompileCont
     )
     if not rules:
         return header + (
-            "select cast(null as varchar) as customer_id, cast(null as varchar) as rule,\n"
-            "    cast(null as timestamp) as occurred_at, cast(null as varchar) as occurrence_id\nwhere false\n"
+            "select cast(null as {{ dbt.type_string() }}) as customer_id, cast(null as {{ dbt.type_string() }}) as rule,\n"
+            "    cast(null as timestamp) as occurred_at, cast(null as {{ dbt.type_string() }}) as occurrence_id\nwhere false\n"
         )
     blocks = []
     for rule in rules:
@@ -152,9 +152,7 @@ def _occurrences_model(rules: Sequence[Rule], catalog: Catalog, ctx: CompileCont
         if isinstance(where, Event):
             row, _ = compile_event_filter(where, catalog, ctx, "e")
             relation = "{{ ref('int_events_stitched') }}"
-            columns = (
-                f"e.customer_id, cast({name} as varchar) as rule, e.occurred_at, e.event_id as occurrence_id"
-            )
+            columns = f"e.customer_id, cast({name} as {{{{ dbt.type_string() }}}}) as rule, e.occurred_at, e.event_id as occurrence_id"
             when = "e.occurred_at"
             alias = "e"
         else:
@@ -163,7 +161,7 @@ def _occurrences_model(rules: Sequence[Rule], catalog: Catalog, ctx: CompileCont
             relation = relation_sql
             when = "x.sent_at" if where.action == "sent" else "x.occurred_at"
             key = "x.message_key" if where.action == "sent" else "x.event_id"
-            columns = f"x.customer_id, cast({name} as varchar) as rule, {when} as occurred_at, {key} as occurrence_id"
+            columns = f"x.customer_id, cast({name} as {{{{ dbt.type_string() }}}}) as rule, {when} as occurred_at, {key} as occurrence_id"
             alias = "x"
         blocks.append(
             f"-- {rule.name}: {rule.description}\n"

@@ -16,25 +16,55 @@
     dbt.type_timestamp(). `dbt build --full-refresh` (`tideline run --full-refresh`) rebuilds the
     models whole, and a change of a model's SQL needs it, as for any dbt incremental model. -#}
 
+{#- The materialisation of these models: `incremental` where the engine can delete rows from a
+    table (DuckDB, PostgreSQL), `table` on Spark: the pre-hook's `delete` needs a table format with
+    row-level deletes (Delta, Iceberg), and a session's parquet/hive tables have none; dbt-spark's
+    `insert_overwrite` replaces whole partitions, which is not this rule (a changed file's rows are
+    spread over every partition). So on Spark each build computes the four models whole, and
+    their state hooks do nothing. -#}
+{% macro incremental_materialization() -%}
+    {{ return(adapter.dispatch('incremental_materialization', 'tideline')()) }}
+{%- endmacro %}
+
+{% macro default__incremental_materialization() -%}
+    {{ return('incremental') }}
+{%- endmacro %}
+
+{% macro spark__incremental_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
 {% macro incremental_state_relation() -%}
     {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__incremental_state')) }}
 {%- endmacro %}
 
 {#- Pre-hook: the model's state table exists. -#}
 {% macro incremental_state_create() -%}
+{%- if incremental_materialization() == 'incremental' -%}
     create table if not exists {{ incremental_state_relation() }} (
         landing_loaded_through {{ dbt.type_timestamp() }}
     )
+{%- else -%}
+    select 1 as no_incremental_state
+{%- endif -%}
 {%- endmacro %}
 
 {#- Post-hooks (two statements): the model's watermark is the latest landing load now. -#}
 {% macro incremental_state_clear() -%}
+{%- if incremental_materialization() == 'incremental' -%}
     delete from {{ incremental_state_relation() }}
+{%- else -%}
+    select 1 as no_incremental_state
+{%- endif -%}
 {%- endmacro %}
 
 {% macro incremental_state_record() -%}
+{%- if incremental_materialization() == 'incremental' -%}
     insert into {{ incremental_state_relation() }} (landing_loaded_through)
     select max(loads.loaded_at) from {{ source('landing', 'loads') }} as loads
+{%- else -%}
+    select 1 as no_incremental_state
+{%- endif -%}
 {%- endmacro %}
 
 {#- The landing files of `entity` whose rows changed since this model's watermark: loaded, replaced,

@@ -29,16 +29,21 @@
     ]) }}
 {%- endmacro %}
 
+{#- on-run-start: the schema and both tables, one statement each (Spark runs one per call). -#}
 {% macro create_ml_tables() -%}
-    create schema if not exists ml;
-    create table if not exists ml.customer_scores (
-        {%- for name, type in ml_score_columns() %}
-            {{ name }} {{ type }}{% if not loop.last %},{% endif %}
-        {%- endfor %}
-    );
-    create table if not exists ml.channel_removal_effects (
-        {%- for name, type in ml_removal_effect_columns() %}
-            {{ name }} {{ type }}{% if not loop.last %},{% endif %}
+    {%- if execute -%}
+        {%- do run_query('create schema if not exists ml') -%}
+        {%- do run_query(create_ml_table('customer_scores')) -%}
+        {%- do run_query(create_ml_table('channel_removal_effects')) -%}
+    {%- endif -%}
+    select 1 as ml_tables_created
+{%- endmacro %}
+
+{% macro create_ml_table(name) -%}
+    {%- set columns = ml_score_columns() if name == 'customer_scores' else ml_removal_effect_columns() -%}
+    create table if not exists ml.{{ name }} (
+        {%- for column, type in columns %}
+            {{ column }} {{ portable_type(type) }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     )
 {%- endmacro %}

@@ -3,13 +3,14 @@
     lower({{ nullif_blank(expr) }})
 {%- endmacro %}
 
+{#- (`\s`, not the POSIX class [:space:], which Java's regex engine on Spark reads as letters) -#}
 {% macro is_valid_email(expr) -%}
-    {{ regexp_like(expr, '^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$') }}
+    {{ regexp_like(expr, '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$') }}
 {%- endmacro %}
 
 {#- Phone digits: the raw phone without spaces, dashes, dots, slashes and parentheses. -#}
 {% macro phone_compact(expr) -%}
-    regexp_replace(trim({{ expr }}), '[[:space:]()./-]', '', 'g')
+    {{ regexp_replace_all('trim(' ~ expr ~ ')', '[\\s()./-]', '') }}
 {%- endmacro %}
 
 {#- E.164 candidate from a compact phone and the country's dialling rules

@@ -14,6 +14,25 @@
     ({{ expr }} ~ '{{ pattern }}')
 {%- endmacro %}
 
+{#- Spark reads a backslash in a string literal as an escape: doubled, the regex gets it. -#}
+{% macro spark__regexp_like(expr, pattern) -%}
+    regexp_like({{ expr }}, '{{ pattern | replace('\\', '\\\\') }}')
+{%- endmacro %}
+
+{#- Every match of `pattern` in `expr` replaced: the 'g' flag on DuckDB and PostgreSQL; Spark's
+    regexp_replace replaces every match and takes no flags (a fourth argument is a position). -#}
+{% macro regexp_replace_all(expr, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regexp_replace_all', 'tideline')(expr, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regexp_replace_all(expr, pattern, replacement) -%}
+    regexp_replace({{ expr }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro spark__regexp_replace_all(expr, pattern, replacement) -%}
+    regexp_replace({{ expr }}, '{{ pattern | replace('\\', '\\\\') }}', '{{ replacement }}')
+{%- endmacro %}
+
 {#- Blank text (empty or only spaces) becomes null. -#}
 {% macro nullif_blank(expr) -%}
     nullif(trim({{ expr }}), '')
@@ -35,6 +54,15 @@
     case
         when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
             then cast(trim({{ expr }}) as timestamptz) at time zone 'UTC'
+    end
+{%- endmacro %}
+
+{#- Spark's timestamp is an instant shown in the session time zone (UTC in the profile); a cast
+    reads the offset, and text that is no timestamp (2024-02-30) gives null (ANSI mode off). -#}
+{% macro spark__parse_timestamp(expr) -%}
+    case
+        when {{ regexp_like('trim(' ~ expr ~ ')', '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$') }}
+            then cast(trim({{ expr }}) as timestamp)
     end
 {%- endmacro %}
 

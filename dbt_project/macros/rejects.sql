@@ -9,7 +9,7 @@
             _file as source_file,
             _row as source_row,
             '{{ field }}' as field,
-            cast({{ raw }} as varchar) as value,
+            cast({{ raw }} as {{ dbt.type_string() }}) as value,
             {{ 'issue__duplicate' if action == 'duplicate' else 'issue__' ~ field }} as reason,
             '{{ 'row_rejected' if action == 'duplicate' else action }}' as action
         from {{ ref(model) }}

@@ -10,7 +10,7 @@
     decimal of a p-value. The exponent is clamped at 700 because PostgreSQL raises "underflow" where
     DuckDB returns 0. `z` is repeated in the output: pass a column or a simple expression. -#}
 {% macro normal_lower_tail(z) -%}
-    {%- set a = 'abs(cast(' ~ z ~ ' as double precision))' -%}
+    {%- set a = 'abs(cast(' ~ z ~ ' as ' ~ type_double() ~ '))' -%}
     (case
         when {{ a }} > 37 then 0.0
         when {{ a }} < 7.07106781186547
@@ -28,7 +28,7 @@
 {#- Standard normal CDF Φ(z) (null in, null out). -#}
 {% macro normal_cdf(z) -%}
     (case
-        when cast({{ z }} as double precision) > 0 then 1.0 - {{ normal_lower_tail(z) }}
+        when cast({{ z }} as {{ type_double() }}) > 0 then 1.0 - {{ normal_lower_tail(z) }}
         else {{ normal_lower_tail(z) }}
     end)
 {%- endmacro %}
@@ -127,8 +127,8 @@
     Null for a null x, a df out of range, or x < 0; 0 past y = 700 (PostgreSQL's exp underflow). -#}
 {% macro chi_square_upper_tail(x, df) -%}
     (case
-        when cast({{ x }} as double precision) < 0 or {{ df }} < 1 or {{ df }} > {{ chi_square_max_df() }} then null
-        when cast({{ x }} as double precision) > 1400 then 0.0
+        when cast({{ x }} as {{ type_double() }}) < 0 or {{ df }} < 1 or {{ df }} > {{ chi_square_max_df() }} then null
+        when cast({{ x }} as {{ type_double() }}) > 1400 then 0.0
         {%- for k in range(1, chi_square_max_df() + 1) %}
             when {{ df }} = {{ k }} then {{ chi_square_tail_at(x, k) }}
         {%- endfor %}
@@ -138,7 +138,7 @@
 {#- The upper tail at one whole `k` degrees of freedom (see chi_square_upper_tail): the sum's
     coefficients are worked out here, in Jinja, and written into the SQL with Horner's scheme. -#}
 {% macro chi_square_tail_at(x, k) -%}
-    {%- set y = '(cast(' ~ x ~ ' as double precision) / 2.0)' -%}
+    {%- set y = '(cast(' ~ x ~ ' as ' ~ type_double() ~ ') / 2.0)' -%}
     {%- set ns = namespace(c=1.0, sql='') -%}
     {%- set coefficients = [] -%}
     {%- for j in range(k // 2) -%}
@@ -151,10 +151,10 @@
     {%- if k % 2 == 0 -%}
         exp(-{{ y }}) * ({{ ns.sql }})
     {%- elif k == 1 -%}
-        {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as double precision))') }}
+        {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as ' ~ type_double() ~ '))') }}
     {%- else -%}
         (
-            {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as double precision))') }}
+            {{ normal_two_sided_p('sqrt(cast(' ~ x ~ ' as ' ~ type_double() ~ '))') }}
             + exp(-{{ y }}) * sqrt({{ y }}) * 1.1283791670955126 * ({{ ns.sql }})
         )
     {%- endif -%}

@@ -91,13 +91,14 @@
 {% macro python_owned_relation(source_name, table, columns) -%}
     {%- set src = source(source_name, table) -%}
     {%- set found = none -%}
-    {%- if execute -%}
+    {#- (asking for a table of a schema that does not exist is an error on Spark, not none) -#}
+    {%- if execute and adapter.check_schema_exists(src.database, src.schema) -%}
         {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier) -%}
     {%- endif -%}
     (
         select
         {%- for name, type in columns %}
-            {% if found is none %}cast(null as {{ type }}){% else %}{{ name }}{% endif %} as {{ name }}
+            {% if found is none %}cast(null as {{ portable_type(type) }}){% else %}{{ name }}{% endif %} as {{ name }}
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
         {%- if found is none %}

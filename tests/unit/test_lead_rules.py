@@ -51,7 +51,7 @@ def test_a_changed_rules_file_makes_the_models_stale_and_build_regenerates_them(
     assert [p.name for p in leads.build(project)] == ["lead_score_rules.sql"]
     assert leads.stale(project) == []
     assert (
-        "cast(30 as double precision) as points"
+        "cast(30 as {{ type_double() }}) as points"
         in (project / MODELS_DIR / "lead_score_rules.sql").read_text()
     )
 
@@ -84,11 +84,14 @@ def test_generated_sql_compiles_each_kind_of_rule() -> None:
     # fit rules are conditions over dim_customers
     assert "d1.email_opt_in" in models["lead_score_fit"]
     rules = models["lead_score_rules"]
-    assert "cast('browsed_products' as varchar) as rule" in rules and "3 as min_count" in rules
+    assert (
+        "cast('browsed_products' as {{ dbt.type_string() }}) as rule" in rules and "3 as min_count" in rules
+    )
     stages = models["lead_stages"]
     assert stages.count("union all") == 6  # raw_lead, 2 score stages, 4 CRM stages
     assert (
-        "select cast('lost' as varchar), 7, cast(null as double precision), cast('crm' as varchar)" in stages
+        "select cast('lost' as {{ dbt.type_string() }}), 7, cast(null as {{ type_double() }}), "
+        "cast('crm' as {{ dbt.type_string() }})" in stages
     )
 
 

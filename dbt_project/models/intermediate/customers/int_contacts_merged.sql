@@ -5,7 +5,16 @@
 with contacts as (
     select
         resolved.customer_id,
-        contacts.*,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.last_name,
+        contacts.country,
+        contacts.city,
+        contacts.timezone,
+        contacts.lead_source,
+        contacts.birth_date,
+        contacts.created_at,
         row_number() over (
             partition by resolved.customer_id
             order by

@@ -6,7 +6,7 @@ select
     count(*) as order_count,
     count(distinct order_date) as purchase_days,
     sum(amount) as revenue,
-    sum(amount) / count(*) as average_order_value,
+    cast(sum(amount) as {{ type_double() }}) / count(*) as average_order_value,
     sum(case when used_coupon then 1 else 0 end) as coupon_order_count,
     sum(discount_amount) as discount_total
 from {{ ref('int_orders_resolved') }}

@@ -6,7 +6,7 @@
 -- the table then lacks are stitched again here.
 -- depends_on: {{ ref('stg_tideline_privacy__erased_identities') }}
 {{ config(
-    materialized="incremental",
+    materialized=incremental_materialization(),
     incremental_strategy="append",
     pre_hook=[
         "{{ incremental_state_create() }}",

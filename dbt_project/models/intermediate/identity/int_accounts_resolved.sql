@@ -4,49 +4,48 @@
 -- (ties by id), so an account that merges with nothing keeps its own id and ids do
 -- not change when newer accounts join. Keys shared by more than
 -- `identity_max_accounts_per_key` accounts are placeholders and never merge.
-with recursive accounts as (
+-- The components are found in rounds of plain SQL that every engine runs
+-- (macros/connected_components.sql: no recursive CTE, which Spark lacks).
+{{ config(post_hook="{{ drop_connected_components() }}") }}
+
+{%- set accounts_sql -%}
     select
         account_id,
         first_seen_at,
         row_number() over (order by first_seen_at asc nulls last, account_id asc) as node
     from {{ ref('int_accounts_collected') }}
-),
+{%- endset %}
 
-keys as (
-    select keys.key_type, keys.key_value, accounts.node
-    from {{ ref('int_account_keys_collected') }} as keys
-    inner join accounts on keys.account_id = accounts.account_id
-),
+{%- set edges_sql -%}
+    with accounts as (
+        {{ accounts_sql }}
+    ),
 
-shared_keys as (
-    select key_type, key_value
-    from keys
-    group by key_type, key_value
-    having count(*) between 2 and {{ var('identity_max_accounts_per_key') }}
-),
+    keys as (
+        select keys.key_type, keys.key_value, accounts.node
+        from {{ ref('int_account_keys_collected') }} as keys
+        inner join accounts on keys.account_id = accounts.account_id
+    ),
 
-links as (
+    shared_keys as (
+        select key_type, key_value
+        from keys
+        group by key_type, key_value
+        having count(*) between 2 and {{ var('identity_max_accounts_per_key') }}
+    )
+
     select distinct a.node as src, b.node as dst
     from keys as a
     inner join shared_keys as s on a.key_type = s.key_type and a.key_value = s.key_value
     inner join keys as b on a.key_type = b.key_type and a.key_value = b.key_value and a.node <> b.node
-),
+{%- endset %}
 
-reach (node, label) as (
-    select distinct
-        links.src as node,
-        links.src as label
-    from links
-    union
-    select links.dst, reach.label
-    from reach
-    inner join links on reach.node = links.src
+with accounts as (
+    {{ accounts_sql }}
 ),
 
 components as (
-    select node, min(label) as label
-    from reach
-    group by node
+    select node, label from {{ connected_components(edges_sql) }}
 ),
 
 final as (

@@ -15,9 +15,9 @@ with costs as (
     select
         channel,
         cost_type,
-        cast(amount as double precision) as amount,
-        cast(cast(valid_from as varchar) as date) as valid_from,
-        cast(nullif(cast(valid_to as varchar), '') as date) as valid_to
+        cast(amount as {{ type_double() }}) as amount,
+        cast(cast(valid_from as {{ dbt.type_string() }}) as date) as valid_from,
+        cast(nullif(cast(valid_to as {{ dbt.type_string() }}), '') as date) as valid_to
     from {{ ref('channel_costs') }}
 ),
 
@@ -77,7 +77,7 @@ unattributed as (
         periods.period,
         'unattributed' as channel,
         models.model,
-        cast(count(*) as double precision) as conversions,
+        cast(count(*) as {{ type_double() }}) as conversions,
         sum(orders.amount) as attributed_revenue
     from {{ ref('int_orders_resolved') }} as orders
     inner join periods
@@ -160,10 +160,10 @@ joined as (
         periods.period_start,
         periods.period_end,
         coalesce(credited.conversions, 0) as conversions,
-        cast(coalesce(credited.attributed_revenue, 0) as double precision) as attributed_revenue,
+        cast(coalesce(credited.attributed_revenue, 0) as {{ type_double() }}) as attributed_revenue,
         coalesce(messages_sent.messages_sent, 0) as messages_sent,
-        cast(coalesce(spend.spend, 0) as double precision) as spend,
-        cast(coalesce(messages_sent.sending_fees, 0) as double precision) as sending_fees
+        cast(coalesce(spend.spend, 0) as {{ type_double() }}) as spend,
+        cast(coalesce(messages_sent.sending_fees, 0) as {{ type_double() }}) as sending_fees
     from grid
     inner join periods on grid.period = periods.period
     left join credited

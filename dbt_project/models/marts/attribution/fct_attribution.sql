@@ -16,7 +16,7 @@ with paths as (
         touch_type,
         touch_position,
         path_length,
-        cast({{ dbt.datediff('touched_at', 'ordered_at', 'second') }} as double precision) / 86400 as age_days
+        cast({{ dbt.datediff('touched_at', 'ordered_at', 'second') }} as {{ type_double() }}) / 86400 as age_days
     from {{ ref('fct_attribution_paths') }}
     where is_converting
 ),
@@ -34,7 +34,7 @@ removal_effects as (
 scored as (
     select
         paths.*,
-        power(cast(2 as double precision), -paths.age_days / {{ half_life }}) as decay,
+        power(cast(2 as {{ type_double() }}), -paths.age_days / {{ half_life }}) as decay,
         coalesce(removal_effects.removal_share, 0) as removal_share
     from paths
     left join removal_effects on paths.channel = removal_effects.channel
@@ -45,18 +45,18 @@ weighted as (
         scored.*,
         case when scored.touch_position = 1 then 1.0 else 0.0 end as w_first_touch,
         case when scored.touch_position = scored.path_length then 1.0 else 0.0 end as w_last_touch,
-        cast(1 as double precision) / scored.path_length as w_linear,
+        cast(1 as {{ type_double() }}) / scored.path_length as w_linear,
         scored.decay / sum(scored.decay) over (partition by scored.order_id) as w_time_decay,
         case
             when scored.path_length = 1 then 1.0
             when scored.path_length = 2 then 0.5
             when scored.touch_position = 1 or scored.touch_position = scored.path_length then 0.4
-            else cast(0.2 as double precision) / (scored.path_length - 2)
+            else cast(0.2 as {{ type_double() }}) / (scored.path_length - 2)
         end as w_position_based,
         case
             when sum(scored.removal_share) over (partition by scored.order_id) > 0
                 then scored.removal_share / sum(scored.removal_share) over (partition by scored.order_id)
-            else cast(1 as double precision) / scored.path_length
+            else cast(1 as {{ type_double() }}) / scored.path_length
         end as w_data_driven
     from scored
 ),
@@ -76,8 +76,8 @@ final as (
             touch_position,
             path_length,
             '{{ model }}' as model,
-            cast(w_{{ model }} as double precision) as weight,
-            cast(w_{{ model }} as double precision) * order_amount as attributed_revenue
+            cast(w_{{ model }} as {{ type_double() }}) as weight,
+            cast(w_{{ model }} as {{ type_double() }}) * order_amount as attributed_revenue
         from weighted
         {%- if not loop.last %}
             union all

@@ -65,7 +65,7 @@ session_touches as (
         'web_session' as touch_type,
         utm_campaign as campaign,
         coalesce(utm_source, '(none)') || ' / ' || coalesce(utm_medium, '(none)') as source_medium,
-        cast(null as varchar) as message_key
+        cast(null as {{ dbt.type_string() }}) as message_key
     from utm_events
     where nth = 1
 ),

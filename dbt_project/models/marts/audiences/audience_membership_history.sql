@@ -7,7 +7,7 @@
 -- as of that date or later recorded (the pre-hooks), so rerunning a date gives the same history.
 -- The spells of erased customers (docs/privacy.md) are deleted by the last pre-hook.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     unique_key=['audience', 'customer_id', 'entered_at'],
     incremental_strategy='delete+insert',
     pre_hook=[

@@ -37,7 +37,7 @@ final as (
         combined.f_score,
         combined.m_score,
         combined.fm_score,
-        cast(combined.r_score as varchar) || cast(combined.f_score as varchar) || cast(combined.m_score as varchar)
+        cast(combined.r_score as {{ dbt.type_string() }}) || cast(combined.f_score as {{ dbt.type_string() }}) || cast(combined.m_score as {{ dbt.type_string() }})
             as rfm_score,
         {{ rfm_segment("combined.r_score", "combined.fm_score") }} as rfm_segment,
         {{ as_of_date() }} as as_of_date

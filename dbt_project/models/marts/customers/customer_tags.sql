@@ -26,7 +26,7 @@ journey_tags as (
         changes.customer_id,
         changes.tag,
         changes.changed_at as tagged_at,
-        'added by journey ' || changes.journey || ' on ' || cast(cast(changes.changed_at as date) as varchar)
+        'added by journey ' || changes.journey || ' on ' || cast(cast(changes.changed_at as date) as {{ dbt.type_string() }})
             as reason
     from journey_tag_changes as changes
     inner join {{ ref('dim_customers') }} as customers on changes.customer_id = customers.customer_id

@@ -10,8 +10,8 @@ vip__matched as (
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
-        cast(round(c.revenue, 2) as varchar) as reason_1,
-        cast(round(100 * {{ var('tag_vip_top_share') }}, 1) as varchar) as reason_3
+        {{ number_text('c.revenue', 2) }} as reason_1,
+        {{ number_text('100 * ' ~ var('tag_vip_top_share'), 1) }} as reason_3
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from (select v2.customer_id, percent_rank() over (order by v2.revenue desc) as share_rank from {{ ref('dim_customers') }} v2 where v2.revenue is not null and exists (select 1 from {{ ref('dim_customers') }} r3 where r3.customer_id = v2.customer_id and r3.is_buyer = true)) r1 where r1.customer_id = c.customer_id and r1.share_rank < {{ var('tag_vip_top_share') }})
     -- noqa: enable=all
@@ -33,10 +33,10 @@ high_potential__matched as (
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
-        cast(c.order_count as varchar) as reason_0,
-        cast(cast(c.first_order_at as date) as varchar) as reason_2,
-        cast(round(c.average_order_value, 2) as varchar) as reason_4,
-        cast(round(100 * {{ var('tag_high_potential_top_aov_share') }}, 1) as varchar) as reason_6
+        cast(c.order_count as {{ dbt.type_string() }}) as reason_0,
+        cast(cast(c.first_order_at as date) as {{ dbt.type_string() }}) as reason_2,
+        {{ number_text('c.average_order_value', 2) }} as reason_4,
+        {{ number_text('100 * ' ~ var('tag_high_potential_top_aov_share'), 1) }} as reason_6
     from {{ ref('dim_customers') }} as c
     where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count <= {{ var('tag_high_potential_max_orders') }}) and exists (select 1 from {{ ref('dim_customers') }} r2 where r2.customer_id = c.customer_id and r2.first_order_at >= cast({{ dbt.dateadd('day', -(var('tag_high_potential_recent_days') | int), as_of_date()) }} as timestamp) and r2.first_order_at < {{ as_of_cutoff() }}) and exists (select 1 from (select v4.customer_id, percent_rank() over (order by v4.average_order_value desc) as share_rank from {{ ref('dim_customers') }} v4 where v4.average_order_value is not null and exists (select 1 from {{ ref('dim_customers') }} r5 where r5.customer_id = v4.customer_id and r5.is_buyer = true)) r3 where r3.customer_id = c.customer_id and r3.share_rank < {{ var('tag_high_potential_top_aov_share') }}))
     -- noqa: enable=all
@@ -68,7 +68,7 @@ new_signup as (
         customer_id,
         'new_signup' as tag,
         tagged_at,
-        'signed up ' || cast({{ days_between('tagged_at', as_of_date()) }} as varchar) || ' day(s) ago' as reason
+        'signed up ' || cast({{ days_between('tagged_at', as_of_date()) }} as {{ dbt.type_string() }}) || ' day(s) ago' as reason
     from new_signup__matched
     where {{ days_between('tagged_at', as_of_date()) }} <= {{ var('tag_new_signup_days') }}
 ),
@@ -80,7 +80,7 @@ dormant__matched as (
     select
         c.customer_id,
         coalesce(cast(lc.stage_entered_on as timestamp), cast({{ as_of_date() }} as timestamp)) as tagged_at,
-        cast(lc.days_since_last_purchase as varchar) as reason_1
+        cast(lc.days_since_last_purchase as {{ dbt.type_string() }}) as reason_1
     from {{ ref('dim_customers') }} as c
     left join {{ ref('customer_lifecycle') }} as lc on c.customer_id = lc.customer_id
     where exists (select 1 from {{ ref('customer_lifecycle') }} r1 where r1.customer_id = c.customer_id and r1.lifecycle_stage = 'churned')
@@ -103,7 +103,7 @@ at_risk__matched as (
     select
         c.customer_id,
         coalesce(cast(lc.stage_entered_on as timestamp), cast({{ as_of_date() }} as timestamp)) as tagged_at,
-        cast(lc.days_since_last_purchase as varchar) as reason_1
+        cast(lc.days_since_last_purchase as {{ dbt.type_string() }}) as reason_1
     from {{ ref('dim_customers') }} as c
     left join {{ ref('customer_lifecycle') }} as lc on c.customer_id = lc.customer_id
     where exists (select 1 from {{ ref('customer_lifecycle') }} r1 where r1.customer_id = c.customer_id and r1.lifecycle_stage = 'at_risk')
@@ -126,10 +126,10 @@ price_sensitive__matched as (
     select
         c.customer_id,
         cast({{ as_of_date() }} as timestamp) as tagged_at,
-        cast(c.coupon_order_count as varchar) as reason_0,
-        cast(c.order_count as varchar) as reason_2
+        cast(c.coupon_order_count as {{ dbt.type_string() }}) as reason_0,
+        cast(c.order_count as {{ dbt.type_string() }}) as reason_2
     from {{ ref('dim_customers') }} as c
-    where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count >= {{ var('tag_price_sensitive_min_orders') }}) and coalesce((select cast(sum(case when coalesce(o2.used_coupon = true, false) then 1 else 0 end) as double precision) / nullif(count(*), 0) from {{ ref('int_orders_resolved') }} o2 where o2.customer_id = c.customer_id and o2.is_purchase and o2.ordered_at < {{ as_of_cutoff() }}) >= {{ var('tag_price_sensitive_coupon_share') }}, false))
+    where (exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count >= {{ var('tag_price_sensitive_min_orders') }}) and coalesce((select cast(sum(case when coalesce(o2.used_coupon = true, false) then 1 else 0 end) as {{ type_double() }}) / nullif(count(*), 0) from {{ ref('int_orders_resolved') }} o2 where o2.customer_id = c.customer_id and o2.is_purchase and o2.ordered_at < {{ as_of_cutoff() }}) >= {{ var('tag_price_sensitive_coupon_share') }}, false))
     -- noqa: enable=all
 ),
 
@@ -159,7 +159,7 @@ cart_abandoner as (
         customer_id,
         'cart_abandoner' as tag,
         tagged_at,
-        'cart activity on ' || cast(cast(tagged_at as date) as varchar) || ' and no order since' as reason
+        'cart activity on ' || cast(cast(tagged_at as date) as {{ dbt.type_string() }}) || ' and no order since' as reason
     from cart_abandoner__matched
 ),
 
@@ -170,7 +170,7 @@ one_time_buyer__matched as (
     select
         c.customer_id,
         coalesce(c.first_order_at, cast({{ as_of_date() }} as timestamp)) as tagged_at,
-        cast(cast(c.first_order_at as date) as varchar) as reason_1
+        cast(cast(c.first_order_at as date) as {{ dbt.type_string() }}) as reason_1
     from {{ ref('dim_customers') }} as c
     where exists (select 1 from {{ ref('dim_customers') }} r1 where r1.customer_id = c.customer_id and r1.order_count = 1)
     -- noqa: enable=all

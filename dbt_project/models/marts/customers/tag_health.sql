@@ -34,7 +34,7 @@ select
     coalesce(counts.customers_tagged, 0) as customers_tagged,
     case
         when population.customers > 0
-            then round(1.0 * coalesce(counts.customers_tagged, 0) / population.customers, 4)
+            then {{ round_to(share('coalesce(counts.customers_tagged, 0)', 'population.customers'), 4) }}
         else 0
     end
         as coverage_share,

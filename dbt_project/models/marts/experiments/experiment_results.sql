@@ -141,7 +141,7 @@ arms as (
         count(*) as reach,
         sum(converted) as converters,
         sum(revenue) as revenue,
-        cast(sum(converted) as double precision) / count(*) as conversion_rate,
+        cast(sum(converted) as {{ type_double() }}) / count(*) as conversion_rate,
         {%- for event in guardrails %}
             sum({{ event }}) as {{ event }}
             {%- if not loop.last %},{% endif %}
@@ -158,7 +158,7 @@ compared as (
         holdout.reach as baseline_reach,
         holdout.converters as baseline_converters,
         holdout.conversion_rate as baseline_rate,
-        cast(arms.converters + holdout.converters as double precision)
+        cast(arms.converters + holdout.converters as {{ type_double() }})
         / (arms.reach + holdout.reach) as pooled_rate
     from arms
     left join arms as holdout
@@ -219,12 +219,12 @@ variant_pairs as (
         other.arm as other_arm,
         candidate.conversion_rate - other.conversion_rate as difference,
         1.0 / candidate.reach + 1.0 / other.reach as inverse_reach_sum,
-        cast(candidate.converters + other.converters as double precision)
+        cast(candidate.converters + other.converters as {{ type_double() }})
         / (candidate.reach + other.reach) as pooled_rate,
         {%- for event in guardrails %}
-            cast(candidate.{{ event }} as double precision) / candidate.reach
-            - cast(other.{{ event }} as double precision) / other.reach as {{ event }}_difference,
-            cast(candidate.{{ event }} + other.{{ event }} as double precision)
+            cast(candidate.{{ event }} as {{ type_double() }}) / candidate.reach
+            - cast(other.{{ event }} as {{ type_double() }}) / other.reach as {{ event }}_difference,
+            cast(candidate.{{ event }} + other.{{ event }} as {{ type_double() }})
             / (candidate.reach + other.reach) as {{ event }}_pooled_rate
             {%- if not loop.last %},{% endif %}
         {%- endfor %}
@@ -528,7 +528,7 @@ final as (
         {%- for event, rate in [('unsubscribed', 'unsubscribe_rate'), ('complained', 'complaint_rate'), ('bounced', 'bounce_rate')] %}
             case
                 when tested.arm_type <> 'holdout'
-                    then cast(cast(tested.{{ event }} as double precision) / tested.reach as decimal(18, 6))
+                    then cast(cast(tested.{{ event }} as {{ type_double() }}) / tested.reach as decimal(18, 6))
             end as {{ rate }},
         {%- endfor %}
         guardrail_checks.guardrail_breached,

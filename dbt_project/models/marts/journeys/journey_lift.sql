@@ -30,15 +30,15 @@ rates as (
     select
         *,
         case
-            when treated_entries > 0 then cast(treated_converters as double precision) / treated_entries
+            when treated_entries > 0 then cast(treated_converters as {{ type_double() }}) / treated_entries
         end as treated_rate,
         case
-            when holdout_entries > 0 then cast(holdout_converters as double precision) / holdout_entries
+            when holdout_entries > 0 then cast(holdout_converters as {{ type_double() }}) / holdout_entries
         end as holdout_rate,
         case
             when treated_entries > 0 and holdout_entries > 0
                 then
-                    cast(treated_converters + holdout_converters as double precision)
+                    cast(treated_converters + holdout_converters as {{ type_double() }})
                     / (treated_entries + holdout_entries)
         end as pooled_rate
     from counts

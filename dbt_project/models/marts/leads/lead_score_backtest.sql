@@ -53,7 +53,7 @@ propensity as (
 ),
 
 scored as (
-    select 'lead_score' as scorer, customer_id, bought, cast(total_score as double precision) as score
+    select 'lead_score' as scorer, customer_id, bought, cast(total_score as {{ type_double() }}) as score
     from labelled
     union all
     select
@@ -64,7 +64,7 @@ scored as (
             {{ dbt.datediff(
                 'coalesce(cast(last_seen.last_event_at as date), cast(customers.signed_up_at as date), labelled.cutoff_on)',
                 'labelled.cutoff_on', 'day') }}
-            as double precision
+            as {{ type_double() }}
         ) as score
     from labelled
     inner join {{ ref('dim_customers') }} as customers on labelled.customer_id = customers.customer_id
@@ -121,7 +121,7 @@ select
     {{ horizon }} as horizon_days,
     coalesce(totals.leads, 0) as leads,
     coalesce(totals.buyers, 0) as buyers,
-    cast(round(cast(totals.exact_auc as numeric(18, 6)), 4) as double precision) as roc_auc,
+    cast(round(cast(totals.exact_auc as numeric(18, 6)), 4) as {{ type_double() }}) as roc_auc,
     case
         when totals.leads is null and scorers.scorer = 'purchase_propensity'
             then 'no propensity scores as of the cutoff yet (they accumulate with daily runs)'

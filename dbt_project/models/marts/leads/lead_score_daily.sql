@@ -49,9 +49,9 @@ rounded as (
     select
         customer_id,
         score_on,
-        cast(round(cast(fit_score as numeric(18, 6)), 2) as double precision) as fit_score,
-        cast(round(cast(engagement_score as numeric(18, 6)), 2) as double precision) as engagement_score,
-        cast(round(cast(fit_score + engagement_score as numeric(18, 6)), 2) as double precision) as total_score
+        cast(round(cast(fit_score as numeric(18, 6)), 2) as {{ type_double() }}) as fit_score,
+        cast(round(cast(engagement_score as numeric(18, 6)), 2) as {{ type_double() }}) as engagement_score,
+        cast(round(cast(fit_score + engagement_score as numeric(18, 6)), 2) as {{ type_double() }}) as total_score
     from scores
 ),
 

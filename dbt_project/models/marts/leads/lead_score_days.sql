@@ -59,7 +59,7 @@ bounds as (
 
 recent_days as (
     select cast({{ dbt.dateadd('day', '-offsets.i', as_of_date()) }} as date) as score_on
-    from generate_series(0, {{ history_days - 1 }}) as offsets (i)
+    from ({{ integer_series(0, history_days - 1, 'i') }}) as offsets
 ),
 
 daily as (

@@ -29,14 +29,14 @@ worded as (
             when kind = 'fit' then ''
             when age_days = 0 then ' today'
             when age_days = 1 then ' yesterday'
-            else ' ' || cast(age_days as varchar) || ' days ago'
+            else ' ' || cast(age_days as {{ dbt.type_string() }}) || ' days ago'
         end
         || ' ('
         || case when points >= 0 then '+' else '' end
-        || cast(cast(round(points) as integer) as varchar)
+        || cast(cast({{ round_to('points') }} as integer) as {{ dbt.type_string() }})
         || case
             when kind = 'fit' then ''
-            else ' of ' || cast(cast(round(full_points) as integer) as varchar)
+            else ' of ' || cast(cast({{ round_to('full_points') }} as integer) as {{ dbt.type_string() }})
         end
         || ')' as reason_text,
         row_number() over (

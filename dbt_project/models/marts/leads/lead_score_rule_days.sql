@@ -108,7 +108,7 @@ valued as (
         rules.points as full_points,
         case
             when rules.kind = 'fit' then rules.points
-            else rules.points * power(0.5, cast(holding.age_days as double precision) / rules.half_life_days)
+            else rules.points * power(0.5, cast(holding.age_days as {{ type_double() }}) / rules.half_life_days)
         end as exact_points,
         holding.latest_on,
         holding.age_days,
@@ -125,7 +125,7 @@ select
     rule_group,
     kind,
     full_points,
-    cast(round(cast(exact_points as numeric(18, 6)), 2) as double precision) as points,
+    cast(round(cast(exact_points as numeric(18, 6)), 2) as {{ type_double() }}) as points,
     latest_on,
     age_days,
     reason

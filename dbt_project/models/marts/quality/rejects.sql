@@ -154,6 +154,6 @@ select
     value,
     reason,
     action,
-    source_file || case when source_row is not null then ' row ' || cast(source_row as varchar) else '' end
+    source_file || case when source_row is not null then ' row ' || cast(source_row as {{ dbt.type_string() }}) else '' end
     || ': ' || reason as message
 from unioned

@@ -17,8 +17,8 @@ select
     customers.first_name,
     customers.last_name,
     customers.country,
-    round(ranked.purchase_propensity, 4) as purchase_propensity,
-    round(ranked.predicted_clv, 2) as predicted_clv
+    {{ round_to('ranked.purchase_propensity', 4) }} as purchase_propensity,
+    {{ round_to('ranked.predicted_clv', 2) }} as predicted_clv
 from ranked
 inner join {{ ref('dim_customers') }} as customers on ranked.customer_id = customers.customer_id
 where ranked.propensity_rank_share < 0.1

@@ -4,7 +4,7 @@
     since the last build, every row sharing an order_id with them (which version wins may have
     moved) and rows now erased; the landing rows the table then lacks are parsed and ranked again. -#}
 {{ config(
-    materialized="incremental",
+    materialized=incremental_materialization(),
     incremental_strategy="append",
     pre_hook=[
         "{{ incremental_state_create() }}",
@@ -90,7 +90,7 @@ deduplicated as (
         end as _version_rank,
         case
             when not _invalid then
-                first_value(_file || ' row ' || cast(_row as varchar))
+                first_value(_file || ' row ' || cast(_row as {{ dbt.type_string() }}))
                     over (partition by _invalid, order_id order by _file desc, _row desc)
         end as _winner
     from flagged

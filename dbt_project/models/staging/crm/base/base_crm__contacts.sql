@@ -80,7 +80,7 @@ ranked as (
         end as _version_rank,
         case
             when issue__customer_id is null
-                then first_value(_file || ' row ' || cast(_row as varchar))
+                then first_value(_file || ' row ' || cast(_row as {{ dbt.type_string() }}))
                     over (partition by customer_id order by _file desc, _row desc)
         end as _winner
     from checked

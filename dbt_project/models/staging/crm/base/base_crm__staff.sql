@@ -37,7 +37,7 @@ classified as (
     select
         parsed.*,
         case
-            when {{ regexp_like('parsed.handle_raw', '^https?://[^[:space:]/]+[^[:space:]]*$') }} then 'webhook'
+            when {{ regexp_like('parsed.handle_raw', '^https?://[^\\s/]+[^\\s]*$') }} then 'webhook'
             when {{ is_valid_email('lower(parsed.handle_raw)') }} then 'email'
         end as handle_kind,
         case
@@ -85,7 +85,7 @@ ranked as (
         end as _version_rank,
         case
             when issue__staff_id is null
-                then first_value(_file || ' row ' || cast(_row as varchar))
+                then first_value(_file || ' row ' || cast(_row as {{ dbt.type_string() }}))
                     over (partition by staff_id order by _file desc, _row desc)
         end as _winner
     from checked

@@ -3,7 +3,7 @@
     appended files among them) and rows now erased, and the landing rows the table then lacks are
     parsed again. -#}
 {{ config(
-    materialized="incremental",
+    materialized=incremental_materialization(),
     incremental_strategy="append",
     pre_hook=[
         "{{ incremental_state_create() }}",

@@ -2,7 +2,7 @@
     since the last build, every row sharing an event_id with them (which duplicate is first may have
     moved) and rows now erased; the landing rows the table then lacks are parsed and ranked again. -#}
 {{ config(
-    materialized="incremental",
+    materialized=incremental_materialization(),
     incremental_strategy="append",
     pre_hook=[
         "{{ incremental_state_create() }}",
@@ -70,7 +70,7 @@ ranked as (
 select
     _file,
     _row,
-    coalesce(event_id, 'row:' || _file || ':' || cast(_row as varchar)) as event_id,
+    coalesce(event_id, 'row:' || _file || ':' || cast(_row as {{ dbt.type_string() }})) as event_id,
     event_type,
     occurred_at,
     anonymous_id,
