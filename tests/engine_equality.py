@@ -42,9 +42,10 @@ def normalise(value: object) -> str:
         number = float(value)
         if math.isnan(number) or math.isinf(number):
             return str(number)
+        number = round(number, PLACES)  # first: 3284.9999999999995 (a parallel sum) is 3285
         if number == int(number) and abs(number) < 1e15:
             return str(int(number))
-        return f"{round(number, PLACES):.{PLACES}f}".rstrip("0")
+        return f"{number:.{PLACES}f}".rstrip("0")
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)

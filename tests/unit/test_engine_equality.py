@@ -9,6 +9,8 @@ from tests.engine_equality import compare, digest, normalise
 def test_the_same_number_in_another_type_is_equal():
     assert normalise(3) == normalise(3.0) == normalise(decimal.Decimal("3.00"))
     assert normalise(0.1 + 0.2) == normalise(decimal.Decimal("0.3"))
+    # a parallel float sum that lands just below a whole number equals it
+    assert normalise(3284.9999999999995) == normalise(3285.0) == normalise(decimal.Decimal("3285"))
     assert normalise(1.5) != normalise(1.6)
     assert normalise(True) != normalise(1)
     assert normalise(None) != normalise("None")
