@@ -353,10 +353,11 @@ def _tabular_source(path: Path, fmt: str) -> tuple[str, str]:
 
 def _probe_tabular(
     con: duckdb.DuckDBPyConnection, entity: Entity, path: Path, fmt: str
-) -> tuple[str, str, str] | str:
-    """(the INSERT's select list, its source, its row expression) of a readable CSV or Parquet file
-    with the required columns, or why it cannot be loaded. Reads the header only, outside the
-    write's transaction (a failed statement would abort it)."""
+) -> tuple[str, str, str, str | None] | str:
+    """(the INSERT's select list, its source, its row expression, the source to try if the rows
+    fail to read: the serial CSV reader after the parallel one, else None) of a readable CSV or
+    Parquet file with the required columns, or why it cannot be loaded. Reads the header only,
+    outside the write's transaction (a failed statement would abort it)."""
     source, row_expr = _tabular_source(path, fmt)
     attempts = [source.format(parallel="")]
     if fmt == "csv":
@@ -371,6 +372,7 @@ def _probe_tabular(
             last_error = exc
     else:
         return f"file cannot be read as {fmt}: {_first_line(last_error)}"
+    fallback = next(iter(attempts[attempts.index(src) + 1 :]), None)
 
     by_lower = {c.strip().lower(): c for c in present}
     missing = [c for c in entity.required_columns if c not in by_lower]
@@ -383,7 +385,7 @@ def _probe_tabular(
         f"cast({quote_identifier(by_lower[c])} as varchar)" if c in by_lower else "null"
         for c in entity.column_names
     )
-    return select, src, row_expr
+    return select, src, row_expr, fallback
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, first_row: int) -> str | None:
@@ -660,7 +662,7 @@ class _Read:
 
     tabular: tuple[str, str, str] | None = None
     transcoded: Path | None = None
-    serial: str | None = None  # the CSV source for the serial reader, when `tabular` reads in parallel
+    serial: str | None = None  # the source to try if `tabular`'s rows fail to read (the serial CSV reader)
 
 
 def _read_file(
@@ -698,9 +700,8 @@ def _read_file(
             if isinstance(probed, str):
                 reason = probed
             else:
-                pending.tabular = probed
-                if fmt == "csv" and "parallel=false" not in probed[1]:
-                    pending.serial = _tabular_source(source, fmt)[0].format(parallel=", parallel=false")
+                select, src, row_expr, pending.serial = probed
+                pending.tabular = select, src, row_expr
     # an append is later read from `size` on: only when the file did not grow while it was read
     # (else the next run reads it whole) and was read as UTF-8 JSON Lines
     grew = path.stat().st_size != size
